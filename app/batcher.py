@@ -1,0 +1,167 @@
+"""Dynamic batching: concurrent requests for one model version are coalesced into one onnxruntime run.
+
+One batcher per model version and process. Requests enqueue their windows and await a future. A single
+task drains the queue: it takes whatever is waiting (up to `max_batch_series` series), optionally waits
+`max_queue_delay_us` for more, and runs the batch in a worker thread so the event loop never blocks.
+While a run is in progress new requests queue up, so batches grow with load and a lone request (delay 0)
+runs at once. Windows of different lengths cannot share one tensor (padding would change an RNN's
+state), so a batch is split into one run per distinct length; results are identical to unbatched runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app import metrics
+from app.errors import Overloaded
+
+RunFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class _Pending:
+    windows: list[np.ndarray]  # one float32 array per series
+    future: asyncio.Future[tuple[list[np.ndarray], list[np.ndarray]]]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+class Batcher:
+    def __init__(
+        self,
+        run: RunFn,
+        executor: ThreadPoolExecutor,
+        model: str,
+        version: str,
+        max_batch_series: int,
+        max_queue_delay_us: int,
+        max_queue_series: int,
+    ) -> None:
+        self._run = run
+        self._executor = executor
+        self._labels = {"model": model, "version": version}
+        self.max_batch_series = max_batch_series
+        self.max_queue_delay = max_queue_delay_us / 1e6
+        self.max_queue_series = max_queue_series
+        self._queue: deque[_Pending] = deque()
+        self._queued_series = 0
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def queued_series(self) -> int:
+        return self._queued_series
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._drain(), name=f"batcher-{self._labels}")
+
+    async def close(self) -> None:
+        """Finish what is queued, then stop."""
+        self._closed = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+
+    async def submit(self, windows: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Forecasts and scales for `windows` (each float32 1-D), in order."""
+        if self._closed:
+            raise Overloaded("the model is being unloaded; retry shortly", retry_after=1.0)
+        if self._queued_series + len(windows) > self.max_queue_series and self._queued_series > 0:
+            raise Overloaded(
+                f"the queue for {self._labels['model']} holds {self._queued_series} series "
+                f"(limit {self.max_queue_series}); retry after a short wait",
+                retry_after=1.0,
+            )
+        self.start()
+        pending = _Pending(windows, asyncio.get_running_loop().create_future())
+        self._queue.append(pending)
+        self._queued_series += len(windows)
+        self._wakeup.set()
+        return await pending.future
+
+    async def _drain(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closed:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if self.max_queue_delay and self._queued_series < self.max_batch_series:
+                deadline = self._queue[0].enqueued + self.max_queue_delay
+                while self._queued_series < self.max_batch_series and (wait := deadline - time.perf_counter()) > 0:
+                    self._wakeup.clear()
+                    try:
+                        await asyncio.wait_for(self._wakeup.wait(), wait)
+                    except TimeoutError:
+                        break
+            batch = self._take()
+            await self._run_batch(batch)
+
+    def _take(self) -> list[_Pending]:
+        """Whole requests up to max_batch_series series (a bigger single request goes alone)."""
+        batch: list[_Pending] = []
+        size = 0
+        while self._queue:
+            n = len(self._queue[0].windows)
+            if batch and size + n > self.max_batch_series:
+                break
+            item = self._queue.popleft()
+            if item.future.cancelled():  # the client went away (timeout): do not compute for nobody
+                self._queued_series -= n
+                continue
+            batch.append(item)
+            size += n
+        self._queued_series -= size
+        return batch
+
+    async def _run_batch(self, batch: list[_Pending]) -> None:
+        if not batch:
+            return
+        started = time.perf_counter()
+        for item in batch:
+            metrics.QUEUE_WAIT.labels(**self._labels).observe(started - item.enqueued)
+        windows = [w for item in batch for w in item.windows]
+        try:
+            loop = asyncio.get_running_loop()
+            forecasts, scales = await loop.run_in_executor(self._executor, self._run_grouped, windows)
+        except Exception as exc:  # hand the failure to every waiting request; the loop keeps going
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            return
+        offset = 0
+        for item in batch:
+            n = len(item.windows)
+            if not item.future.done():
+                item.future.set_result((forecasts[offset : offset + n], scales[offset : offset + n]))
+            offset += n
+        metrics.SERIES_FORECAST.labels(**self._labels).inc(len(windows))
+
+    def _run_grouped(self, windows: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """One run per distinct window length, in chunks of max_batch_series; results in input order."""
+        forecasts: list[np.ndarray] = [np.empty(0, np.float32)] * len(windows)
+        scales: list[np.ndarray] = [np.empty(0, np.float32)] * len(windows)
+        by_length: dict[int, list[int]] = {}
+        for i, w in enumerate(windows):
+            by_length.setdefault(len(w), []).append(i)
+        for indices in by_length.values():
+            for start in range(0, len(indices), self.max_batch_series):
+                chunk = indices[start : start + self.max_batch_series]
+                x = np.stack([windows[i] for i in chunk])
+                t0 = time.perf_counter()
+                f, s = self._run(x)
+                metrics.INFERENCE_DURATION.labels(**self._labels).observe(time.perf_counter() - t0)
+                metrics.BATCH_SIZE.labels(**self._labels).observe(len(chunk))
+                for row, i in enumerate(chunk):
+                    forecasts[i] = f[row]
+                    scales[i] = s[row]
+        return forecasts, scales

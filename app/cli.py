@@ -1,0 +1,93 @@
+"""`gatecast` command line: train, evaluate, export (need the `train` extra) and serve (does not).
+
+The training commands import `training` lazily, so `gatecast serve` works in an image without torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import sys
+from pathlib import Path
+
+
+def _need_training() -> None:
+    if importlib.util.find_spec("torch") is None:
+        sys.exit("gatecast: this command needs the training extra: pip install 'gatecast[train]'")
+
+
+def _configs(paths: list[str]) -> list[object]:
+    from training.config import RunConfig
+
+    return [RunConfig.load(p) for p in paths]
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    _need_training()
+    from training.pipeline import run_train
+
+    for config in _configs(args.config):
+        run_train(config, Path(args.root), progress=not args.quiet)  # type: ignore[arg-type]
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    _need_training()
+    from training.pipeline import run_evaluate
+
+    for config in _configs(args.config):
+        run_evaluate(config, Path(args.root))  # type: ignore[arg-type]
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    _need_training()
+    from training.pipeline import run_export
+
+    for config in _configs(args.config):
+        run_export(config, Path(args.root))  # type: ignore[arg-type]
+
+
+def cmd_pipeline(args: argparse.Namespace) -> None:
+    _need_training()
+    from training.pipeline import run_all
+
+    for config in _configs(args.config):
+        run_all(config, Path(args.root), progress=not args.quiet)  # type: ignore[arg-type]
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from app.server import serve
+
+    serve(host=args.host, port=args.port, workers=args.workers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gatecast", description="LSTM/GRU forecasters: train, export, serve.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func, text in (
+        ("train", cmd_train, "train a model from a TOML config (best checkpoint under runs/<name>/)"),
+        ("evaluate", cmd_evaluate, "evaluate the checkpoint on the test split; write reports/<name>/"),
+        ("export", cmd_export, "export to models/<name>/<version>/model.onnx and validate in onnxruntime"),
+        ("pipeline", cmd_pipeline, "train, evaluate and export in one go"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("config", nargs="+", help="TOML file(s), e.g. training/configs/etth1-lstm.toml")
+        p.add_argument("--root", default=".", help="project folder holding runs/, reports/ and models/")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.set_defaults(func=func)
+    serve = sub.add_parser("serve", help="serve every model in the model repository over HTTP")
+    serve.add_argument("--host", default=None, help="default: GATECAST_HOST or 127.0.0.1")
+    serve.add_argument("--port", type=int, default=None, help="default: GATECAST_PORT or 8000")
+    serve.add_argument("--workers", type=int, default=None, help="default: GATECAST_WORKERS or 1")
+    serve.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""The artifact contract: what a gatecast ONNX file must declare, written by training, read by serving.
+
+The ONNX file is the only thing the two halves share. This module has no dependency beyond the standard
+library so that `training/` can import it without pulling in the server, and the server without torch.
+
+Graph:   input  `values`   float32 [batch, time]     raw values, oldest first
+         output `forecast` float32 [batch, horizon]  forecasts in the units of the input
+         output `scale`    float32 [batch]           the window's scale, used to size conformal intervals
+Metadata (ONNX `metadata_props`, all strings, JSON where structured): see `ModelCard`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = "1"
+INPUT_NAME = "values"
+OUTPUT_FORECAST = "forecast"
+OUTPUT_SCALE = "scale"
+PREFIX = "gatecast."
+
+# Keys stored as JSON rather than plain strings.
+_JSON_KEYS = ("input_window", "conformal", "metrics", "versions", "dataset")
+_INT_KEYS = ("horizon", "seed", "season")
+
+
+class ContractError(ValueError):
+    """The metadata of a model file does not follow the gatecast contract; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Conformal:
+    """Split-conformal quantiles of |y - forecast| / scale, per horizon step, on a grid of coverage levels.
+
+    `levels` are fractions in (0, 1), ascending; `quantiles[i][h]` is the score quantile for `levels[i]` at
+    step h. The half-width of a level-`a` interval at step h is `quantile(a)[h] * scale`.
+    """
+
+    levels: list[float]
+    quantiles: list[list[float]]
+    calibration_windows: int
+
+    def half_width_factors(self, level: float) -> list[float]:
+        """Score quantile per step for a coverage `level` in (0, 1), linear between grid levels.
+
+        Outside the grid the nearest grid level is used: asking 99.9% of a table that ends at 99.5% gets
+        the 99.5% width, which the metadata (and /models) make visible.
+        """
+        levels = self.levels
+        if level <= levels[0]:
+            return list(self.quantiles[0])
+        if level >= levels[-1]:
+            return list(self.quantiles[-1])
+        hi = bisect.bisect_left(levels, level)
+        lo = hi - 1
+        t = (level - levels[lo]) / (levels[hi] - levels[lo])
+        return [a + t * (b - a) for a, b in zip(self.quantiles[lo], self.quantiles[hi], strict=True)]
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything the server knows about a model, read from the file's metadata."""
+
+    name: str
+    version: str
+    cell: str
+    input_window: dict[str, int]  # {"min": shortest accepted, "trained": length seen in training}
+    horizon: int
+    freq: str  # pandas offset alias, e.g. "h", "D", "15min"
+    season: int
+    target: str
+    dataset: dict[str, Any]
+    conformal: Conformal
+    metrics: dict[str, Any]
+    trained_at: str
+    seed: int
+    versions: dict[str, str]
+    sha256: str
+    schema: str = SCHEMA_VERSION
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def min_window(self) -> int:
+        return int(self.input_window["min"])
+
+    @property
+    def trained_window(self) -> int:
+        return int(self.input_window["trained"])
+
+    def to_props(self) -> dict[str, str]:
+        """Serialise to ONNX metadata_props (str -> str)."""
+        data = asdict(self)
+        extra = data.pop("extra")
+        props: dict[str, str] = {}
+        for key, value in data.items():
+            if key == "conformal" or key in _JSON_KEYS:
+                props[PREFIX + key] = json.dumps(value, separators=(",", ":"))
+            else:
+                props[PREFIX + key] = str(value)
+        props.update(extra)
+        return props
+
+    @classmethod
+    def from_props(cls, props: dict[str, str]) -> ModelCard:
+        """Parse metadata_props; raise ContractError naming the first missing or malformed key."""
+        schema = props.get(PREFIX + "schema")
+        if schema is None:
+            raise ContractError("metadata key 'gatecast.schema' is missing: not a gatecast model file")
+        if schema != SCHEMA_VERSION:
+            raise ContractError(f"gatecast.schema is {schema!r}; this server reads schema {SCHEMA_VERSION!r}")
+        values: dict[str, Any] = {}
+        for name in cls.__dataclass_fields__:
+            if name == "extra":
+                continue
+            key = PREFIX + name
+            if key not in props:
+                raise ContractError(f"metadata key {key!r} is missing")
+            raw = props[key]
+            try:
+                if name == "conformal":
+                    values[name] = Conformal(**json.loads(raw))
+                elif name in _JSON_KEYS:
+                    values[name] = json.loads(raw)
+                elif name in _INT_KEYS:
+                    values[name] = int(raw)
+                else:
+                    values[name] = raw
+            except (ValueError, TypeError) as exc:
+                raise ContractError(f"metadata key {key!r} is malformed: {exc}") from exc
+        values["extra"] = {k: v for k, v in props.items() if not k.startswith(PREFIX)}
+        card = cls(**values)
+        card.check()
+        return card
+
+    def check(self) -> None:
+        """Raise ContractError when the card is internally inconsistent."""
+        if self.cell not in ("lstm", "gru", "rnn"):
+            raise ContractError(f"gatecast.cell is {self.cell!r}; expected lstm, gru or rnn")
+        if self.horizon < 1:
+            raise ContractError(f"gatecast.horizon is {self.horizon}; expected >= 1")
+        if not 1 <= self.min_window <= self.trained_window:
+            raise ContractError(f"gatecast.input_window {self.input_window} needs 1 <= min <= trained")
+        levels = self.conformal.levels
+        if not levels or sorted(levels) != levels or not all(0 < a < 1 for a in levels):
+            raise ContractError("gatecast.conformal.levels must be ascending fractions in (0, 1)")
+        if len(self.conformal.quantiles) != len(levels):
+            raise ContractError("gatecast.conformal.quantiles needs one row per level")
+        for row in self.conformal.quantiles:
+            if len(row) != self.horizon or not all(math.isfinite(q) and q >= 0 for q in row):
+                raise ContractError("gatecast.conformal.quantiles rows need `horizon` finite values >= 0")

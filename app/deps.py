@@ -1,0 +1,24 @@
+"""Dependencies as Annotated aliases: the model repository and the settings, from app.state."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.registry import ModelRepository
+from app.settings import Settings
+
+
+def get_repository(request: Request) -> ModelRepository:
+    repository: ModelRepository = request.app.state.repository
+    return repository
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+RepositoryDep = Annotated[ModelRepository, Depends(get_repository)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -1,0 +1,85 @@
+"""The user-facing long format `unique_id, ds, y` (NeuralForecast / TimeGPT), read into checked series.
+
+Shared by the server (CSV bodies) and training (user data files). pandas only, no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from app.errors import LongFormatError
+
+REQUIRED_COLUMNS = ("unique_id", "ds", "y")
+
+
+@dataclass(frozen=True)
+class LongSeries:
+    id: str
+    timestamps: pd.DatetimeIndex
+    values: np.ndarray  # float64, oldest first
+    freq: str | None  # pandas alias inferred from the timestamps; None for a series too short to tell
+
+
+def split_long_frame(frame: pd.DataFrame, freq: str | None = None, allow_gaps: bool = False) -> list[LongSeries]:
+    """Check a long-format frame and split it into series, in order of first appearance.
+
+    Raises LongFormatError for missing columns, unparseable or unsorted timestamps, duplicate timestamps
+    within a series, non-numeric or non-finite values, and (unless `allow_gaps`) missing timestamps.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise LongFormatError(
+            f"columns {missing} are missing; the long format needs columns unique_id, ds, y "
+            f"(got {list(frame.columns)})"
+        )
+    if frame.empty:
+        raise LongFormatError("the table has no rows; send at least one series")
+    ids = frame["unique_id"].astype(str)
+    try:
+        ds = pd.to_datetime(frame["ds"], utc=False)
+    except (ValueError, TypeError) as exc:
+        raise LongFormatError(f"column ds: timestamps could not be parsed ({exc})") from exc
+    y = pd.to_numeric(frame["y"], errors="coerce")
+    bad = y.isna() | ~np.isfinite(y.to_numpy(dtype=float, na_value=np.nan))
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise LongFormatError(
+            f"column y: row {row} (unique_id {ids.iloc[row]!r}) holds {frame['y'].iloc[row]!r}; "
+            "every y must be a finite number"
+        )
+    out: list[LongSeries] = []
+    for uid, index in ids.groupby(ids, sort=False).groups.items():
+        stamps = pd.DatetimeIndex(ds.loc[index])
+        if stamps.has_duplicates:
+            dup = stamps[stamps.duplicated()][0]
+            raise LongFormatError(f"unique_id {uid!r}: timestamp {dup} appears more than once")
+        if not stamps.is_monotonic_increasing:
+            raise LongFormatError(f"unique_id {uid!r}: timestamps in ds must be sorted ascending")
+        series_freq = freq or (pd.infer_freq(stamps) if len(stamps) >= 3 else None)
+        if not allow_gaps and len(stamps) >= 3:
+            step_freq = series_freq or _most_common_step(stamps)
+            expected = pd.date_range(stamps[0], stamps[-1], freq=step_freq)
+            if len(expected) != len(stamps):
+                missing_at = expected.difference(stamps)
+                first = missing_at[0] if len(missing_at) else "irregular spacing"
+                raise LongFormatError(
+                    f"unique_id {uid!r}: timestamps have gaps at frequency {step_freq!r} "
+                    f"(first missing: {first}); fill or drop the gaps before sending"
+                )
+        out.append(
+            LongSeries(
+                id=str(uid),
+                timestamps=stamps,
+                values=y.loc[index].to_numpy(dtype=np.float64),
+                freq=series_freq,
+            )
+        )
+    return out
+
+
+def _most_common_step(stamps: pd.DatetimeIndex) -> pd.Timedelta:
+    steps = pd.Series(stamps[1:] - stamps[:-1])
+    return pd.Timedelta(steps.mode().iloc[0])

@@ -1,0 +1,132 @@
+"""onnxruntime sessions: provider choice, thread counts, and which nodes fell back from CUDA to CPU."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+
+from app.contract import INPUT_NAME, OUTPUT_FORECAST, OUTPUT_SCALE, ContractError, ModelCard
+from app.errors import ModelLoadError
+
+log = logging.getLogger("gatecast.runtime")
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+def choose_providers(setting: str, available: list[str] | None = None) -> list[str]:
+    """`auto`: CUDA when onnxruntime-gpu sees a GPU, else CPU; `cpu`; `cuda` (an error when not present)."""
+    available = available if available is not None else ort.get_available_providers()
+    if setting == "cpu":
+        return [CPU]
+    if setting == "cuda":
+        if CUDA not in available:
+            raise ModelLoadError(
+                "provider 'cuda' was asked for but onnxruntime has no CUDAExecutionProvider "
+                f"(available: {available}); install onnxruntime-gpu on a CUDA machine or set GATECAST_PROVIDER=auto"
+            )
+        return [CUDA, CPU]
+    return [CUDA, CPU] if CUDA in available else [CPU]
+
+
+@dataclass
+class Runtime:
+    """One onnxruntime session for one model file, with what it declares."""
+
+    session: ort.InferenceSession
+    card: ModelCard
+    provider: str  # the provider actually in use (first of session.get_providers())
+    cpu_fallback_nodes: list[str]
+
+    def run(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, T) float32 -> forecast (B, H), scale (B,)."""
+        forecast, scale = self.session.run([OUTPUT_FORECAST, OUTPUT_SCALE], {INPUT_NAME: values})
+        return forecast, scale
+
+
+def open_session(model_bytes: bytes, providers: list[str], threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Threads spin-wait by default, which burns the cores other workers need.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model_bytes, sess_options=options, providers=providers)
+
+
+def check_signature(session: ort.InferenceSession) -> None:
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = {o.name for o in session.get_outputs()}
+    if INPUT_NAME not in inputs or len(inputs) != 1:
+        raise ModelLoadError(f"the graph must take one input {INPUT_NAME!r} (has {sorted(inputs)})")
+    if inputs[INPUT_NAME].type != "tensor(float)" or len(inputs[INPUT_NAME].shape) != 2:
+        raise ModelLoadError(f"input {INPUT_NAME!r} must be a float32 [batch, time] tensor")
+    missing = {OUTPUT_FORECAST, OUTPUT_SCALE} - outputs
+    if missing:
+        raise ModelLoadError(f"the graph lacks output(s) {sorted(missing)}")
+
+
+def load_runtime(model_bytes: bytes, providers: list[str], threads: int) -> Runtime:
+    """Open, check the signature and metadata, and warm up with one run. Raises ModelLoadError."""
+    try:
+        session = open_session(model_bytes, providers, threads)
+    except Exception as exc:  # onnxruntime raises its own (unexported) types for corrupt files
+        raise ModelLoadError(f"onnxruntime could not load the file: {exc}") from exc
+    check_signature(session)
+    try:
+        card = ModelCard.from_props(dict(session.get_modelmeta().custom_metadata_map))
+    except ContractError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    provider = session.get_providers()[0]
+    fallback = cpu_fallback_nodes(model_bytes, providers, threads, card) if provider == CUDA else []
+    runtime = Runtime(session, card, provider, fallback)
+    warm = np.sin(np.arange(card.trained_window, dtype=np.float32))[None, :]
+    try:
+        forecast, scale = runtime.run(warm)
+    except Exception as exc:
+        raise ModelLoadError(f"the warm-up run failed: {exc}") from exc
+    if forecast.shape != (1, card.horizon) or scale.shape != (1,):
+        raise ModelLoadError(
+            f"the warm-up run gave forecast {forecast.shape} and scale {scale.shape}; "
+            f"metadata says horizon {card.horizon}"
+        )
+    return runtime
+
+
+def cpu_fallback_nodes(model_bytes: bytes, providers: list[str], threads: int, card: ModelCard) -> list[str]:
+    """Nodes that ran on the CPU provider although CUDA was asked for, read from one profiled run."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.enable_profiling = True
+    options.profile_file_prefix = os.path.join(tempfile.gettempdir(), "gatecast-placement")
+    session = ort.InferenceSession(model_bytes, sess_options=options, providers=providers)
+    session.run(None, {INPUT_NAME: np.zeros((1, card.trained_window), dtype=np.float32)})
+    path = session.end_profiling()
+    try:
+        return nodes_by_provider(path).get(CPU, [])
+    finally:
+        os.unlink(path)
+
+
+def nodes_by_provider(profile_path: str) -> dict[str, list[str]]:
+    """From an onnxruntime profile: provider -> names of the nodes it ran (op type in brackets)."""
+    with open(profile_path) as fh:
+        events = json.load(fh)
+    placed: dict[str, set[str]] = {}
+    for event in events:
+        args = event.get("args", {})
+        if event.get("cat") == "Node" and "provider" in args:
+            name = event["name"].removesuffix("_kernel_time").removesuffix("_fence_before").removesuffix("_fence_after")
+            placed.setdefault(args["provider"], set()).add(f"{name} [{args.get('op_name', '?')}]")
+    return {provider: sorted(nodes) for provider, nodes in placed.items()}
+
+
+def provider_summary(nodes: dict[str, list[str]]) -> dict[str, int]:
+    return dict(Counter({p: len(n) for p, n in nodes.items()}))

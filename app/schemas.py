@@ -1,0 +1,104 @@
+"""Request and response bodies of the JSON API, with examples that work when pasted into /docs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, Strict
+
+# Strict: "1.5" (a string) is refused instead of converted; allow_inf_nan=False refuses NaN and Infinity.
+FiniteFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+FLOAT32_MAX = 3.4028234663852886e38
+
+EXAMPLE_VALUES = [round(30.5 + 2.0 * ((i % 24) / 24), 3) for i in range(168)]
+
+
+class SeriesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(..., min_length=1, max_length=256, description="your identifier, echoed back")
+    values: list[FiniteFloat] = Field(..., min_length=1, description="observations, oldest first")
+    timestamps: list[datetime] | None = Field(
+        None, description="one per value, ascending; the answer then carries future timestamps"
+    )
+    start: datetime | None = Field(None, description="timestamp of the first value (with `freq`)")
+    freq: str | None = Field(
+        None, max_length=32, description="pandas offset alias (h, D, B, 15min, ...); the model's when absent"
+    )
+
+
+class ForecastRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "etth1-lstm",
+                    "horizon": 24,
+                    "level": [80, 95],
+                    "series": [{"id": "transformer-1", "values": EXAMPLE_VALUES,
+                                "start": "2018-02-13T00:00:00", "freq": "h"}],
+                }
+            ]
+        },
+    )
+
+    model: str | None = Field(None, max_length=300, description="`name` or `name@version`; the default model if absent")
+    horizon: int | None = Field(
+        None, validation_alias=AliasChoices("horizon", "h"), strict=True,
+        description="steps ahead (alias `h`); default and maximum: the model's horizon",
+    )
+    level: list[Annotated[float, Strict()]] = Field(
+        default_factory=list, max_length=20, description="interval coverage levels in percent, e.g. [80, 95]"
+    )
+    series: list[SeriesIn] = Field(..., min_length=1)
+
+
+class Interval(BaseModel):
+    lo: list[float]
+    hi: list[float]
+
+
+class SeriesForecast(BaseModel):
+    id: str
+    mean: list[float] = Field(..., description="point forecast, one value per step")
+    intervals: dict[str, Interval] = Field(default_factory=dict, description="by level, e.g. '80'")
+    timestamps: list[datetime] | None = None
+
+
+class ForecastResponse(BaseModel):
+    model: str
+    version: str
+    horizon: int
+    level: list[float]
+    forecasts: list[SeriesForecast]
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(..., description="machine-readable reason, e.g. invalid_input")
+    message: str = Field(..., description="what is wrong and how to fix it")
+
+
+class ModelVersionInfo(BaseModel):
+    version: str
+    cell: str
+    input_window: dict[str, int]
+    horizon: int
+    freq: str
+    season: int
+    target: str
+    dataset: dict[str, Any]
+    provider: str
+    cpu_fallback_nodes: list[str]
+    interval_levels: list[float] = Field(..., description="the conformal grid, in percent")
+    metrics: dict[str, Any]
+    trained_at: str
+    sha256: str
+
+
+class ModelInfo(BaseModel):
+    name: str
+    default_version: str
+    versions: list[ModelVersionInfo]

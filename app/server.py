@@ -1,0 +1,39 @@
+"""`gatecast serve`: uvicorn with N worker processes, Prometheus multiprocess mode when N > 1."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import uvicorn
+
+from app.settings import get_settings
+
+
+def serve(host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
+    settings = get_settings()
+    host = host or settings.host
+    port = port or settings.port
+    workers = workers or settings.workers
+    # Each worker splits the cores with the others (see Settings.ort_threads).
+    os.environ["GATECAST_WORKERS"] = str(workers)
+    get_settings.cache_clear()
+    made_dir = None
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        made_dir = tempfile.mkdtemp(prefix="gatecast-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = made_dir
+    try:
+        uvicorn.run(
+            "app.main:app_factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=settings.log_level,
+            timeout_graceful_shutdown=30,
+            access_log=False,
+        )
+    finally:
+        if made_dir:
+            shutil.rmtree(made_dir, ignore_errors=True)

@@ -1,0 +1,48 @@
+"""All server settings in one class, read from the environment (prefix GATECAST_). The README lists them."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATECAST_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, description="uvicorn worker processes")
+    model_repository: Path = Path("models")
+    default_model: str | None = Field(None, description="name or name@version; the first model by name if unset")
+    provider: Literal["auto", "cpu", "cuda"] = "auto"
+    intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads per session; 0: cores / workers")
+
+    # Dynamic batching, per model version and worker process.
+    max_batch_series: int = Field(256, ge=1, description="most series in one onnxruntime call")
+    max_queue_delay_us: int = Field(0, ge=0, description="wait this long for more series before a run")
+    max_queue_series: int = Field(8192, ge=1, description="series waiting beyond this answer 503")
+
+    # Request limits (413 beyond them) and time limit (503).
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_series_per_request: int = Field(10_000, ge=1)
+    max_points_per_series: int = Field(100_000, ge=1)
+    request_timeout_s: float = Field(30.0, gt=0)
+
+    model_control: bool = Field(False, description="allow POST /v2/repository/models/{name}/load|unload")
+    repository_poll_s: float = Field(0.0, ge=0, description="reload changed model files every N s; 0: off")
+    log_level: str = "info"
+
+    def ort_threads(self) -> int:
+        if self.intra_op_threads:
+            return self.intra_op_threads
+        return max(1, (os.cpu_count() or 1) // self.workers)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

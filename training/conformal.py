@@ -1,0 +1,34 @@
+"""Split-conformal prediction intervals, per horizon step, scaled by each window's scale."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from app.contract import Conformal
+
+# Levels stored in the artifact; the server interpolates between them.
+LEVEL_GRID = [round(0.01 * i, 2) for i in range(1, 100)] + [0.995]
+
+
+def calibrate(actuals: np.ndarray, forecasts: np.ndarray, scales: np.ndarray) -> Conformal:
+    """Quantiles of |y - f| / scale per step (inputs (N, H), (N, H), (N,)), with the (n+1) correction."""
+    scores = np.abs(actuals - forecasts) / scales[:, None]  # (N, H)
+    scores.sort(axis=0)
+    n = scores.shape[0]
+    rows = []
+    for level in LEVEL_GRID:
+        rank = min(math.ceil((n + 1) * level), n)  # 1-based rank of the finite-sample quantile
+        rows.append([float(v) for v in scores[rank - 1]])
+    return Conformal(levels=LEVEL_GRID, quantiles=rows, calibration_windows=n)
+
+
+def interval(forecasts: np.ndarray, scales: np.ndarray, conformal: Conformal, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds (N, H) at coverage `level` in (0, 1)."""
+    width = np.asarray(conformal.half_width_factors(level))[None, :] * scales[:, None]
+    return forecasts - width, forecasts + width
+
+
+def coverage(actuals: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
+    return float(np.mean((actuals >= lower) & (actuals <= upper)))

@@ -1,0 +1,204 @@
+"""Evaluation on the test split: the model and its baselines on the same windows, conformal intervals
+calibrated on the validation split, a markdown report and plots under reports/<model>/."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from app.contract import Conformal
+from training import baselines, conformal
+from training import metrics as M
+from training.config import RunConfig
+from training.data import Dataset, mase_scale, windows
+from training.model import Forecaster
+
+LEVELS = (0.8, 0.95)
+
+
+@dataclass
+class SplitForecasts:
+    inputs: np.ndarray  # (N, T)
+    actuals: np.ndarray  # (N, H)
+    forecasts: np.ndarray  # (N, H)
+    scales: np.ndarray  # (N,)
+    series_index: np.ndarray  # (N,) which series each window came from
+    origins: np.ndarray  # (N,) index of the first target in its series
+
+
+@torch.no_grad()
+def predict(model: Forecaster, inputs: np.ndarray, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Forecasts (N, H) and scales (N,) in float64, batched on the CPU."""
+    model = model.cpu().eval()
+    fs, ss = [], []
+    for i in range(0, len(inputs), batch_size):
+        f, s = model(torch.from_numpy(inputs[i : i + batch_size].astype(np.float32)))
+        fs.append(f.double().numpy())
+        ss.append(s.double().numpy())
+    return np.concatenate(fs), np.concatenate(ss)
+
+
+def collect(model: Forecaster, dataset: Dataset, split: str, stride: int) -> SplitForecasts:
+    window, horizon = model.config.input_window, model.config.horizon
+    parts = []
+    for i, series in enumerate(dataset.series):
+        x, y = windows(series, split, window, horizon, stride)
+        lo = max(series.split(split)[0], window)
+        parts.append((x, y, np.full(len(x), i), lo + stride * np.arange(len(x))))
+    x = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    f, s = predict(model, x)
+    return SplitForecasts(x, y, f, s, np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts]))
+
+
+def point_metrics(
+    actuals: np.ndarray, forecasts: np.ndarray, scales: np.ndarray, z_std: float
+) -> dict[str, float]:
+    """MAE, RMSE, sMAPE, MASE (per-window MAE over its series' seasonal-naive scale), and MSE/MAE in z units."""
+    per_window_mae = np.mean(np.abs(actuals - forecasts), axis=1)
+    return {
+        "mae": M.mae(actuals, forecasts),
+        "rmse": M.rmse(actuals, forecasts),
+        "smape": M.smape(actuals, forecasts),
+        "mase": float(np.mean(per_window_mae / scales)),
+        "mse_z": M.mse(actuals / z_std, forecasts / z_std),
+        "mae_z": M.mae(actuals / z_std, forecasts / z_std),
+    }
+
+
+def baseline_forecasts(config: RunConfig, dataset: Dataset, test: SplitForecasts, season: int) -> dict[str, np.ndarray]:
+    horizon = config.model.horizon
+    out = {
+        "naive": baselines.naive(test.inputs, horizon),
+        "seasonal_naive": baselines.seasonal_naive(test.inputs, horizon, season),
+    }
+    if config.evaluate.stat_model:
+        if dataset.name == "m4_hourly":  # the M4 protocol: statistical methods see the whole in-sample part
+            histories = [dataset.series[i].values[:o] for i, o in zip(test.series_index, test.origins, strict=True)]
+        else:  # the same look-back window as the network
+            histories = list(test.inputs)
+        out[config.evaluate.stat_model] = baselines.statistical(histories, horizon, season, config.evaluate.stat_model)
+    return out
+
+
+def evaluate(model: Forecaster, config: RunConfig, dataset: Dataset) -> tuple[dict[str, Any], Conformal, SplitForecasts]:
+    season = config.season or dataset.season
+    val = collect(model, dataset, "val", 1)
+    cal = conformal.calibrate(val.actuals, val.forecasts, val.scales)
+    test = collect(model, dataset, "test", config.evaluate.stride)
+
+    series_scale = np.array([mase_scale(s, season) for s in dataset.series])
+    window_scale = series_scale[test.series_index]
+    _, z_std = dataset.train_stats()
+    candidates = {"model": test.forecasts, **baseline_forecasts(config, dataset, test, season)}
+    scores = {name: point_metrics(test.actuals, f, window_scale, z_std) for name, f in candidates.items()}
+
+    result: dict[str, Any] = {
+        "split": "test",
+        "stride": config.evaluate.stride,
+        "windows": int(len(test.actuals)),
+        "season": season,
+        "scores": scores,
+        "coverage": {},
+    }
+    for level in LEVELS:
+        lo, hi = conformal.interval(test.forecasts, test.scales, cal, level)
+        result["coverage"][str(round(level * 100))] = conformal.coverage(test.actuals, lo, hi)
+    if dataset.name == "m4_hourly":
+        result["m4"] = m4_official(dataset, test, candidates, season)
+    return result, cal, test
+
+
+def m4_official(dataset: Dataset, test: SplitForecasts, candidates: dict[str, np.ndarray], season: int) -> dict[str, Any]:
+    """Official M4 sMAPE/MASE (per-series in-sample scale) and OWA against Naive2."""
+    insamples = [dataset.series[i].values[:o] for i, o in zip(test.series_index, test.origins, strict=True)]
+    horizon = test.actuals.shape[1]
+    naive2 = np.stack([M.naive2_forecast(x, horizon, season) for x in insamples])
+    reference = M.m4_scores(insamples, test.actuals, naive2, season)
+    out: dict[str, Any] = {"naive2": {**reference, "owa": 1.0}}
+    for name, forecasts in candidates.items():
+        scores = M.m4_scores(insamples, test.actuals, forecasts, season)
+        out[name] = {**scores, "owa": M.owa(scores, reference)}
+    return out
+
+
+# --- report ----------------------------------------------------------------------------------------------
+
+
+def write_report(
+    config: RunConfig, dataset: Dataset, result: dict[str, Any], test: SplitForecasts, cal: Conformal,
+    train_info: dict[str, Any], out_dir: Path,
+) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps({"evaluation": result, "training": train_info}, indent=2))
+    _plot(config, test, cal, out_dir / "forecasts.png")
+    lines = [
+        f"# {config.name}",
+        "",
+        f"{dataset.description}. Cell `{config.model.cell}`, hidden {config.model.hidden_size} x "
+        f"{config.model.num_layers} layers, input window {config.model.input_window}, horizon "
+        f"{config.model.horizon}, seed {config.seed}.",
+        f"Test split, {result['windows']} forecast origins (stride {result['stride']}); MASE scaled by the "
+        f"seasonal-naive MAE on the training split (season {result['season']}); `mse_z`/`mae_z` on the "
+        "train-fitted z-score scale.",
+        "",
+        "| method | MAE | RMSE | sMAPE | MASE | MSE (z) | MAE (z) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, s in result["scores"].items():
+        lines.append(
+            f"| {name} | {s['mae']:.4f} | {s['rmse']:.4f} | {s['smape']:.3f} | {s['mase']:.4f} | "
+            f"{s['mse_z']:.4f} | {s['mae_z']:.4f} |"
+        )
+    if "m4" in result:
+        lines += ["", "M4 official scores (per-series in-sample MASE scale, OWA against Naive2):", "",
+                  "| method | sMAPE | MASE | OWA |", "|---|---|---|---|"]
+        for name, s in result["m4"].items():
+            lines.append(f"| {name} | {s['smape']:.3f} | {s['mase']:.3f} | {s['owa']:.3f} |")
+    lines += [
+        "",
+        f"Split-conformal intervals calibrated on {cal.calibration_windows} validation windows. Empirical "
+        "coverage on the test split: "
+        + ", ".join(f"{k}% -> {v * 100:.1f}%" for k, v in result["coverage"].items()) + ".",
+        "",
+        f"Training: best epoch {train_info['best_epoch']}, {train_info['epochs_run']} epochs, "
+        f"{train_info['seconds_per_epoch']:.1f} s/epoch, {train_info['seconds']:.0f} s in all.",
+        "",
+        "![forecasts](forecasts.png)",
+        "",
+    ]
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _plot(config: RunConfig, test: SplitForecasts, cal: Conformal, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    count = max(1, min(config.evaluate.plot_windows, len(test.actuals)))
+    picks = np.linspace(0, len(test.actuals) - 1, count).astype(int)
+    fig, axes = plt.subplots(count, 1, figsize=(9, 2.4 * count), squeeze=False)
+    for ax, i in zip(axes[:, 0], picks, strict=True):
+        history = test.inputs[i][-3 * test.actuals.shape[1] :]
+        t_hist = np.arange(-len(history), 0)
+        t_fut = np.arange(test.actuals.shape[1])
+        ax.plot(t_hist, history, color="0.4", lw=1, label="history")
+        ax.plot(t_fut, test.actuals[i], color="black", lw=1.2, label="actual")
+        ax.plot(t_fut, test.forecasts[i], color="tab:blue", lw=1.2, label="forecast")
+        for level, alpha in ((0.95, 0.15), (0.8, 0.3)):
+            lo, hi = conformal.interval(test.forecasts[i : i + 1], test.scales[i : i + 1], cal, level)
+            ax.fill_between(t_fut, lo[0], hi[0], color="tab:blue", alpha=alpha, lw=0, label=f"{int(level * 100)}%")
+        ax.set_title(f"origin {int(test.origins[i])} (series {int(test.series_index[i])})", fontsize=9)
+    axes[0, 0].legend(fontsize=7, ncol=6, loc="upper left")
+    fig.suptitle(f"{config.name}: test forecasts with conformal intervals", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
