@@ -5,6 +5,7 @@ Shared by the server (CSV bodies) and training (user data files). pandas only, n
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +40,9 @@ def split_long_frame(frame: pd.DataFrame, freq: str | None = None, allow_gaps: b
         raise LongFormatError("the table has no rows; send at least one series")
     ids = frame["unique_id"].astype(str)
     try:
-        ds = pd.to_datetime(frame["ds"], utc=False)
+        with warnings.catch_warnings():  # "could not infer format": dateutil parses each value, which is fine
+            warnings.simplefilter("ignore", UserWarning)
+            ds = pd.to_datetime(frame["ds"], utc=False)
     except (ValueError, TypeError) as exc:
         raise LongFormatError(f"column ds: timestamps could not be parsed ({exc})") from exc
     y = pd.to_numeric(frame["y"], errors="coerce")

@@ -92,3 +92,19 @@ def run_all(config: RunConfig, root: Path = Path("."), progress: bool = True) ->
     run_train(config, root, progress)
     run_evaluate(config, root)
     return run_export(config, root)
+
+
+def build_artifact(config: RunConfig, dataset: data.Dataset, path: Path, progress: bool = False) -> dict[str, Any]:
+    """Train, evaluate and export in memory (no runs/ or reports/): for tests and quick experiments."""
+    result = train(config, dataset, progress=progress)
+    evaluation, cal, _ = evaluate(result.model, config, dataset)
+    card = build_card(
+        result.model, name=config.name, version=config.version, freq=config.freq or dataset.freq,
+        season=config.season or dataset.season, target=dataset.target,
+        dataset={"name": dataset.name, "series": len(dataset.series)}, cal=cal, metrics=evaluation, seed=config.seed,
+    )
+    export_onnx(result.model, path)
+    attach_metadata(path, card)
+    real, _ = split_windows(dataset, "test", config.model.input_window, 1)
+    validate(result.model, path, real)
+    return {"evaluation": evaluation, "model": result.model, "card": card}

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.synthetic import seasonal_dataset, tiny_config
+from training.data import data_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMITTED_MODELS = ROOT / "models"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    have_data = (data_dir() / "ett" / "ETTh1.csv").exists()
+    for item in items:
+        if "data" in item.keywords and not have_data:
+            item.add_marker(pytest.mark.skip(reason=f"real datasets not found in {data_dir()} (GATECAST_DATA_DIR)"))
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny GRU trained for two epochs on a synthetic series and exported: models/tiny/1/model.onnx."""
+    from training.pipeline import build_artifact
+
+    root = tmp_path_factory.mktemp("tiny-repo")
+    path = root / "tiny" / "1" / "model.onnx"
+    build_artifact(tiny_config(), seasonal_dataset(), path)
+    return path
+
+
+@pytest.fixture
+def repository(tmp_path: Path, tiny_artifact: Path) -> Path:
+    """A fresh model repository holding the tiny model (version 1)."""
+    repo = tmp_path / "models"
+    (repo / "tiny" / "1").mkdir(parents=True)
+    shutil.copy(tiny_artifact, repo / "tiny" / "1" / "model.onnx")
+    return repo

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.synthetic import seasonal_dataset, tiny_config
+from training.model import Forecaster, ForecasterConfig
+from training.train import train
+
+
+def model(cell: str = "lstm", **kw: int) -> Forecaster:
+    torch.manual_seed(0)
+    return Forecaster(ForecasterConfig(cell=cell, hidden_size=8, num_layers=1, input_window=32, min_window=8,
+                                       horizon=4, **kw)).eval()
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_cell_chosen_by_name(cell: str) -> None:
+    assert type(model(cell).rnn).__name__ == cell.upper()
+
+
+def test_unknown_cell_names_the_parameter() -> None:
+    with pytest.raises(ValueError, match="cell 'tcn' is unknown"):
+        ForecasterConfig(cell="tcn")
+
+
+def test_forecast_shapes_and_dynamic_length() -> None:
+    m = model()
+    for t in (8, 32, 100):
+        f, s = m(torch.randn(3, t))
+        assert f.shape == (3, 4) and s.shape == (3,)
+
+
+def test_forecast_is_affine_equivariant() -> None:
+    """Normalisation inside forward: forecast(a*x + b) == a*forecast(x) + b (a > 0), raw units in and out."""
+    m = model()
+    x = torch.randn(2, 32).cumsum(1)
+    f, s = m(x)
+    f2, s2 = m(1000 * x + 5e4)
+    torch.testing.assert_close(f2, 1000 * f + 5e4, rtol=1e-4, atol=1e-1)
+    torch.testing.assert_close(s2, 1000 * s, rtol=1e-4, atol=1e-6)
+
+
+def test_constant_window_gives_a_finite_flat_forecast() -> None:
+    f, s = model()(torch.full((1, 32), 7.5))
+    assert torch.isfinite(f).all() and torch.isfinite(s).all()
+    torch.testing.assert_close(f, torch.full_like(f, 7.5), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("magnitude", [1e30, -1e30, 1e-30])
+def test_huge_and_tiny_magnitudes_do_not_overflow(magnitude: float) -> None:
+    x = magnitude * (1 + 0.1 * torch.randn(2, 32))
+    f, s = model()(x)
+    assert torch.isfinite(f).all() and torch.isfinite(s).all() and (s > 0).all()
+
+
+def test_interval_scale_is_mean_absolute_lagged_difference() -> None:
+    m = model(interval_lag=2)
+    x = torch.tensor([[1.0, 2.0, 4.0, 7.0, 11.0, 16.0, 22.0, 29.0]])
+    expected = np.mean(np.abs(x.numpy()[0, 2:] - x.numpy()[0, :-2]))
+    assert float(m.interval_scale(x)[0]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_same_seed_same_weights() -> None:
+    config, dataset = tiny_config(epochs=1), seasonal_dataset(600)
+    a = train(config, dataset, progress=False).model.state_dict()
+    b = train(config, dataset, progress=False).model.state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_early_stopping_keeps_the_best_epoch() -> None:
+    config = tiny_config(epochs=6)
+    result = train(config, seasonal_dataset(600), progress=False)
+    best = min(h["val_loss"] for h in result.history)
+    assert result.best_val_loss == best
+    assert result.history[result.best_epoch - 1]["val_loss"] == best
