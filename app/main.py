@@ -7,9 +7,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -18,6 +20,7 @@ from app.errors import GatecastError, Overloaded
 from app.middleware import ServingMiddleware
 from app.registry import ModelRepository
 from app.routes import forecast, models, v2
+from app.schemas import ForecastRequest
 from app.settings import Settings, get_settings
 
 log = logging.getLogger("gatecast")
@@ -69,10 +72,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models.router)
     app.include_router(v2.router)
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_exception_handler(GatecastError, gatecast_error)  # type: ignore[arg-type]
     app.add_exception_handler(ValidationError, body_validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, request_validation_error)  # type: ignore[arg-type]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus ForecastRequest, which /forecast reads itself (JSON or CSV) and refers to."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    request_schema = ForecastRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(request_schema.pop("$defs", {}))
+    components["ForecastRequest"] = request_schema
+    app.openapi_schema = schema
+    return schema
 
 
 async def metrics_endpoint() -> Response:

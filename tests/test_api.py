@@ -1,0 +1,250 @@
+"""In-process API tests with the lifespan running (models loaded and warmed), on a tiny synthetic model."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+from tests.synthetic import seasonal_series
+
+
+@pytest.fixture
+def client(repository: Path) -> Iterator[TestClient]:
+    settings = Settings(model_repository=repository, model_control=True, max_body_bytes=2_000_000,
+                        max_series_per_request=500, max_points_per_series=5000)
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def values(n: int = 60, seed: int = 0) -> list[float]:
+    return [round(float(v), 4) for v in seasonal_series(n, seed=seed)]
+
+
+def onnx_forecast(path: Path, window: list[float]) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"values": np.asarray([window], dtype=np.float32)})[0][0]
+
+
+def test_forecast_equals_the_onnx_model_run_directly(client: TestClient, repository: Path) -> None:
+    v = values(48)
+    r = client.post("/forecast", json={"series": [{"id": "a", "values": v}]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == "tiny" and body["version"] == "1" and body["horizon"] == 12
+    np.testing.assert_allclose(body["forecasts"][0]["mean"], onnx_forecast(repository / "tiny/1/model.onnx", v), rtol=1e-6)
+
+
+def test_longer_series_use_the_last_window(client: TestClient) -> None:
+    v = values(200)
+    long = client.post("/forecast", json={"series": [{"id": "a", "values": v}]}).json()
+    tail = client.post("/forecast", json={"series": [{"id": "a", "values": v[-48:]}]}).json()
+    assert long["forecasts"][0]["mean"] == tail["forecasts"][0]["mean"]
+
+
+def test_intervals_nest_by_level_and_surround_the_mean(client: TestClient) -> None:
+    r = client.post("/forecast", json={"series": [{"id": "a", "values": values()}], "level": [95, 50, 80]})
+    f = r.json()["forecasts"][0]
+    assert r.json()["level"] == [50, 80, 95]
+    mean = np.array(f["mean"])
+    lo = {k: np.array(v["lo"]) for k, v in f["intervals"].items()}
+    hi = {k: np.array(v["hi"]) for k, v in f["intervals"].items()}
+    assert np.all(lo["95"] <= lo["80"]) and np.all(lo["80"] <= lo["50"]) and np.all(lo["50"] <= mean)
+    assert np.all(hi["95"] >= hi["80"]) and np.all(hi["80"] >= hi["50"]) and np.all(hi["50"] >= mean)
+
+
+def test_horizon_alias_and_truncation(client: TestClient) -> None:
+    full = client.post("/forecast", json={"series": [{"id": "a", "values": values()}]}).json()
+    short = client.post("/forecast", json={"h": 5, "series": [{"id": "a", "values": values()}]}).json()
+    assert short["horizon"] == 5 and short["forecasts"][0]["mean"] == full["forecasts"][0]["mean"][:5]
+
+
+def test_future_timestamps_from_start_and_freq(client: TestClient) -> None:
+    r = client.post("/forecast", json={"h": 3, "series": [{"id": "a", "values": values(48), "start": "2024-01-01T00:00:00", "freq": "15min"}]})
+    assert r.json()["forecasts"][0]["timestamps"] == ["2024-01-01T12:00:00", "2024-01-01T12:15:00", "2024-01-01T12:30:00"]
+
+
+def test_future_timestamps_inferred_from_timestamps(client: TestClient) -> None:
+    stamps = [t.isoformat() for t in pd.date_range("2024-03-01", periods=48, freq="D")]
+    r = client.post("/forecast", json={"h": 2, "series": [{"id": "a", "values": values(48), "timestamps": stamps}]})
+    assert r.json()["forecasts"][0]["timestamps"] == ["2024-04-18T00:00:00", "2024-04-19T00:00:00"]
+
+
+def test_many_series_in_one_request_keep_their_order(client: TestClient) -> None:
+    series = [{"id": f"s{i}", "values": values(48, seed=i)} for i in range(20)]
+    body = client.post("/forecast", json={"series": series}).json()
+    assert [f["id"] for f in body["forecasts"]] == [f"s{i}" for i in range(20)]
+    single = client.post("/forecast", json={"series": [series[7]]}).json()
+    np.testing.assert_allclose(body["forecasts"][7]["mean"], single["forecasts"][0]["mean"], rtol=1e-5)
+
+
+def test_csv_in_and_csv_out(client: TestClient) -> None:
+    frames = [pd.DataFrame({"unique_id": uid, "ds": pd.date_range("2024-01-01", periods=50, freq="h"),
+                            "y": values(50, seed=i)}) for i, uid in enumerate(["x", "y"])]
+    body = pd.concat(frames).to_csv(index=False)
+    r = client.post("/forecast?h=4&level=80", content=body, headers={"content-type": "text/csv", "accept": "text/csv"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/csv")
+    out = pd.read_csv(io.StringIO(r.text))
+    assert list(out.columns) == ["unique_id", "ds", "forecast", "forecast-lo-80", "forecast-hi-80"]
+    assert list(out["unique_id"]) == ["x"] * 4 + ["y"] * 4
+    assert out["ds"].iloc[0] == "2024-01-03 02:00:00"
+    as_json = client.post("/forecast", json={"h": 4, "series": [{"id": "x", "values": values(50, seed=0)}]}).json()
+    np.testing.assert_allclose(out["forecast"][:4], as_json["forecasts"][0]["mean"], rtol=1e-6)
+
+
+def error(r, status: int, fragment: str) -> None:  # type: ignore[no-untyped-def]
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert fragment in body["message"], body
+    assert "Traceback" not in r.text
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "fragment"),
+    [
+        pytest.param({"series": [{"id": "a", "values": [1.0] * 10}]}, 422, "has 10 values; this model needs at least 30", id="too-short"),
+        pytest.param({"h": 13, "series": [{"id": "a", "values": values()}]}, 422, "forecasts 1 to 12", id="horizon-over-max"),
+        pytest.param({"h": 0, "series": [{"id": "a", "values": values()}]}, 422, "horizon 0", id="horizon-zero"),
+        pytest.param({"h": 2.5, "series": [{"id": "a", "values": values()}]}, 422, "h:", id="horizon-float"),
+        pytest.param({"level": [100], "series": [{"id": "a", "values": values()}]}, 422, "between 0 and 100", id="level-100"),
+        pytest.param({"level": [80, 80], "series": [{"id": "a", "values": values()}]}, 422, "repeats", id="level-dup"),
+        pytest.param({"model": "nope", "series": [{"id": "a", "values": values()}]}, 404, "not loaded", id="unknown-model"),
+        pytest.param({"model": "tiny@9", "series": [{"id": "a", "values": values()}]}, 404, "no version '9'", id="unknown-version"),
+        pytest.param({"series": []}, 422, "series:", id="empty-series"),
+        pytest.param({"series": [{"id": "a", "values": []}]}, 422, "values", id="empty-values"),
+        pytest.param({"series": [{"id": "a", "values": [1.0, "2"] * 30}]}, 422, "series.0.values.1", id="string-value"),
+        pytest.param({"series": [{"id": "a", "values": [1.0, None] * 30}]}, 422, "series.0.values.1", id="null-value"),
+        pytest.param({"series": [{"id": "a", "values": values()}, {"id": "a", "values": values()}]}, 422, "more than once", id="dup-ids"),
+        pytest.param({"series": [{"id": "a", "values": [1e300] * 60}]}, 422, "rescale", id="near-1e308"),
+        pytest.param({"series": [{"id": "a", "values": values(48), "timestamps": ["2024-01-01T00:00:00"]}]}, 422, "48 values but 1 timestamps", id="timestamps-length"),
+        pytest.param({"series": [{"id": "a", "values": values(), "start": "2024-01-01", "freq": "fortnightly"}]}, 422, "not a pandas offset alias", id="bad-freq"),
+        pytest.param({"series": [{"id": "a", "values": values(), "extra": 1}]}, 422, "extra", id="unknown-field"),
+        pytest.param({"series": [{"id": f"s{i}", "values": [1.0]} for i in range(501)]}, 413, "limit is 500", id="too-many-series"),
+        pytest.param({"series": [{"id": "a", "values": [1.0] * 5001}]}, 413, "limit is 5000", id="too-many-points"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(client: TestClient, payload: dict[str, object], status: int, fragment: str) -> None:
+    error(client.post("/forecast", json=payload), status, fragment)
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_values_are_refused(client: TestClient, token: str) -> None:
+    body = '{"series": [{"id": "a", "values": [1.0, %s' % token + ", 2.0]}]}"
+    r = client.post("/forecast", content=body, headers={"content-type": "application/json"})
+    assert r.status_code in (400, 422), r.text
+    assert "series" in r.json()["message"] or "JSON" in r.json()["message"]
+
+
+def test_malformed_json_is_400(client: TestClient) -> None:
+    error(client.post("/forecast", content=b'{"series": [', headers={"content-type": "application/json"}), 400, "not valid JSON")
+
+
+def test_wrong_content_type_is_415(client: TestClient) -> None:
+    error(client.post("/forecast", content=b"hello", headers={"content-type": "text/plain"}), 415, "application/json or text/csv")
+
+
+def test_body_over_the_limit_is_413(client: TestClient) -> None:
+    error(client.post("/forecast", content=b"x" * 2_100_000, headers={"content-type": "application/json"}), 413, "limit is 2000000")
+
+
+def test_bad_csv_is_422_with_the_reason(client: TestClient) -> None:
+    body = "unique_id,ds,y\na,2024-01-01 00:00,1\na,2024-01-01 00:00,2\n"
+    error(client.post("/forecast", content=body, headers={"content-type": "text/csv"}), 422, "more than once")
+
+
+def test_models_routes_report_metadata_and_provider(client: TestClient) -> None:
+    listing = client.get("/models").json()
+    assert listing["default"] == "tiny" and listing["failed"] == {}
+    info = client.get("/models/tiny").json()
+    v = info["versions"][0]
+    assert info["default_version"] == "1"
+    assert v["provider"] == "CPUExecutionProvider" and v["cell"] == "gru"
+    assert v["input_window"] == {"min": 30, "trained": 48} and v["horizon"] == 12
+    assert "scores" in v["metrics"]
+    assert client.get("/models/nope").status_code == 404
+
+
+def test_health_and_readiness(client: TestClient) -> None:
+    assert client.get("/v2/health/live").status_code == 200
+    ready = client.get("/v2/health/ready")
+    assert ready.status_code == 200 and ready.json()["models"] == {"tiny": ["1"]}
+
+
+def test_reload_swaps_to_a_new_version_and_keeps_the_old_on_a_bad_file(client: TestClient, repository: Path) -> None:
+    before = client.post("/forecast", json={"series": [{"id": "a", "values": values()}]}).json()
+    # A new version appears: after load it becomes the default, version 1 stays addressable.
+    shutil.copytree(repository / "tiny" / "1", repository / "tiny" / "2")
+    r = client.post("/v2/repository/models/tiny/load")
+    assert r.status_code == 200 and r.json()["versions"] == ["1", "2"]
+    assert client.post("/forecast", json={"series": [{"id": "a", "values": values()}]}).json()["version"] == "2"
+    # Version 2 is overwritten by garbage: the reload fails, says why, and version 2 keeps serving.
+    (repository / "tiny" / "2" / "model.onnx").write_bytes(b"not an onnx file")
+    r = client.post("/v2/repository/models/tiny/load")
+    assert r.status_code == 422 and "version 2" in r.json()["error"] and "keep serving" in r.json()["error"]
+    after = client.post("/forecast", json={"model": "tiny@2", "series": [{"id": "a", "values": values()}]})
+    assert after.status_code == 200 and after.json()["forecasts"][0]["mean"] == before["forecasts"][0]["mean"]
+    assert "tiny@2" in client.get("/models").json()["failed"]
+    # Unload removes it.
+    assert client.post("/v2/repository/models/tiny/unload").status_code == 200
+    assert client.post("/forecast", json={"series": [{"id": "a", "values": values()}]}).status_code == 404
+
+
+def test_model_control_is_off_by_default(repository: Path) -> None:
+    with TestClient(create_app(Settings(model_repository=repository))) as c:
+        r = c.post("/v2/repository/models/tiny/load")
+        assert r.status_code == 403 and "GATECAST_MODEL_CONTROL" in r.json()["error"]
+
+
+@pytest.mark.parametrize("name", ["..", "..%2F..%2Fetc", "a b", ".hidden"])
+def test_model_names_cannot_leave_the_repository(client: TestClient, name: str) -> None:
+    r = client.post(f"/v2/repository/models/{name}/load")
+    assert r.status_code in (404, 422), r.text
+
+
+def test_a_corrupt_file_is_refused_and_the_others_serve(repository: Path) -> None:
+    (repository / "broken" / "1").mkdir(parents=True)
+    (repository / "broken" / "1" / "model.onnx").write_bytes(b"\x08\x01garbage")
+    with TestClient(create_app(Settings(model_repository=repository))) as c:
+        assert c.get("/v2/health/ready").json()["failed"].keys() == {"broken@1"}
+        assert c.post("/forecast", json={"series": [{"id": "a", "values": values()}]}).status_code == 200
+        assert 'gatecast_model_load_failures_total{model="broken"} 1.0' in c.get("/metrics").text
+
+
+def test_metrics_follow_prometheus_conventions(client: TestClient) -> None:
+    client.post("/forecast", json={"series": [{"id": "a", "values": values()}]})
+    client.post("/forecast", json={"series": []})
+    text = client.get("/metrics").text
+    assert 'gatecast_http_request_duration_seconds_bucket{le="0.0005",method="POST",route="/forecast",status_class="2xx"}' in text
+    assert 'status_class="4xx"' in text
+    for name in ("gatecast_inference_duration_seconds_bucket", "gatecast_queue_wait_seconds_bucket",
+                 "gatecast_batch_size_series_bucket", "gatecast_series_forecast_total", "gatecast_errors_total",
+                 "gatecast_requests_in_flight", "gatecast_model_loaded"):
+        assert name in text, name
+    assert 'gatecast_model_loaded{model="tiny",provider="CPUExecutionProvider",version="1"} 1.0' in text
+
+
+def test_openapi_examples_work_when_pasted(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    example = schema["components"]["schemas"]["ForecastRequest"]["examples"][0]
+    example["model"] = "tiny"
+    example["horizon"] = 12
+    r = client.post("/forecast", json=example)
+    assert r.status_code == 200, r.text
+    assert "text/csv" in schema["paths"]["/forecast"]["post"]["requestBody"]["content"]
+
+
+def test_the_server_never_imports_torch() -> None:
+    code = "import sys, app.main, app.cli, app.server; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
