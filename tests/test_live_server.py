@@ -1,0 +1,71 @@
+"""The real server process: two workers, real ETTh1 windows, metrics merged across workers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from tests.live import running_server
+
+pytestmark = pytest.mark.slow
+MODELS = Path(__file__).resolve().parent.parent / "models"
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    work = tmp_path_factory.mktemp("live")
+    repo = work / "models"
+    repo.symlink_to(MODELS)
+    with running_server(repo, workers=2) as (url, _):
+        yield url
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@pytest.mark.data
+def test_two_workers_answer_real_etth1_windows_like_the_onnx_model(two_workers: str) -> None:
+    from training.data import load_etth1
+
+    values = load_etth1().series[0].values
+    session = ort.InferenceSession(str(MODELS / "etth1-lstm" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    before = httpx.get(f"{two_workers}/metrics").text
+    origins = list(range(11520, 14400 - 24, 97))
+    with httpx.Client(base_url=two_workers, timeout=10) as client:
+        for origin in origins:
+            window = values[origin - 168 : origin]
+            r = client.post("/forecast", json={"model": "etth1-lstm", "series": [{"id": str(origin), "values": window.tolist()}]})
+            assert r.status_code == 200, r.text
+            want = session.run(None, {"values": window.astype(np.float32)[None, :]})[0][0]
+            np.testing.assert_allclose(r.json()["forecasts"][0]["mean"], want, rtol=1e-5, atol=1e-5)
+    after = httpx.get(f"{two_workers}/metrics").text
+    # every request is counted once, whichever worker served it
+    labels = {"route": "/forecast", "method": "POST", "status_class": "2xx"}
+    counted = metric_value(after, "gatecast_http_request_duration_seconds_count", **labels) - metric_value(
+        before, "gatecast_http_request_duration_seconds_count", **labels)
+    assert counted == len(origins)
+    series = metric_value(after, "gatecast_series_forecast_total", model="etth1-lstm") - metric_value(
+        before, "gatecast_series_forecast_total", model="etth1-lstm")
+    assert series == len(origins)
+
+
+def test_metrics_scrape_is_valid_exposition(two_workers: str) -> None:
+    httpx.post(f"{two_workers}/forecast", json={"model": "etth1-lstm", "series": [{"id": "a", "values": [1.0] * 10}]})
+    r = httpx.get(f"{two_workers}/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    text = r.text
+    assert re.search(r'gatecast_errors_total\{reason="invalid_input"\} [1-9]', text)
+    # both workers report their loaded models (liveall keeps one series per process)
+    loaded = [line for line in text.splitlines() if line.startswith("gatecast_model_loaded{") and "etth1-lstm" in line]
+    assert len({re.search(r'pid="(\d+)"', line).group(1) for line in loaded}) == 2  # type: ignore[union-attr]
