@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from app.errors import InvalidInput, PayloadTooLarge
+from app.errors import BadRequest, InvalidInput, PayloadTooLarge
 from app.longformat import split_long_frame
 from app.registry import LoadedModel, ModelRepository
 from app.schemas import FLOAT32_MAX, ForecastRequest, SeriesIn
@@ -132,7 +132,9 @@ async def forecast(plan: Plan) -> list[dict[str, Any]]:
     forecasts, scales = await plan.model.batcher.submit(plan.windows)
     card = plan.model.card
     out = []
-    widths = {level: np.asarray(card.conformal.half_width_factors(level / 100))[: plan.horizon] for level in plan.levels}
+    widths = {
+        level: np.asarray(card.conformal.half_width_factors(level / 100))[: plan.horizon] for level in plan.levels
+    }
     for i, (f, s) in enumerate(zip(forecasts, scales, strict=True)):
         mean = f[: plan.horizon].astype(np.float64)
         if not np.all(np.isfinite(mean)):
@@ -152,13 +154,20 @@ def render_json(plan: Plan, request: ForecastRequest, results: list[dict[str, An
         entry: dict[str, Any] = {
             "id": s.id,
             "mean": r["mean"].tolist(),
-            "intervals": {_level_key(level): {"lo": lo.tolist(), "hi": hi.tolist()} for level, (lo, hi) in r["intervals"].items()},
+            "intervals": {
+                _level_key(level): {"lo": lo.tolist(), "hi": hi.tolist()} for level, (lo, hi) in r["intervals"].items()
+            },
         }
         if future is not None:
             entry["timestamps"] = [t.isoformat() for t in future]
         forecasts.append(entry)
-    return {"model": plan.model.name, "version": plan.model.version, "horizon": plan.horizon,
-            "level": plan.levels, "forecasts": forecasts}
+    return {
+        "model": plan.model.name,
+        "version": plan.model.version,
+        "horizon": plan.horizon,
+        "level": plan.levels,
+        "forecasts": forecasts,
+    }
 
 
 def render_csv(plan: Plan, request: ForecastRequest, results: list[dict[str, Any]]) -> str:
@@ -186,13 +195,16 @@ def request_from_csv(body: bytes, model: str | None, horizon: int | None, level:
     try:
         frame = pd.read_csv(io.BytesIO(body))
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        from app.errors import BadRequest
-
         raise BadRequest(f"the CSV body could not be parsed: {exc}") from exc
     parsed = split_long_frame(frame, allow_gaps=False)
     series = [
-        SeriesIn(id=s.id, values=[float(v) for v in s.values], timestamps=list(s.timestamps.to_pydatetime()),
-                 freq=s.freq)
+        SeriesIn(
+            id=s.id,
+            values=[float(v) for v in s.values],
+            timestamps=list(s.timestamps.to_pydatetime()),
+            start=None,
+            freq=s.freq,
+        )
         for s in parsed
     ]
     return ForecastRequest(model=model, horizon=horizon, level=level, series=series)

@@ -33,8 +33,7 @@ def split_long_frame(frame: pd.DataFrame, freq: str | None = None, allow_gaps: b
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise LongFormatError(
-            f"columns {missing} are missing; the long format needs columns unique_id, ds, y "
-            f"(got {list(frame.columns)})"
+            f"columns {missing} are missing; the long format needs columns unique_id, ds, y (got {list(frame.columns)})"
         )
     if frame.empty:
         raise LongFormatError("the table has no rows; send at least one series")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -43,7 +43,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if not repository.models:
         log.error("no model loaded from %s; /v2/health/ready stays 503", settings.model_repository.resolve())
     app.state.started = True
-    watcher = asyncio.create_task(_watch(repository, settings.repository_poll_s)) if settings.repository_poll_s else None
+    watcher = (
+        asyncio.create_task(_watch(repository, settings.repository_poll_s)) if settings.repository_poll_s else None
+    )
     try:
         yield
     finally:
@@ -97,7 +99,9 @@ async def metrics_endpoint() -> Response:
     return Response(body, media_type=content_type)
 
 
-def _error(request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(
+    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     metrics.ERRORS.labels(reason=code).inc()
     if request.url.path.startswith("/v2/"):  # the inference protocol's error shape
         return JSONResponse({"error": message}, status_code=status, headers=headers)
@@ -109,11 +113,11 @@ async def gatecast_error(request: Request, exc: GatecastError) -> JSONResponse:
     return _error(request, exc.status, exc.code, exc.message, headers)
 
 
-def describe(errors: list[dict[str, object]]) -> str:
+def describe(errors: Sequence[Any]) -> str:
     """pydantic errors -> 'series.0.values.3: Input should be a finite number; ...' (first five)."""
     parts = []
     for err in errors[:5]:
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")  # type: ignore[union-attr]
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
         parts.append(f"{loc or 'body'}: {err.get('msg')}")
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
     return "; ".join(parts) + more
@@ -122,15 +126,17 @@ def describe(errors: list[dict[str, object]]) -> str:
 async def body_validation_error(request: Request, exc: ValidationError) -> JSONResponse:
     errors = exc.errors(include_url=False, include_context=False, include_input=False)
     if any(e["type"] in ("json_invalid", "json_type") for e in errors):
-        return _error(request, 400, "malformed_json", f"the body is not valid JSON: {describe(errors)}")  # type: ignore[arg-type]
-    return _error(request, 422, "invalid_input", describe(errors))  # type: ignore[arg-type]
+        return _error(request, 400, "malformed_json", f"the body is not valid JSON: {describe(errors)}")
+    return _error(request, 422, "invalid_input", describe(errors))
 
 
 async def request_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    return _error(request, 422, "invalid_input", describe(list(exc.errors())))
+    return _error(request, 422, "invalid_input", describe(exc.errors()))
 
 
 def app_factory() -> FastAPI:
     """For `uvicorn --factory app.main:app_factory` (each worker builds its own app)."""
-    logging.basicConfig(level=get_settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=get_settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     return create_app()

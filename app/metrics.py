@@ -20,8 +20,26 @@ from prometheus_client import (
 
 # The client library's defaults start at 5 ms; a forecast takes well under one.
 LATENCY_BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075,
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.00075,
+    0.001,
+    0.0015,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
@@ -49,29 +67,23 @@ BATCH_SIZE = Histogram(
     ["model", "version"],
     buckets=BATCH_BUCKETS,
 )
-SERIES_FORECAST = Counter(
-    "gatecast_series_forecast_total", "Series forecast.", ["model", "version"]
-)
+SERIES_FORECAST = Counter("gatecast_series_forecast_total", "Series forecast.", ["model", "version"])
 ERRORS = Counter("gatecast_errors_total", "Requests answered with an error, by reason.", ["reason"])
-IN_FLIGHT = Gauge(
-    "gatecast_requests_in_flight", "HTTP requests being handled.", multiprocess_mode="livesum"
-)
+IN_FLIGHT = Gauge("gatecast_requests_in_flight", "HTTP requests being handled.", multiprocess_mode="livesum")
 MODEL_LOADED = Gauge(
     "gatecast_model_loaded",
     "1 for each model version loaded, with the execution provider in use.",
     ["model", "version", "provider"],
     multiprocess_mode="liveall",
 )
-MODEL_LOAD_FAILURES = Counter(
-    "gatecast_model_load_failures_total", "Model files refused at load.", ["model"]
-)
+MODEL_LOAD_FAILURES = Counter("gatecast_model_load_failures_total", "Model files refused at load.", ["model"])
 
 
 def render() -> tuple[bytes, str]:
     """The exposition text for /metrics, merged across worker processes when there are several."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     from prometheus_client import REGISTRY
 

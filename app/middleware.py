@@ -44,9 +44,14 @@ class ServingMiddleware:
             except TimeoutError:
                 metrics.ERRORS.labels(reason="timeout").inc()
                 if not status["sent"]:
-                    await _send_error(send, 503, "timeout", f"the request took longer than "
-                                      f"{self.settings.request_timeout_s} s (GATECAST_REQUEST_TIMEOUT_S); retry or send less",
-                                      {"retry-after": "1"})
+                    await _send_error(
+                        send,
+                        503,
+                        "timeout",
+                        f"the request took longer than "
+                        f"{self.settings.request_timeout_s} s (GATECAST_REQUEST_TIMEOUT_S); retry or send less",
+                        {"retry-after": "1"},
+                    )
                     status.update(code=503, sent=True)
             except _BodyTooLarge as exc:
                 metrics.ERRORS.labels(reason="payload_too_large").inc()

@@ -8,6 +8,7 @@ never a half-loaded one, and a bad file leaves the old version serving.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -109,10 +110,9 @@ class ModelRepository:
 
     async def load_all(self) -> None:
         for name in self.discover():
-            try:
+            # A refusal is recorded in `failures` and logged; the other models keep loading.
+            with contextlib.suppress(ModelLoadError):
                 await self.load(name)
-            except ModelLoadError:
-                pass  # recorded in failures and logged; the other models keep loading
 
     async def load(self, name: str) -> dict[str, LoadedModel]:
         """(Re)load every version of `name` from disk. Versions that fail keep their old copy serving."""
@@ -166,14 +166,29 @@ class ModelRepository:
             raise
         self.failures.pop(key, None)
         batcher = Batcher(
-            runtime.run, self.executor, name, version,
-            self.settings.max_batch_series, self.settings.max_queue_delay_us, self.settings.max_queue_series,
+            runtime.run,
+            self.executor,
+            name,
+            version,
+            self.settings.max_batch_series,
+            self.settings.max_queue_delay_us,
+            self.settings.max_queue_series,
         )
         batcher.start()
         metrics.MODEL_LOADED.labels(model=name, version=version, provider=runtime.provider).set(1)
-        fallback = f", {len(runtime.cpu_fallback_nodes)} nodes on CPU: {runtime.cpu_fallback_nodes}" if runtime.cpu_fallback_nodes else ""
-        log.info("model %s loaded on %s (window %d, horizon %d%s)", key, runtime.provider,
-                 runtime.card.trained_window, runtime.card.horizon, fallback)
+        fallback = (
+            f", {len(runtime.cpu_fallback_nodes)} nodes on CPU: {runtime.cpu_fallback_nodes}"
+            if runtime.cpu_fallback_nodes
+            else ""
+        )
+        log.info(
+            "model %s loaded on %s (window %d, horizon %d%s)",
+            key,
+            runtime.provider,
+            runtime.card.trained_window,
+            runtime.card.horizon,
+            fallback,
+        )
         return LoadedModel(name, version, path, runtime, batcher, fingerprint)
 
     async def unload(self, name: str) -> None:

@@ -11,7 +11,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, Strict
 FiniteFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 FLOAT32_MAX = 3.4028234663852886e38
 
-EXAMPLE_VALUES = [round(30.5 + 2.0 * ((i % 24) / 24), 3) for i in range(168)]
+EXAMPLE_VALUES: list[Any] = [round(30.5 + 2.0 * ((i % 24) / 24), 3) for i in range(168)]
 
 
 class SeriesIn(BaseModel):
@@ -38,8 +38,9 @@ class ForecastRequest(BaseModel):
                     "model": "etth1-lstm",
                     "horizon": 24,
                     "level": [80, 95],
-                    "series": [{"id": "transformer-1", "values": EXAMPLE_VALUES,
-                                "start": "2018-02-13T00:00:00", "freq": "h"}],
+                    "series": [
+                        {"id": "transformer-1", "values": EXAMPLE_VALUES, "start": "2018-02-13T00:00:00", "freq": "h"}
+                    ],
                 }
             ]
         },
@@ -47,7 +48,9 @@ class ForecastRequest(BaseModel):
 
     model: str | None = Field(None, max_length=300, description="`name` or `name@version`; the default model if absent")
     horizon: int | None = Field(
-        None, validation_alias=AliasChoices("horizon", "h"), strict=True,
+        None,
+        validation_alias=AliasChoices("horizon", "h"),
+        strict=True,
         description="steps ahead (alias `h`); default and maximum: the model's horizon",
     )
     level: list[Annotated[float, Strict()]] = Field(

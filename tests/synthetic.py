@@ -17,18 +17,37 @@ def seasonal_series(n: int = 1200, season: int = 24, seed: int = 0, level: float
 
 def seasonal_dataset(n: int = 1200, series: int = 1) -> Dataset:
     items = [
-        Series(f"s{i}", seasonal_series(n, seed=i, level=50.0 + 20 * i), int(n * 0.7), int(n * 0.85), n,
-               start=pd.Timestamp("2024-01-01"))
+        Series(
+            f"s{i}",
+            seasonal_series(n, seed=i, level=50.0 + 20 * i),
+            int(n * 0.7),
+            int(n * 0.85),
+            n,
+            start=pd.Timestamp("2024-01-01"),
+        )
         for i in range(series)
     ]
     return Dataset("synthetic", "y", "h", 24, items, "synthetic daily-seasonal series")
 
 
 def tiny_config(name: str = "tiny", cell: str = "gru", version: str = "1", epochs: int = 2) -> RunConfig:
-    return RunConfig.from_dict({
-        "name": name, "dataset": "synthetic", "version": version, "seed": 0,
-        "model": {"cell": cell, "hidden_size": 8, "num_layers": 1, "dropout": 0.0, "input_window": 48,
-                  "min_window": 30, "horizon": 12, "interval_lag": 24},
-        "train": {"epochs": epochs, "batch_size": 64, "train_stride": 4, "patience": 2},
-        "evaluate": {"stride": 6, "stat_model": ""},
-    })
+    return RunConfig.from_dict(
+        {
+            "name": name,
+            "dataset": "synthetic",
+            "version": version,
+            "seed": 0,
+            "model": {
+                "cell": cell,
+                "hidden_size": 8,
+                "num_layers": 1,
+                "dropout": 0.0,
+                "input_window": 48,
+                "min_window": 30,
+                "horizon": 12,
+                "interval_lag": 24,
+            },
+            "train": {"epochs": epochs, "batch_size": 64, "train_stride": 4, "patience": 2},
+            "evaluate": {"stride": 6, "stat_model": ""},
+        }
+    )

@@ -22,8 +22,13 @@ from tests.synthetic import seasonal_series
 
 @pytest.fixture
 def client(repository: Path) -> Iterator[TestClient]:
-    settings = Settings(model_repository=repository, model_control=True, max_body_bytes=2_000_000,
-                        max_series_per_request=500, max_points_per_series=5000)
+    settings = Settings(
+        model_repository=repository,
+        model_control=True,
+        max_body_bytes=2_000_000,
+        max_series_per_request=500,
+        max_points_per_series=5000,
+    )
     with TestClient(create_app(settings)) as c:
         yield c
 
@@ -43,7 +48,9 @@ def test_forecast_equals_the_onnx_model_run_directly(client: TestClient, reposit
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model"] == "tiny" and body["version"] == "1" and body["horizon"] == 12
-    np.testing.assert_allclose(body["forecasts"][0]["mean"], onnx_forecast(repository / "tiny/1/model.onnx", v), rtol=1e-6)
+    np.testing.assert_allclose(
+        body["forecasts"][0]["mean"], onnx_forecast(repository / "tiny/1/model.onnx", v), rtol=1e-6
+    )
 
 
 def test_longer_series_use_the_last_window(client: TestClient) -> None:
@@ -71,8 +78,15 @@ def test_horizon_alias_and_truncation(client: TestClient) -> None:
 
 
 def test_future_timestamps_from_start_and_freq(client: TestClient) -> None:
-    r = client.post("/forecast", json={"h": 3, "series": [{"id": "a", "values": values(48), "start": "2024-01-01T00:00:00", "freq": "15min"}]})
-    assert r.json()["forecasts"][0]["timestamps"] == ["2024-01-01T12:00:00", "2024-01-01T12:15:00", "2024-01-01T12:30:00"]
+    r = client.post(
+        "/forecast",
+        json={"h": 3, "series": [{"id": "a", "values": values(48), "start": "2024-01-01T00:00:00", "freq": "15min"}]},
+    )
+    assert r.json()["forecasts"][0]["timestamps"] == [
+        "2024-01-01T12:00:00",
+        "2024-01-01T12:15:00",
+        "2024-01-01T12:30:00",
+    ]
 
 
 def test_future_timestamps_inferred_from_timestamps(client: TestClient) -> None:
@@ -90,8 +104,12 @@ def test_many_series_in_one_request_keep_their_order(client: TestClient) -> None
 
 
 def test_csv_in_and_csv_out(client: TestClient) -> None:
-    frames = [pd.DataFrame({"unique_id": uid, "ds": pd.date_range("2024-01-01", periods=50, freq="h"),
-                            "y": values(50, seed=i)}) for i, uid in enumerate(["x", "y"])]
+    frames = [
+        pd.DataFrame(
+            {"unique_id": uid, "ds": pd.date_range("2024-01-01", periods=50, freq="h"), "y": values(50, seed=i)}
+        )
+        for i, uid in enumerate(["x", "y"])
+    ]
     body = pd.concat(frames).to_csv(index=False)
     r = client.post("/forecast?h=4&level=80", content=body, headers={"content-type": "text/csv", "accept": "text/csv"})
     assert r.status_code == 200, r.text
@@ -114,49 +132,99 @@ def error(r, status: int, fragment: str) -> None:  # type: ignore[no-untyped-def
 @pytest.mark.parametrize(
     ("payload", "status", "fragment"),
     [
-        pytest.param({"series": [{"id": "a", "values": [1.0] * 10}]}, 422, "has 10 values; this model needs at least 30", id="too-short"),
-        pytest.param({"h": 13, "series": [{"id": "a", "values": values()}]}, 422, "forecasts 1 to 12", id="horizon-over-max"),
+        pytest.param(
+            {"series": [{"id": "a", "values": [1.0] * 10}]},
+            422,
+            "has 10 values; this model needs at least 30",
+            id="too-short",
+        ),
+        pytest.param(
+            {"h": 13, "series": [{"id": "a", "values": values()}]}, 422, "forecasts 1 to 12", id="horizon-over-max"
+        ),
         pytest.param({"h": 0, "series": [{"id": "a", "values": values()}]}, 422, "horizon 0", id="horizon-zero"),
         pytest.param({"h": 2.5, "series": [{"id": "a", "values": values()}]}, 422, "h:", id="horizon-float"),
-        pytest.param({"level": [100], "series": [{"id": "a", "values": values()}]}, 422, "between 0 and 100", id="level-100"),
+        pytest.param(
+            {"level": [100], "series": [{"id": "a", "values": values()}]}, 422, "between 0 and 100", id="level-100"
+        ),
         pytest.param({"level": [80, 80], "series": [{"id": "a", "values": values()}]}, 422, "repeats", id="level-dup"),
-        pytest.param({"model": "nope", "series": [{"id": "a", "values": values()}]}, 404, "not loaded", id="unknown-model"),
-        pytest.param({"model": "tiny@9", "series": [{"id": "a", "values": values()}]}, 404, "no version '9'", id="unknown-version"),
+        pytest.param(
+            {"model": "nope", "series": [{"id": "a", "values": values()}]}, 404, "not loaded", id="unknown-model"
+        ),
+        pytest.param(
+            {"model": "tiny@9", "series": [{"id": "a", "values": values()}]},
+            404,
+            "no version '9'",
+            id="unknown-version",
+        ),
         pytest.param({"series": []}, 422, "series:", id="empty-series"),
         pytest.param({"series": [{"id": "a", "values": []}]}, 422, "values", id="empty-values"),
         pytest.param({"series": [{"id": "a", "values": [1.0, "2"] * 30}]}, 422, "series.0.values.1", id="string-value"),
         pytest.param({"series": [{"id": "a", "values": [1.0, None] * 30}]}, 422, "series.0.values.1", id="null-value"),
-        pytest.param({"series": [{"id": "a", "values": values()}, {"id": "a", "values": values()}]}, 422, "more than once", id="dup-ids"),
+        pytest.param(
+            {"series": [{"id": "a", "values": values()}, {"id": "a", "values": values()}]},
+            422,
+            "more than once",
+            id="dup-ids",
+        ),
         pytest.param({"series": [{"id": "a", "values": [1e300] * 60}]}, 422, "rescale", id="near-1e308"),
-        pytest.param({"series": [{"id": "a", "values": values(48), "timestamps": ["2024-01-01T00:00:00"]}]}, 422, "48 values but 1 timestamps", id="timestamps-length"),
-        pytest.param({"series": [{"id": "a", "values": values(), "start": "2024-01-01", "freq": "fortnightly"}]}, 422, "not a pandas offset alias", id="bad-freq"),
+        pytest.param(
+            {"series": [{"id": "a", "values": values(48), "timestamps": ["2024-01-01T00:00:00"]}]},
+            422,
+            "48 values but 1 timestamps",
+            id="timestamps-length",
+        ),
+        pytest.param(
+            {"series": [{"id": "a", "values": values(), "start": "2024-01-01", "freq": "fortnightly"}]},
+            422,
+            "not a pandas offset alias",
+            id="bad-freq",
+        ),
         pytest.param({"series": [{"id": "a", "values": values(), "extra": 1}]}, 422, "extra", id="unknown-field"),
-        pytest.param({"series": [{"id": f"s{i}", "values": [1.0]} for i in range(501)]}, 413, "limit is 500", id="too-many-series"),
+        pytest.param(
+            {"series": [{"id": f"s{i}", "values": [1.0]} for i in range(501)]},
+            413,
+            "limit is 500",
+            id="too-many-series",
+        ),
         pytest.param({"series": [{"id": "a", "values": [1.0] * 5001}]}, 413, "limit is 5000", id="too-many-points"),
     ],
 )
-def test_bad_input_gets_a_clear_error(client: TestClient, payload: dict[str, object], status: int, fragment: str) -> None:
+def test_bad_input_gets_a_clear_error(
+    client: TestClient, payload: dict[str, object], status: int, fragment: str
+) -> None:
     error(client.post("/forecast", json=payload), status, fragment)
 
 
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
 def test_non_finite_values_are_refused(client: TestClient, token: str) -> None:
-    body = '{"series": [{"id": "a", "values": [1.0, %s' % token + ", 2.0]}]}"
+    body = '{"series": [{"id": "a", "values": [1.0, ' + token + ", 2.0]}]}"
     r = client.post("/forecast", content=body, headers={"content-type": "application/json"})
     assert r.status_code in (400, 422), r.text
     assert "series" in r.json()["message"] or "JSON" in r.json()["message"]
 
 
 def test_malformed_json_is_400(client: TestClient) -> None:
-    error(client.post("/forecast", content=b'{"series": [', headers={"content-type": "application/json"}), 400, "not valid JSON")
+    error(
+        client.post("/forecast", content=b'{"series": [', headers={"content-type": "application/json"}),
+        400,
+        "not valid JSON",
+    )
 
 
 def test_wrong_content_type_is_415(client: TestClient) -> None:
-    error(client.post("/forecast", content=b"hello", headers={"content-type": "text/plain"}), 415, "application/json or text/csv")
+    error(
+        client.post("/forecast", content=b"hello", headers={"content-type": "text/plain"}),
+        415,
+        "application/json or text/csv",
+    )
 
 
 def test_body_over_the_limit_is_413(client: TestClient) -> None:
-    error(client.post("/forecast", content=b"x" * 2_100_000, headers={"content-type": "application/json"}), 413, "limit is 2000000")
+    error(
+        client.post("/forecast", content=b"x" * 2_100_000, headers={"content-type": "application/json"}),
+        413,
+        "limit is 2000000",
+    )
 
 
 def test_bad_csv_is_422_with_the_reason(client: TestClient) -> None:
@@ -226,11 +294,20 @@ def test_metrics_follow_prometheus_conventions(client: TestClient) -> None:
     client.post("/forecast", json={"series": [{"id": "a", "values": values()}]})
     client.post("/forecast", json={"series": []})
     text = client.get("/metrics").text
-    assert 'gatecast_http_request_duration_seconds_bucket{le="0.0005",method="POST",route="/forecast",status_class="2xx"}' in text
+    assert (
+        'gatecast_http_request_duration_seconds_bucket{le="0.0005",method="POST",route="/forecast",status_class="2xx"}'
+        in text
+    )
     assert 'status_class="4xx"' in text
-    for name in ("gatecast_inference_duration_seconds_bucket", "gatecast_queue_wait_seconds_bucket",
-                 "gatecast_batch_size_series_bucket", "gatecast_series_forecast_total", "gatecast_errors_total",
-                 "gatecast_requests_in_flight", "gatecast_model_loaded"):
+    for name in (
+        "gatecast_inference_duration_seconds_bucket",
+        "gatecast_queue_wait_seconds_bucket",
+        "gatecast_batch_size_series_bucket",
+        "gatecast_series_forecast_total",
+        "gatecast_errors_total",
+        "gatecast_requests_in_flight",
+        "gatecast_model_loaded",
+    ):
         assert name in text, name
     assert 'gatecast_model_loaded{model="tiny",provider="CPUExecutionProvider",version="1"} 1.0' in text
 

@@ -9,10 +9,20 @@ from app.contract import PREFIX, Conformal, ContractError, ModelCard
 
 def card(**overrides: object) -> ModelCard:
     base = ModelCard(
-        name="m", version="1", cell="gru", input_window={"min": 8, "trained": 16}, horizon=2, freq="h", season=24,
-        target="y", dataset={"name": "d"},
+        name="m",
+        version="1",
+        cell="gru",
+        input_window={"min": 8, "trained": 16},
+        horizon=2,
+        freq="h",
+        season=24,
+        target="y",
+        dataset={"name": "d"},
         conformal=Conformal(levels=[0.5, 0.9], quantiles=[[1.0, 2.0], [3.0, 4.0]], calibration_windows=10),
-        metrics={"mase": 0.5}, trained_at="2026-01-01T00:00:00+00:00", seed=0, versions={"torch": "x"},
+        metrics={"mase": 0.5},
+        trained_at="2026-01-01T00:00:00+00:00",
+        seed=0,
+        versions={"torch": "x"},
         sha256="ab",
     )
     return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]

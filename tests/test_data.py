@@ -79,11 +79,14 @@ def test_other_loaders_split_chronologically(name: str) -> None:
 
 
 def long_frame(**overrides: object) -> pd.DataFrame:
-    frame = pd.DataFrame({
-        "unique_id": ["a"] * 4 + ["b"] * 3,
-        "ds": list(pd.date_range("2024-01-01", periods=4, freq="h")) + list(pd.date_range("2024-01-01", periods=3, freq="h")),
-        "y": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
-    })
+    frame = pd.DataFrame(
+        {
+            "unique_id": ["a"] * 4 + ["b"] * 3,
+            "ds": list(pd.date_range("2024-01-01", periods=4, freq="h"))
+            + list(pd.date_range("2024-01-01", periods=3, freq="h")),
+            "y": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
+        }
+    )
     for key, value in overrides.items():
         frame[key] = value
     return frame
@@ -114,8 +117,9 @@ def test_long_format_errors_say_what_to_fix(frame: pd.DataFrame, message: str) -
 
 
 def test_load_long_reads_csv_and_parquet(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    frame = pd.DataFrame({"unique_id": "u", "ds": pd.date_range("2024-01-01", periods=50, freq="D"),
-                          "y": np.arange(50.0)})
+    frame = pd.DataFrame(
+        {"unique_id": "u", "ds": pd.date_range("2024-01-01", periods=50, freq="D"), "y": np.arange(50.0)}
+    )
     frame.to_csv(tmp_path / "a.csv", index=False)
     frame.to_parquet(tmp_path / "a.parquet")
     for name in ("a.csv", "a.parquet"):

@@ -19,8 +19,9 @@ from training.pipeline import build_artifact
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_export_matches_pytorch_for_every_cell(cell: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
-    m = Forecaster(ForecasterConfig(cell=cell, hidden_size=16, num_layers=2, input_window=40, min_window=10,
-                                    horizon=6)).eval()
+    m = Forecaster(
+        ForecasterConfig(cell=cell, hidden_size=16, num_layers=2, input_window=40, min_window=10, horizon=6)
+    ).eval()
     path = tmp_path / "m.onnx"
     export_onnx(m, path)
     real = np.cumsum(np.random.default_rng(0).normal(size=(20, 80)), axis=1)

@@ -45,7 +45,9 @@ def test_two_workers_answer_real_etth1_windows_like_the_onnx_model(two_workers: 
     with httpx.Client(base_url=two_workers, timeout=10) as client:
         for origin in origins:
             window = values[origin - 168 : origin]
-            r = client.post("/forecast", json={"model": "etth1-lstm", "series": [{"id": str(origin), "values": window.tolist()}]})
+            r = client.post(
+                "/forecast", json={"model": "etth1-lstm", "series": [{"id": str(origin), "values": window.tolist()}]}
+            )
             assert r.status_code == 200, r.text
             want = session.run(None, {"values": window.astype(np.float32)[None, :]})[0][0]
             np.testing.assert_allclose(r.json()["forecasts"][0]["mean"], want, rtol=1e-5, atol=1e-5)
@@ -53,10 +55,12 @@ def test_two_workers_answer_real_etth1_windows_like_the_onnx_model(two_workers: 
     # every request is counted once, whichever worker served it
     labels = {"route": "/forecast", "method": "POST", "status_class": "2xx"}
     counted = metric_value(after, "gatecast_http_request_duration_seconds_count", **labels) - metric_value(
-        before, "gatecast_http_request_duration_seconds_count", **labels)
+        before, "gatecast_http_request_duration_seconds_count", **labels
+    )
     assert counted == len(origins)
     series = metric_value(after, "gatecast_series_forecast_total", model="etth1-lstm") - metric_value(
-        before, "gatecast_series_forecast_total", model="etth1-lstm")
+        before, "gatecast_series_forecast_total", model="etth1-lstm"
+    )
     assert series == len(origins)
 
 

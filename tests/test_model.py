@@ -11,8 +11,9 @@ from training.train import train
 
 def model(cell: str = "lstm", **kw: int) -> Forecaster:
     torch.manual_seed(0)
-    return Forecaster(ForecasterConfig(cell=cell, hidden_size=8, num_layers=1, input_window=32, min_window=8,
-                                       horizon=4, **kw)).eval()
+    return Forecaster(
+        ForecasterConfig(cell=cell, hidden_size=8, num_layers=1, input_window=32, min_window=8, horizon=4, **kw)
+    ).eval()
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])

@@ -14,7 +14,9 @@ from tests.live import free_port, running_server
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not installed (apt-get install prometheus)"),
+    pytest.mark.skipif(
+        shutil.which("prometheus") is None, reason="prometheus not installed (apt-get install prometheus)"
+    ),
 ]
 
 
@@ -34,9 +36,14 @@ def test_prometheus_scrapes_the_request_duration_histogram(tmp_path: Path, repos
         )
         port = free_port()
         prom = subprocess.Popen(
-            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "prometheus",
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         prom_url = f"http://127.0.0.1:{port}"
         try:
@@ -46,7 +53,9 @@ def test_prometheus_scrapes_the_request_duration_histogram(tmp_path: Path, repos
             while time.monotonic() < deadline:
                 httpx.post(f"{url}/forecast", json={"series": [{"id": "a", "values": values}]})
                 try:
-                    buckets = query(prom_url, 'gatecast_http_request_duration_seconds_bucket{route="/forecast",status_class="2xx"}')
+                    buckets = query(
+                        prom_url, 'gatecast_http_request_duration_seconds_bucket{route="/forecast",status_class="2xx"}'
+                    )
                 except httpx.HTTPError:
                     buckets = []
                 if buckets:
@@ -57,7 +66,11 @@ def test_prometheus_scrapes_the_request_duration_histogram(tmp_path: Path, repos
             assert {"0.0005", "0.001", "+Inf"} <= les  # sub-millisecond buckets are there
             up = query(prom_url, 'up{job="gatecast"}')
             assert up and up[0]["value"][1] == "1"  # type: ignore[index]
-            p99 = query(prom_url, 'histogram_quantile(0.99, sum by (le) (gatecast_http_request_duration_seconds_bucket{route="/forecast"}))')
+            p99 = query(
+                prom_url,
+                "histogram_quantile(0.99, sum by (le) "
+                '(gatecast_http_request_duration_seconds_bucket{route="/forecast"}))',
+            )
             assert p99 and float(p99[0]["value"][1]) > 0  # type: ignore[index]
         finally:
             prom.terminate()

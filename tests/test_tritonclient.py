@@ -18,7 +18,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, tiny_artifact: Path) -> Iterator[tuple[triton.InferenceServerClient, Path]]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, tiny_artifact: Path
+) -> Iterator[tuple[triton.InferenceServerClient, Path]]:
     repo = tmp_path_factory.mktemp("triton") / "models"
     (repo / "tiny" / "1").mkdir(parents=True)
     shutil.copy(tiny_artifact, repo / "tiny" / "1" / "model.onnx")
@@ -46,7 +48,10 @@ def test_infer_equals_onnxruntime(server: tuple[triton.InferenceServerClient, Pa
     x = np.cumsum(np.random.default_rng(0).normal(size=(5, 48)), axis=1).astype(np.float32) + 20
     inp = triton.InferInput("values", list(x.shape), "FP32")
     inp.set_data_from_numpy(x, binary_data=binary)
-    outputs = [triton.InferRequestedOutput("forecast", binary_data=binary), triton.InferRequestedOutput("scale", binary_data=binary)]
+    outputs = [
+        triton.InferRequestedOutput("forecast", binary_data=binary),
+        triton.InferRequestedOutput("scale", binary_data=binary),
+    ]
     result = client.infer("tiny", [inp], outputs=outputs, model_version="1")
     want_f, want_s = direct(repo / "tiny" / "1" / "model.onnx", x)
     np.testing.assert_allclose(result.as_numpy("forecast"), want_f, rtol=1e-5, atol=1e-5)

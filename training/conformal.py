@@ -24,7 +24,9 @@ def calibrate(actuals: np.ndarray, forecasts: np.ndarray, scales: np.ndarray) ->
     return Conformal(levels=LEVEL_GRID, quantiles=rows, calibration_windows=n)
 
 
-def interval(forecasts: np.ndarray, scales: np.ndarray, conformal: Conformal, level: float) -> tuple[np.ndarray, np.ndarray]:
+def interval(
+    forecasts: np.ndarray, scales: np.ndarray, conformal: Conformal, level: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper bounds (N, H) at coverage `level` in (0, 1)."""
     width = np.asarray(conformal.half_width_factors(level))[None, :] * scales[:, None]
     return forecasts - width, forecasts + width

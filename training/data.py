@@ -42,8 +42,11 @@ class Series:
     start: pd.Timestamp | None = None
 
     def split(self, name: str) -> tuple[int, int]:
-        return {"train": (0, self.train_end), "val": (self.train_end, self.val_end),
-                "test": (self.val_end, self.test_end)}[name]
+        return {
+            "train": (0, self.train_end),
+            "val": (self.train_end, self.val_end),
+            "test": (self.val_end, self.test_end),
+        }[name]
 
 
 @dataclass
@@ -89,8 +92,14 @@ def _ett(file: str, freq: str, season: int, factor: int, root: Path) -> Dataset:
     values = frame["OT"].to_numpy(dtype=np.float64)
     borders = (8640 * factor, 11520 * factor, 14400 * factor)
     series = Series("OT", values, *borders, start=frame["date"].iloc[0])
-    return Dataset(file.split(".")[0].lower(), "OT", freq, season, [series],
-                   "ETT-small oil temperature (OT), Informer split 12/4/4 months")
+    return Dataset(
+        file.split(".")[0].lower(),
+        "OT",
+        freq,
+        season,
+        [series],
+        "ETT-small oil temperature (OT), Informer split 12/4/4 months",
+    )
 
 
 def load_etth1(root: Path | None = None) -> Dataset:
@@ -146,7 +155,8 @@ def load_long(path: str | Path, test_size: float = 0.2, val_size: float = 0.1) -
     frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
     parsed = split_long_frame(frame)
     freqs = {s.freq for s in parsed}
-    freq = freqs.pop() if len(freqs) == 1 and None not in freqs else "h"
+    only = freqs.pop() if len(freqs) == 1 else None
+    freq = only or "h"
     series = []
     for s in parsed:
         n = len(s.values)

@@ -56,9 +56,7 @@ def collect(model: Forecaster, dataset: Dataset, split: str, stride: int) -> Spl
     return SplitForecasts(x, y, f, s, np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts]))
 
 
-def point_metrics(
-    actuals: np.ndarray, forecasts: np.ndarray, scales: np.ndarray, z_std: float
-) -> dict[str, float]:
+def point_metrics(actuals: np.ndarray, forecasts: np.ndarray, scales: np.ndarray, z_std: float) -> dict[str, float]:
     """MAE, RMSE, sMAPE, MASE (per-window MAE over its series' seasonal-naive scale), and MSE/MAE in z units."""
     per_window_mae = np.mean(np.abs(actuals - forecasts), axis=1)
     return {
@@ -86,7 +84,9 @@ def baseline_forecasts(config: RunConfig, dataset: Dataset, test: SplitForecasts
     return out
 
 
-def evaluate(model: Forecaster, config: RunConfig, dataset: Dataset) -> tuple[dict[str, Any], Conformal, SplitForecasts]:
+def evaluate(
+    model: Forecaster, config: RunConfig, dataset: Dataset
+) -> tuple[dict[str, Any], Conformal, SplitForecasts]:
     season = config.season or dataset.season
     val = collect(model, dataset, "val", 1)
     cal = conformal.calibrate(val.actuals, val.forecasts, val.scales)
@@ -114,7 +114,9 @@ def evaluate(model: Forecaster, config: RunConfig, dataset: Dataset) -> tuple[di
     return result, cal, test
 
 
-def m4_official(dataset: Dataset, test: SplitForecasts, candidates: dict[str, np.ndarray], season: int) -> dict[str, Any]:
+def m4_official(
+    dataset: Dataset, test: SplitForecasts, candidates: dict[str, np.ndarray], season: int
+) -> dict[str, Any]:
     """Official M4 sMAPE/MASE (per-series in-sample scale) and OWA against Naive2."""
     insamples = [dataset.series[i].values[:o] for i, o in zip(test.series_index, test.origins, strict=True)]
     horizon = test.actuals.shape[1]
@@ -131,8 +133,13 @@ def m4_official(dataset: Dataset, test: SplitForecasts, candidates: dict[str, np
 
 
 def write_report(
-    config: RunConfig, dataset: Dataset, result: dict[str, Any], test: SplitForecasts, cal: Conformal,
-    train_info: dict[str, Any], out_dir: Path,
+    config: RunConfig,
+    dataset: Dataset,
+    result: dict[str, Any],
+    test: SplitForecasts,
+    cal: Conformal,
+    train_info: dict[str, Any],
+    out_dir: Path,
 ) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps({"evaluation": result, "training": train_info}, indent=2))
@@ -156,15 +163,21 @@ def write_report(
             f"{s['mse_z']:.4f} | {s['mae_z']:.4f} |"
         )
     if "m4" in result:
-        lines += ["", "M4 official scores (per-series in-sample MASE scale, OWA against Naive2):", "",
-                  "| method | sMAPE | MASE | OWA |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "M4 official scores (per-series in-sample MASE scale, OWA against Naive2):",
+            "",
+            "| method | sMAPE | MASE | OWA |",
+            "|---|---|---|---|",
+        ]
         for name, s in result["m4"].items():
             lines.append(f"| {name} | {s['smape']:.3f} | {s['mase']:.3f} | {s['owa']:.3f} |")
     lines += [
         "",
         f"Split-conformal intervals calibrated on {cal.calibration_windows} validation windows. Empirical "
         "coverage on the test split: "
-        + ", ".join(f"{k}% -> {v * 100:.1f}%" for k, v in result["coverage"].items()) + ".",
+        + ", ".join(f"{k}% -> {v * 100:.1f}%" for k, v in result["coverage"].items())
+        + ".",
         "",
         f"Training: best epoch {train_info['best_epoch']}, {train_info['epochs_run']} epochs, "
         f"{train_info['seconds_per_epoch']:.1f} s/epoch, {train_info['seconds']:.0f} s in all.",

@@ -88,7 +88,9 @@ def attach_metadata(path: Path, card: ModelCard) -> None:
     onnx.save(proto, str(path))
 
 
-def validation_windows(model: Forecaster, real: np.ndarray | None, spec: ExportSpec, seed: int = 0) -> list[tuple[str, np.ndarray]]:
+def validation_windows(
+    model: Forecaster, real: np.ndarray | None, spec: ExportSpec, seed: int = 0
+) -> list[tuple[str, np.ndarray]]:
     """Named input batches: random walks at several offsets and magnitudes, real windows, several lengths."""
     rng = np.random.default_rng(seed)
     cfg = model.config
@@ -134,8 +136,17 @@ def validate(model: Forecaster, path: Path, real: np.ndarray | None = None, spec
 
 
 def build_card(
-    model: Forecaster, name: str, version: str, freq: str, season: int, target: str, dataset: dict[str, Any],
-    cal: Conformal, metrics: dict[str, Any], seed: int, spec: ExportSpec = ExportSpec(),
+    model: Forecaster,
+    name: str,
+    version: str,
+    freq: str,
+    season: int,
+    target: str,
+    dataset: dict[str, Any],
+    cal: Conformal,
+    metrics: dict[str, Any],
+    seed: int,
+    spec: ExportSpec = ExportSpec(),
 ) -> ModelCard:
     cfg = model.config
     return ModelCard(
@@ -152,8 +163,12 @@ def build_card(
         metrics=metrics,
         trained_at=datetime.now(UTC).replace(microsecond=0).isoformat(),
         seed=seed,
-        versions={"torch": torch.__version__, "onnx": onnx.__version__, "opset": str(spec.opset),
-                  "onnxruntime": ort.__version__},
+        versions={
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "opset": str(spec.opset),
+            "onnxruntime": ort.__version__,
+        },
         sha256=weights_sha256(model),
         extra={"training.model_config": json.dumps(cfg.to_dict())},
     )

@@ -65,10 +65,9 @@ def seasonality_test(x: np.ndarray, ppy: int) -> bool:
 def seasonal_indices(x: np.ndarray, ppy: int) -> np.ndarray:
     """R `decompose(type="multiplicative")$seasonal` for a series starting at cycle position 1."""
     n = len(x)
-    if ppy % 2 == 0:
-        weights = np.concatenate([[0.5], np.ones(ppy - 1), [0.5]]) / ppy
-    else:
-        weights = np.ones(ppy) / ppy
+    # R's default filter: a centred moving average (2 x m for even m)
+    even = np.concatenate([[0.5], np.ones(ppy - 1), [0.5]]) / ppy
+    weights = even if ppy % 2 == 0 else np.ones(ppy) / ppy
     half = len(weights) // 2
     trend = np.full(n, np.nan)
     trend[half : n - half] = np.convolve(x, weights[::-1], mode="valid")
@@ -101,14 +100,10 @@ def seasonal_naive_forecast(insample: np.ndarray, horizon: int, season: int) -> 
     return np.resize(insample[-season:], horizon)
 
 
-def m4_scores(
-    insamples: list[np.ndarray], actuals: np.ndarray, forecasts: np.ndarray, season: int
-) -> dict[str, float]:
+def m4_scores(insamples: list[np.ndarray], actuals: np.ndarray, forecasts: np.ndarray, season: int) -> dict[str, float]:
     """Subset-level M4 sMAPE and MASE: per-series scores averaged over the series."""
     smapes = [smape(a, f) for a, f in zip(actuals, forecasts, strict=True)]
-    mases = [
-        mase(a, f, seasonal_naive_scale(x, season)) for x, a, f in zip(insamples, actuals, forecasts, strict=True)
-    ]
+    mases = [mase(a, f, seasonal_naive_scale(x, season)) for x, a, f in zip(insamples, actuals, forecasts, strict=True)]
     return {"smape": float(np.mean(smapes)), "mase": float(np.mean(mases))}
 
 

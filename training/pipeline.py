@@ -32,8 +32,14 @@ def run_train(config: RunConfig, root: Path = Path("."), progress: bool = True) 
     result = train(config, dataset, progress=progress)
     path = _paths(config, root)["checkpoint"]
     save_checkpoint(result, config, path)
-    log.info("%s: best epoch %d, val loss %.4f, %.0fs -> %s", config.name, result.best_epoch,
-             result.best_val_loss, result.seconds, path)
+    log.info(
+        "%s: best epoch %d, val loss %.4f, %.0fs -> %s",
+        config.name,
+        result.best_epoch,
+        result.best_val_loss,
+        result.seconds,
+        path,
+    )
     return path
 
 
@@ -56,9 +62,10 @@ def run_evaluate(config: RunConfig, root: Path = Path(".")) -> dict[str, Any]:
     return result
 
 
-def run_export(config: RunConfig, root: Path = Path("."), spec: ExportSpec = ExportSpec()) -> Path:
+def run_export(config: RunConfig, root: Path = Path("."), spec: ExportSpec | None = None) -> Path:
     from app.contract import Conformal
 
+    spec = spec or ExportSpec()
     paths = _paths(config, root)
     model, _ = load_checkpoint(paths["checkpoint"], config.model)
     saved = json.loads(paths["evaluation"].read_text())
@@ -73,8 +80,12 @@ def run_export(config: RunConfig, root: Path = Path("."), spec: ExportSpec = Exp
         freq=config.freq or dataset.freq,
         season=config.season or dataset.season,
         target=dataset.target,
-        dataset={"name": dataset.name, "description": dataset.description, "split": "train/val/test",
-                 "series": len(dataset.series)},
+        dataset={
+            "name": dataset.name,
+            "description": dataset.description,
+            "split": "train/val/test",
+            "series": len(dataset.series),
+        },
         cal=Conformal(**saved["conformal"]),
         metrics=saved["evaluation"],
         seed=config.seed,
@@ -84,7 +95,9 @@ def run_export(config: RunConfig, root: Path = Path("."), spec: ExportSpec = Exp
     export_onnx(model, path, spec)
     attach_metadata(path, card)
     checks = validate(model, path, real, spec)
-    log.info("%s: exported %s (%.0f KB), %d parity checks passed", config.name, path, path.stat().st_size / 1024, checks)
+    log.info(
+        "%s: exported %s (%.0f KB), %d parity checks passed", config.name, path, path.stat().st_size / 1024, checks
+    )
     return path
 
 
@@ -99,9 +112,16 @@ def build_artifact(config: RunConfig, dataset: data.Dataset, path: Path, progres
     result = train(config, dataset, progress=progress)
     evaluation, cal, _ = evaluate(result.model, config, dataset)
     card = build_card(
-        result.model, name=config.name, version=config.version, freq=config.freq or dataset.freq,
-        season=config.season or dataset.season, target=dataset.target,
-        dataset={"name": dataset.name, "series": len(dataset.series)}, cal=cal, metrics=evaluation, seed=config.seed,
+        result.model,
+        name=config.name,
+        version=config.version,
+        freq=config.freq or dataset.freq,
+        season=config.season or dataset.season,
+        target=dataset.target,
+        dataset={"name": dataset.name, "series": len(dataset.series)},
+        cal=cal,
+        metrics=evaluation,
+        seed=config.seed,
     )
     export_onnx(result.model, path)
     attach_metadata(path, card)

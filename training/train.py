@@ -42,7 +42,9 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def split_windows(dataset: Dataset, split: str, window: int, horizon: int, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def split_windows(
+    dataset: Dataset, split: str, window: int, horizon: int, stride: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Windows of every series in `dataset` for `split`, stacked: (N, window), (N, horizon)."""
     xs, ys = [], []
     for series in dataset.series:

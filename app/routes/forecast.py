@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -18,7 +18,7 @@ router = APIRouter(tags=["forecast"])
 # Bodies above this size are parsed in a worker thread so a large request never stalls the event loop.
 _INLINE_PARSE_BYTES = 64 * 1024
 
-_ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422, 503)}
+_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422, 503)}
 _BODY = {
     "requestBody": {
         "required": True,
@@ -74,4 +74,3 @@ def _parser(content_type: str, body: bytes, model: str | None, h: int | None, le
     if media in ("text/csv", "application/csv"):
         return lambda: forecasting.request_from_csv(body, model, h, level)
     raise UnsupportedMediaType(f"Content-Type {media!r} is not read here; send application/json or text/csv")
-

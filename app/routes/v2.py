@@ -103,7 +103,10 @@ async def _infer(loaded: LoadedModel, request: Request) -> Response:
     header, blobs = _split_body(body, request.headers.get(HEADER_LENGTH))
     values = _input_tensor(header, blobs, loaded)
     forecasts, scales = await loaded.batcher.submit(list(values))
-    outputs = {OUTPUT_FORECAST: np.stack(forecasts).astype(np.float32), OUTPUT_SCALE: np.stack(scales).astype(np.float32)}
+    outputs = {
+        OUTPUT_FORECAST: np.stack(forecasts).astype(np.float32),
+        OUTPUT_SCALE: np.stack(scales).astype(np.float32),
+    }
     return _respond(loaded, header, outputs)
 
 
@@ -129,7 +132,12 @@ def _input_tensor(header: dict[str, Any], blobs: bytes, loaded: LoadedModel) -> 
         raise InvalidInput(f"input {spec.get('name')!r} is unknown; the model takes {INPUT_NAME!r}")
     dtype = _DTYPES.get(str(spec.get("datatype")))
     shape = spec.get("shape")
-    if dtype is None or not isinstance(shape, list) or len(shape) != 2 or not all(isinstance(d, int) and d > 0 for d in shape):
+    if (
+        dtype is None
+        or not isinstance(shape, list)
+        or len(shape) != 2
+        or not all(isinstance(d, int) and d > 0 for d in shape)
+    ):
         raise InvalidInput(f"input {INPUT_NAME!r} needs datatype FP32 (or FP64/INT) and shape [batch, time] > 0")
     binary_size = (spec.get("parameters") or {}).get("binary_data_size")
     try:
@@ -143,7 +151,9 @@ def _input_tensor(header: dict[str, Any], blobs: bytes, loaded: LoadedModel) -> 
     if not np.all(np.isfinite(array)):
         raise InvalidInput(f"input {INPUT_NAME!r} holds NaN or Infinity; send finite values")
     if shape[1] < loaded.card.min_window:
-        raise InvalidInput(f"input {INPUT_NAME!r} has {shape[1]} time steps; {loaded.name} needs at least {loaded.card.min_window}")
+        raise InvalidInput(
+            f"input {INPUT_NAME!r} has {shape[1]} time steps; {loaded.name} needs at least {loaded.card.min_window}"
+        )
     return array
 
 
@@ -176,8 +186,9 @@ def _respond(loaded: LoadedModel, header: dict[str, Any], outputs: dict[str, np.
     if not blobs:
         return JSONResponse(body)
     head = json.dumps(body).encode()
-    return Response(head + b"".join(blobs), media_type="application/octet-stream",
-                    headers={HEADER_LENGTH: str(len(head))})
+    return Response(
+        head + b"".join(blobs), media_type="application/octet-stream", headers={HEADER_LENGTH: str(len(head))}
+    )
 
 
 # --- repository extension ------------------------------------------------------------------------------
@@ -214,4 +225,3 @@ async def unload_model(name: str, repository: RepositoryDep, settings: SettingsD
     _check_control(settings)
     await repository.unload(name)
     return {"name": name, "unloaded": True}
-

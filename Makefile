@@ -1,0 +1,41 @@
+# Everyday jobs. The same commands run locally and in CI (.ci/run calls `make test`).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIGS := training/configs/etth1-lstm.toml training/configs/etth1-gru.toml training/configs/vix-lstm.toml \
+           training/configs/vix-gru.toml training/configs/m4-hourly-gru.toml
+
+.PHONY: serve test lint models bench clean venv-serve venv-dev
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Serving only: no torch.
+venv-serve: $(BIN)/python
+	$(BIN)/pip install -q -e .
+
+venv-dev: $(BIN)/python
+	$(BIN)/pip install -q -e ".[train,dev]"
+
+## Run the service on 127.0.0.1:8000 with the committed models.
+serve: venv-serve
+	$(BIN)/gatecast serve
+
+## Set up and run every test (installs Prometheus and wrk from Debian when run as root).
+test: venv-dev
+	./scripts/system-deps.sh
+	$(BIN)/ruff check app training tests bench
+	$(BIN)/mypy app
+	$(BIN)/pytest -q
+
+lint: venv-dev
+	$(BIN)/ruff check app training tests bench
+	$(BIN)/mypy app
+
+## Retrain, evaluate and export every committed model (needs the data in ../shared/data).
+models: venv-dev
+	$(BIN)/gatecast pipeline $(CONFIGS) --quiet
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
