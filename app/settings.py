@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -40,7 +41,22 @@ class Settings(BaseSettings):
     def ort_threads(self) -> int:
         if self.intra_op_threads:
             return self.intra_op_threads
-        return max(1, (os.cpu_count() or 1) // self.workers)
+        return max(1, available_cpus() // self.workers)
+
+
+def available_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 quota (a container's CPU limit).
+
+    os.cpu_count() reports the host's cores, which oversubscribes a pod limited to one or two CPUs.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus
 
 
 @lru_cache

@@ -66,6 +66,7 @@ def point_metrics(actuals: np.ndarray, forecasts: np.ndarray, scales: np.ndarray
         "mase": float(np.mean(per_window_mae / scales)),
         "mse_z": M.mse(actuals / z_std, forecasts / z_std),
         "mae_z": M.mae(actuals / z_std, forecasts / z_std),
+        "mae_by_step": [float(v) for v in np.mean(np.abs(actuals - forecasts), axis=0)],
     }
 
 
@@ -162,6 +163,13 @@ def write_report(
             f"| {name} | {s['mae']:.4f} | {s['rmse']:.4f} | {s['smape']:.3f} | {s['mase']:.4f} | "
             f"{s['mse_z']:.4f} | {s['mae_z']:.4f} |"
         )
+    model_steps = np.array(result["scores"]["model"]["mae_by_step"])
+    lines += ["", "Where a baseline beats the model (test MAE per horizon step):", ""]
+    for name, s in result["scores"].items():
+        if name == "model":
+            continue
+        wins = [i + 1 for i, v in enumerate(s["mae_by_step"]) if v < model_steps[i]]
+        lines.append(f"- {name}: " + (f"better at steps {_ranges(wins)} of {len(model_steps)}" if wins else "at no step"))
     if "m4" in result:
         lines += [
             "",
@@ -188,6 +196,16 @@ def write_report(
     path = out_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _ranges(steps: list[int]) -> str:
+    """[1, 2, 3, 7] -> '1-3, 7'."""
+    parts, start = [], steps[0]
+    for prev, cur in zip(steps, [*steps[1:], None], strict=True):
+        if cur != prev + 1:
+            parts.append(f"{start}-{prev}" if prev != start else str(start))
+            start = cur  # type: ignore[assignment]
+    return ", ".join(parts)
 
 
 def _plot(config: RunConfig, test: SplitForecasts, cal: Conformal, path: Path) -> None:

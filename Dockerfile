@@ -1,0 +1,35 @@
+# gatecast server image: serving dependencies only (no torch, no compilers in the final stage).
+# Build:  podman build -t gatecast .   (or docker build)
+# Run:    podman run -p 127.0.0.1:8000:8000 gatecast
+# Own models: mount a repository over the baked one: -v ./my-models:/srv/gatecast/models:ro
+ARG PYTHON_IMAGE=python:3.11-slim
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY app ./app
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --upgrade pip \
+ && /opt/venv/bin/pip install . \
+ && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
+ && rm -rf /opt/venv/lib/python3.11/site-packages/pip /opt/venv/lib/python3.11/site-packages/setuptools
+
+FROM ${PYTHON_IMAGE}
+RUN groupadd --gid 10001 gatecast && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin gatecast
+COPY --from=build /opt/venv /opt/venv
+COPY models /srv/gatecast/models
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    GATECAST_HOST=0.0.0.0 \
+    GATECAST_PORT=8000 \
+    GATECAST_MODEL_REPOSITORY=/srv/gatecast/models
+WORKDIR /srv/gatecast
+USER 10001:10001
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/v2/health/ready', timeout=2).status != 200)"]
+# uvicorn drains in-flight requests on SIGTERM (up to 30 s), then runs the shutdown of every worker.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["gatecast", "serve"]

@@ -1,0 +1,131 @@
+"""The server image, built and run with podman: forecast, metrics, non-root, graceful SIGTERM.
+
+Needs podman and a local python:3.11-slim (`source ../shared/tools/container-env.sh`, as .ci/run does);
+skips otherwise. GATECAST_TEST_IMAGE names an already built image to skip the build.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from tests.live import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF = Path("/var/tmp/container-env/containers.conf")
+
+
+def _podman_ready() -> bool:
+    if shutil.which("podman") is None:
+        return False
+    env = {**os.environ, "CONTAINERS_CONF": os.environ.get("CONTAINERS_CONF", str(CONF))}
+    probe = subprocess.run(["podman", "image", "exists", "docker.io/library/python:3.11-slim"], env=env)
+    return probe.returncode == 0
+
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not _podman_ready(), reason="podman or the local python:3.11-slim image is missing "
+                       "(source ../shared/tools/container-env.sh as root)"),
+]
+
+
+def podman(*args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CONTAINERS_CONF": os.environ.get("CONTAINERS_CONF", str(CONF))}
+    return subprocess.run(["podman", *args], env=env, check=check, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    name = os.environ.get("GATECAST_TEST_IMAGE")
+    if name:
+        return name
+    name = "localhost/gatecast:test"
+    podman("build", "--pull=never", "-t", name, str(ROOT))
+    return name
+
+
+@pytest.fixture
+def container(image: str) -> Iterator[tuple[str, str]]:
+    port = free_port()
+    name = f"gatecast-test-{port}"
+    podman("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000", image)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("container never became ready:\n" + podman("logs", name, check=False).stdout)
+        yield name, url
+    finally:
+        podman("rm", "-f", "-t", "0", name, check=False)
+
+
+def test_image_has_no_torch_and_is_reported(image: str) -> None:
+    size = int(podman("image", "inspect", image, "--format", "{{.Size}}").stdout.strip())
+    print(f"image size: {size / 1e6:.0f} MB")
+    probe = podman("run", "--rm", "--entrypoint", "python", image, "-c",
+                   "import importlib.util as u; print(u.find_spec('torch') is None)")
+    assert probe.stdout.strip() == "True"
+
+
+def test_container_serves_forecasts_and_metrics_as_non_root(container: tuple[str, str]) -> None:
+    name, url = container
+    values = (30 + 5 * np.sin(np.arange(168) * 2 * np.pi / 24)).round(3).tolist()
+    r = httpx.post(f"{url}/forecast", json={"model": "etth1-lstm", "level": [80], "series": [{"id": "a", "values": values}]})
+    assert r.status_code == 200, r.text
+    session = ort.InferenceSession(str(ROOT / "models/etth1-lstm/1/model.onnx"), providers=["CPUExecutionProvider"])
+    want = session.run(None, {"values": np.asarray([values], dtype=np.float32)})[0][0]
+    np.testing.assert_allclose(r.json()["forecasts"][0]["mean"], want, rtol=1e-5)
+    metrics = httpx.get(f"{url}/metrics").text
+    assert 'gatecast_series_forecast_total{model="etth1-lstm",version="1"} 1.0' in metrics
+    assert podman("exec", name, "id", "-u").stdout.strip() == "10001"
+    health = podman("inspect", name, "--format", "{{json .Config.Healthcheck}}").stdout
+    assert "/v2/health/ready" in health
+
+
+def test_sigterm_drains_in_flight_requests_then_exits(container: tuple[str, str]) -> None:
+    name, url = container
+    # A request heavy enough (5000 series) to still be in flight when SIGTERM lands.
+    body = json.dumps({"model": "etth1-lstm", "series": [
+        {"id": str(i), "values": [float(i % 7 + j % 24) for j in range(168)]} for i in range(5000)]})
+    result: dict[str, object] = {}
+
+    def post() -> None:
+        try:
+            result["status"] = httpx.post(f"{url}/forecast", content=body, timeout=60,
+                                          headers={"content-type": "application/json"}).status_code
+        except httpx.HTTPError as exc:
+            result["error"] = repr(exc)
+
+    worker = threading.Thread(target=post)
+    worker.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    podman("kill", "--signal", "TERM", name)
+    podman("wait", name, timeout=60)
+    took = time.monotonic() - started
+    worker.join(timeout=60)
+    assert result.get("status") == 200, result
+    state = json.loads(podman("inspect", name, "--format", "{{json .State}}").stdout)
+    assert state["ExitCode"] == 0, state
+    assert took < 30, f"shutdown took {took:.1f}s, past the 30 s grace period"
+    logs = podman("logs", name).stdout + podman("logs", name).stderr
+    assert "Finished server process" in logs

@@ -1,0 +1,94 @@
+"""Deployment files checked by real tools: promtool, the compose-spec schema, the Kubernetes schemas."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from app import metrics
+
+ROOT = Path(__file__).resolve().parent.parent
+PROM = ROOT / "deploy" / "prometheus"
+DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "gatecast.json"
+needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool missing (apt-get install prometheus)")
+
+
+def run(*args: str, cwd: Path = ROOT) -> str:
+    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+@needs_promtool
+def test_prometheus_config_is_valid() -> None:
+    assert "SUCCESS" in run("promtool", "check", "config", str(PROM / "prometheus.yml"))
+
+
+@needs_promtool
+def test_alert_rules_are_valid_and_pass_their_unit_tests() -> None:
+    assert "5 rules found" in run("promtool", "check", "rules", "alerts.yml", cwd=PROM)
+    assert "SUCCESS" in run("promtool", "test", "rules", "alerts_test.yml", cwd=PROM)
+
+
+def dashboard_exprs() -> list[str]:
+    dash = json.loads(DASHBOARD.read_text())
+    return [t["expr"] for p in dash["panels"] for t in p["targets"]]
+
+
+@needs_promtool
+def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
+    rules = {"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:query{i}", "expr": e.replace("$__rate_interval", "1m")}
+        for i, e in enumerate(dashboard_exprs())]}]}
+    path = tmp_path / "dashboard-rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    run("promtool", "check", "rules", str(path))
+
+
+def test_dashboard_covers_the_required_views_with_real_metric_names() -> None:
+    defined = {m._name for m in vars(metrics).values() if hasattr(m, "_name")}  # noqa: SLF001
+    used = set()
+    for expr in dashboard_exprs():
+        used |= {re.sub(r"_(bucket|sum|count|total)$", "", n) for n in re.findall(r"gatecast_[a-z_]+", expr)}
+    assert used <= {n.removesuffix("_total") for n in defined} | defined, used
+    titles = " ".join(p["title"] for p in json.loads(DASHBOARD.read_text())["panels"]).lower()
+    for view in ("p50", "p99", "throughput", "batch size", "queue wait", "errors", "loaded models"):
+        assert view in titles, view
+
+
+def test_compose_file_follows_the_compose_spec() -> None:
+    run(sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", "docker-compose.yml")
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert {"gatecast", "prometheus", "grafana"} <= set(compose["services"])
+    for service in compose["services"].values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), source
+
+
+def test_kubernetes_manifests_follow_the_schemas() -> None:
+    manifests = sorted(str(p) for p in (ROOT / "deploy" / "kubernetes").glob("*.yaml"))
+    out = run(sys.executable, "-m", "kubernetes_validate", "--strict", "-k", "1.30.0", *manifests)
+    kinds = {d["kind"] for p in manifests for d in yaml.safe_load_all(Path(p).read_text())}
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"} <= kinds
+    assert out.count("passed") == len(manifests)
+
+
+def test_deployment_is_hardened_and_probes_the_health_routes() -> None:
+    dep = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "deployment.yaml").read_text())
+    pod = dep["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert container["resources"]["limits"]["cpu"] and container["resources"]["requests"]["memory"]
+    assert dep["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "true"

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from app.runtime import CPU, CUDA, choose_providers
+from app.errors import ModelLoadError
+from app.settings import Settings, available_cpus
+
+
+def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATECAST_MAX_BATCH_SERIES", "64")
+    monkeypatch.setenv("GATECAST_PROVIDER", "cpu")
+    s = Settings()
+    assert s.max_batch_series == 64 and s.provider == "cpu"
+
+
+def test_bad_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATECAST_PROVIDER", "tpu")
+    with pytest.raises(ValueError, match="provider"):
+        Settings()
+
+
+@pytest.mark.parametrize(("content", "expected"), [("150000 100000", 2), ("50000 100000", 1), ("max 100000", None)])
+def test_cpu_quota_caps_the_thread_count(tmp_path: Path, content: str, expected: int | None) -> None:
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text(content + "\n")
+    affinity = len(os.sched_getaffinity(0))
+    assert available_cpus(cpu_max) == (min(expected, affinity) if expected else affinity)
+
+
+def test_threads_split_between_workers() -> None:
+    assert Settings(workers=1, intra_op_threads=3).ort_threads() == 3
+    assert Settings(workers=64).ort_threads() == 1
+
+
+def test_provider_choice() -> None:
+    assert choose_providers("auto", [CPU]) == [CPU]
+    assert choose_providers("auto", [CUDA, CPU]) == [CUDA, CPU]
+    assert choose_providers("cpu", [CUDA, CPU]) == [CPU]
+    with pytest.raises(ModelLoadError, match="onnxruntime-gpu"):
+        choose_providers("cuda", [CPU])
