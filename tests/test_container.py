@@ -89,7 +89,8 @@ def test_image_has_no_torch_and_is_reported(image: str) -> None:
 def test_container_serves_forecasts_and_metrics_as_non_root(container: tuple[str, str]) -> None:
     name, url = container
     values = (30 + 5 * np.sin(np.arange(168) * 2 * np.pi / 24)).round(3).tolist()
-    r = httpx.post(f"{url}/forecast", json={"model": "etth1-lstm", "level": [80], "series": [{"id": "a", "values": values}]})
+    payload = {"model": "etth1-lstm", "level": [80], "series": [{"id": "a", "values": values}]}
+    r = httpx.post(f"{url}/forecast", json=payload)
     assert r.status_code == 200, r.text
     session = ort.InferenceSession(str(ROOT / "models/etth1-lstm/1/model.onnx"), providers=["CPUExecutionProvider"])
     want = session.run(None, {"values": np.asarray([values], dtype=np.float32)})[0][0]

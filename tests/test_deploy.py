@@ -17,7 +17,9 @@ from app import metrics
 ROOT = Path(__file__).resolve().parent.parent
 PROM = ROOT / "deploy" / "prometheus"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "gatecast.json"
-needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool missing (apt-get install prometheus)")
+needs_promtool = pytest.mark.skipif(
+    shutil.which("promtool") is None, reason="promtool missing (apt-get install prometheus)"
+)
 
 
 def run(*args: str, cwd: Path = ROOT) -> str:

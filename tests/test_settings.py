@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from app.runtime import CPU, CUDA, choose_providers
 from app.errors import ModelLoadError
+from app.runtime import CPU, CUDA, choose_providers
 from app.settings import Settings, available_cpus
 
 
