@@ -1,5 +1,5 @@
 # gatecast server image: serving dependencies only (no torch, no compilers in the final stage).
-# Build:  podman build -t gatecast .   (or docker build)
+# Build:  docker build -t gatecast .   (podman: podman build --format docker -t gatecast . keeps the HEALTHCHECK)
 # Run:    podman run -p 127.0.0.1:8000:8000 gatecast
 # Own models: mount a repository over the baked one: -v ./my-models:/srv/gatecast/models:ro
 ARG PYTHON_IMAGE=python:3.11-slim
@@ -13,6 +13,7 @@ RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --upgrade pip \
  && /opt/venv/bin/pip install . \
  && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
+ && find /opt/venv/lib/python3.11/site-packages -mindepth 2 -maxdepth 3 -type d -name tests -prune -exec rm -rf {} + \
  && rm -rf /opt/venv/lib/python3.11/site-packages/pip /opt/venv/lib/python3.11/site-packages/setuptools
 
 FROM ${PYTHON_IMAGE}

@@ -36,8 +36,11 @@ def _podman_ready() -> bool:
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not _podman_ready(), reason="podman or the local python:3.11-slim image is missing "
-                       "(source ../shared/tools/container-env.sh as root)"),
+    pytest.mark.skipif(
+        not _podman_ready(),
+        reason="podman or the local python:3.11-slim image is missing "
+        "(source ../shared/tools/container-env.sh as root)",
+    ),
 ]
 
 
@@ -52,7 +55,7 @@ def image() -> str:
     if name:
         return name
     name = "localhost/gatecast:test"
-    podman("build", "--pull=never", "-t", name, str(ROOT))
+    podman("build", "--pull=never", "--format", "docker", "-t", name, str(ROOT))
     return name
 
 
@@ -81,8 +84,15 @@ def container(image: str) -> Iterator[tuple[str, str]]:
 def test_image_has_no_torch_and_is_reported(image: str) -> None:
     size = int(podman("image", "inspect", image, "--format", "{{.Size}}").stdout.strip())
     print(f"image size: {size / 1e6:.0f} MB")
-    probe = podman("run", "--rm", "--entrypoint", "python", image, "-c",
-                   "import importlib.util as u; print(u.find_spec('torch') is None)")
+    probe = podman(
+        "run",
+        "--rm",
+        "--entrypoint",
+        "python",
+        image,
+        "-c",
+        "import importlib.util as u; print(u.find_spec('torch') is None)",
+    )
     assert probe.stdout.strip() == "True"
 
 
@@ -105,14 +115,19 @@ def test_container_serves_forecasts_and_metrics_as_non_root(container: tuple[str
 def test_sigterm_drains_in_flight_requests_then_exits(container: tuple[str, str]) -> None:
     name, url = container
     # A request heavy enough (5000 series) to still be in flight when SIGTERM lands.
-    body = json.dumps({"model": "etth1-lstm", "series": [
-        {"id": str(i), "values": [float(i % 7 + j % 24) for j in range(168)]} for i in range(5000)]})
+    body = json.dumps(
+        {
+            "model": "etth1-lstm",
+            "series": [{"id": str(i), "values": [float(i % 7 + j % 24) for j in range(168)]} for i in range(5000)],
+        }
+    )
     result: dict[str, object] = {}
 
     def post() -> None:
         try:
-            result["status"] = httpx.post(f"{url}/forecast", content=body, timeout=60,
-                                          headers={"content-type": "application/json"}).status_code
+            result["status"] = httpx.post(
+                f"{url}/forecast", content=body, timeout=60, headers={"content-type": "application/json"}
+            ).status_code
         except httpx.HTTPError as exc:
             result["error"] = repr(exc)
 
