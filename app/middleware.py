@@ -9,7 +9,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import metrics
+from app import auth, metrics
+from app.errors import GatecastError, PayloadTooLarge, UnsupportedMediaType
 from app.settings import Settings
 
 
@@ -33,10 +34,12 @@ class ServingMiddleware:
 
         metrics.IN_FLIGHT.inc()
         try:
-            too_large = self._declared_too_large(scope)
-            if too_large:
-                await _send_error(send, 413, "payload_too_large", too_large)
-                status.update(code=413, sent=True)
+            refused = self._refuse(scope)
+            if refused is not None:
+                metrics.ERRORS.labels(reason=refused.code).inc()
+                extra = {"www-authenticate": "Bearer"} if refused.status == 401 else None
+                await _send_error(scope, send, refused.status, refused.code, refused.message, extra)
+                status.update(code=refused.status, sent=True)
                 return
             try:
                 async with asyncio.timeout(self.settings.request_timeout_s):
@@ -56,7 +59,7 @@ class ServingMiddleware:
             except _BodyTooLarge as exc:
                 metrics.ERRORS.labels(reason="payload_too_large").inc()
                 if not status["sent"]:
-                    await _send_error(send, 413, "payload_too_large", str(exc))
+                    await _send_error(scope, send, 413, "payload_too_large", str(exc))
                     status.update(code=413, sent=True)
         finally:
             metrics.IN_FLIGHT.dec()
@@ -66,16 +69,20 @@ class ServingMiddleware:
                 route=template, method=scope["method"], status_class=f"{status['code'] // 100}xx"
             ).observe(time.perf_counter() - started)
 
-    def _declared_too_large(self, scope: Scope) -> str | None:
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                try:
-                    size = int(value)
-                except ValueError:
-                    return None
-                if size > self.settings.max_body_bytes:
-                    metrics.ERRORS.labels(reason="payload_too_large").inc()
-                    return _too_large_message(size, self.settings.max_body_bytes)
+    def _refuse(self, scope: Scope) -> GatecastError | None:
+        """Checks that need only the headers: access, declared size, compressed bodies."""
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            auth.check(scope["path"], headers, self.settings)
+        except GatecastError as exc:
+            return exc
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.settings.max_body_bytes:
+            return PayloadTooLarge(_too_large_message(int(length), self.settings.max_body_bytes))
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            # Never inflate a client's body: a small gzip can expand to gigabytes.
+            return UnsupportedMediaType(f"Content-Encoding {encoding!r} is not accepted; send the body uncompressed")
         return None
 
     def _limited(self, receive: Receive) -> Receive:
@@ -103,8 +110,12 @@ def _too_large_message(size: int, limit: int) -> str:
     return f"the body has {size}+ bytes; the limit is {limit} (GATECAST_MAX_BODY_BYTES): split the request"
 
 
-async def _send_error(send: Send, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-    body = json.dumps({"error": code, "message": message}).encode()
+async def _send_error(
+    scope: Scope, send: Send, status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> None:
+    # The same shapes as app.main's handlers: {"error": message} on the inference protocol's routes.
+    shape = {"error": message} if scope["path"].startswith("/v2/") else {"error": code, "message": message}
+    body = json.dumps(shape).encode()
     raw: list[Any] = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})

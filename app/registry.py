@@ -145,13 +145,12 @@ class ModelRepository:
 
     async def _load_version(self, name: str, version: str, old: LoadedModel | None) -> LoadedModel | None:
         path = self.root / name / version / MODEL_FILE
-        _check_inside(self.root, path)
-        stat = path.stat()
-        fingerprint = (stat.st_size, stat.st_mtime_ns)
+        fingerprint = _fingerprint(path)
         if old is not None and old.fingerprint == fingerprint:
             return None  # unchanged
         key = f"{name}@{version}"
         try:
+            _check_inside(self.root, path)
             data = path.read_bytes()
             providers = choose_providers(self.settings.provider)
             runtime = await asyncio.get_running_loop().run_in_executor(

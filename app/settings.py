@@ -6,10 +6,10 @@ import math
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -35,8 +35,18 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(30.0, gt=0)
 
     model_control: bool = Field(False, description="allow POST /v2/repository/models/{name}/load|unload")
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="comma-separated; empty: open")
+    admin_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="keys for model control")
+    metrics_need_key: bool = Field(False, description="require an API key on /metrics too")
     repository_poll_s: float = Field(0.0, ge=0, description="reload changed model files every N s; 0: off")
     log_level: str = "info"
+
+    @field_validator("api_keys", "admin_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
 
     def ort_threads(self) -> int:
         if self.intra_op_threads:

@@ -16,8 +16,8 @@ from fastapi.responses import JSONResponse
 
 from app import __version__
 from app.contract import INPUT_NAME, OUTPUT_FORECAST, OUTPUT_SCALE
-from app.deps import RepositoryDep, SettingsDep
-from app.errors import BadRequest, Forbidden, InvalidInput
+from app.deps import RepositoryDep
+from app.errors import BadRequest, InvalidInput
 from app.registry import LoadedModel, version_key
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])
@@ -207,21 +207,15 @@ async def repository_index(repository: RepositoryDep) -> list[dict[str, str]]:
     return rows
 
 
-def _check_control(settings: SettingsDep) -> None:
-    if not settings.model_control:
-        raise Forbidden("model control is disabled; start the server with GATECAST_MODEL_CONTROL=true")
-
-
 @router.post("/repository/models/{name}/load")
-async def load_model(name: str, repository: RepositoryDep, settings: SettingsDep) -> dict[str, Any]:
-    """Load or reload every version of `name` from disk (atomic swap; a bad file keeps the old one)."""
-    _check_control(settings)
+async def load_model(name: str, repository: RepositoryDep) -> dict[str, Any]:
+    """Load or reload every version of `name` from disk (atomic swap; a bad file keeps the old one).
+    Needs GATECAST_MODEL_CONTROL=true, and an admin key when keys are configured (app/auth.py)."""
     loaded = await repository.load(name)
     return {"name": name, "versions": sorted(loaded, key=version_key)}
 
 
 @router.post("/repository/models/{name}/unload")
-async def unload_model(name: str, repository: RepositoryDep, settings: SettingsDep) -> dict[str, Any]:
-    _check_control(settings)
+async def unload_model(name: str, repository: RepositoryDep) -> dict[str, Any]:
     await repository.unload(name)
     return {"name": name, "unloaded": True}

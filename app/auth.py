@@ -1,0 +1,62 @@
+"""Optional API keys. Off unless GATECAST_API_KEYS (or GATECAST_ADMIN_KEYS) is set.
+
+- Health routes stay open so probes work; /metrics is open unless GATECAST_METRICS_NEED_KEY=true.
+- Every other route needs `Authorization: Bearer <key>` or `X-API-Key: <key>` from the API or admin keys.
+- Model control (load/unload) needs GATECAST_MODEL_CONTROL=true and, when keys are configured, an admin key.
+Keys are compared in constant time (hmac.compare_digest on their SHA-256 digests, so lengths leak nothing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from app.errors import Forbidden, Unauthorized
+from app.settings import Settings
+
+OPEN_PATHS = frozenset(
+    {"/v2/health/live", "/v2/health/ready", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}
+)
+CONTROL_SUFFIXES = ("/load", "/unload")
+UNAUTHORIZED = "missing or invalid API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def _matches(given: str | None, keys: list[str]) -> bool:
+    if not given:
+        return False
+    digest = _digest(given)
+    found = False
+    for key in keys:  # no early exit: the time taken does not say which key matched
+        found |= hmac.compare_digest(digest, _digest(key))
+    return found
+
+
+def presented_key(headers: dict[str, str]) -> str | None:
+    auth = headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return headers.get("x-api-key")
+
+
+def is_control(path: str) -> bool:
+    return path.startswith("/v2/repository/models/") and path.endswith(CONTROL_SUFFIXES)
+
+
+def check(path: str, headers: dict[str, str], settings: Settings) -> None:
+    """Raise Unauthorized or Forbidden when the request may not reach `path`."""
+    if is_control(path):
+        if not settings.model_control:
+            raise Forbidden("model control is disabled; start the server with GATECAST_MODEL_CONTROL=true")
+        if (settings.api_keys or settings.admin_keys) and not _matches(presented_key(headers), settings.admin_keys):
+            raise Unauthorized("model control needs an admin key (GATECAST_ADMIN_KEYS)")
+        return
+    if not settings.api_keys and not settings.admin_keys:
+        return
+    if path in OPEN_PATHS or (path == "/metrics" and not settings.metrics_need_key):
+        return
+    if not _matches(presented_key(headers), settings.api_keys + settings.admin_keys):
+        raise Unauthorized(UNAUTHORIZED)

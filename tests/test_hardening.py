@@ -1,0 +1,170 @@
+"""Faults and access: bad model files, API keys, traversal, compressed bodies, no unpickling."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import onnx
+import pytest
+from fastapi.testclient import TestClient
+from onnx import TensorProto, helper
+from prometheus_client import REGISTRY
+
+from app.main import create_app
+from app.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+VALUES = [float(i % 24) for i in range(48)]
+
+
+def truncated(good: bytes) -> bytes:
+    return good[: len(good) // 2]
+
+
+def wrong_signature(good: bytes) -> bytes:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, None])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, None])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "other", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def without_metadata(good: bytes) -> bytes:
+    proto = onnx.load_from_string(good)
+    del proto.metadata_props[:]
+    return proto.SerializeToString()
+
+
+def garbage(good: bytes) -> bytes:
+    return b"\x00\x01not an onnx file" * 100
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        pytest.param(garbage, "could not load", id="corrupt"),
+        pytest.param(truncated, "could not load", id="truncated"),
+        pytest.param(wrong_signature, "one input 'values'", id="wrong-signature"),
+        pytest.param(without_metadata, "not a gatecast model file", id="no-metadata"),
+    ],
+)
+def test_bad_model_files_are_refused_and_the_others_keep_serving(
+    repository: Path, make: Callable[[bytes], bytes], reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = (repository / "tiny" / "1" / "model.onnx").read_bytes()
+    (repository / "bad" / "1").mkdir(parents=True)
+    (repository / "bad" / "1" / "model.onnx").write_bytes(make(good))
+    before = REGISTRY.get_sample_value("gatecast_model_load_failures_total", {"model": "bad"}) or 0.0
+    with (
+        caplog.at_level(logging.ERROR, logger="gatecast.registry"),
+        TestClient(create_app(Settings(model_repository=repository))) as c,
+    ):
+        ready = c.get("/v2/health/ready").json()
+        assert ready["models"] == {"tiny": ["1"]}
+        assert reason in ready["failed"]["bad@1"]
+        assert c.post("/forecast", json={"series": [{"id": "a", "values": VALUES}]}).status_code == 200
+        assert c.post("/forecast", json={"model": "bad", "series": [{"id": "a", "values": VALUES}]}).status_code == 404
+        after = REGISTRY.get_sample_value("gatecast_model_load_failures_total", {"model": "bad"})
+        assert after == before + 1
+        assert "gatecast_model_load_failures_total" in c.get("/metrics").text
+    assert any("bad@1 refused at load" in r.getMessage() and reason in r.getMessage() for r in caplog.records)
+
+
+@pytest.fixture
+def keyed(repository: Path) -> Iterator[TestClient]:
+    settings = Settings(model_repository=repository, api_keys=["k1", "k2"], admin_keys=["root"], model_control=True)
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def test_keys_are_read_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATECAST_API_KEYS", "alpha, beta,,")
+    assert Settings().api_keys == ["alpha", "beta"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({}, id="none"),
+        pytest.param({"x-api-key": "nope"}, id="wrong"),
+        pytest.param({"authorization": "Bearer k1x"}, id="prefix"),
+        pytest.param({"authorization": "k1"}, id="no-scheme"),
+    ],
+)
+def test_requests_without_a_valid_key_get_401_without_detail(keyed: TestClient, headers: dict[str, str]) -> None:
+    r = keyed.post("/forecast", json={"series": [{"id": "a", "values": VALUES}]}, headers=headers)
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"] == "Bearer"
+    assert "k1" not in r.text and "k2" not in r.text and "root" not in r.text
+    assert keyed.get("/models", headers=headers).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "headers", [{"x-api-key": "k2"}, {"authorization": "Bearer k1"}, {"authorization": "bearer root"}]
+)
+def test_valid_keys_pass(keyed: TestClient, headers: dict[str, str]) -> None:
+    assert keyed.post("/forecast", json={"series": [{"id": "a", "values": VALUES}]}, headers=headers).status_code == 200
+
+
+def test_health_routes_stay_open_for_probes(keyed: TestClient) -> None:
+    assert keyed.get("/v2/health/live").status_code == 200
+    assert keyed.get("/v2/health/ready").status_code == 200
+    assert keyed.get("/metrics").status_code == 200
+
+
+def test_model_control_needs_the_admin_key(keyed: TestClient) -> None:
+    assert keyed.post("/v2/repository/models/tiny/load", headers={"x-api-key": "k1"}).status_code == 401
+    assert keyed.post("/v2/repository/models/tiny/load", headers={"x-api-key": "root"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("model", "status"),
+    [("../tiny", 404), ("tiny@../../etc", 404), ("..", 404), ("tiny@1/../1", 404), ("/etc/passwd", 404)],
+)
+def test_model_names_and_versions_cannot_reach_outside_the_repository(
+    repository: Path, model: str, status: int
+) -> None:
+    with TestClient(create_app(Settings(model_repository=repository))) as c:
+        r = c.post("/forecast", json={"model": model, "series": [{"id": "a", "values": VALUES}]})
+        assert r.status_code == status, r.text
+
+
+def test_repository_load_rejects_traversal_names(repository: Path) -> None:
+    with TestClient(create_app(Settings(model_repository=repository, model_control=True))) as c:
+        for name in ("..", ".git", "a%2F..%2F..", "x..y"):
+            r = c.post(f"/v2/repository/models/{name}/load")
+            assert r.status_code in (404, 422), (name, r.text)
+
+
+def test_symlink_out_of_the_repository_is_refused(repository: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside" / "1"
+    outside.mkdir(parents=True)
+    (outside / "model.onnx").write_bytes((repository / "tiny" / "1" / "model.onnx").read_bytes())
+    (repository / "escape").symlink_to(outside.parent)
+    with TestClient(create_app(Settings(model_repository=repository))) as c:
+        assert "outside the model repository" in c.get("/v2/health/ready").json()["failed"]["escape@1"]
+
+
+def test_compressed_bodies_are_refused_before_inflating(repository: Path) -> None:
+    bomb = gzip.compress(b"[" * 50_000_000)  # 50 MB of brackets in ~50 KB
+    with TestClient(create_app(Settings(model_repository=repository))) as c:
+        r = c.post("/forecast", content=bomb, headers={"content-type": "application/json", "content-encoding": "gzip"})
+        assert r.status_code == 415 and "uncompressed" in r.json()["message"]
+
+
+def test_deeply_nested_json_is_a_client_error(repository: Path) -> None:
+    with TestClient(create_app(Settings(model_repository=repository))) as c:
+        r = c.post("/forecast", content=b"[" * 100_000 + b"]" * 100_000, headers={"content-type": "application/json"})
+        assert r.status_code in (400, 422) and "Traceback" not in r.text
+
+
+def test_the_server_never_unpickles() -> None:
+    """Only ONNX files are loaded: no pickle, joblib, dill, torch.load or numpy allow_pickle in app/."""
+    pattern = re.compile(r"\b(import pickle|from pickle|joblib|dill|torch\.load|allow_pickle=True|cloudpickle)")
+    offenders = [str(p) for p in (ROOT / "app").rglob("*.py") if pattern.search(p.read_text())]
+    assert offenders == []
