@@ -48,6 +48,7 @@ class ServingMiddleware:
                 metrics.ERRORS.labels(reason="timeout").inc()
                 if not status["sent"]:
                     await _send_error(
+                        scope,
                         send,
                         503,
                         "timeout",

@@ -168,3 +168,10 @@ def test_the_server_never_unpickles() -> None:
     pattern = re.compile(r"\b(import pickle|from pickle|joblib|dill|torch\.load|allow_pickle=True|cloudpickle)")
     offenders = [str(p) for p in (ROOT / "app").rglob("*.py") if pattern.search(p.read_text())]
     assert offenders == []
+
+
+def test_requests_past_the_time_limit_get_503_with_retry_after(repository: Path) -> None:
+    with TestClient(create_app(Settings(model_repository=repository, request_timeout_s=1e-6))) as c:
+        r = c.post("/forecast", json={"series": [{"id": "a", "values": VALUES}]})
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert "GATECAST_REQUEST_TIMEOUT_S" in r.json()["message"]
