@@ -1,0 +1,140 @@
+"""The dynamic batcher on its own, with a real onnxruntime session and with controllable fake runs."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from app.batcher import Batcher
+from app.errors import Overloaded
+
+
+def make(run, **kw: int) -> Batcher:  # type: ignore[no-untyped-def]
+    settings = {"max_batch_series": 64, "max_queue_delay_us": 0, "max_queue_series": 1000, **kw}
+    return Batcher(run, ThreadPoolExecutor(2), "m", "1", **settings)
+
+
+def test_batched_answers_equal_unbatched_ones_with_ragged_lengths(tiny_artifact: Path) -> None:
+    session = ort.InferenceSession(str(tiny_artifact), providers=["CPUExecutionProvider"])
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        f, s = session.run(None, {"values": x})
+        return f, s
+
+    rng = np.random.default_rng(0)
+    requests = [
+        [rng.normal(size=int(n)).cumsum().astype(np.float32) + 50 for n in rng.integers(30, 60, size=k)]
+        for k in rng.integers(1, 6, size=40)
+    ]
+
+    async def main() -> list[tuple[list[np.ndarray], list[np.ndarray]]]:
+        batcher = make(run, max_queue_delay_us=2000)
+        out = await asyncio.gather(*(batcher.submit(r) for r in requests))
+        await batcher.close()
+        return out
+
+    results = asyncio.run(main())
+    for windows, (forecasts, scales) in zip(requests, results, strict=True):
+        for w, f, s in zip(windows, forecasts, scales, strict=True):
+            want_f, want_s = run(w[None, :])
+            # MLAS may block a batched GEMM differently from a single row: equal to float32 rounding.
+            np.testing.assert_allclose(f, want_f[0], rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(s, want_s[0], rtol=1e-6)
+
+
+def test_concurrent_requests_are_coalesced_into_one_run() -> None:
+    sizes: list[int] = []
+    gate = threading.Event()
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        gate.wait(5)
+        sizes.append(len(x))
+        return x[:, :2] * 2, x[:, 0]
+
+    async def main() -> list[tuple[list[np.ndarray], list[np.ndarray]]]:
+        batcher = make(run)
+        first = asyncio.ensure_future(batcher.submit([np.ones(4, np.float32)]))
+        await asyncio.sleep(0.05)  # the first run is now blocked in its thread; the rest queue up
+        rest = [asyncio.ensure_future(batcher.submit([np.full(4, i, np.float32)])) for i in range(10)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        out = await asyncio.gather(first, *rest)
+        await batcher.close()
+        return out
+
+    results = asyncio.run(main())
+    assert sizes == [1, 10]
+    assert [float(r[0][0][0]) for r in results[1:]] == [2.0 * i for i in range(10)]
+
+
+def test_a_full_queue_answers_overloaded_and_recovers() -> None:
+    gate = threading.Event()
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        gate.wait(5)
+        return x, x[:, 0]
+
+    async def main() -> None:
+        batcher = make(run, max_queue_series=5)
+        busy = asyncio.ensure_future(batcher.submit([np.ones(3, np.float32)]))
+        await asyncio.sleep(0.05)
+        queued = [asyncio.ensure_future(batcher.submit([np.ones(3, np.float32)] * 2)) for _ in range(2)]
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded) as info:
+            await batcher.submit([np.ones(3, np.float32)] * 2)
+        assert info.value.retry_after >= 1 and "limit 5" in info.value.message
+        gate.set()
+        await asyncio.gather(busy, *queued)
+        assert batcher.queued_series == 0
+        await batcher.submit([np.ones(3, np.float32)])  # accepted again
+        await batcher.close()
+
+    asyncio.run(main())
+
+
+def test_a_failing_run_fails_its_requests_and_the_batcher_keeps_going() -> None:
+    calls = {"n": 0}
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("boom")
+        return x, x[:, 0]
+
+    async def main() -> None:
+        batcher = make(run)
+        with pytest.raises(RuntimeError, match="boom"):
+            await batcher.submit([np.ones(3, np.float32)])
+        forecasts, _ = await batcher.submit([np.ones(3, np.float32)])
+        assert forecasts[0].shape == (3,)
+        await batcher.close()
+
+    asyncio.run(main())
+
+
+def test_queue_delay_waits_for_more_series() -> None:
+    sizes: list[int] = []
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sizes.append(len(x))
+        return x, x[:, 0]
+
+    async def main() -> None:
+        batcher = make(run, max_queue_delay_us=50_000)
+        first = asyncio.ensure_future(batcher.submit([np.ones(3, np.float32)]))
+        await asyncio.sleep(0.01)
+        second = asyncio.ensure_future(batcher.submit([np.ones(3, np.float32)]))
+        t0 = time.perf_counter()
+        await asyncio.gather(first, second)
+        assert time.perf_counter() - t0 < 1.0
+        await batcher.close()
+
+    asyncio.run(main())
+    assert sizes == [2]
