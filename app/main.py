@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -13,6 +14,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from prometheus_client import multiprocess
 from pydantic import ValidationError
 
 from app import __version__, metrics
@@ -53,6 +55,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             watcher.cancel()
         await repository.close()
         executor.shutdown(wait=True)
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # this worker's live gauges go with it
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
 async def _watch(repository: ModelRepository, every: float) -> None:

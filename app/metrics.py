@@ -7,6 +7,7 @@ No label takes a per-series or per-request value: cardinality stays bounded by r
 from __future__ import annotations
 
 import os
+import re
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -17,6 +18,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+_LIVE_GAUGE_FILE = re.compile(r"^gauge_live\w*_(\d+)\.db$")
 
 # The client library's defaults start at 5 ms; a forecast takes well under one.
 LATENCY_BUCKETS = (
@@ -79,9 +82,34 @@ MODEL_LOADED = Gauge(
 MODEL_LOAD_FAILURES = Counter("gatecast_model_load_failures_total", "Model files refused at load.", ["model"])
 
 
+def forget_dead_workers(directory: str) -> list[int]:
+    """Drop the live gauges (in-flight, loaded models) of worker processes that died without cleaning up,
+    e.g. killed by the OOM killer; uvicorn starts a replacement. Their counters stay: they counted real work."""
+    dead = set()
+    for name in os.listdir(directory):
+        match = _LIVE_GAUGE_FILE.match(name)
+        if match and not _alive(int(match.group(1))):
+            dead.add(int(match.group(1)))
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+    return sorted(dead)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def render() -> tuple[bytes, str]:
     """The exposition text for /metrics, merged across worker processes when there are several."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        forget_dead_workers(directory)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST

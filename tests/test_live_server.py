@@ -29,7 +29,7 @@ def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def metric_value(text: str, name: str, **labels: str) -> float:
     total = 0.0
     for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+        if (line.startswith(name + "{") or line.startswith(name + " ")) and all(f'{k}="{v}"' in line for k, v in labels.items()):
             total += float(line.rsplit(" ", 1)[1])
     return total
 
@@ -73,3 +73,70 @@ def test_metrics_scrape_is_valid_exposition(two_workers: str) -> None:
     # both workers report their loaded models (liveall keeps one series per process)
     loaded = [line for line in text.splitlines() if line.startswith("gatecast_model_loaded{") and "etth1-lstm" in line]
     assert len({re.search(r'pid="(\d+)"', line).group(1) for line in loaded}) == 2  # type: ignore[union-attr]
+
+
+def worker_pids(server_pid: int) -> set[int]:
+    """uvicorn's worker processes: children of the server whose command line is a multiprocessing spawn."""
+    pids = set()
+    for task in Path(f"/proc/{server_pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+                pids.add(int(child))
+    return pids
+
+
+def test_a_killed_worker_is_replaced_and_the_others_keep_answering(tmp_path: Path) -> None:
+    import os
+    import signal
+    import threading
+    import time
+
+    from tests.live import running_server
+
+    repo = tmp_path / "models"
+    repo.symlink_to(MODELS)
+    payload = {"model": "etth1-lstm", "series": [{"id": "a", "values": [float(i % 24) for i in range(168)]}]}
+    with running_server(repo, workers=2) as (url, proc):
+        deadline = time.monotonic() + 20
+        while len(worker_pids(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        before = worker_pids(proc.pid)
+        assert len(before) == 2
+        outcomes: list[str] = []
+        stop = time.monotonic() + 8
+
+        def load() -> None:
+            with httpx.Client(base_url=url, timeout=10) as client:
+                while time.monotonic() < stop:
+                    try:
+                        outcomes.append(str(client.post("/forecast", json=payload).status_code))
+                    except httpx.HTTPError as exc:
+                        outcomes.append(type(exc).__name__)
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(2)
+        victim = sorted(before)[0]
+        os.kill(victim, signal.SIGKILL)
+        for t in threads:
+            t.join()
+        ok = outcomes.count("200")
+        assert not [o for o in outcomes if o.startswith("5")], "no 5xx answers"
+        # only requests in flight on the killed worker (at most one per connection) may fail
+        assert len(outcomes) - ok <= 4, outcomes
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            after = worker_pids(proc.pid)
+            if len(after) == 2 and victim not in after:
+                break
+            time.sleep(0.5)
+        assert len(after) == 2 and victim not in after, "the killed worker was replaced"
+        assert httpx.post(f"{url}/forecast", json=payload).status_code == 200
+        text = httpx.get(f"{url}/metrics").text
+        loaded_pids = set(re.findall(r'gatecast_model_loaded\{model="etth1-lstm",pid="(\d+)"', text))
+        assert str(victim) not in loaded_pids and len(loaded_pids) == 2
+        assert "gatecast_requests_in_flight " in text
+        in_flight = metric_value(text, "gatecast_requests_in_flight")
+        assert in_flight <= 1  # the scrape itself; nothing left behind by the dead worker
