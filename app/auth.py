@@ -46,9 +46,9 @@ def is_control(path: str) -> bool:
     return path.startswith("/v2/repository/models/") and path.endswith(CONTROL_SUFFIXES)
 
 
-def check(path: str, headers: dict[str, str], settings: Settings) -> None:
+def check(method: str, path: str, headers: dict[str, str], settings: Settings) -> None:
     """Raise Unauthorized or Forbidden when the request may not reach `path`."""
-    if is_control(path):
+    if method == "POST" and is_control(path):
         if not settings.model_control:
             raise Forbidden("model control is disabled; start the server with GATECAST_MODEL_CONTROL=true")
         if (settings.api_keys or settings.admin_keys) and not _matches(presented_key(headers), settings.admin_keys):

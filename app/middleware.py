@@ -74,7 +74,7 @@ class ServingMiddleware:
         """Checks that need only the headers: access, declared size, compressed bodies."""
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         try:
-            auth.check(scope["path"], headers, self.settings)
+            auth.check(scope["method"], scope["path"], headers, self.settings)
         except GatecastError as exc:
             return exc
         length = headers.get("content-length", "")

@@ -29,7 +29,9 @@ def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def metric_value(text: str, name: str, **labels: str) -> float:
     total = 0.0
     for line in text.splitlines():
-        if (line.startswith(name + "{") or line.startswith(name + " ")) and all(f'{k}="{v}"' in line for k, v in labels.items()):
+        if (line.startswith(name + "{") or line.startswith(name + " ")) and all(
+            f'{k}="{v}"' in line for k, v in labels.items()
+        ):
             total += float(line.rsplit(" ", 1)[1])
     return total
 

@@ -18,7 +18,7 @@ router = APIRouter(tags=["forecast"])
 # Bodies above this size are parsed in a worker thread so a large request never stalls the event loop.
 _INLINE_PARSE_BYTES = 64 * 1024
 
-_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422, 503)}
+_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 404, 413, 415, 422, 503)}
 _BODY = {
     "requestBody": {
         "required": True,

@@ -8,7 +8,7 @@ from app.deps import RepositoryDep
 from app.registry import LoadedModel, version_key
 from app.schemas import ErrorBody, ModelInfo, ModelVersionInfo
 
-router = APIRouter(tags=["models"])
+router = APIRouter(tags=["models"], responses={code: {"model": ErrorBody} for code in (401, 404)})
 
 
 def version_info(loaded: LoadedModel) -> ModelVersionInfo:

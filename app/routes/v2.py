@@ -19,8 +19,12 @@ from app.contract import INPUT_NAME, OUTPUT_FORECAST, OUTPUT_SCALE
 from app.deps import RepositoryDep
 from app.errors import BadRequest, InvalidInput
 from app.registry import LoadedModel, version_key
+from app.schemas import ProtocolError, Readiness
 
-router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ProtocolError} for code in (400, 401, 403, 404, 413, 415, 422, 503)
+}
+router = APIRouter(prefix="/v2", tags=["open inference protocol v2"], responses=_ERRORS)
 HEADER_LENGTH = "Inference-Header-Content-Length"
 _DTYPES = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16, "INT32": np.int32, "INT64": np.int64}
 
@@ -36,7 +40,7 @@ async def live() -> dict[str, bool]:
     return {"live": True}
 
 
-@router.get("/health/ready")
+@router.get("/health/ready", response_model=Readiness, responses={503: {"model": Readiness}})
 async def ready(request: Request, repository: RepositoryDep) -> Response:
     """200 once startup finished and at least one model is loaded; lists loaded and refused models."""
     is_ready = bool(getattr(request.app.state, "started", False) and repository.models)

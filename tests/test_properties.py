@@ -1,0 +1,135 @@
+"""Property-based tests of the request model (hypothesis) and schemathesis against the live OpenAPI schema."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.main import create_app
+from app.settings import Settings
+from tests.live import running_server
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory, tiny_artifact: Path) -> Iterator[TestClient]:
+    repo = tmp_path_factory.mktemp("props") / "models"
+    (repo / "tiny" / "1").mkdir(parents=True)
+    shutil.copy(tiny_artifact, repo / "tiny" / "1" / "model.onnx")
+    with TestClient(create_app(Settings(model_repository=repo))) as c:
+        yield c
+
+
+finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
+series = st.builds(
+    lambda i, values: {"id": f"s{i}", "values": values},
+    st.integers(0, 10**6),
+    st.lists(finite, min_size=30, max_size=120),
+)
+valid_requests = st.fixed_dictionaries(
+    {"series": st.lists(series, min_size=1, max_size=5, unique_by=lambda s: s["id"])},
+    optional={
+        "horizon": st.integers(1, 12),
+        "level": st.lists(st.floats(1, 99, allow_nan=False), max_size=3, unique=True),
+    },
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(request=valid_requests)
+def test_every_valid_request_gets_finite_ordered_forecasts(client: TestClient, request: dict[str, object]) -> None:
+    r = client.post("/forecast", json=request)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    horizon = request.get("horizon", 12)
+    assert [f["id"] for f in body["forecasts"]] == [s["id"] for s in request["series"]]  # type: ignore[attr-defined]
+    for f in body["forecasts"]:
+        assert len(f["mean"]) == horizon and all(math.isfinite(v) for v in f["mean"])
+        for interval in f["intervals"].values():
+            assert all(lo <= m <= hi for lo, m, hi in zip(interval["lo"], f["mean"], interval["hi"], strict=True))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+almost_requests = st.fixed_dictionaries(
+    {},
+    optional={
+        "series": st.lists(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "id": json_values,
+                    "values": json_values,
+                    "start": json_values,
+                    "freq": json_values,
+                    "timestamps": json_values,
+                },
+            ),
+            max_size=3,
+        )
+        | json_values,
+        "horizon": json_values,
+        "h": json_values,
+        "level": json_values,
+        "model": json_values,
+    },
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=almost_requests | json_values)
+def test_no_input_makes_a_server_error(client: TestClient, payload: object) -> None:
+    r = client.post("/forecast", content=json.dumps(payload), headers={"content-type": "application/json"})
+    assert r.status_code in (200, 400, 404, 413, 422), r.text
+    if r.status_code != 200:
+        body = r.json()
+        assert body["error"] and body["message"]
+
+
+@pytest.mark.slow
+def test_schemathesis_finds_no_server_error_and_no_schema_violation(tmp_path: Path) -> None:
+    repo = tmp_path / "models"
+    repo.symlink_to(ROOT / "models")
+    with running_server(repo) as (url, _):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "schemathesis.cli",
+                "--config-file",
+                str(ROOT / "schemathesis.toml"),
+                "run",
+                f"{url}/openapi.json",
+                "--checks",
+                "all",
+                "--exclude-checks",
+                "positive_data_acceptance",
+                "--max-examples",
+                "40",
+                "--workers",
+                "1",
+                "--seed",
+                "1",
+                "--no-color",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    summary = done.stdout[-3000:]
+    assert done.returncode == 0, summary
+    assert " passed" in summary and "failures" not in summary.split("Test cases:")[-1], summary
