@@ -77,3 +77,30 @@ def test_early_stopping_keeps_the_best_epoch() -> None:
     best = min(h["val_loss"] for h in result.history)
     assert result.best_val_loss == best
     assert result.history[result.best_epoch - 1]["val_loss"] == best
+
+
+def test_seasonal_skip_starts_from_seasonal_naive() -> None:
+    torch.manual_seed(0)
+    m = Forecaster(
+        ForecasterConfig(
+            cell="gru", hidden_size=8, num_layers=1, input_window=32, min_window=8, horizon=6, seasonal_skip=4
+        )
+    ).eval()
+    torch.nn.init.zeros_(m.head.weight)
+    torch.nn.init.zeros_(m.head.bias)
+    x = torch.tensor([[1.0, 2.0, 3.0, 4.0] * 8])
+    f, _ = m(x)
+    torch.testing.assert_close(f, torch.tensor([[1.0, 2.0, 3.0, 4.0, 1.0, 2.0]]), rtol=1e-5, atol=1e-5)
+
+
+def test_seasonal_skip_exports_with_parity(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from training.export import export_onnx, validate
+
+    torch.manual_seed(0)
+    m = Forecaster(
+        ForecasterConfig(
+            cell="gru", hidden_size=8, num_layers=1, input_window=48, min_window=24, horizon=30, seasonal_skip=24
+        )
+    ).eval()
+    export_onnx(m, tmp_path / "m.onnx")
+    assert validate(m, tmp_path / "m.onnx") > 0

@@ -1,0 +1,95 @@
+"""A short load test of the real server process: beyond capacity it sheds load with 503 + Retry-After,
+answers nothing else, and recovers when the load drops. SIGTERM drains in-flight requests."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.live import running_server
+
+pytestmark = pytest.mark.slow
+MODELS = Path(__file__).resolve().parent.parent / "models"
+ONE = {"model": "etth1-lstm", "series": [{"id": "a", "values": [float(i % 24) for i in range(168)]}]}
+HEAVY = {
+    "model": "etth1-lstm",
+    "series": [{"id": str(i), "values": [float((i + j) % 24) for j in range(168)]} for i in range(64)],
+}
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def hammer(url: str, seconds: float, concurrency: int) -> collections.Counter[str]:
+    outcomes: collections.Counter[str] = collections.Counter()
+    stop = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+
+        async def worker() -> None:
+            while time.monotonic() < stop:
+                try:
+                    r = await client.post("/forecast", json=HEAVY)
+                    outcomes[str(r.status_code)] += 1
+                    if r.status_code == 503:
+                        assert r.headers.get("retry-after") == "1"
+                        assert "retry" in r.json()["message"]
+                except httpx.HTTPError as exc:
+                    outcomes[type(exc).__name__] += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return outcomes
+
+
+def test_beyond_capacity_the_server_sheds_with_503_and_recovers(tmp_path: Path) -> None:
+    repo = tmp_path / "models"
+    repo.symlink_to(MODELS)
+    # A small queue, so that 32 clients sending 64 series each overflow it.
+    env = {"GATECAST_MAX_QUEUE_SERIES": "128", "GATECAST_MAX_BATCH_SERIES": "64", "GATECAST_LOG_LEVEL": "warning"}
+    with running_server(repo, **env) as (url, proc):
+        start_rss = rss_kb(proc.pid)
+        outcomes = asyncio.run(hammer(url, seconds=15, concurrency=32))
+        assert set(outcomes) <= {"200", "503"}, outcomes
+        assert outcomes["200"] > 0 and outcomes["503"] > 0, outcomes
+        # recovered: the next requests are served at once
+        for _ in range(20):
+            assert httpx.post(f"{url}/forecast", json=ONE, timeout=5).status_code == 200
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'gatecast_errors_total{reason="overloaded"}' in metrics
+        assert rss_kb(proc.pid) < max(2 * start_rss, start_rss + 200_000), "memory grew without bound"
+
+
+def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
+    repo = tmp_path / "models"
+    repo.symlink_to(MODELS)
+    big = {
+        "model": "etth1-lstm",
+        "series": [{"id": str(i), "values": [float((i + j) % 24) for j in range(168)]} for i in range(4000)],
+    }
+    with running_server(repo) as (url, proc):
+        result: dict[str, object] = {}
+
+        def post() -> None:
+            result["status"] = httpx.post(f"{url}/forecast", json=big, timeout=60).status_code
+
+        worker = threading.Thread(target=post)
+        worker.start()
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        worker.join(timeout=60)
+        assert result.get("status") == 200
+        # uvicorn re-raises SIGTERM after its graceful shutdown: the exit status says "terminated by SIGTERM"
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
+    log = next(tmp_path.glob("server-*.log")).read_text()
+    assert "Application shutdown complete" in log and "Finished server process" in log
