@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONFIGS := training/configs/etth1-lstm.toml training/configs/etth1-gru.toml training/configs/vix-lstm.toml \
            training/configs/vix-gru.toml training/configs/m4-hourly-gru.toml
 
-.PHONY: serve test lint models bench clean venv-serve venv-dev
+.PHONY: serve test lint models bench bench-accuracy bench-claims soak reliability clean venv-serve venv-dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,28 @@ lint: venv-dev
 ## Retrain, evaluate and export every committed model (needs the data in ../shared/data).
 models: venv-dev
 	$(BIN)/gatecast pipeline $(CONFIGS) --quiet
+
+## Serving benchmark (wrk sweep, raw onnxruntime floor, naive server) -> docs/benchmarks/serving.*
+bench: venv-dev
+	./scripts/system-deps.sh
+	$(BIN)/python -m bench.serving
+
+## Accuracy against the published tables (needs ../shared/data) -> docs/benchmarks/accuracy.*
+bench-accuracy: venv-dev
+	$(BIN)/python -m bench.accuracy
+
+## Claims about LSTM, GRU and plain RNN cells -> docs/benchmarks/claims.*
+bench-claims: venv-dev
+	$(BIN)/python -m bench.claims
+
+## 10 minutes at 80% of the measured maximum -> docs/benchmarks/soak.json
+soak: venv-dev
+	./scripts/system-deps.sh
+	$(BIN)/python -m bench.soak
+
+## Bad-input table, overload and soak results -> docs/reliability.md
+reliability: venv-dev
+	$(BIN)/python -m bench.reliability
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,268 @@
+"""Accuracy against published tables: ETTh1/ETTm1 univariate OT (Informer and DLinear protocols), M4 Hourly,
+and the financial series against the naive forecast. Baselines run in the same script on the same windows.
+
+One GRU per dataset and horizon, input 336 (the DLinear protocol's; Informer used 720 for ETTh1 and
+96/384 for ETTm1), trained with a fixed small budget on 2 CPU cores (see BUDGET). MSE/MAE on the
+train-fitted z-score scale, every test origin (ETTm1: every 4th, stated in the output).
+
+  python -m bench.accuracy [--quick] [--out docs/benchmarks]    (make bench-accuracy; needs ../shared/data)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from training import data
+from training.config import RunConfig
+from training.evaluate import evaluate
+from training.train import train
+
+ROOT = Path(__file__).resolve().parent.parent
+BUDGET = {"epochs": 8, "batch_size": 128, "patience": 3, "lr": 2e-3}
+
+# Published univariate figures (MSE, MAE) from ../shared/data/BENCHMARKS.md.
+INFORMER = {  # Informer Table 1, updated Mar 2021: Informer, LSTMa, ARIMA
+    "etth1": {
+        24: [(0.098, 0.247), (0.114, 0.272), (0.108, 0.284)],
+        48: [(0.158, 0.319), (0.193, 0.358), (0.175, 0.424)],
+        168: [(0.183, 0.346), (0.236, 0.392), (0.396, 0.504)],
+        336: [(0.222, 0.387), (0.590, 0.698), (0.468, 0.593)],
+        720: [(0.269, 0.435), (0.683, 0.768), (0.659, 0.766)],
+    },
+    "ettm1": {
+        24: [(0.030, 0.137), (0.121, 0.233), (0.090, 0.206)],
+        48: [(0.069, 0.203), (0.305, 0.411), (0.179, 0.306)],
+        96: [(0.194, 0.372), (0.287, 0.420), (0.272, 0.399)],
+        288: [(0.401, 0.554), (0.524, 0.584), (0.462, 0.558)],
+        672: [(0.512, 0.644), (1.064, 0.873), (0.639, 0.697)],
+    },
+}
+DLINEAR = {  # DLinear, NLinear, PatchTST/42, ARIMA (LTSF-Linear univariate table)
+    "etth1": {
+        96: [(0.056, 0.180), (0.053, 0.177), (0.055, 0.179), (0.058, 0.184)],
+        192: [(0.071, 0.204), (0.069, 0.204), (0.071, 0.205), (0.073, 0.209)],
+        336: [(0.098, 0.244), (0.081, 0.226), (0.081, 0.225), (0.086, 0.231)],
+        720: [(0.189, 0.359), (0.080, 0.226), (0.087, 0.232), (0.103, 0.253)],
+    },
+    "ettm1": {
+        96: [(0.028, 0.123), (0.026, 0.122), (0.026, 0.121), (0.033, 0.136)],
+        192: [(0.045, 0.156), (0.039, 0.149), (0.039, 0.150), (0.049, 0.169)],
+        336: [(0.061, 0.182), (0.052, 0.172), (0.053, 0.173), (0.065, 0.196)],
+        720: [(0.080, 0.210), (0.073, 0.207), (0.074, 0.207), (0.089, 0.231)],
+    },
+}
+EXCHANGE_REPEAT = {96: (0.081, 0.196), 192: (0.167, 0.289), 336: (0.305, 0.396), 720: (0.823, 0.681)}
+
+
+def config(
+    dataset: str,
+    horizon: int,
+    window: int = 336,
+    stride: int = 2,
+    eval_stride: int = 1,
+    stat_model: str = "",
+    max_batches: int = 60,
+    season: int = 24,
+) -> RunConfig:
+    return RunConfig.from_dict(
+        {
+            "name": f"{dataset}-h{horizon}",
+            "dataset": dataset,
+            "seed": 0,
+            "model": {
+                "cell": "gru",
+                "hidden_size": 64,
+                "num_layers": 2,
+                "dropout": 0.1,
+                "input_window": window,
+                "min_window": window,
+                "horizon": horizon,
+                "interval_lag": season,
+                "seasonal_skip": 0,
+            },
+            "train": {**BUDGET, "train_stride": stride, "max_batches_per_epoch": max_batches},
+            "evaluate": {"stride": eval_stride, "stat_model": stat_model},
+        }
+    )
+
+
+def run(cfg: RunConfig, dataset: data.Dataset) -> dict[str, Any]:
+    started = time.time()
+    result = train(cfg, dataset, progress=False)
+    evaluation, _, _ = evaluate(result.model, cfg, dataset)
+    scores = {name: {k: v for k, v in s.items() if k != "mae_by_step"} for name, s in evaluation["scores"].items()}
+    out = {
+        "horizon": cfg.model.horizon,
+        "window": cfg.model.input_window,
+        "windows": evaluation["windows"],
+        "stride": evaluation["stride"],
+        "scores": scores,
+        "coverage": evaluation["coverage"],
+        "best_epoch": result.best_epoch,
+        "seconds": time.time() - started,
+    }
+    model = scores["model"]
+    print(
+        f"  {cfg.name:<16} MSE {model['mse_z']:.3f} MAE {model['mae_z']:.3f}  naive {scores['naive']['mse_z']:.3f}/"
+        f"{scores['naive']['mae_z']:.3f}  ({out['seconds']:.0f}s)",
+        flush=True,
+    )
+    return out
+
+
+def ett(name: str, horizons: list[int], eval_stride: int, stride: int) -> dict[str, Any]:
+    dataset = data.load(name)
+    season = dataset.season
+    return {
+        str(h): run(config(name, h, stride=stride, eval_stride=eval_stride, season=season), dataset) for h in horizons
+    }
+
+
+def m4_table() -> dict[str, Any]:
+    """The committed M4 model's official scores (from its metadata) next to the official table."""
+    import onnx
+
+    proto = onnx.load(str(ROOT / "models" / "m4-hourly-gru" / "1" / "model.onnx"), load_external_data=False)
+    metrics = json.loads({p.key: p.value for p in proto.metadata_props}["gatecast.metrics"])
+    official = {}
+    with open(data.data_dir() / "m4" / "M4-scores-by-frequency.csv") as fh:
+        rows = list(csv.reader(fh))
+    for row in rows[2:]:
+        official[row[0]] = {"smape": float(row[6]), "mase": float(row[13]), "owa": float(row[20])}
+    return {"gatecast": metrics["m4"], "official": official}
+
+
+def financial() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ("vix-lstm", "vix-gru"):
+        import onnx
+
+        proto = onnx.load(str(ROOT / "models" / name / "1" / "model.onnx"))
+        out[name] = json.loads({p.key: p.value for p in proto.metadata_props}["gatecast.metrics"])["scores"]
+    dataset = data.load("exchange")
+    out["exchange"] = {str(h): run(config("exchange", h, stride=8, eval_stride=1, season=1), dataset) for h in (96,)}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="ETTh1 only, two horizons")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
+    args = parser.parse_args()
+    started = time.time()
+    result: dict[str, Any] = {"budget": BUDGET}
+    print("ETTh1 (input 336, every test origin)", flush=True)
+    result["etth1"] = ett("etth1", [24, 96] if args.quick else [24, 48, 96, 168, 192, 336, 720], 1, 2)
+    if not args.quick:
+        print("ETTm1 (input 336, every 4th test origin)", flush=True)
+        result["ettm1"] = ett("ettm1", [24, 48, 96, 192, 288, 336, 672, 720], 4, 8)
+        print("financial", flush=True)
+        result["financial"] = financial()
+    result["m4"] = m4_table()
+    result["seconds"] = time.time() - started
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "accuracy.json").write_text(json.dumps(result, indent=2))
+    (args.out / "accuracy.md").write_text(render(result))
+    print(f"done in {result['seconds'] / 60:.1f} min -> {args.out / 'accuracy.md'}")
+
+
+def _fmt(pair: tuple[float, float] | None) -> str:
+    return f"{pair[0]:.3f} / {pair[1]:.3f}" if pair else "–"
+
+
+def render(r: dict[str, Any]) -> str:
+    lines = [
+        "# Accuracy against published tables",
+        "",
+        f"Generated by `python -m bench.accuracy` in {r['seconds'] / 60:.0f} min on 2 CPU cores. One GRU "
+        f"(hidden 64 x 2) per dataset and horizon, input 336, budget {r['budget']} (a small budget: "
+        "these are CPU-minutes models, not tuned ones). MSE / MAE on the train-fitted z-score scale.",
+        "",
+    ]
+    for name in ("etth1", "ettm1"):
+        if name not in r:
+            continue
+        lines += [
+            f"## {name.upper()} univariate OT",
+            "",
+            "| H | gatecast GRU | naive (repeat) | Informer | LSTMa | ARIMA (Informer) | DLinear | NLinear | "
+            "PatchTST/42 | ARIMA (LTSF) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for h, res in r[name].items():
+            s = res["scores"]
+            inf = INFORMER[name].get(int(h), [None] * 3)
+            dl = DLINEAR[name].get(int(h), [None] * 4)
+            lines.append(
+                f"| {h} | **{_fmt((s['model']['mse_z'], s['model']['mae_z']))}** | "
+                f"{_fmt((s['naive']['mse_z'], s['naive']['mae_z']))} | "
+                + " | ".join(_fmt(p) for p in [*inf, *dl])
+                + " |"
+            )
+        lines.append("")
+    if "financial" in r:
+        f = r["financial"]
+        lines += [
+            "## Financial series against the naive forecast",
+            "",
+            "| model | MASE | naive MASE | AutoTheta MASE | sMAPE | naive sMAPE |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name in ("vix-lstm", "vix-gru"):
+            s = f[name]
+            lines.append(
+                f"| {name} (H 14) | {s['model']['mase']:.3f} | {s['naive']['mase']:.3f} | "
+                f"{s['AutoTheta']['mase']:.3f} | {s['model']['smape']:.2f} | {s['naive']['smape']:.2f} |"
+            )
+        for h, res in f["exchange"].items():
+            s = res["scores"]
+            lines.append(
+                f"| exchange GRU (H {h}, 8 series) | {s['model']['mase']:.3f} | {s['naive']['mase']:.3f} | – | "
+                f"{s['model']['smape']:.2f} | {s['naive']['smape']:.2f} |"
+            )
+        lines += [
+            "",
+            "Exchange rates, z-scored MSE / MAE (published: multivariate, 8 series):",
+            "",
+            "| H | gatecast GRU | naive (ours) | Repeat (published) |",
+            "|---|---|---|---|",
+        ]
+        for h, res in f["exchange"].items():
+            s = res["scores"]
+            lines.append(
+                f"| {h} | {_fmt((s['model']['mse_z'], s['model']['mae_z']))} | "
+                f"{_fmt((s['naive']['mse_z'], s['naive']['mae_z']))} | {_fmt(EXCHANGE_REPEAT[int(h)])} |"
+            )
+        lines.append("")
+    m4 = r["m4"]
+    lines += ["## M4 Hourly (official sMAPE, MASE, OWA)", "", "| method | sMAPE | MASE | OWA |", "|---|---|---|---|"]
+    g = m4["gatecast"]
+    for name, label in (
+        ("model", "gatecast m4-hourly-gru"),
+        ("seasonal_naive", "sNaive (ours)"),
+        ("naive2", "Naive2 (ours)"),
+        ("AutoTheta", "AutoTheta (ours)"),
+    ):
+        lines.append(f"| {label} | {g[name]['smape']:.3f} | {g[name]['mase']:.3f} | {g[name]['owa']:.3f} |")
+    for key, label in (
+        ("Naive2", "Naive2 (official)"),
+        ("sNaive", "sNaive (official)"),
+        ("Theta", "Theta (official)"),
+        ("RNN", "RNN benchmark (official)"),
+        ("118", "ES-RNN, Smyl, winner (official)"),
+        ("245", "FFORMA, 2nd (official)"),
+        ("238", "best hourly, Doornik (official)"),
+    ):
+        row = m4["official"].get(key)
+        if row:
+            lines.append(f"| {label} | {row['smape']:.3f} | {row['mase']:.3f} | {row['owa']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
