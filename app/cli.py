@@ -61,6 +61,17 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve(host=args.host, port=args.port, workers=args.workers)
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    """The benchmarks live in bench/ of a source checkout, not in the installed package."""
+    root = Path(args.root).resolve()
+    if not (root / "bench" / f"{args.suite}.py").exists():
+        sys.exit(f"gatecast: bench/{args.suite}.py not found under {root}; run from a source checkout (--root)")
+    sys.path.insert(0, str(root))
+    module = importlib.import_module(f"bench.{args.suite}")
+    sys.argv = [f"bench.{args.suite}", *args.rest]
+    module.main()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gatecast", description="LSTM/GRU forecasters: train, export, serve.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -80,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="default: GATECAST_PORT or 8000")
     serve.add_argument("--workers", type=int, default=None, help="default: GATECAST_WORKERS or 1")
     serve.set_defaults(func=cmd_serve)
+    bench = sub.add_parser("bench", help="run a benchmark from bench/ (serving, accuracy, claims, soak, reliability)")
+    bench.add_argument("suite", choices=["serving", "accuracy", "claims", "soak", "reliability"])
+    bench.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark (see --help of each)")
+    bench.add_argument("--root", default=".", help="source checkout holding bench/")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

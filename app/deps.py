@@ -10,12 +10,13 @@ from app.registry import ModelRepository
 from app.settings import Settings
 
 
-def get_repository(request: Request) -> ModelRepository:
+# async: FastAPI runs plain-def dependencies in a thread pool, two thread hops per request for nothing.
+async def get_repository(request: Request) -> ModelRepository:
     repository: ModelRepository = request.app.state.repository
     return repository
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

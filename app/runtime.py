@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import tempfile
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,7 +125,3 @@ def nodes_by_provider(profile_path: str) -> dict[str, list[str]]:
             name = event["name"].removesuffix("_kernel_time").removesuffix("_fence_before").removesuffix("_fence_after")
             placed.setdefault(args["provider"], set()).add(f"{name} [{args.get('op_name', '?')}]")
     return {provider: sorted(nodes) for provider, nodes in placed.items()}
-
-
-def provider_summary(nodes: dict[str, list[str]]) -> dict[str, int]:
-    return dict(Counter({p: len(n) for p, n in nodes.items()}))
