@@ -169,7 +169,8 @@ def write_report(
         if name == "model":
             continue
         wins = [i + 1 for i, v in enumerate(s["mae_by_step"]) if v < model_steps[i]]
-        where = f"better at steps {_ranges(wins)} of {len(model_steps)}" if wins else "better at no step"
+        steps = "steps" if len(wins) > 1 else "step"
+        where = f"better at {steps} {_ranges(wins)} of {len(model_steps)}" if wins else "better at no step"
         lines.append(f"- {name}: {where}")
     if "m4" in result:
         lines += [

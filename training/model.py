@@ -25,6 +25,7 @@ class ForecasterConfig:
     min_window: int = 48  # shortest window the model accepts at serving time
     horizon: int = 24
     interval_lag: int = 1  # the interval scale is the mean |y_t - y_{t-lag}| of the window; use the season
+    seasonal_skip: int = 0  # > 0: the head predicts a correction to the last `seasonal_skip` values, repeated
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -33,6 +34,8 @@ class ForecasterConfig:
             raise ValueError(f"min_window {self.min_window} must be in [1, input_window={self.input_window}]")
         if not 1 <= self.interval_lag < self.min_window:
             raise ValueError(f"interval_lag {self.interval_lag} must be in [1, min_window={self.min_window})")
+        if not 0 <= self.seasonal_skip <= self.min_window:
+            raise ValueError(f"seasonal_skip {self.seasonal_skip} must be in [0, min_window={self.min_window}]")
         if self.horizon < 1 or self.hidden_size < 1 or self.num_layers < 1:
             raise ValueError("horizon, hidden_size and num_layers must be >= 1")
 
@@ -82,7 +85,12 @@ class Forecaster(nn.Module):
         """Forecast on the normalised scale: (B, H), with loc and scale (B, 1) to map it back."""
         x, loc, scale = self.normalize(values)
         out, _ = self.rnn(x.unsqueeze(-1))  # (B, T, hidden)
-        return self.head(out[:, -1]), loc, scale  # (B, H)
+        y = self.head(out[:, -1])  # (B, H)
+        if self.config.seasonal_skip:  # seasonal naive as the starting point (cf. ES-RNN, N-BEATS)
+            season = self.config.seasonal_skip
+            repeats = -(-self.config.horizon // season)
+            y = y + x[:, -season:].repeat(1, repeats)[:, : self.config.horizon]  # (B, H)
+        return y, loc, scale
 
     def forward(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T) raw values -> forecast (B, H) in raw units and the interval scale (B,)."""
