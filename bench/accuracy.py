@@ -23,7 +23,7 @@ from training.evaluate import evaluate
 from training.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
-BUDGET = {"epochs": 8, "batch_size": 128, "patience": 3, "lr": 2e-3}
+BUDGET = {"epochs": 6, "batch_size": 128, "patience": 3, "lr": 2e-3}
 
 # Published univariate figures (MSE, MAE) from ../shared/data/BENCHMARKS.md.
 INFORMER = {  # Informer Table 1, updated Mar 2021: Informer, LSTMa, ARIMA
@@ -66,7 +66,7 @@ def config(
     stride: int = 2,
     eval_stride: int = 1,
     stat_model: str = "",
-    max_batches: int = 60,
+    max_batches: int = 40,
     season: int = 24,
 ) -> RunConfig:
     return RunConfig.from_dict(

@@ -121,12 +121,9 @@ def raw_throughput(x: np.ndarray, batch: int, seconds: float = 5.0) -> float:
 @contextmanager
 def server(command: list[str], env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
     port = free_port()
+    argv = [str(port) if a == "PORT" else a for a in command] if "PORT" in command else [*command, "--port", str(port)]
     proc = subprocess.Popen(
-        [*command, str(port)] if command[-1] == "PORT" else command + ["--port", str(port)],
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        argv, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -157,7 +154,7 @@ def wrk(url: str, body_file: Path, connections: int, seconds: float) -> dict[str
             "wrk",
             f"-t{threads}",
             f"-c{connections}",
-            f"-d{seconds}s",
+            f"-d{round(seconds)}s",
             "-s",
             str(LUA),
             f"{url}/forecast",
