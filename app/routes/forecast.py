@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.datastructures import QueryParams
 
 from app import forecasting
-from app.deps import RepositoryDep, SettingsDep
-from app.errors import BadRequest, UnsupportedMediaType
+from app.errors import BadRequest, InvalidInput, UnsupportedMediaType
+from app.registry import ModelRepository
 from app.schemas import ErrorBody, ForecastRequest, ForecastResponse
+from app.settings import Settings
 
 router = APIRouter(tags=["forecast"])
 
@@ -33,26 +36,51 @@ _BODY = {
 }
 
 
+# The query parameters of CSV requests, documented here because the handler reads them itself.
+_QUERY = [
+    {
+        "name": "model",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "CSV bodies: model name or name@version",
+    },
+    {
+        "name": "h",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer"},
+        "description": "CSV bodies: horizon",
+    },
+    {
+        "name": "level",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "array", "items": {"type": "number"}},
+        "style": "form",
+        "explode": True,
+        "description": "CSV bodies: interval levels, repeatable",
+    },
+]
+
+
 @router.post(
     "/forecast",
     response_model=ForecastResponse,
     responses={**_ERRORS, 200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
-    openapi_extra=_BODY,
+    openapi_extra={**_BODY, "parameters": _QUERY},
     summary="Forecast one or many series",
 )
-async def post_forecast(
-    request: Request,
-    repository: RepositoryDep,
-    settings: SettingsDep,
-    model: Annotated[str | None, Query(description="CSV bodies: model name or name@version")] = None,
-    h: Annotated[int | None, Query(description="CSV bodies: horizon")] = None,
-    level: Annotated[list[float] | None, Query(description="CSV bodies: interval levels, repeatable")] = None,
-) -> Response:
+async def post_forecast(request: Request) -> Response:
     """JSON: a `ForecastRequest`. CSV (`Content-Type: text/csv`): columns `unique_id, ds, y` as pandas
     writes a long-format DataFrame, with `model`, `h` and `level` as query parameters. Answers JSON,
     or CSV when `Accept: text/csv`."""
+    # The hot path takes no FastAPI dependencies: resolving them cost about 10% of a worker's CPU per
+    # request (docs/benchmarks/profile.md). The repository and settings come straight from app.state.
+    repository: ModelRepository = request.app.state.repository
+    settings: Settings = request.app.state.settings
     body = await request.body()
-    parse = _parser(request.headers.get("content-type", ""), body, model, h, level or [])
+    parse = _parser(request.headers.get("content-type", ""), body, request.query_params)
     forecast_request = parse() if len(body) < _INLINE_PARSE_BYTES else await asyncio.to_thread(parse)
     plan = forecasting.plan(forecast_request, repository, settings)
     results = await forecasting.forecast(plan)
@@ -61,7 +89,16 @@ async def post_forecast(
     return JSONResponse(forecasting.render_json(plan, forecast_request, results))
 
 
-def _parser(content_type: str, body: bytes, model: str | None, h: int | None, level: list[float]):  # type: ignore[no-untyped-def]
+def _csv_options(query: QueryParams) -> tuple[str | None, int | None, list[float]]:
+    try:
+        h = int(query["h"]) if "h" in query else None
+        levels = [float(v) for v in query.getlist("level")]
+    except ValueError as exc:
+        raise InvalidInput(f"query parameters h (an integer) and level (numbers) could not be read: {exc}") from exc
+    return query.get("model"), h, levels
+
+
+def _parser(content_type: str, body: bytes, query: QueryParams) -> Callable[[], ForecastRequest]:
     media = content_type.split(";")[0].strip().lower()
     if media in ("application/json", ""):
         if not body:
@@ -72,5 +109,6 @@ def _parser(content_type: str, body: bytes, model: str | None, h: int | None, le
 
         return parse_json
     if media in ("text/csv", "application/csv"):
+        model, h, level = _csv_options(query)
         return lambda: forecasting.request_from_csv(body, model, h, level)
     raise UnsupportedMediaType(f"Content-Type {media!r} is not read here; send application/json or text/csv")
