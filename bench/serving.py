@@ -302,9 +302,79 @@ def ratios(r: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def render(r: dict[str, Any]) -> str:
+    """docs/benchmarks/serving.md from the JSON of one run."""
+    raw, ratios = r["raw"], r["ratios"]
+    m = r["machine"]
+    lines = [
+        "# Serving benchmark",
+        "",
+        f"`python -m bench.serving` ({r['seconds'] / 60:.0f} min), {m['cpus']} CPUs ({m['processor']}), "
+        f"{m['platform']}, onnxruntime {m['onnxruntime']}. Model `{r['model']}`, one real ETTh1 window of "
+        f"{r['series_length']} points per request unless stated. wrk (C) generates the load on the same cores. "
+        "Each point: windows of 5 s repeated until three in a row agree within 10% on throughput (at most 6); "
+        "figures are the medians of those three.",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+        f"| median latency at concurrency 1 within 1.0 ms of raw onnxruntime | "
+        f"{r['gatecast']['workers=1'][0]['p50_ms']:.2f} ms vs {raw['latency']['p50_ms']:.3f} ms: "
+        f"+{ratios['c1_median_minus_raw_ms']:.2f} ms | {'yes' if ratios['c1_median_minus_raw_ms'] <= 1.0 else 'no'} |",
+        f"| best throughput at least 60% of raw onnxruntime on the same cores | {ratios['best_rps']:.0f} req/s "
+        f"(c={ratios['best_at']}) vs {raw['throughput_series_per_s']['1']:.0f} series/s: "
+        f"{ratios['best_rps_over_raw_batch1'] * 100:.0f}% | "
+        f"{'yes' if ratios['best_rps_over_raw_batch1'] >= 0.6 else 'no'} |",
+    ]
+    if "naive" in r:
+        lines.append(
+            f"| at least 3x the naive server's throughput | {ratios['best_rps']:.0f} vs "
+            f"{ratios['naive_best_rps']:.0f} req/s: {ratios['best_rps_over_naive']:.2f}x | "
+            f"{'yes' if ratios['best_rps_over_naive'] >= 3 else 'no'} |"
+        )
+    lines += [
+        "",
+        "## The floor: raw onnxruntime in-process",
+        "",
+        f"One series, `session.run`, {m['cpus']} intra-op threads: median {raw['latency']['p50_ms']:.3f} ms, "
+        f"p90 {raw['latency']['p90_ms']:.3f} ms, p99 {raw['latency']['p99_ms']:.3f} ms. Throughput with every "
+        "core busy (one single-threaded session per core): "
+        + ", ".join(f"batch {b}: {v:.0f} series/s" for b, v in raw["throughput_series_per_s"].items())
+        + ".",
+        "",
+        "## Concurrency sweep, one series per request",
+        "",
+        "| server | connections | req/s | p50 ms | p90 ms | p99 ms | errors | windows | stable |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    servers = {f"gatecast, {k.replace('=', ' ')}": v for k, v in r["gatecast"].items()}
+    if "naive" in r:
+        servers["naive FastAPI + PyTorch eager"] = r["naive"]
+    for name, points in servers.items():
+        for p in points:
+            lines.append(
+                f"| {name} | {p['connections']} | {p['rps']:.0f} | {p['p50_ms']:.2f} | {p['p90_ms']:.2f} | "
+                f"{p['p99_ms']:.2f} | {p['errors']} | {p['windows']} | {'yes' if p['stable'] else 'no'} "
+                f"(spread {p['spread'] * 100:.0f}%) |"
+            )
+    lines += [
+        "",
+        "## Batch requests (gatecast, 1 worker, 4 connections)",
+        "",
+        "| series per request | forecasts/s | p50 ms | p99 ms |",
+        "|---|---|---|---|",
+    ]
+    for n, p in sorted(r["gatecast_batch_requests"].items(), key=lambda kv: int(kv[0])):
+        lines.append(f"| {n} | {p['series_per_s']:.0f} | {p['p50_ms']:.2f} | {p['p99_ms']:.2f} |")
+    lines += ["", "![serving](serving.png)", ""]
+    return "\n".join(lines)
+
+
 def write(result: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "serving.json").write_text(json.dumps(result, indent=2))
+    (out / "serving.md").write_text(render(result))
     try:
         import matplotlib
 
