@@ -324,7 +324,7 @@ def render(r: dict[str, Any]) -> str:
         f"+{ratios['c1_median_minus_raw_ms']:.2f} ms | {'yes' if ratios['c1_median_minus_raw_ms'] <= 1.0 else 'no'} |",
         f"| best throughput at least 60% of raw onnxruntime on the same cores | {ratios['best_rps']:.0f} req/s "
         f"(c={ratios['best_at']}) vs {raw['throughput_series_per_s']['1']:.0f} series/s: "
-        f"{ratios['best_rps_over_raw_batch1'] * 100:.0f}% | "
+        f"{ratios['best_rps_over_raw_batch1'] * 100:.1f}% | "
         f"{'yes' if ratios['best_rps_over_raw_batch1'] >= 0.6 else 'no'} |",
     ]
     if "naive" in r:

@@ -50,7 +50,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--connections", type=int, default=16, help="for measuring the maximum")
+    parser.add_argument(
+        "--paced-connections",
+        type=int,
+        default=64,
+        help="for the soak: many connections, each pausing ~tens of ms (wrk pauses in whole ms)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gatecast-soak-"))
@@ -63,18 +69,23 @@ def main() -> None:
         wrk_json(["-t2", f"-c{c}", "-d5s", "-s", str(LUA), target, "--", str(body_file)])  # warm-up
         peak = wrk_json(["-t2", f"-c{c}", "-d10s", "-s", str(LUA), target, "--", str(body_file)])
         rate = 0.8 * peak["rps"]
-        # each connection sends one request, waits, sends the next: delay = connections / rate - latency
-        delay_ms = max(0.0, 1000 * c / rate - peak["p50_us"] / 1000)
+        pc = args.paced_connections
+        # Each connection sends a request, pauses, sends the next: the pause sets the rate. Start from
+        # connections / rate (the latency at 80% load is small next to it), then correct it every minute.
+        delay_ms = 1000 * pc / rate
         print(
-            f"max {peak['rps']:.0f} req/s at {c} connections; soaking at {rate:.0f} req/s "
-            f"(delay {delay_ms:.2f} ms per connection) for {args.minutes} min",
+            f"max {peak['rps']:.0f} req/s at {c} connections; soaking at {rate:.0f} req/s with {pc} paced "
+            f"connections for {args.minutes} min",
             flush=True,
         )
+        wrk_json(["-t2", f"-c{pc}", "-d10s", "-s", str(PACED), target, "--", str(body_file), str(round(delay_ms))])
         minutes = []
         for minute in range(1, args.minutes + 1):
             stats = wrk_json(
-                ["-t2", f"-c{c}", "-d60s", "-s", str(PACED), target, "--", str(body_file), f"{delay_ms:.3f}"]
+                ["-t2", f"-c{pc}", "-d60s", "-s", str(PACED), target, "--", str(body_file), str(round(delay_ms))]
             )
+            stats["delay_ms"] = round(delay_ms)
+            delay_ms = max(1.0, delay_ms * stats["rps"] / rate)
             stats["rss_mb"] = tree_rss_mb(proc.pid)
             stats["minute"] = minute
             minutes.append(stats)
@@ -88,7 +99,8 @@ def main() -> None:
     p99s = [m["p99_us"] / 1000 for m in minutes]
     summary = {
         "workers": args.workers,
-        "connections": c,
+        "connections": pc,
+        "achieved_rps": sum(m["requests"] for m in minutes) / sum(m["duration_us"] / 1e6 for m in minutes),
         "peak_rps": peak["rps"],
         "target_rps": rate,
         "minutes": minutes,
