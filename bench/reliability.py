@@ -93,7 +93,8 @@ def main() -> None:
             "",
             f"`python -m bench.soak`: {len(s['minutes'])} minutes aiming at {s['target_rps']:.0f} req/s (80% of "
             f"the measured maximum {s['peak_rps']:.0f} req/s; achieved {s['achieved_rps']:.0f}), "
-            f"{s['workers']} workers, {s['connections']} paced connections: {s['requests']} requests, {s['errors']} errors, memory growth "
+            f"{s['workers']} workers, {s['connections']} paced connections: {s['requests']} requests, "
+            f"{s['errors']} errors, memory growth "
             f"{s['memory_growth'] * 100:+.1f}% from the first to the last minute, p99 {p99[0]:.2f} ms in the "
             f"first minute, {p99[1]:.2f} ms in the last, {p99[2]:.2f} ms at worst. "
             f"{'Pass' if s['pass'] else '**Fail**'}.",
