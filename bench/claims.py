@@ -42,9 +42,9 @@ def etth1_config(cell: str, hidden: int, window: int = 168, epochs: int = 12, ma
                 "num_layers": 2,
                 "dropout": 0.1,
                 "input_window": window,
-                "min_window": min(window, 24),
+                "min_window": min(window, 48),
                 "horizon": 24,
-                "interval_lag": min(24, window - 1),
+                "interval_lag": min(24, min(window, 48) - 1),
             },
             "train": {
                 "epochs": epochs,
