@@ -97,7 +97,15 @@ def main() -> None:
             f"{s['errors']} errors, memory growth "
             f"{s['memory_growth'] * 100:+.1f}% from the first to the last minute, p99 {p99[0]:.2f} ms in the "
             f"first minute, {p99[1]:.2f} ms in the last, {p99[2]:.2f} ms at worst. "
-            f"{'Pass' if s['pass'] else '**Fail**'}.",
+            f"Errors and memory: {'pass' if s['pass'] else '**fail**'}. p99: "
+            + (
+                "steady."
+                if p99[2] <= 1.5 * p99[0]
+                else f"**not steady** (worst {p99[2] / p99[0]:.1f}x the first minute). The load was not the intended "
+                "80%: keep-alive connections stay with the uvicorn worker that accepted them, the split between the "
+                "two workers changed with every one-minute wrk run, and the more loaded worker saturated; the "
+                "rate controller then pushed further. See docs/benchmarks/README.md, findings."
+            ),
             "",
             "| minute | req/s | p50 ms | p99 ms | errors | RSS MB |",
             "|---|---|---|---|---|---|",
