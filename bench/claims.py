@@ -192,7 +192,111 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "claims.json").write_text(json.dumps(result, indent=2))
     plot(result, args.out / "claims.png")
+    (args.out / "claims.md").write_text(render(result))
     print(f"done in {result['seconds'] / 60:.1f} min")
+
+
+def render(r: dict[str, Any]) -> str:
+    """claims.md: the tables, and what held and what did not, read off the numbers."""
+    lstm, gru, gru_matched = r["speed"]
+    lines = [
+        "# Claims about gated cells, measured",
+        "",
+        f"`python -m bench.claims` ({r['seconds'] / 60:.0f} min, 2 CPU cores). ETTh1 OT, horizon 24, 2-layer "
+        "networks, gatecast's own training loop (early stopping, patience 3), one seed: differences of a few "
+        "percent are within run-to-run noise.",
+        "",
+        '## 1. "GRUs train up to 1.5x faster than LSTMs at similar accuracy"',
+        "",
+        "| cell | hidden | parameters | s/epoch (median, range) | best epoch | s to best | test MASE |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for x in r["speed"]:
+        lo, hi = x["s_per_epoch_spread"]
+        lines.append(
+            f"| {x['cell']} | {x['hidden']} | {x['parameters']} | {x['s_per_epoch']:.2f} ({lo:.2f}-{hi:.2f}) | "
+            f"{x['best_epoch']} | {x['s_to_best']:.0f} | {x['test_mase']:.4f} |"
+        )
+    same = lstm["s_per_epoch"] / gru["s_per_epoch"]
+    matched = lstm["s_per_epoch"] / gru_matched["s_per_epoch"]
+    lines += [
+        "",
+        f"Measured: per epoch, the LSTM takes {same:.2f}x the GRU's time at equal width and {matched:.2f}x at "
+        f"equal parameter count (GRU width {gru_matched['hidden']}). Wall time to the best validation loss: "
+        f"LSTM {lstm['s_to_best']:.0f} s, GRU {gru['s_to_best']:.0f} s, matched GRU {gru_matched['s_to_best']:.0f} s. "
+        f"Test MASE: LSTM {lstm['test_mase']:.4f}, GRU {gru['test_mase']:.4f}, matched GRU "
+        f"{gru_matched['test_mase']:.4f}.",
+        "**Verdict:** "
+        + (
+            "held in direction: the GRU is faster per epoch"
+            if same > 1.05
+            else "did not hold: no speed advantage per epoch"
+        )
+        + (f", but by {same:.2f}x, not 1.5x" if 1.05 < same < 1.45 else "")
+        + (
+            "; accuracy similar."
+            if abs(lstm["test_mase"] - gru["test_mase"]) / lstm["test_mase"] < 0.05
+            else "; accuracy differs by more than 5%."
+        ),
+        "",
+    ]
+    lines += [
+        '## 2. "Gated cells keep long-range dependencies that plain RNNs lose"',
+        "",
+        "ETTh1 test MASE as the input window grows (lower is better):",
+        "",
+        "| window | rnn | lstm | gru | naive |",
+        "|---|---|---|---|---|",
+    ]
+    windows = sorted({x["window"] for x in r["windows"]})
+    table = {(x["window"], x["cell"]): x for x in r["windows"]}
+    for w in windows:
+        lines.append(
+            f"| {w} | "
+            + " | ".join(f"{table[(w, c)]['test_mase']:.4f}" for c in ("rnn", "lstm", "gru"))
+            + f" | {table[(w, 'rnn')]['naive_mase']:.4f} |"
+        )
+    longest = max(windows)
+    rnn_long = table[(longest, "rnn")]["test_mase"]
+    gated_long = min(table[(longest, c)]["test_mase"] for c in ("lstm", "gru"))
+    lines += [
+        "",
+        "Copy task (white noise in, the value `lag` steps back out; R^2 on fresh data, 300 Adam steps):",
+        "",
+        "| lag | rnn | lstm | gru |",
+        "|---|---|---|---|",
+    ]
+    copy = {(x["lag"], x["cell"]): x["r2"] for x in r["copy_task"]}
+    for lag in sorted({x["lag"] for x in r["copy_task"]}):
+        lines.append(f"| {lag} | " + " | ".join(f"{copy[(lag, c)]:.3f}" for c in ("rnn", "lstm", "gru")) + " |")
+    learned = sorted({lag for (lag, c), v in copy.items() if v > 0.5})
+    lines += [
+        "",
+        f"**Verdict on ETTh1:** at the longest window ({longest}) the best gated cell's MASE is "
+        f"{gated_long:.4f} against the plain RNN's {rnn_long:.4f}: "
+        + (
+            "the gated cells hold up better, as claimed."
+            if gated_long < 0.95 * rnn_long
+            else "no clear advantage for the gated cells on this series."
+        )
+        + f" **On the copy task** some cell recalled the value (R^2 > 0.5) only at lags {learned or 'none'}; "
+        "at longer lags no cell learned it within this training budget, so the budget, not the cell, was the "
+        "limit there and the task neither confirms nor refutes the claim beyond those lags.",
+        "",
+        "## 3. Gradient-norm decay",
+        "",
+        "Mean |d forecast / d x_t| of the copy-task models at the longest lag, relative to its maximum, by "
+        "distance from the forecast origin (right panel of the plot):",
+        "",
+        "| steps back | rnn | lstm | gru |",
+        "|---|---|---|---|",
+    ]
+    g = r["gradients"]
+    for k in [1, 5, 10, 25, 50, 100, 200]:
+        if k <= len(g["rnn"]):
+            lines.append(f"| {k} | " + " | ".join(f"{g[c][k - 1]:.2e}" for c in ("rnn", "lstm", "gru")) + " |")
+    lines += ["", "![claims](claims.png)", ""]
+    return "\n".join(lines)
 
 
 def plot(r: dict[str, Any], path: Path) -> None:
