@@ -20,7 +20,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from tests.live import free_port
+from tests.live import free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = Path("/var/tmp/container-env/containers.conf")
@@ -66,15 +66,9 @@ def container(image: str) -> Iterator[tuple[str, str]]:
     podman("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000", image)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
+        try:
+            wait_ready(url, timeout=90)
+        except TimeoutError:
             pytest.fail("container never became ready:\n" + podman("logs", name, check=False).stdout)
         yield name, url
     finally:
