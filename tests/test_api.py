@@ -325,3 +325,24 @@ def test_openapi_examples_work_when_pasted(client: TestClient) -> None:
 def test_the_server_never_imports_torch() -> None:
     code = "import sys, app.main, app.cli, app.server; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_watched_repository_picks_up_new_and_changed_files(repository: Path) -> None:
+    import time
+
+    with TestClient(create_app(Settings(model_repository=repository, repository_poll_s=0.1))) as c:
+        shutil.copytree(repository / "tiny" / "1", repository / "tiny" / "2")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and [v["version"] for v in c.get("/models/tiny").json()["versions"]] != [
+            "1",
+            "2",
+        ]:
+            time.sleep(0.1)
+        assert [v["version"] for v in c.get("/models/tiny").json()["versions"]] == ["1", "2"]
+        # a broken overwrite is tried once, refused, and version 2 keeps serving
+        (repository / "tiny" / "2" / "model.onnx").write_bytes(b"broken")
+        while time.monotonic() < deadline and "tiny@2" not in c.get("/models").json()["failed"]:
+            time.sleep(0.1)
+        assert "tiny@2" in c.get("/models").json()["failed"]
+        r = c.post("/forecast", json={"model": "tiny@2", "series": [{"id": "a", "values": values()}]})
+        assert r.status_code == 200
