@@ -346,3 +346,11 @@ def test_a_watched_repository_picks_up_new_and_changed_files(repository: Path) -
         assert "tiny@2" in c.get("/models").json()["failed"]
         r = c.post("/forecast", json={"model": "tiny@2", "series": [{"id": "a", "values": values()}]})
         assert r.status_code == 200
+
+
+def test_the_openapi_csv_example_works_when_pasted(tmp_path: Path) -> None:
+    with TestClient(create_app(Settings(model_repository=Path(__file__).resolve().parent.parent / "models"))) as c:
+        schema = c.get("/openapi.json").json()
+        example = schema["paths"]["/forecast"]["post"]["requestBody"]["content"]["text/csv"]["example"]
+        r = c.post("/forecast", content=example, headers={"content-type": "text/csv"})
+        assert r.status_code == 200, r.text

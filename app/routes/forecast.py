@@ -13,7 +13,7 @@ from starlette.datastructures import QueryParams
 from app import forecasting
 from app.errors import BadRequest, InvalidInput, UnsupportedMediaType
 from app.registry import ModelRepository
-from app.schemas import ErrorBody, ForecastRequest, ForecastResponse
+from app.schemas import EXAMPLE_VALUES, ErrorBody, ForecastRequest, ForecastResponse
 from app.settings import Settings
 
 router = APIRouter(tags=["forecast"])
@@ -21,6 +21,10 @@ router = APIRouter(tags=["forecast"])
 # Bodies above this size are parsed in a worker thread so a large request never stalls the event loop.
 _INLINE_PARSE_BYTES = 64 * 1024
 
+# Two days of hourly values: enough for the default model's minimum window (48).
+_CSV_EXAMPLE = "unique_id,ds,y\n" + "".join(
+    f"sensor-1,2018-02-{13 + i // 24} {i % 24:02d}:00:00,{v}\n" for i, v in enumerate(EXAMPLE_VALUES[:48])
+)
 _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 404, 413, 415, 422, 503)}
 _BODY = {
     "requestBody": {
@@ -29,7 +33,7 @@ _BODY = {
             "application/json": {"schema": {"$ref": "#/components/schemas/ForecastRequest"}},
             "text/csv": {
                 "schema": {"type": "string"},
-                "example": "unique_id,ds,y\nsensor-1,2018-02-13 00:00:00,30.5\n...",
+                "example": _CSV_EXAMPLE,
             },
         },
     }
