@@ -95,3 +95,14 @@ def test_m4_hourly_benchmarks_match_the_official_table() -> None:
         got = M.m4_scores(ins, act, np.stack(forecasts[name]), 24)
         assert round(got["smape"], 3) == smape, name
         assert round(got["mase"], 3) == mase, name
+
+
+def test_z_scaled_errors_use_each_series_own_training_std() -> None:
+    from training.evaluate import point_metrics
+
+    actual = np.array([[1.0, 2.0], [1000.0, 2000.0]])
+    forecast = actual * 1.1  # the same relative error on a small and a large series
+    z_std = np.array([[1.0], [1000.0]])
+    scores = point_metrics(actual, forecast, scales=np.ones(2), z_std=z_std)
+    assert scores["mse_z"] == pytest.approx((0.01 + 0.04) / 2)
+    assert scores["mae_z"] == pytest.approx((0.1 + 0.2) / 2)

@@ -59,12 +59,6 @@ class Dataset:
     description: str = ""
     info: dict[str, object] = field(default_factory=dict)
 
-    def train_stats(self) -> tuple[float, float]:
-        """Mean and std of the training rows of the first series (the ETT z-score convention)."""
-        s = self.series[0]
-        train = s.values[: s.train_end]
-        return float(train.mean()), float(train.std())
-
 
 def windows(series: Series, split: str, window: int, horizon: int, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Inputs (N, window) and targets (N, horizon) whose targets lie inside `split`."""

@@ -56,8 +56,9 @@ def collect(model: Forecaster, dataset: Dataset, split: str, stride: int) -> Spl
     return SplitForecasts(x, y, f, s, np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts]))
 
 
-def point_metrics(actuals: np.ndarray, forecasts: np.ndarray, scales: np.ndarray, z_std: float) -> dict[str, float]:
-    """MAE, RMSE, sMAPE, MASE (per-window MAE over its series' seasonal-naive scale), and MSE/MAE in z units."""
+def point_metrics(actuals: np.ndarray, forecasts: np.ndarray, scales: np.ndarray, z_std: np.ndarray) -> dict[str, Any]:
+    """MAE, RMSE, sMAPE, MASE (per-window MAE over its series' seasonal-naive scale), and MSE/MAE in z units
+    (each window divided by the training std of its own series, `z_std` (N, 1))."""
     per_window_mae = np.mean(np.abs(actuals - forecasts), axis=1)
     return {
         "mae": M.mae(actuals, forecasts),
@@ -95,7 +96,8 @@ def evaluate(
 
     series_scale = np.array([mase_scale(s, season) for s in dataset.series])
     window_scale = series_scale[test.series_index]
-    _, z_std = dataset.train_stats()
+    # z-scale per series (train rows of each), as the published multi-series tables do
+    z_std = np.array([s.values[: s.train_end].std() for s in dataset.series])[test.series_index][:, None]
     candidates = {"model": test.forecasts, **baseline_forecasts(config, dataset, test, season)}
     scores = {name: point_metrics(test.actuals, f, window_scale, z_std) for name, f in candidates.items()}
 
