@@ -68,7 +68,11 @@ class SeriesForecast(BaseModel):
     id: str
     mean: list[float] = Field(..., description="point forecast, one value per step")
     intervals: dict[str, Interval] = Field(default_factory=dict, description="by level, e.g. '80'")
-    timestamps: list[datetime] | None = None
+    # Not `datetime`: OpenAPI's date-time needs a UTC offset, and a series sent without one (local sensor
+    # time, as in ETT) is answered without one too.
+    timestamps: list[str] | None = Field(
+        None, description="ISO 8601 timestamps of the forecast steps, in the time zone (or none) of the input"
+    )
 
 
 class ForecastResponse(BaseModel):
