@@ -25,7 +25,11 @@ def server(
     (repo / "tiny" / "1").mkdir(parents=True)
     shutil.copy(tiny_artifact, repo / "tiny" / "1" / "model.onnx")
     with running_server(repo, GATECAST_MODEL_CONTROL="true") as (url, _):
-        yield triton.InferenceServerClient(url=url.removeprefix("http://")), repo
+        client = triton.InferenceServerClient(url=url.removeprefix("http://"))
+        try:
+            yield client, repo
+        finally:
+            client.close()
 
 
 def direct(path: Path, x: np.ndarray) -> list[np.ndarray]:
