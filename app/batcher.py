@@ -6,11 +6,14 @@ task drains the queue: it takes whatever is waiting (up to `max_batch_series` se
 While a run is in progress new requests queue up, so batches grow with load and a lone request (delay 0)
 runs at once. Windows of different lengths cannot share one tensor (padding would change an RNN's
 state), so a batch is split into one run per distinct length; results are identical to unbatched runs.
+When a shared run fails, each request in it is run again on its own, so one request the model cannot take
+fails alone (InferenceFailed, logged) and its neighbours get their forecasts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -20,8 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app import metrics
-from app.errors import Overloaded
+from app.errors import InferenceFailed, Overloaded
 
+log = logging.getLogger("gatecast.batcher")
 RunFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
@@ -129,14 +133,19 @@ class Batcher:
         started = time.perf_counter()
         for item in batch:
             metrics.QUEUE_WAIT.labels(**self._labels).observe(started - item.enqueued)
+        await self._execute(batch)
+
+    async def _execute(self, batch: list[_Pending]) -> None:
         windows = [w for item in batch for w in item.windows]
+        loop = asyncio.get_running_loop()
         try:
-            loop = asyncio.get_running_loop()
             forecasts, scales = await loop.run_in_executor(self._executor, self._run_grouped, windows)
-        except Exception as exc:  # hand the failure to every waiting request; the loop keeps going
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(exc)
+        except Exception as exc:
+            if len(batch) == 1:
+                self._fail(batch[0], exc)
+                return
+            for item in batch:  # isolate the request the model cannot take; the others still get answers
+                await self._execute([item])
             return
         offset = 0
         for item in batch:
@@ -145,6 +154,16 @@ class Batcher:
                 item.future.set_result((forecasts[offset : offset + n], scales[offset : offset + n]))
             offset += n
         metrics.SERIES_FORECAST.labels(**self._labels).inc(len(windows))
+
+    def _fail(self, item: _Pending, exc: Exception) -> None:
+        log.error("onnxruntime failed on a request to %s@%s: %s", self._labels["model"], self._labels["version"], exc)
+        if not item.future.done():
+            item.future.set_exception(
+                InferenceFailed(
+                    f"the model {self._labels['model']}@{self._labels['version']} failed on this request "
+                    f"({type(exc).__name__}); the failure is logged for the operator"
+                )
+            )
 
     def _run_grouped(self, windows: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """One run per distinct window length, in chunks of max_batch_series; results in input order."""

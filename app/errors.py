@@ -1,17 +1,23 @@
-"""Every error gatecast raises on purpose, in one place. No FastAPI here: `app.main` maps them to HTTP.
+"""Every error gatecast raises on purpose, in one place. No HTTP here: `app.problems` maps them to responses.
 
 GatecastError                       base; `status` is the HTTP status, `message` says what to fix
-├── BadRequest (400)                the body cannot be read: malformed JSON or CSV, wrong content type
-│   └── UnsupportedMediaType (415)  a content type the endpoint does not read
+├── BadRequest (400)                the body cannot be read: malformed JSON or CSV, a bad protocol header
+│   └── UnsupportedMediaType (415)  a content type or encoding the endpoint does not read
 ├── Unauthorized (401)              missing or wrong API key
 ├── Forbidden (403)                 an action switched off by a setting (model control)
-├── NotFound (404)                  unknown model, version or route target
-├── PayloadTooLarge (413)           body bytes, series per request or points per series over a limit
-├── InvalidInput (422)              readable but wrong: series too short, bad horizon or level ...
-│   └── LongFormatError             a `unique_id, ds, y` table with missing columns, gaps, duplicates ...
+├── NotFound (404)                  unknown model, version or route
+├── MethodNotAllowed (405)          a route that exists, asked with another method; carries `allow`
+├── PayloadTooLarge (413)           body bytes, series per request, points per series, or a request bigger
+│                                   than the worker's whole memory budget
+├── HeaderTooLarge (431)            request line and headers over GATECAST_MAX_HEADER_BYTES or _COUNT
+├── InvalidInput (422)              readable but wrong: series too short, bad horizon, level, time axis ...
 ├── ModelLoadError (422)            a model file was refused at load (corrupt, wrong signature, no metadata)
-├── Overloaded (503)                the batch queue is full; carries `retry_after` seconds
+├── InferenceFailed (500)           onnxruntime failed on a request that passed every check (a model fault)
+├── Overloaded (503)                the batch queue or the memory budget is full; carries `retry_after`
 └── RequestTimeout (503)            the request ran past GATECAST_REQUEST_TIMEOUT_S
+
+`contract.longformat.LongFormatError` (a `unique_id, ds, y` table with missing columns, gaps, duplicates ...)
+is raised by the shared table reader and answered 422 `invalid_long_format` by `app.problems`.
 """
 
 from __future__ import annotations
@@ -51,9 +57,23 @@ class NotFound(GatecastError):
     code = "not_found"
 
 
+class MethodNotAllowed(GatecastError):
+    status = 405
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, allow: str = "") -> None:
+        super().__init__(message)
+        self.allow = allow
+
+
 class PayloadTooLarge(GatecastError):
     status = 413
     code = "payload_too_large"
+
+
+class HeaderTooLarge(GatecastError):
+    status = 431
+    code = "header_too_large"
 
 
 class InvalidInput(GatecastError):
@@ -61,22 +81,24 @@ class InvalidInput(GatecastError):
     code = "invalid_input"
 
 
-class LongFormatError(InvalidInput):
-    code = "invalid_long_format"
-
-
 class ModelLoadError(GatecastError):
     status = 422
     code = "model_load_failed"
+
+
+class InferenceFailed(GatecastError):
+    status = 500
+    code = "inference_failed"
 
 
 class Overloaded(GatecastError):
     status = 503
     code = "overloaded"
 
-    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+    def __init__(self, message: str, retry_after: float = 1.0, code: str = "overloaded") -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.code = code
 
 
 class RequestTimeout(GatecastError):

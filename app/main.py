@@ -6,19 +6,17 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence
+import signal
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, Response
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
 from prometheus_client import multiprocess
-from pydantic import ValidationError
 
-from app import __version__, metrics
-from app.errors import GatecastError, Overloaded
+from app import __version__, metrics, problems
+from app.admission import MemoryBudget, derive_budget
 from app.middleware import ServingMiddleware
 from app.registry import ModelRepository
 from app.routes import forecast, models, v2
@@ -44,13 +42,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await repository.load_all()
     if not repository.models:
         log.error("no model loaded from %s; /v2/health/ready stays 503", settings.model_repository.resolve())
+    # Sized after the models are loaded: what the worker holds by now is not available to requests.
+    app.state.memory_budget = MemoryBudget(derive_budget(settings.memory_budget_mb, settings.workers))
     app.state.started = True
-    watcher = (
-        asyncio.create_task(_watch(repository, settings.repository_poll_s)) if settings.repository_poll_s else None
-    )
+    poll = settings.repository_poll_s
+    watcher = asyncio.create_task(_watch(repository, poll)) if poll else None
+    hangup = _reload_on_sighup(repository)
     try:
         yield
     finally:
+        if hangup:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         if watcher:
             watcher.cancel()
         await repository.close()
@@ -62,10 +64,33 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 async def _watch(repository: ModelRepository, every: float) -> None:
     while True:
         await asyncio.sleep(every)
-        try:
-            await repository.reload_changed()
-        except Exception:  # the watcher must outlive any one bad poll
-            log.exception("model repository poll failed")
+        await _sync(repository, "poll")
+
+
+async def _sync(repository: ModelRepository, why: str) -> None:
+    try:
+        await repository.sync()
+    except Exception:  # the watcher and the signal handler must outlive any one bad pass
+        log.exception("model repository %s failed", why)
+
+
+def _reload_on_sighup(repository: ModelRepository) -> bool:
+    """SIGHUP makes this worker re-read the model folder (the conventional "reload"), instead of killing it.
+    Only possible on the main thread's loop: true for `gatecast serve`, not for an in-process test client."""
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[None]] = set()
+
+    def on_hangup() -> None:
+        log.info("SIGHUP: re-reading the model repository")
+        task = loop.create_task(_sync(repository, "reload on SIGHUP"))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    except (RuntimeError, ValueError, NotImplementedError):
+        return False
+    return True
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -79,9 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(v2.router)
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    app.add_exception_handler(GatecastError, gatecast_error)  # type: ignore[arg-type]
-    app.add_exception_handler(ValidationError, body_validation_error)  # type: ignore[arg-type]
-    app.add_exception_handler(RequestValidationError, request_validation_error)  # type: ignore[arg-type]
+    problems.install(app)
     return app
 
 
@@ -101,41 +124,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 async def metrics_endpoint() -> Response:
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)
-
-
-def _error(
-    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    metrics.ERRORS.labels(reason=code).inc()
-    if request.url.path.startswith("/v2/"):  # the inference protocol's error shape
-        return JSONResponse({"error": message}, status_code=status, headers=headers)
-    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
-
-
-async def gatecast_error(request: Request, exc: GatecastError) -> JSONResponse:
-    headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if isinstance(exc, Overloaded) else None
-    return _error(request, exc.status, exc.code, exc.message, headers)
-
-
-def describe(errors: Sequence[Any]) -> str:
-    """pydantic errors -> 'series.0.values.3: Input should be a finite number; ...' (first five)."""
-    parts = []
-    for err in errors[:5]:
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        parts.append(f"{loc or 'body'}: {err.get('msg')}")
-    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-    return "; ".join(parts) + more
-
-
-async def body_validation_error(request: Request, exc: ValidationError) -> JSONResponse:
-    errors = exc.errors(include_url=False, include_context=False, include_input=False)
-    if any(e["type"] in ("json_invalid", "json_type") for e in errors):
-        return _error(request, 400, "malformed_json", f"the body is not valid JSON: {describe(errors)}")
-    return _error(request, 422, "invalid_input", describe(errors))
-
-
-async def request_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    return _error(request, 422, "invalid_input", describe(exc.errors()))
 
 
 def app_factory() -> FastAPI:

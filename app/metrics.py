@@ -80,6 +80,16 @@ MODEL_LOADED = Gauge(
     multiprocess_mode="liveall",
 )
 MODEL_LOAD_FAILURES = Counter("gatecast_model_load_failures_total", "Model files refused at load.", ["model"])
+MEMORY_BUDGET = Gauge(
+    "gatecast_memory_budget_bytes",
+    "Request memory the worker processes admit (summed over workers); see app/admission.py.",
+    multiprocess_mode="livesum",
+)
+MEMORY_ADMITTED = Gauge(
+    "gatecast_memory_admitted_bytes",
+    "Estimated memory held by requests in flight (summed over workers).",
+    multiprocess_mode="livesum",
+)
 
 
 def forget_dead_workers(directory: str) -> list[int]:

@@ -1,17 +1,36 @@
-"""Pure ASGI middleware: request metrics, body-size limit and request time limit, around every route."""
+"""Pure ASGI middleware around every route: access, size and memory admission, the body, the time limit,
+request metrics, and the last line of the error mapping.
+
+In order, for each HTTP request:
+1. checks that need only the headers: API key, declared body size, compressed bodies;
+2. opens the request's memory ticket (app.admission) and charges the declared body before reading it;
+3. reads the whole body (bounded by GATECAST_MAX_BODY_BYTES even when chunked) and charges the estimated
+   cost of decoding it, so no route parses a body the worker has no memory for;
+4. runs the route with that body, under GATECAST_REQUEST_TIMEOUT_S;
+5. answers anything that escaped the route through `app.problems` (never a bare 500, never a dead worker),
+   releases the ticket and records the request's duration.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 import time
-from typing import Any
+from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import auth, metrics
-from app.errors import GatecastError, PayloadTooLarge, UnsupportedMediaType
+from app import admission, auth, metrics, problems
+from app.errors import GatecastError, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from app.settings import Settings
+
+log = logging.getLogger("gatecast")
+
+
+@dataclass
+class _Status:
+    code: int = 500
+    sent: bool = False  # the response has started: it can no longer be replaced by an error
 
 
 class ServingMiddleware:
@@ -24,100 +43,107 @@ class ServingMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = {"code": 500, "sent": False}
+        status = _Status()
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-                status["sent"] = True
+                status.code = message["status"]
+                status.sent = True
             await send(message)
 
         metrics.IN_FLIGHT.inc()
+        budget: admission.MemoryBudget | None = getattr(scope["app"].state, "memory_budget", None)
+        ticket = budget.ticket() if budget is not None else None
+        token = admission.current_ticket.set(ticket)
         try:
-            refused = self._refuse(scope)
-            if refused is not None:
-                metrics.ERRORS.labels(reason=refused.code).inc()
-                extra = {"www-authenticate": "Bearer"} if refused.status == 401 else None
-                await _send_error(scope, send, refused.status, refused.code, refused.message, extra)
-                status.update(code=refused.status, sent=True)
-                return
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             try:
+                self._check_headers(scope, headers)
+                declared = headers.get("content-length", "")
+                if ticket is not None:
+                    body_bytes = admission.BODY_COPIES * int(declared) if declared.isdigit() else 0
+                    ticket.charge(admission.REQUEST_BYTES + body_bytes, "this request's body")
                 async with asyncio.timeout(self.settings.request_timeout_s):
-                    await self.app(scope, self._limited(receive), send_wrapper)
+                    body = await self._read_body(receive, ticket, declared.isdigit())
+                    if body is None:
+                        return  # the client went away before sending its body
+                    if ticket is not None and body:
+                        media = headers.get("content-type", "").split(";")[0].strip().lower()
+                        ticket.charge(admission.decode_cost(body, media), "decoding this request's body")
+                    await self.app(scope, _replay(body, receive), send_wrapper)
             except TimeoutError:
-                metrics.ERRORS.labels(reason="timeout").inc()
-                if not status["sent"]:
-                    await _send_error(
-                        scope,
-                        send,
-                        503,
-                        "timeout",
-                        f"the request took longer than "
-                        f"{self.settings.request_timeout_s} s (GATECAST_REQUEST_TIMEOUT_S); retry or send less",
-                        {"retry-after": "1"},
-                    )
-                    status.update(code=503, sent=True)
-            except _BodyTooLarge as exc:
-                metrics.ERRORS.labels(reason="payload_too_large").inc()
-                if not status["sent"]:
-                    await _send_error(scope, send, 413, "payload_too_large", str(exc))
-                    status.update(code=413, sent=True)
+                await self._answer(scope, send_wrapper, status, _timeout(self.settings.request_timeout_s))
+            except Exception as exc:  # noqa: BLE001 - the one place nothing may escape from
+                if not isinstance(exc, GatecastError):
+                    log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+                await self._answer(scope, send_wrapper, status, exc)
         finally:
+            admission.current_ticket.reset(token)
+            if ticket is not None:
+                ticket.release()
             metrics.IN_FLIGHT.dec()
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             metrics.HTTP_DURATION.labels(
-                route=template, method=scope["method"], status_class=f"{status['code'] // 100}xx"
+                route=template, method=scope["method"], status_class=f"{status.code // 100}xx"
             ).observe(time.perf_counter() - started)
 
-    def _refuse(self, scope: Scope) -> GatecastError | None:
+    async def _answer(self, scope: Scope, send: Send, status: _Status, exc: BaseException) -> None:
+        if status.sent:
+            return  # the response is under way; it cannot be replaced, only cut short by the server
+        await problems.send_problem(scope, send, problems.problem_of(exc, scope["method"], scope["path"]))
+
+    def _check_headers(self, scope: Scope, headers: dict[str, str]) -> None:
         """Checks that need only the headers: access, declared size, compressed bodies."""
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        try:
-            auth.check(scope["method"], scope["path"], headers, self.settings)
-        except GatecastError as exc:
-            return exc
+        auth.check(scope["method"], scope["path"], headers, self.settings)
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.settings.max_body_bytes:
-            return PayloadTooLarge(_too_large_message(int(length), self.settings.max_body_bytes))
+            raise PayloadTooLarge(_too_large_message(int(length), self.settings.max_body_bytes))
         encoding = headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             # Never inflate a client's body: a small gzip can expand to gigabytes.
-            return UnsupportedMediaType(f"Content-Encoding {encoding!r} is not accepted; send the body uncompressed")
-        return None
+            raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not accepted; send the body uncompressed")
 
-    def _limited(self, receive: Receive) -> Receive:
-        """Count streamed (chunked) body bytes too: Content-Length may be absent."""
+    async def _read_body(self, receive: Receive, ticket: admission.Ticket | None, charged: bool) -> bytes | None:
+        """The whole body, or None when the client disconnected. Chunked bodies are charged as they arrive."""
         limit = self.settings.max_body_bytes
+        chunks: list[bytes] = []
         seen = 0
-
-        async def wrapped() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            if chunk:
+                seen += len(chunk)
                 if seen > limit:
-                    raise _BodyTooLarge(_too_large_message(seen, limit))
-            return message
+                    raise PayloadTooLarge(_too_large_message(seen, limit))
+                if ticket is not None and not charged:
+                    ticket.charge(admission.BODY_COPIES * len(chunk), "this request's body")
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-        return wrapped
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The app's receive: the buffered body once, then the connection's own messages (disconnects)."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
-class _BodyTooLarge(Exception):
-    pass
+def _timeout(limit: float) -> RequestTimeout:
+    return RequestTimeout(
+        f"the request took longer than {limit} s (GATECAST_REQUEST_TIMEOUT_S); retry or send less"
+    )
 
 
 def _too_large_message(size: int, limit: int) -> str:
     return f"the body has {size}+ bytes; the limit is {limit} (GATECAST_MAX_BODY_BYTES): split the request"
-
-
-async def _send_error(
-    scope: Scope, send: Send, status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> None:
-    # The same shapes as app.main's handlers: {"error": message} on the inference protocol's routes.
-    shape = {"error": message} if scope["path"].startswith("/v2/") else {"error": code, "message": message}
-    body = json.dumps(shape).encode()
-    raw: list[Any] = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})

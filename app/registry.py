@@ -1,8 +1,11 @@
-"""The model repository: `<root>/<name>/<version>/model.onnx`, loaded into sessions, swapped atomically.
+"""The model repository: `<root>/<name>/<version>/model.onnx`, each version loaded into a `ModelService`.
 
-Loading builds the new version completely (session, metadata check, warm-up run, batcher) before it
-replaces the old one in a single dict assignment, so a request sees either the old or the new model,
-never a half-loaded one, and a bad file leaves the old version serving.
+Loading builds the new version completely (file read, session, metadata and signature check, warm-up,
+batcher) in a loader thread, never on the event loop, before it replaces the old one in a single dict
+assignment: a request sees either the old or the new version, never a half-loaded one, and a bad file
+leaves the old version serving. `sync` makes a worker match the folder: new and changed files load,
+versions and models deleted from disk are unloaded; the poll (GATECAST_REPOSITORY_POLL_S) and SIGHUP
+call it, so every worker process converges on what the folder holds.
 """
 
 from __future__ import annotations
@@ -17,15 +20,17 @@ from pathlib import Path
 
 from app import metrics
 from app.batcher import Batcher
-from app.contract import ModelCard
 from app.errors import InvalidInput, ModelLoadError, NotFound
 from app.runtime import Runtime, choose_providers, load_runtime
+from app.service import Limits, ModelService
 from app.settings import Settings
 
 log = logging.getLogger("gatecast.registry")
 MODEL_FILE = "model.onnx"
 # Names and versions are single path segments: no separators, no "..", nothing hidden.
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+Fingerprint = tuple[int, int]  # (size, mtime_ns) of a model file; (-1, -1) when it is gone
+DiskState = dict[str, dict[str, Fingerprint]]  # name -> version -> fingerprint
 
 
 def check_segment(kind: str, value: str) -> str:
@@ -42,27 +47,19 @@ def version_key(version: str) -> tuple[int, int | str]:
 
 
 @dataclass
-class LoadedModel:
-    name: str
-    version: str
-    path: Path
-    runtime: Runtime
-    batcher: Batcher
-    fingerprint: tuple[int, int]
-
-    @property
-    def card(self) -> ModelCard:
-        return self.runtime.card
-
-
-@dataclass
 class ModelRepository:
     settings: Settings
-    executor: ThreadPoolExecutor
-    models: dict[str, dict[str, LoadedModel]] = field(default_factory=dict)
+    executor: ThreadPoolExecutor  # inference runs
+    models: dict[str, dict[str, ModelService]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)  # "name@version" or "name" -> why
+    # File reads and session creation: one thread of their own, so a slow disk or a huge file never holds
+    # an inference thread or the event loop.
+    loader: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="gatecast-load")
+    )
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _seen: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)  # disk state at last load try
+    _seen: DiskState = field(default_factory=dict)  # disk state at the last load attempt, per model
+    _loaded: dict[tuple[str, str], Fingerprint] = field(default_factory=dict)  # what each service was built from
 
     @property
     def root(self) -> Path:
@@ -70,7 +67,7 @@ class ModelRepository:
 
     # --- lookup -----------------------------------------------------------------------------------------
 
-    def resolve(self, spec: str | None) -> LoadedModel:
+    def resolve(self, spec: str | None) -> ModelService:
         """`name`, `name@version` or None (the default model) -> a loaded model, or NotFound."""
         if spec is None:
             spec = self.settings.default_model or (min(self.models) if self.models else None)
@@ -79,7 +76,7 @@ class ModelRepository:
         name, _, version = spec.partition("@")
         return self.get(name, version or None)
 
-    def get(self, name: str, version: str | None = None) -> LoadedModel:
+    def get(self, name: str, version: str | None = None) -> ModelService:
         versions = self.models.get(name)
         if not versions:
             known = ", ".join(sorted(self.models)) or "none"
@@ -95,67 +92,96 @@ class ModelRepository:
             return self.settings.default_model.partition("@")[0]
         return min(self.models) if self.models else None
 
-    # --- loading ----------------------------------------------------------------------------------------
+    # --- the folder ---------------------------------------------------------------------------------------
 
-    def discover(self) -> dict[str, list[str]]:
-        """Model names on disk -> their versions (folders holding model.onnx)."""
-        found: dict[str, list[str]] = {}
+    def scan(self) -> DiskState:
+        """Model names on disk -> version -> file fingerprint (folders holding model.onnx). Blocking: stat calls."""
+        found: DiskState = {}
         if not self.root.is_dir():
             return found
         for model_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and _SEGMENT.match(p.name)):
-            versions = [v.name for v in model_dir.iterdir() if (v / MODEL_FILE).is_file() and _SEGMENT.match(v.name)]
+            versions = {
+                v.name: _fingerprint(v / MODEL_FILE)
+                for v in model_dir.iterdir()
+                if _SEGMENT.match(v.name) and (v / MODEL_FILE).is_file()
+            }
             if versions:
-                found[model_dir.name] = sorted(versions, key=version_key)
+                found[model_dir.name] = versions
         return found
 
-    async def load_all(self) -> None:
-        for name in self.discover():
-            # A refusal is recorded in `failures` and logged; the other models keep loading.
-            with contextlib.suppress(ModelLoadError):
-                await self.load(name)
+    async def _scan(self) -> DiskState:
+        return await asyncio.get_running_loop().run_in_executor(self.loader, self.scan)
 
-    async def load(self, name: str) -> dict[str, LoadedModel]:
-        """(Re)load every version of `name` from disk. Versions that fail keep their old copy serving."""
+    async def discover(self) -> dict[str, list[str]]:
+        """Model names on disk -> their versions, sorted (scanned in the loader thread)."""
+        return {name: sorted(versions, key=version_key) for name, versions in (await self._scan()).items()}
+
+    # --- loading ----------------------------------------------------------------------------------------
+
+    async def load_all(self) -> None:
+        await self.sync()
+
+    async def sync(self) -> None:
+        """Make this worker match the folder: (re)load what is new or changed, unload what is gone."""
+        disk = await self._scan()
+        for name in sorted(set(self.models) - set(disk)):
+            log.warning("model %s is gone from %s: unloading it", name, self.root)
+            with contextlib.suppress(NotFound):
+                await self.unload(name)
+            self._seen.pop(name, None)
+        for name, versions in disk.items():
+            if versions != self._seen.get(name):
+                # A refusal is recorded in `failures` and logged; the other models keep loading.
+                with contextlib.suppress(ModelLoadError, NotFound):
+                    await self.load(name)
+        for key in [k for k in self.failures if k.partition("@")[0] not in disk]:
+            del self.failures[key]  # a refused file that was deleted is no longer a failure to report
+
+    async def load(self, name: str) -> dict[str, ModelService]:
+        """(Re)load every version of `name` from disk. Versions that fail keep their old copy serving;
+        versions deleted from disk are unloaded; a model whose folder is gone is unloaded and NotFound."""
         check_segment("model name", name)
         async with self._lock:
-            versions = self.discover().get(name)
-            self._seen[name] = self._disk_state(name)
-            if not versions:
+            disk = (await self._scan()).get(name, {})
+            self._seen[name] = disk
+            if not disk:
+                gone = self.models.get(name)
+                if gone:
+                    self.models = {k: v for k, v in self.models.items() if k != name}
+                    for service in gone.values():
+                        await self._retire(service)
                 raise NotFound(f"model {name!r} has no {MODEL_FILE} under {self.root / name}/<version>/")
             current = dict(self.models.get(name, {}))
             errors = []
-            for version in versions:
+            for version in sorted(disk, key=version_key):
+                key = (name, version)
+                if version in current and self._loaded.get(key) == disk[version]:
+                    continue  # unchanged
                 try:
-                    loaded = await self._load_version(name, version, current.get(version))
+                    service = await self._load_version(name, version)
                 except ModelLoadError as exc:
                     errors.append(f"version {version}: {exc.message}")
                     continue
-                if loaded is not None:
-                    old = current.get(version)
-                    current[version] = loaded
-                    if old is not None:
-                        await self._retire(old)
-            for gone in set(current) - set(versions):
-                await self._retire(current.pop(gone))
-            if current:
-                self.models = {**self.models, name: current}  # the atomic swap
+                old = current.get(version)
+                current[version] = service
+                self._loaded[key] = disk[version]
+                if old is not None:
+                    await self._retire(old)
+            for gone_version in set(current) - set(disk):
+                await self._retire(current.pop(gone_version))
+            others = {k: v for k, v in self.models.items() if k != name}
+            self.models = {**others, name: current} if current else others
+            for stale in [k for k in self.failures if k.startswith(f"{name}@") and k.partition("@")[2] not in disk]:
+                del self.failures[stale]
             if errors:
                 raise ModelLoadError(f"model {name!r}: " + "; ".join(errors) + " (previous versions keep serving)")
             return current
 
-    async def _load_version(self, name: str, version: str, old: LoadedModel | None) -> LoadedModel | None:
+    async def _load_version(self, name: str, version: str) -> ModelService:
         path = self.root / name / version / MODEL_FILE
-        fingerprint = _fingerprint(path)
-        if old is not None and old.fingerprint == fingerprint:
-            return None  # unchanged
         key = f"{name}@{version}"
         try:
-            _check_inside(self.root, path)
-            data = path.read_bytes()
-            providers = choose_providers(self.settings.provider)
-            runtime = await asyncio.get_running_loop().run_in_executor(
-                self.executor, load_runtime, data, providers, self.settings.ort_threads()
-            )
+            runtime = await asyncio.get_running_loop().run_in_executor(self.loader, self._open, path)
             if runtime.card.name != name:
                 log.warning("%s: the file's metadata names it %r; served as %r", key, runtime.card.name, name)
         except ModelLoadError as exc:
@@ -164,31 +190,50 @@ class ModelRepository:
             log.error("model %s refused at load: %s", key, exc.message)
             raise
         self.failures.pop(key, None)
+        settings = self.settings
         batcher = Batcher(
             runtime.run,
             self.executor,
             name,
             version,
-            self.settings.max_batch_series,
-            self.settings.max_queue_delay_us,
-            self.settings.max_queue_series,
+            settings.max_batch_series,
+            settings.max_queue_delay_us,
+            settings.max_queue_series,
         )
         batcher.start()
+        limits = Limits(settings.max_series_per_request, settings.max_points_per_series)
         metrics.MODEL_LOADED.labels(model=name, version=version, provider=runtime.provider).set(1)
         fallback = (
             f", {len(runtime.cpu_fallback_nodes)} nodes on CPU: {runtime.cpu_fallback_nodes}"
             if runtime.cpu_fallback_nodes
             else ""
         )
+        card = runtime.card
         log.info(
-            "model %s loaded on %s (window %d, horizon %d%s)",
+            "model %s loaded on %s (window %d-%d, horizon %d%s)",
             key,
             runtime.provider,
-            runtime.card.trained_window,
-            runtime.card.horizon,
+            card.min_window,
+            card.trained_window,
+            card.horizon,
             fallback,
         )
-        return LoadedModel(name, version, path, runtime, batcher, fingerprint)
+        return ModelService(name, version, runtime, batcher, limits)
+
+    def _open(self, path: Path) -> Runtime:
+        """In the loader thread: size check, read, session, checks and warm-up."""
+        _check_inside(self.root, path)
+        try:
+            size = path.stat().st_size
+            if size > self.settings.max_model_bytes:
+                raise ModelLoadError(
+                    f"the file has {size} bytes; the limit is {self.settings.max_model_bytes} "
+                    "(GATECAST_MAX_MODEL_BYTES)"
+                )
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ModelLoadError(f"the file could not be read: {exc}") from exc
+        return load_runtime(data, choose_providers(self.settings.provider), self.settings.ort_threads())
 
     async def unload(self, name: str) -> None:
         check_segment("model name", name)
@@ -197,35 +242,27 @@ class ModelRepository:
             if not versions:
                 raise NotFound(f"model {name!r} is not loaded")
             self.models = {k: v for k, v in self.models.items() if k != name}
-            for loaded in versions.values():
-                await self._retire(loaded)
+            for service in versions.values():
+                await self._retire(service)
             log.info("model %s unloaded", name)
 
-    async def _retire(self, loaded: LoadedModel) -> None:
+    async def _retire(self, service: ModelService) -> None:
         """Let queued requests finish on the old version, then forget it."""
-        await loaded.batcher.close()
-        metrics.MODEL_LOADED.labels(model=loaded.name, version=loaded.version, provider=loaded.runtime.provider).set(0)
-
-    async def reload_changed(self) -> None:
-        """Poll step for a watched repository: (re)load every model whose files changed since the last try."""
-        for name in self.discover():
-            if self._disk_state(name) != self._seen.get(name):
-                try:
-                    await self.load(name)
-                except (ModelLoadError, NotFound) as exc:
-                    log.error("watch: %s", exc.message)
-
-    def _disk_state(self, name: str) -> dict[str, tuple[int, int]]:
-        return {v: _fingerprint(self.root / name / v / MODEL_FILE) for v in self.discover().get(name, [])}
+        await service.batcher.close()
+        self._loaded.pop((service.name, service.version), None)
+        metrics.MODEL_LOADED.labels(
+            model=service.name, version=service.version, provider=service.runtime.provider
+        ).set(0)
 
     async def close(self) -> None:
         for versions in list(self.models.values()):
-            for loaded in versions.values():
-                await self._retire(loaded)
+            for service in versions.values():
+                await self._retire(service)
         self.models = {}
+        self.loader.shutdown(wait=False, cancel_futures=True)
 
 
-def _fingerprint(path: Path) -> tuple[int, int]:
+def _fingerprint(path: Path) -> Fingerprint:
     try:
         stat = path.stat()
     except FileNotFoundError:

@@ -11,12 +11,15 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from app.contract import INPUT_NAME, OUTPUT_FORECAST, OUTPUT_SCALE, ContractError, ModelCard
 from app.errors import ModelLoadError
+from contract import signature
+from contract.card import ContractError, ModelCard
+from contract.windows import PROBE_BATCH_SIZES, probe_batch, probe_lengths
 
 log = logging.getLogger("gatecast.runtime")
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+_OUTPUT_NAMES = [spec.name for spec in signature.OUTPUTS]
 
 
 def choose_providers(setting: str, available: list[str] | None = None) -> list[str]:
@@ -45,7 +48,7 @@ class Runtime:
 
     def run(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, T) float32 -> forecast (B, H), scale (B,)."""
-        forecast, scale = self.session.run([OUTPUT_FORECAST, OUTPUT_SCALE], {INPUT_NAME: values})
+        forecast, scale = self.session.run(_OUTPUT_NAMES, {signature.INPUT.name: values})
         return forecast, scale
 
 
@@ -60,43 +63,57 @@ def open_session(model_bytes: bytes, providers: list[str], threads: int) -> ort.
     return ort.InferenceSession(model_bytes, sess_options=options, providers=providers)
 
 
-def check_signature(session: ort.InferenceSession) -> None:
-    inputs = {i.name: i for i in session.get_inputs()}
-    outputs = {o.name for o in session.get_outputs()}
-    if INPUT_NAME not in inputs or len(inputs) != 1:
-        raise ModelLoadError(f"the graph must take one input {INPUT_NAME!r} (has {sorted(inputs)})")
-    if inputs[INPUT_NAME].type != "tensor(float)" or len(inputs[INPUT_NAME].shape) != 2:
-        raise ModelLoadError(f"input {INPUT_NAME!r} must be a float32 [batch, time] tensor")
-    missing = {OUTPUT_FORECAST, OUTPUT_SCALE} - outputs
-    if missing:
-        raise ModelLoadError(f"the graph lacks output(s) {sorted(missing)}")
-
-
 def load_runtime(model_bytes: bytes, providers: list[str], threads: int) -> Runtime:
-    """Open, check the signature and metadata, and warm up with one run. Raises ModelLoadError."""
+    """Open, check the signature and metadata, and warm up over the declared range. Raises ModelLoadError."""
     try:
         session = open_session(model_bytes, providers, threads)
     except Exception as exc:  # onnxruntime raises its own (unexported) types for corrupt files
         raise ModelLoadError(f"onnxruntime could not load the file: {exc}") from exc
-    check_signature(session)
+    _check_signature(session, None)
     try:
         card = ModelCard.from_props(dict(session.get_modelmeta().custom_metadata_map))
     except ContractError as exc:
         raise ModelLoadError(str(exc)) from exc
+    _check_signature(session, card.horizon)
     provider = session.get_providers()[0]
     fallback = cpu_fallback_nodes(model_bytes, providers, threads, card) if provider == CUDA else []
     runtime = Runtime(session, card, provider, fallback)
-    warm = np.sin(np.arange(card.trained_window, dtype=np.float32))[None, :]
-    try:
-        forecast, scale = runtime.run(warm)
-    except Exception as exc:
-        raise ModelLoadError(f"the warm-up run failed: {exc}") from exc
-    if forecast.shape != (1, card.horizon) or scale.shape != (1,):
-        raise ModelLoadError(
-            f"the warm-up run gave forecast {forecast.shape} and scale {scale.shape}; "
-            f"metadata says horizon {card.horizon}"
-        )
+    warm_up(runtime)
     return runtime
+
+
+def _check_signature(session: ort.InferenceSession, horizon: int | None) -> None:
+    problems = signature.mismatches(session.get_inputs(), session.get_outputs(), horizon)
+    if problems:
+        raise ModelLoadError("the graph does not follow the gatecast signature: " + "; ".join(problems))
+
+
+def warm_up(runtime: Runtime) -> None:
+    """Run every length of the declared window range at several batch sizes; refuse a graph that fails,
+    answers in the wrong shape, gives non-finite numbers, or lets one row of a batch change another."""
+    card = runtime.card
+    problems = []
+    for length in probe_lengths(card.min_window, card.trained_window):
+        for batch in PROBE_BATCH_SIZES:
+            x = probe_batch(batch, length)
+            try:
+                forecast, scale = runtime.run(x)
+            except Exception as exc:
+                problems.append(f"batch {batch} x {length} steps: the run failed ({exc})")
+                continue
+            if forecast.shape != (batch, card.horizon) or scale.shape != (batch,):
+                problems.append(
+                    f"batch {batch} x {length} steps: forecast {forecast.shape} and scale {scale.shape}, "
+                    f"the card says horizon {card.horizon}"
+                )
+            elif not (np.isfinite(forecast).all() and np.isfinite(scale).all()):
+                problems.append(f"batch {batch} x {length} steps: non-finite output")
+            elif batch > 1:
+                alone, _ = runtime.run(x[-1:])
+                if not np.allclose(alone[0], forecast[-1], rtol=1e-4, atol=1e-4 * float(scale[-1])):
+                    problems.append(f"batch {batch} x {length} steps: a row's forecast depends on its batch")
+    if problems:
+        raise ModelLoadError("the warm-up over the declared input range failed: " + "; ".join(problems[:4]))
 
 
 def cpu_fallback_nodes(model_bytes: bytes, providers: list[str], threads: int, card: ModelCard) -> list[str]:
@@ -106,7 +123,7 @@ def cpu_fallback_nodes(model_bytes: bytes, providers: list[str], threads: int, c
     options.enable_profiling = True
     options.profile_file_prefix = os.path.join(tempfile.gettempdir(), "gatecast-placement")
     session = ort.InferenceSession(model_bytes, sess_options=options, providers=providers)
-    session.run(None, {INPUT_NAME: np.zeros((1, card.trained_window), dtype=np.float32)})
+    session.run(None, {signature.INPUT.name: np.zeros((1, card.trained_window), dtype=np.float32)})
     path = session.end_profiling()
     try:
         return nodes_by_provider(path).get(CPU, [])

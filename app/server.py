@@ -33,6 +33,8 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
             log_level=settings.log_level,
             timeout_graceful_shutdown=30,
             access_log=False,
+            http="app.httpguard:GuardedHttpToolsProtocol",  # head size, head time and idle limits
+            timeout_keep_alive=settings.keep_alive_s,
         )
     finally:
         if made_dir:

@@ -33,12 +33,25 @@ class Settings(BaseSettings):
     max_series_per_request: int = Field(10_000, ge=1)
     max_points_per_series: int = Field(100_000, ge=1)
     request_timeout_s: float = Field(30.0, gt=0)
+    memory_budget_mb: int = Field(
+        0, ge=0, description="request memory a worker admits (503 beyond); 0: derived from the memory limit"
+    )
+
+    # HTTP limits, enforced by app.httpguard before a request reaches the app.
+    max_header_bytes: int = Field(16 * 1024, ge=1024, description="request line and headers; 431 beyond")
+    max_header_count: int = Field(100, ge=8, description="headers per request; 431 beyond")
+    header_timeout_s: float = Field(10.0, gt=0, description="time to send a request's headers; 408 and close")
+    keep_alive_s: int = Field(5, ge=1, description="an idle keep-alive connection is closed after this")
+    max_idle_connections: int = Field(1000, ge=1, description="idle connections per worker; the oldest is closed")
 
     model_control: bool = Field(False, description="allow POST /v2/repository/models/{name}/load|unload")
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="comma-separated; empty: open")
     admin_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="keys for model control")
     metrics_need_key: bool = Field(False, description="require an API key on /metrics too")
-    repository_poll_s: float = Field(0.0, ge=0, description="reload changed model files every N s; 0: off")
+    repository_poll_s: float = Field(
+        10.0, ge=0, description="follow the model folder every N s (load new and changed, unload deleted); 0: off"
+    )
+    max_model_bytes: int = Field(512 * 1024 * 1024, ge=1024, description="larger model files are refused")
     log_level: str = "info"
 
     @field_validator("api_keys", "admin_keys", mode="before")

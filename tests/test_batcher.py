@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 
 from app.batcher import Batcher
-from app.errors import Overloaded
+from app.errors import InferenceFailed, Overloaded
 
 
 def make(run, **kw: int) -> Batcher:  # type: ignore[no-untyped-def]
@@ -110,13 +110,47 @@ def test_a_failing_run_fails_its_requests_and_the_batcher_keeps_going() -> None:
 
     async def main() -> None:
         batcher = make(run)
-        with pytest.raises(RuntimeError, match="boom"):
+        with pytest.raises(InferenceFailed, match="m@1 failed on this request"):
             await batcher.submit([np.ones(3, np.float32)])
         forecasts, _ = await batcher.submit([np.ones(3, np.float32)])
         assert forecasts[0].shape == (3,)
         await batcher.close()
 
     asyncio.run(main())
+
+
+def test_one_request_the_model_cannot_take_does_not_fail_its_batch_neighbours() -> None:
+    """A shared run that fails is retried request by request: only the request that breaks the model fails."""
+    runs: list[int] = []
+    release = threading.Event()
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        runs.append(len(x))
+        release.wait(5)  # hold the first run so the others queue up and share the next one
+        if np.any(x[:, 0] < 0):
+            raise RuntimeError("this graph cannot take negative values")
+        return x, x[:, 0]
+
+    async def main() -> list[object]:
+        batcher = make(run)
+        first = asyncio.ensure_future(batcher.submit([np.ones(3, np.float32)]))
+        await asyncio.sleep(0.05)  # the first run is now in progress
+        others = [
+            asyncio.ensure_future(batcher.submit([np.full(3, value, np.float32)])) for value in (2.0, -1.0, 4.0)
+        ]
+        await asyncio.sleep(0.05)
+        release.set()
+        out = await asyncio.gather(first, *others, return_exceptions=True)
+        await batcher.close()
+        return out
+
+    first, good, bad, also_good = asyncio.run(main())
+    assert runs[:2] == [1, 3]  # the three queued requests shared one run, which failed
+    assert isinstance(bad, InferenceFailed)
+    for result, value in ((first, 1.0), (good, 2.0), (also_good, 4.0)):
+        assert not isinstance(result, BaseException), result
+        forecasts, _ = result  # type: ignore[misc]
+        assert float(forecasts[0][0]) == value
 
 
 def test_queue_delay_waits_for_more_series() -> None:

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from app.contract import PREFIX, Conformal, ContractError, ModelCard
+from contract.card import PREFIX, Conformal, ContractError, ModelCard
 
 
 def card(**overrides: object) -> ModelCard:

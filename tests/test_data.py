@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.errors import LongFormatError
-from app.longformat import split_long_frame
+from contract.longformat import LongFormatError, split_long_frame
 from training import data
 from training.data import Series, windows
 

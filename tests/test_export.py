@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from app.contract import ModelCard
+from contract.card import ModelCard
 from tests.synthetic import seasonal_dataset, tiny_config
 from training.conformal import calibrate, coverage, interval
 from training.export import ExportValidationError, export_onnx, validate

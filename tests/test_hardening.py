@@ -26,11 +26,13 @@ def truncated(good: bytes) -> bytes:
 
 
 def wrong_signature(good: bytes) -> bytes:
+    """Another graph under a valid gatecast card: the signature check, not the metadata, must refuse it."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, None])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, None])
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "other", [x], [y])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
+    model.metadata_props.extend(onnx.load_from_string(good).metadata_props)
     return model.SerializeToString()
 
 
@@ -49,7 +51,7 @@ def garbage(good: bytes) -> bytes:
     [
         pytest.param(garbage, "could not load", id="corrupt"),
         pytest.param(truncated, "could not load", id="truncated"),
-        pytest.param(wrong_signature, "one input 'values'", id="wrong-signature"),
+        pytest.param(wrong_signature, "inputs are ['x']; the contract wants ['values']", id="wrong-signature"),
         pytest.param(without_metadata, "not a gatecast model file", id="no-metadata"),
     ],
 )

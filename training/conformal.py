@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from app.contract import Conformal
+from contract.card import Conformal
 
 # Levels stored in the artifact; the server interpolates between them.
 LEVEL_GRID = [round(0.01 * i, 2) for i in range(1, 100)] + [0.995]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from app.longformat import split_long_frame
+from contract.longformat import read_long_csv, split_long_frame
 
 
 def data_dir() -> Path:
@@ -146,7 +146,7 @@ def load_m4_hourly(root: Path | None = None) -> Dataset:
 def load_long(path: str | Path, test_size: float = 0.2, val_size: float = 0.1) -> Dataset:
     """User data in the long format `unique_id, ds, y` (CSV or Parquet), split chronologically per series."""
     path = Path(path)
-    frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+    frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else read_long_csv(path.read_bytes())
     parsed = split_long_frame(frame)
     freqs = {s.freq for s in parsed}
     only = freqs.pop() if len(freqs) == 1 else None

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.contract import Conformal
+from contract.card import Conformal
 from training import baselines, conformal
 from training import metrics as M
 from training.config import RunConfig

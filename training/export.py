@@ -1,7 +1,9 @@
 """ONNX export with the metadata contract, validated against PyTorch in onnxruntime.
 
-What an export declares (names, axes, opset, tolerance) is data in `ExportSpec`; validation runs every
-check and raises once, listing every mismatch.
+What an export declares (names, axes, opset, tolerance) is data in `ExportSpec`, whose names and dynamic
+axes come from `contract.signature`; validation checks the graph with the same `signature.mismatches` the
+server runs at load, compares it with PyTorch over `contract.windows`' probe lengths and batch sizes, and
+raises once, listing every mismatch.
 """
 
 from __future__ import annotations
@@ -19,23 +21,19 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from app.contract import INPUT_NAME, OUTPUT_FORECAST, OUTPUT_SCALE, Conformal, ModelCard
+from contract import signature
+from contract.card import Conformal, ModelCard
+from contract.windows import PROBE_BATCH_SIZES, probe_lengths
 from training.model import Forecaster
 
 
 @dataclass(frozen=True)
 class ExportSpec:
     opset: int = 17
-    input_names: tuple[str, ...] = (INPUT_NAME,)
-    output_names: tuple[str, ...] = (OUTPUT_FORECAST, OUTPUT_SCALE)
-    dynamic_axes: dict[str, dict[int, str]] = field(
-        default_factory=lambda: {
-            INPUT_NAME: {0: "batch", 1: "time"},
-            OUTPUT_FORECAST: {0: "batch"},
-            OUTPUT_SCALE: {0: "batch"},
-        }
-    )
-    batch_sizes: tuple[int, ...] = (1, 64)
+    input_names: tuple[str, ...] = tuple(t.name for t in signature.INPUTS)
+    output_names: tuple[str, ...] = tuple(t.name for t in signature.OUTPUTS)
+    dynamic_axes: dict[str, dict[int, str]] = field(default_factory=signature.dynamic_axes)
+    batch_sizes: tuple[int, ...] = PROBE_BATCH_SIZES
     rtol: float = 1e-4
     atol: float = 1e-4  # on the forecast divided by the window's scale
 
@@ -94,7 +92,8 @@ def validation_windows(
     """Named input batches: random walks at several offsets and magnitudes, real windows, several lengths."""
     rng = np.random.default_rng(seed)
     cfg = model.config
-    lengths = sorted({cfg.min_window, (cfg.min_window + cfg.input_window) // 2, cfg.input_window, 2 * cfg.input_window})
+    # The declared range, and beyond it: a longer window must still work in the graph (training evaluates so).
+    lengths = [*probe_lengths(cfg.min_window, cfg.input_window), 2 * cfg.input_window]
     cases: list[tuple[str, np.ndarray]] = []
     for batch in spec.batch_sizes:
         for length in lengths:
@@ -111,15 +110,15 @@ def validation_windows(
 def validate(model: Forecaster, path: Path, real: np.ndarray | None = None, spec: ExportSpec = ExportSpec()) -> int:
     """Compare onnxruntime with PyTorch on every validation window; return the number of checks."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    mismatches: list[str] = []
-    names = [o.name for o in session.get_outputs()]
-    if [i.name for i in session.get_inputs()] != list(spec.input_names) or names != list(spec.output_names):
-        mismatches.append(f"signature: inputs {[i.name for i in session.get_inputs()]}, outputs {names}")
+    mismatches = [
+        f"signature: {problem}"
+        for problem in signature.mismatches(session.get_inputs(), session.get_outputs(), model.config.horizon)
+    ]
     cases = validation_windows(model, real, spec)
     for name, x in cases:
         with torch.no_grad():
             want_f, want_s = (t.numpy() for t in model(torch.from_numpy(x)))
-        got_f, got_s = session.run(None, {INPUT_NAME: x})
+        got_f, got_s = session.run(None, {signature.INPUT.name: x})
         if got_f.shape != want_f.shape:
             mismatches.append(f"{name}: forecast shape {got_f.shape}, PyTorch {want_f.shape}")
             continue

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from contract.card import Conformal
 from training import data
 from training.config import RunConfig
 from training.evaluate import evaluate, write_report
@@ -63,8 +64,6 @@ def run_evaluate(config: RunConfig, root: Path = Path(".")) -> dict[str, Any]:
 
 
 def run_export(config: RunConfig, root: Path = Path("."), spec: ExportSpec | None = None) -> Path:
-    from app.contract import Conformal
-
     spec = spec or ExportSpec()
     paths = _paths(config, root)
     model, _ = load_checkpoint(paths["checkpoint"], config.model)

@@ -1,20 +1,26 @@
-"""POST /forecast: JSON or CSV (`unique_id, ds, y`) in; JSON or CSV (Accept: text/csv) out."""
+"""POST /forecast: JSON or CSV (`unique_id, ds, y`) in; JSON or CSV (Accept: text/csv) out.
+
+Decode and render only: the checks, the model run and the intervals are the model service's (app.service).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.datastructures import QueryParams
 
-from app import forecasting
 from app.errors import BadRequest, InvalidInput, UnsupportedMediaType
 from app.registry import ModelRepository
 from app.schemas import EXAMPLE_VALUES, ErrorBody, ForecastRequest, ForecastResponse
-from app.settings import Settings
+from app.service import ForecastJob, ForecastResult, SeriesInput
+from contract.longformat import read_long_csv, split_long_frame
 
 router = APIRouter(tags=["forecast"])
 
@@ -78,19 +84,46 @@ _QUERY = [
 async def post_forecast(request: Request) -> Response:
     """JSON: a `ForecastRequest`. CSV (`Content-Type: text/csv`): columns `unique_id, ds, y` as pandas
     writes a long-format DataFrame, with `model`, `h` and `level` as query parameters. Answers JSON,
-    or CSV when `Accept: text/csv`."""
+    or CSV when `Accept: text/csv`. CSV ids are text, answered exactly as sent, except that an id a
+    spreadsheet would run as a formula (starting with = + - @, tab or carriage return) is prefixed with '."""
     # The hot path takes no FastAPI dependencies: resolving them cost about 10% of a worker's CPU per
-    # request (docs/benchmarks/profile.md). The repository and settings come straight from app.state.
+    # request (docs/benchmarks/profile.md). The repository comes straight from app.state.
     repository: ModelRepository = request.app.state.repository
-    settings: Settings = request.app.state.settings
     body = await request.body()
-    parse = _parser(request.headers.get("content-type", ""), body, request.query_params)
-    forecast_request = parse() if len(body) < _INLINE_PARSE_BYTES else await asyncio.to_thread(parse)
-    plan = forecasting.plan(forecast_request, repository, settings)
-    results = await forecasting.forecast(plan)
+    decode = _decoder(request.headers.get("content-type", ""), body, request.query_params)
+    model, job = decode() if len(body) < _INLINE_PARSE_BYTES else await asyncio.to_thread(decode)
+    result = await repository.resolve(model).forecast(job)
     if "text/csv" in request.headers.get("accept", ""):
-        return Response(forecasting.render_csv(plan, forecast_request, results), media_type="text/csv")
-    return JSONResponse(forecasting.render_json(plan, forecast_request, results))
+        return Response(render_csv(result), media_type="text/csv")
+    return JSONResponse(render_json(result))
+
+
+Decoded = tuple[str | None, ForecastJob]  # the model asked for, and the job for its service
+
+
+def _decoder(content_type: str, body: bytes, query: QueryParams) -> Callable[[], Decoded]:
+    media = content_type.split(";")[0].strip().lower()
+    if media in ("application/json", ""):
+        if not body:
+            raise BadRequest("the body is empty; send a JSON ForecastRequest (see /docs)")
+        return lambda: decode_json(body)
+    if media in ("text/csv", "application/csv"):
+        model, h, level = _csv_options(query)
+        return lambda: decode_csv(body, model, h, level)
+    raise UnsupportedMediaType(f"Content-Type {media!r} is not read here; send application/json or text/csv")
+
+
+def decode_json(body: bytes) -> Decoded:
+    request = ForecastRequest.model_validate_json(body)
+    series = [SeriesInput(s.id, s.values, s.timestamps, s.start, s.freq) for s in request.series]
+    return request.model, ForecastJob(series, request.horizon, request.level)
+
+
+def decode_csv(body: bytes, model: str | None, horizon: int | None, level: list[float]) -> Decoded:
+    """A `unique_id, ds, y` table (as pandas writes it) -> one series per id, with its timestamps."""
+    parsed = split_long_frame(read_long_csv(body), allow_gaps=False)
+    series = [SeriesInput(s.id, s.values, s.timestamps, None, s.freq) for s in parsed]
+    return model, ForecastJob(series, horizon, level)
 
 
 def _csv_options(query: QueryParams) -> tuple[str | None, int | None, list[float]]:
@@ -102,17 +135,56 @@ def _csv_options(query: QueryParams) -> tuple[str | None, int | None, list[float
     return query.get("model"), h, levels
 
 
-def _parser(content_type: str, body: bytes, query: QueryParams) -> Callable[[], ForecastRequest]:
-    media = content_type.split(";")[0].strip().lower()
-    if media in ("application/json", ""):
-        if not body:
-            raise BadRequest("the body is empty; send a JSON ForecastRequest (see /docs)")
+def render_json(result: ForecastResult) -> dict[str, Any]:
+    keys = {level: _level_key(level) for level in result.levels}
+    forecasts = []
+    for i, series_id in enumerate(result.ids):
+        entry: dict[str, Any] = {
+            "id": series_id,
+            "mean": result.mean[i].tolist(),
+            "intervals": {
+                keys[level]: {"lo": lo[i].tolist(), "hi": hi[i].tolist()}
+                for level, (lo, hi) in result.intervals.items()
+            },
+        }
+        future = result.timestamps[i]
+        if future is not None:
+            entry["timestamps"] = [t.isoformat() for t in future]
+        forecasts.append(entry)
+    return {
+        "model": result.model,
+        "version": result.version,
+        "horizon": result.horizon,
+        "level": result.levels,
+        "forecasts": forecasts,
+    }
 
-        def parse_json() -> ForecastRequest:
-            return ForecastRequest.model_validate_json(body)
 
-        return parse_json
-    if media in ("text/csv", "application/csv"):
-        model, h, level = _csv_options(query)
-        return lambda: forecasting.request_from_csv(body, model, h, level)
-    raise UnsupportedMediaType(f"Content-Type {media!r} is not read here; send application/json or text/csv")
+def render_csv(result: ForecastResult) -> str:
+    """Long format: unique_id, ds (or step), forecast, forecast-lo-80, forecast-hi-80, ..."""
+    h = result.horizon
+    steps = np.arange(1, h + 1)
+    columns: dict[str, Any] = {
+        "unique_id": np.repeat([spreadsheet_safe(i) for i in result.ids], h),
+        "ds": [t for future in result.timestamps for t in (future if future is not None else steps)],
+        "forecast": result.mean.ravel(),
+    }
+    for level, (lo, hi) in result.intervals.items():
+        columns[f"forecast-lo-{_level_key(level)}"] = lo.ravel()
+        columns[f"forecast-hi-{_level_key(level)}"] = hi.ravel()
+    buffer = io.StringIO()
+    pd.DataFrame(columns).to_csv(buffer, index=False)
+    return buffer.getvalue()
+
+
+# OWASP CSV injection: a cell starting with one of these is run as a formula by spreadsheet programs.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """Prefix a cell a spreadsheet would evaluate with ' so it is shown as text (OWASP's CSV-injection rule)."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _level_key(level: float) -> str:
+    return str(int(level)) if float(level).is_integer() else str(level)

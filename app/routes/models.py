@@ -5,13 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.deps import RepositoryDep
-from app.registry import LoadedModel, version_key
+from app.registry import version_key
 from app.schemas import ErrorBody, ModelInfo, ModelVersionInfo
+from app.service import ModelService
 
 router = APIRouter(tags=["models"], responses={code: {"model": ErrorBody} for code in (401, 404)})
 
 
-def version_info(loaded: LoadedModel) -> ModelVersionInfo:
+def version_info(loaded: ModelService) -> ModelVersionInfo:
     card = loaded.card
     return ModelVersionInfo(
         version=loaded.version,

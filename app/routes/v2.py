@@ -2,31 +2,30 @@
 
 Includes Triton's binary tensor data extension (`Inference-Header-Content-Length`), which tritonclient
 uses by default, and the repository extension (index, load, unload) behind GATECAST_MODEL_CONTROL.
-Errors on these routes are `{"error": "..."}`, as the protocol defines.
+Errors on these routes are `{"error": "..."}`, as the protocol defines (app.problems). Inference decodes
+with app.oip and goes through the same model service as /forecast: the same limits, window rules, batching
+and checks; each row of `values` is one series.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from app import __version__
-from app.contract import INPUT_NAME, OUTPUT_FORECAST, OUTPUT_SCALE
+from app import __version__, oip
 from app.deps import RepositoryDep
-from app.errors import BadRequest, InvalidInput
-from app.registry import LoadedModel, version_key
+from app.errors import InvalidInput
+from app.registry import version_key
 from app.schemas import ProtocolError, Readiness
+from app.service import ForecastJob, ModelService, SeriesInput
+from contract import signature
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ProtocolError} for code in (400, 401, 403, 404, 413, 415, 422, 503)
+    code: {"model": ProtocolError} for code in (400, 401, 403, 404, 413, 415, 422, 500, 503)
 }
 router = APIRouter(prefix="/v2", tags=["open inference protocol v2"], responses=_ERRORS)
-HEADER_LENGTH = "Inference-Header-Content-Length"
-_DTYPES = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16, "INT32": np.int32, "INT64": np.int64}
 
 
 @router.get("")
@@ -52,147 +51,71 @@ async def ready(request: Request, repository: RepositoryDep) -> Response:
     return JSONResponse(body, status_code=200 if is_ready else 503)
 
 
-def _model(repository: RepositoryDep, name: str, version: str | None) -> LoadedModel:
-    return repository.get(name, version)
+def _metadata(service: ModelService, repository: RepositoryDep) -> dict[str, Any]:
+    """The graph signature (contract.signature) with this model's horizon; -1 marks a dynamic axis."""
+    lengths = {"horizon": service.card.horizon}
 
+    def tensor(spec: signature.TensorSpec) -> dict[str, Any]:
+        return {"name": spec.name, "datatype": "FP32", "shape": [lengths.get(a, -1) for a in spec.axes]}
 
-def _metadata(loaded: LoadedModel, repository: RepositoryDep) -> dict[str, Any]:
-    card = loaded.card
     return {
-        "name": loaded.name,
-        "versions": sorted(repository.models[loaded.name], key=version_key),
+        "name": service.name,
+        "versions": sorted(repository.models[service.name], key=version_key),
         "platform": "onnxruntime_onnx",
-        "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, -1]}],
-        "outputs": [
-            {"name": OUTPUT_FORECAST, "datatype": "FP32", "shape": [-1, card.horizon]},
-            {"name": OUTPUT_SCALE, "datatype": "FP32", "shape": [-1]},
-        ],
+        "inputs": [tensor(spec) for spec in signature.INPUTS],
+        "outputs": [tensor(spec) for spec in signature.OUTPUTS],
     }
 
 
 @router.get("/models/{name}")
 async def model_metadata(name: str, repository: RepositoryDep) -> dict[str, Any]:
-    return _metadata(_model(repository, name, None), repository)
+    return _metadata(repository.get(name), repository)
 
 
 @router.get("/models/{name}/versions/{version}")
 async def model_version_metadata(name: str, version: str, repository: RepositoryDep) -> dict[str, Any]:
-    return _metadata(_model(repository, name, version), repository)
+    return _metadata(repository.get(name, version), repository)
 
 
 @router.get("/models/{name}/ready")
 async def model_ready(name: str, repository: RepositoryDep) -> dict[str, Any]:
-    loaded = _model(repository, name, None)
-    return {"name": name, "version": loaded.version, "ready": True}
+    return {"name": name, "version": repository.get(name).version, "ready": True}
 
 
 @router.get("/models/{name}/versions/{version}/ready")
 async def model_version_ready(name: str, version: str, repository: RepositoryDep) -> dict[str, Any]:
-    _model(repository, name, version)
+    repository.get(name, version)
     return {"name": name, "version": version, "ready": True}
 
 
 @router.post("/models/{name}/infer")
 async def infer(name: str, request: Request, repository: RepositoryDep) -> Response:
-    return await _infer(_model(repository, name, None), request)
+    return await _infer(repository.get(name), request)
 
 
 @router.post("/models/{name}/versions/{version}/infer")
 async def infer_version(name: str, version: str, request: Request, repository: RepositoryDep) -> Response:
-    return await _infer(_model(repository, name, version), request)
+    return await _infer(repository.get(name, version), request)
 
 
-async def _infer(loaded: LoadedModel, request: Request) -> Response:
+async def _infer(service: ModelService, request: Request) -> Response:
+    """Decode, forecast through the model service, encode."""
     body = await request.body()
-    header, blobs = _split_body(body, request.headers.get(HEADER_LENGTH))
-    values = _input_tensor(header, blobs, loaded)
-    forecasts, scales = await loaded.batcher.submit(list(values))
-    outputs = {
-        OUTPUT_FORECAST: np.stack(forecasts).astype(np.float32),
-        OUTPUT_SCALE: np.stack(scales).astype(np.float32),
-    }
-    return _respond(loaded, header, outputs)
-
-
-def _split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], bytes]:
-    try:
-        size = int(header_length) if header_length is not None else len(body)
-        if not 0 < size <= len(body):
-            raise ValueError(f"{HEADER_LENGTH} {size} does not fit a body of {len(body)} bytes")
-        header = json.loads(body[:size])
-    except ValueError as exc:
-        raise BadRequest(f"the inference request could not be read: {exc}") from exc
-    if not isinstance(header, dict):
-        raise BadRequest("the inference request must be a JSON object")
-    return header, body[size:]
-
-
-def _input_tensor(header: dict[str, Any], blobs: bytes, loaded: LoadedModel) -> np.ndarray:
-    inputs = header.get("inputs")
-    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
-        raise InvalidInput(f"send exactly one input tensor named {INPUT_NAME!r}, FP32 [batch, time]")
-    spec = inputs[0]
-    if spec.get("name") != INPUT_NAME:
-        raise InvalidInput(f"input {spec.get('name')!r} is unknown; the model takes {INPUT_NAME!r}")
-    dtype = _DTYPES.get(str(spec.get("datatype")))
-    shape = spec.get("shape")
-    if (
-        dtype is None
-        or not isinstance(shape, list)
-        or len(shape) != 2
-        or not all(isinstance(d, int) and d > 0 for d in shape)
-    ):
-        raise InvalidInput(f"input {INPUT_NAME!r} needs datatype FP32 (or FP64/INT) and shape [batch, time] > 0")
-    binary_size = (spec.get("parameters") or {}).get("binary_data_size")
-    try:
-        if binary_size is not None:
-            array = np.frombuffer(blobs[: int(binary_size)], dtype=dtype)
-        else:
-            array = np.asarray(spec.get("data"), dtype=dtype)
-        array = array.reshape(shape).astype(np.float32)
-    except (ValueError, TypeError) as exc:
-        raise InvalidInput(f"input {INPUT_NAME!r}: data does not match shape {shape}: {exc}") from exc
-    if not np.all(np.isfinite(array)):
-        raise InvalidInput(f"input {INPUT_NAME!r} holds NaN or Infinity; send finite values")
-    if shape[1] < loaded.card.min_window:
-        raise InvalidInput(
-            f"input {INPUT_NAME!r} has {shape[1]} time steps; {loaded.name} needs at least {loaded.card.min_window}"
-        )
-    return array
-
-
-def _respond(loaded: LoadedModel, header: dict[str, Any], outputs: dict[str, np.ndarray]) -> Response:
-    requested = header.get("outputs")
-    default_binary = bool((header.get("parameters") or {}).get("binary_data_output", False))
-    wanted: dict[str, bool] = {}
-    if isinstance(requested, list) and requested:
-        for item in requested:
-            name = item.get("name") if isinstance(item, dict) else None
-            if name not in outputs:
-                raise InvalidInput(f"output {name!r} is unknown; outputs are {sorted(outputs)}")
-            wanted[name] = bool((item.get("parameters") or {}).get("binary_data", default_binary))
-    else:
-        wanted = {name: default_binary for name in outputs}
-    entries, blobs = [], []
-    for name, binary in wanted.items():
-        array = outputs[name]
-        entry: dict[str, Any] = {"name": name, "datatype": "FP32", "shape": list(array.shape)}
-        if binary:
-            raw = array.tobytes()
-            entry["parameters"] = {"binary_data_size": len(raw)}
-            blobs.append(raw)
-        else:
-            entry["data"] = array.ravel().tolist()
-        entries.append(entry)
-    body: dict[str, Any] = {"model_name": loaded.name, "model_version": loaded.version, "outputs": entries}
-    if "id" in header:
-        body["id"] = header["id"]
-    if not blobs:
-        return JSONResponse(body)
-    head = json.dumps(body).encode()
-    return Response(
-        head + b"".join(blobs), media_type="application/octet-stream", headers={HEADER_LENGTH: str(len(head))}
-    )
+    inference, blobs = oip.decode(body, request.headers.get(oip.HEADER_LENGTH))
+    names = [t.name for t in inference.inputs]
+    if names != [signature.INPUT.name]:
+        raise InvalidInput(f"inputs {names}: send exactly one input {signature.INPUT.name!r}, FP32 [batch, time]")
+    tensor = inference.inputs[0]
+    if len(tensor.shape) != 2:
+        raise InvalidInput(f"input {tensor.name!r} has shape {tensor.shape}; it must be [batch, time]")
+    values = oip.input_array(tensor, blobs)
+    job = ForecastJob([SeriesInput(f"{tensor.name}[{i}]", row) for i, row in enumerate(values)])
+    result = await service.forecast(job)
+    outputs = {signature.FORECAST.name: result.mean, signature.SCALE.name: result.scale}
+    content, header_length = oip.encode(service.name, service.version, inference, outputs)
+    if header_length is None:
+        return Response(content, media_type="application/json")
+    return Response(content, media_type="application/octet-stream", headers={oip.HEADER_LENGTH: str(header_length)})
 
 
 # --- repository extension ------------------------------------------------------------------------------
@@ -201,7 +124,7 @@ def _respond(loaded: LoadedModel, header: dict[str, Any], outputs: dict[str, np.
 @router.post("/repository/index")
 async def repository_index(repository: RepositoryDep) -> list[dict[str, str]]:
     rows = []
-    for name, versions in repository.discover().items():
+    for name, versions in (await repository.discover()).items():
         for version in versions:
             state = "READY" if version in repository.models.get(name, {}) else "UNAVAILABLE"
             row = {"name": name, "version": version, "state": state}

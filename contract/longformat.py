@@ -1,19 +1,43 @@
 """The user-facing long format `unique_id, ds, y` (NeuralForecast / TimeGPT), read into checked series.
 
 Shared by the server (CSV bodies) and training (user data files). pandas only, no torch.
+Ids are strings exactly as written: `007` stays `007`, `NA` stays `NA`; they are never re-typed.
 """
 
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import dataclass
+from typing import IO
 
 import numpy as np
 import pandas as pd
 
-from app.errors import LongFormatError
-
 REQUIRED_COLUMNS = ("unique_id", "ds", "y")
+# pandas' default missing-value markers, applied to y only: an id or a timestamp is never read as missing.
+_MISSING = ["", "#N/A", "#NA", "-NaN", "-nan", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+
+
+class LongFormatError(ValueError):
+    """A `unique_id, ds, y` table that cannot be used as it is; the message names the column, row or id."""
+
+
+def read_long_csv(source: bytes | str | IO[bytes] | IO[str]) -> pd.DataFrame:
+    """A long-format CSV as pandas writes it, with `unique_id` kept as text.
+
+    pandas would read `007` as 7 and `NA` as NaN, merging different ids into one series.
+    """
+    handle = io.BytesIO(source) if isinstance(source, bytes) else source
+    try:
+        return pd.read_csv(
+            handle,
+            dtype={"unique_id": str},
+            keep_default_na=False,
+            na_values={"y": _MISSING},
+        )
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise LongFormatError(f"the CSV could not be parsed: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -38,12 +62,20 @@ def split_long_frame(frame: pd.DataFrame, freq: str | None = None, allow_gaps: b
     if frame.empty:
         raise LongFormatError("the table has no rows; send at least one series")
     ids = frame["unique_id"].astype(str)
+    empty = ids.str.len() == 0
+    if empty.any():
+        raise LongFormatError(f"column unique_id: row {int(np.flatnonzero(empty.to_numpy())[0])} is empty")
     try:
         with warnings.catch_warnings():  # "could not infer format": dateutil parses each value, which is fine
             warnings.simplefilter("ignore", UserWarning)
             ds = pd.to_datetime(frame["ds"], utc=False)
-    except (ValueError, TypeError) as exc:
-        raise LongFormatError(f"column ds: timestamps could not be parsed ({exc})") from exc
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise LongFormatError(
+            f"column ds: timestamps could not be parsed ({exc}); use one time zone (or none) throughout, "
+            "between 1677-09-22 and 2262-04-11"
+        ) from exc
+    if not pd.api.types.is_datetime64_any_dtype(ds):  # e.g. a mix of time zones is left as objects
+        raise LongFormatError("column ds: timestamps mix time zones; use one time zone (or none) throughout")
     y = pd.to_numeric(frame["y"], errors="coerce")
     bad = y.isna() | ~np.isfinite(y.to_numpy(dtype=float, na_value=np.nan))
     if bad.any():

@@ -1,12 +1,7 @@
-"""The artifact contract: what a gatecast ONNX file must declare, written by training, read by serving.
+"""The model card: what a gatecast ONNX file declares in its metadata, written by training, read by serving.
 
-The ONNX file is the only thing the two halves share. This module has no dependency beyond the standard
-library so that `training/` can import it without pulling in the server, and the server without torch.
-
-Graph:   input  `values`   float32 [batch, time]     raw values, oldest first
-         output `forecast` float32 [batch, horizon]  forecasts in the units of the input
-         output `scale`    float32 [batch]           the window's scale, used to size conformal intervals
-Metadata (ONNX `metadata_props`, all strings, JSON where structured): see `ModelCard`.
+The ONNX file is the only thing the two halves share at run time: its graph follows `contract.signature`,
+its `metadata_props` (all strings, JSON where structured) hold a `ModelCard`. Standard library only.
 """
 
 from __future__ import annotations
@@ -18,9 +13,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 SCHEMA_VERSION = "1"
-INPUT_NAME = "values"
-OUTPUT_FORECAST = "forecast"
-OUTPUT_SCALE = "scale"
 PREFIX = "gatecast."
 
 # Keys stored as JSON rather than plain strings.

@@ -1,0 +1,184 @@
+"""Admission control by memory: a worker admits a request only while the memory it will need fits a budget.
+
+Why: a worker's memory goes mostly to decoding bodies into Python objects and rendering answers, and both
+are proportional to sizes known before the work starts. Every HTTP request holds a `Ticket` for its whole
+life (`app.middleware` opens it and releases it once the response is sent):
+
+1. the body's bytes, charged from Content-Length before anything is read (chunked bodies: as they arrive);
+2. the cost of decoding it, estimated from the body by counting values and objects (`decode_cost`), charged
+   before any route parses it;
+3. the answer's values (series x horizon x (1 + 2 x levels)), charged by the model service before it runs.
+
+A charge that does not fit now is answered 503 + Retry-After while the process is still safe; one that could
+never fit the whole budget is answered 413 (split the request). The per-value costs below are measured by
+`python -m bench.memory_cost` (docs/benchmarks/memory_cost.json), which prints them beside these constants.
+
+The budget is GATECAST_MEMORY_BUDGET_MB, or derived: BUDGET_SHARE of this worker's share of the memory limit
+(the cgroup's, as a container or pod sets it, else the machine's memory) less what the worker already uses.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from app import metrics
+from app.errors import Overloaded, PayloadTooLarge
+
+log = logging.getLogger("gatecast.admission")
+
+REQUEST_BYTES = 16 * 1024  # fixed cost of any request: scope, headers, tasks, buffers
+BODY_COPIES = 2  # the body's chunks and the joined body
+JSON_VALUE_BYTES = 40  # a JSON number decoded into a Python float in a list (measured: 32-33)
+JSON_OBJECT_BYTES = 1200  # a JSON object decoded into a pydantic model (a series; measured: 560-640)
+CSV_ROW_BYTES = 400  # a CSV row through pandas into a series (measured: 180-330)
+ANSWER_VALUE_BYTES = 80  # an answered value: Python float, list slot and JSON or CSV text (measured: 40-60)
+ANSWER_STAMP_BYTES = 120  # an answered timestamp as an ISO 8601 string (measured: 70-110)
+BUDGET_SHARE = 0.5  # of the worker's free share of the memory limit: estimates are not exact, and freed
+# memory is not always returned to the system at once
+MIN_BUDGET = 32 * 1024 * 1024
+_UNLIMITED = 1 << 60  # cgroup v1 writes "no limit" as a number near 2**63
+
+
+def decode_cost(body: bytes, media_type: str) -> int:
+    """Estimated peak bytes to decode `body` into Python objects, from counts a C loop takes in milliseconds."""
+    if media_type in ("text/csv", "application/csv"):
+        return CSV_ROW_BYTES * (body.count(b"\n") + 1)
+    if media_type == "application/octet-stream":  # OIP binary tensors: the header is JSON, the rest raw
+        return 2 * len(body) + JSON_VALUE_BYTES * body.count(b",", 0, 64 * 1024)
+    values = body.count(b",") + 1
+    return JSON_VALUE_BYTES * values + JSON_OBJECT_BYTES * body.count(b"{")
+
+
+def answer_cost(series: int, horizon: int, levels: int, timestamps: bool) -> int:
+    values = series * horizon * (1 + 2 * levels)
+    return ANSWER_VALUE_BYTES * values + (ANSWER_STAMP_BYTES * series * horizon if timestamps else 0)
+
+
+class MemoryBudget:
+    """One per worker process. Not thread-safe: used from the event loop only."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.used = 0
+        metrics.MEMORY_BUDGET.set(capacity)
+
+    def ticket(self) -> Ticket:
+        return Ticket(self)
+
+
+class Ticket:
+    """The memory one request holds; grows by `charge`, all of it returned by `release`."""
+
+    def __init__(self, budget: MemoryBudget) -> None:
+        self.budget = budget
+        self.held = 0
+
+    def charge(self, nbytes: int, what: str) -> None:
+        budget = self.budget
+        if self.held + nbytes > budget.capacity:
+            raise PayloadTooLarge(
+                f"{what} needs about {_mb(self.held + nbytes)} of memory; a worker admits at most "
+                f"{_mb(budget.capacity)} (GATECAST_MEMORY_BUDGET_MB, derived from the memory limit): split the request"
+            )
+        if budget.used + nbytes > budget.capacity:
+            raise Overloaded(
+                f"the server is short of memory for this request ({_mb(budget.used)} of {_mb(budget.capacity)} "
+                "in use by requests in flight); retry after a short wait",
+                retry_after=1.0,
+                code="memory_budget",
+            )
+        budget.used += nbytes
+        self.held += nbytes
+        metrics.MEMORY_ADMITTED.inc(nbytes)
+
+    def release(self) -> None:
+        self.budget.used -= self.held
+        metrics.MEMORY_ADMITTED.dec(self.held)
+        self.held = 0
+
+
+# The ticket of the request being handled: set by the middleware for the request's task, read by the model
+# service. A caller outside a request (none yet) gets a ticket of its own from the service.
+current_ticket: contextvars.ContextVar[Ticket | None] = contextvars.ContextVar("gatecast_ticket", default=None)
+
+
+def _mb(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.0f} MiB"
+
+
+@dataclass(frozen=True)
+class MemoryFacts:
+    limit: int  # bytes this process may use with its siblings: the cgroup limit, else physical memory
+    limited_by: str  # where `limit` came from
+    resident: int  # this process's resident memory now
+
+
+def memory_facts(proc: Path = Path("/proc/self"), cgroup_root: Path = Path("/sys/fs/cgroup")) -> MemoryFacts:
+    limit = cgroup_memory_limit(proc / "cgroup", cgroup_root)
+    source = "cgroup"
+    if limit is None:
+        limit = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        source = "physical memory"
+    try:
+        resident = int((proc / "statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        resident = 0
+    return MemoryFacts(limit, source, resident)
+
+
+def cgroup_memory_limit(proc_cgroup: Path, root: Path) -> int | None:
+    """The tightest memory limit on this process's cgroup and its ancestors (cgroup v2 or v1), or None."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    found: list[int] = []
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and controllers == "":
+            bases, name = [root, root / "unified"], "memory.max"
+        elif "memory" in controllers.split(","):
+            bases, name = [root / "memory"], "memory.limit_in_bytes"
+        else:
+            continue
+        parts = [p for p in path.split("/") if p]
+        for base in bases:
+            for depth in range(len(parts), -1, -1):  # the cgroup itself, then each ancestor
+                value = _read_limit(base.joinpath(*parts[:depth]) / name)
+                if value is not None:
+                    found.append(value)
+    return min(found) if found else None
+
+
+def _read_limit(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    if not text.isdigit():  # "max": no limit
+        return None
+    value = int(text)
+    return value if value < _UNLIMITED else None
+
+
+def derive_budget(budget_mb: int, workers: int, facts: MemoryFacts | None = None) -> int:
+    """Bytes of request memory this worker admits: the setting, else a share of its free part of the limit."""
+    if budget_mb:
+        return budget_mb * 2**20
+    facts = facts or memory_facts()
+    free = facts.limit / max(1, workers) - facts.resident
+    budget = max(MIN_BUDGET, int(BUDGET_SHARE * free))
+    log.info(
+        "memory budget %s per worker (limit %s from %s, %d worker(s), %s resident at startup)",
+        _mb(budget),
+        _mb(facts.limit),
+        facts.limited_by,
+        workers,
+        _mb(facts.resident),
+    )
+    return budget

@@ -1,0 +1,181 @@
+"""The Open Inference Protocol v2 codec: an inference request (JSON, or JSON followed by raw tensors in
+Triton's binary tensor extension) to numpy, and outputs back to a response body.
+
+Strict, so that nothing a client sends is misread or dropped in silence: every field is typed, unknown
+fields and parameters are refused by name, shapes must match the data, and numbers must fit their datatype
+(an INT32 beyond 2**31, an FP16 beyond 65504, a float beyond float range are each a 422, never a crash).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+
+from app.errors import BadRequest, InvalidInput
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+DATATYPES: dict[str, type[np.generic]] = {
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "FP16": np.float16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+}
+Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
+Parameters = dict[Annotated[str, Field(max_length=64)], Scalar]
+# What gatecast reads of each parameters object; any other key is refused by name.
+REQUEST_PARAMETERS = {"binary_data_output"}
+INPUT_PARAMETERS = {"binary_data_size"}
+OUTPUT_PARAMETERS = {"binary_data"}
+
+
+class InputTensor(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., max_length=256)
+    shape: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] = Field(..., max_length=8)
+    datatype: str = Field(..., max_length=16)
+    parameters: Parameters | None = None
+    data: list[Any] | None = None
+
+
+class RequestedOutput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., max_length=256)
+    parameters: Parameters | None = None
+
+
+class InferenceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(None, max_length=256)
+    parameters: Parameters | None = None
+    inputs: list[InputTensor] = Field(..., min_length=1, max_length=16)
+    outputs: list[RequestedOutput] | None = Field(None, max_length=16)
+
+
+def decode(body: bytes, header_length: str | None) -> tuple[InferenceRequest, bytes]:
+    """The request and the raw tensor bytes that follow its JSON header (empty without the extension)."""
+    if header_length is None:
+        size = len(body)
+    elif header_length.strip().isdigit():
+        size = int(header_length)
+    else:
+        raise BadRequest(f"{HEADER_LENGTH} is {header_length!r}; it must be the JSON header's length in bytes")
+    if not 0 < size <= len(body):
+        raise BadRequest(f"{HEADER_LENGTH} {size} does not fit a body of {len(body)} bytes")
+    request = InferenceRequest.model_validate_json(body[:size])  # errors: 400 malformed JSON or 422, by app.problems
+    _check_parameters("the request", request.parameters, REQUEST_PARAMETERS)
+    for tensor in request.inputs:
+        _check_parameters(f"input {tensor.name!r}", tensor.parameters, INPUT_PARAMETERS)
+    for output in request.outputs or []:
+        _check_parameters(f"output {output.name!r}", output.parameters, OUTPUT_PARAMETERS)
+    return request, body[size:]
+
+
+def _check_parameters(where: str, parameters: dict[str, Any] | None, known: set[str]) -> None:
+    unknown = sorted(set(parameters or {}) - known)
+    if unknown:
+        raise InvalidInput(f"{where}: parameters {unknown} are not supported; gatecast reads {sorted(known)}")
+
+
+def input_array(tensor: InputTensor, blobs: bytes) -> np.ndarray:
+    """One input as float64 in its declared shape. Binary data is read from `blobs` (one input only)."""
+    kind = DATATYPES.get(tensor.datatype)
+    if kind is None:
+        raise InvalidInput(
+            f"input {tensor.name!r} has datatype {tensor.datatype!r}; send {', '.join(DATATYPES)} (FP32 is native)"
+        )
+    count = int(np.prod(tensor.shape, dtype=np.int64)) if tensor.shape else 1
+    size = (tensor.parameters or {}).get("binary_data_size")
+    if size is not None:
+        if type(size) is not int or size < 0:
+            raise InvalidInput(f"input {tensor.name!r}: binary_data_size must be a whole number of bytes, not {size!r}")
+        if size != len(blobs):
+            raise InvalidInput(
+                f"input {tensor.name!r}: binary_data_size is {size} but {len(blobs)} bytes follow the header"
+            )
+        itemsize = np.dtype(kind).itemsize
+        if size != count * itemsize:
+            raise InvalidInput(
+                f"input {tensor.name!r}: shape {tensor.shape} of {tensor.datatype} needs {count * itemsize} bytes, "
+                f"binary_data_size is {size}"
+            )
+        array = np.frombuffer(blobs, dtype=np.dtype(kind).newbyteorder("<")).astype(np.float64)
+    else:
+        if blobs:
+            raise InvalidInput(f"{len(blobs)} bytes follow the JSON header but no input declares binary_data_size")
+        if tensor.data is None:
+            raise InvalidInput(f"input {tensor.name!r} has neither `data` nor binary_data_size")
+        array = _json_numbers(tensor, count)
+    _check_range(tensor, array, kind)
+    return array.reshape(tensor.shape)
+
+
+def _json_numbers(tensor: InputTensor, count: int) -> np.ndarray:
+    try:
+        raw = np.asarray(tensor.data)
+    except (ValueError, TypeError, OverflowError) as exc:  # ragged nesting, odd types
+        raise InvalidInput(f"input {tensor.name!r}: data must be numbers in a flat or nested list ({exc})") from None
+    if raw.dtype.kind not in "iuf" or raw.size != count:
+        what = f"{raw.size} numbers" if raw.dtype.kind in "iuf" else f"values of type {raw.dtype}"
+        raise InvalidInput(
+            f"input {tensor.name!r}: shape {tensor.shape} needs {count} numbers; data holds {what} "
+            "(numbers only, within the datatype's range)"
+        )
+    return raw.astype(np.float64).reshape(-1)
+
+
+def _check_range(tensor: InputTensor, array: np.ndarray, kind: type[np.generic]) -> None:
+    if not np.isfinite(array).all():
+        raise InvalidInput(f"input {tensor.name!r} holds NaN or Infinity (or a number beyond float range)")
+    if not array.size:
+        return
+    if np.issubdtype(kind, np.integer):
+        info = np.iinfo(np.dtype(kind))
+        if array.min() < info.min or array.max() > info.max or not np.array_equal(array, np.round(array)):
+            raise InvalidInput(
+                f"input {tensor.name!r}: {tensor.datatype} holds whole numbers in [{info.min}, {info.max}]"
+            )
+    elif np.abs(array).max() > float(np.finfo(np.dtype(kind)).max):
+        raise InvalidInput(f"input {tensor.name!r}: a value exceeds {tensor.datatype}'s range")
+
+
+def encode(
+    model: str, version: str, request: InferenceRequest, outputs: dict[str, np.ndarray]
+) -> tuple[bytes, int | None]:
+    """The response body and, when any output is binary, the length of its JSON header."""
+    default_binary = bool((request.parameters or {}).get("binary_data_output", False))
+    wanted: dict[str, bool] = {}
+    if request.outputs:
+        for item in request.outputs:
+            if item.name not in outputs:
+                raise InvalidInput(f"output {item.name!r} is unknown; outputs are {sorted(outputs)}")
+            binary = (item.parameters or {}).get("binary_data", default_binary)
+            if not isinstance(binary, bool):
+                raise InvalidInput(f"output {item.name!r}: binary_data must be true or false, not {binary!r}")
+            wanted[item.name] = binary
+    else:
+        wanted = {name: default_binary for name in outputs}
+    entries, blobs = [], []
+    for name, binary in wanted.items():
+        array = outputs[name].astype("<f4")
+        entry: dict[str, Any] = {"name": name, "datatype": "FP32", "shape": list(array.shape)}
+        if binary:
+            raw = array.tobytes()
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            blobs.append(raw)
+        else:
+            entry["data"] = array.ravel().tolist()
+        entries.append(entry)
+    body: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": entries}
+    if request.id is not None:
+        body["id"] = request.id
+    head = json.dumps(body).encode()
+    if not blobs:
+        return head, None
+    return head + b"".join(blobs), len(head)

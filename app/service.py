@@ -1,0 +1,201 @@
+"""The one guarded path from a request to a model. Every route and protocol decodes its body into a
+`ForecastJob`, calls the `ModelService` of the version it resolved, and renders the `ForecastResult`.
+
+What happens in between is written here once, so a route added later inherits all of it:
+
+    check     series and points per request, the horizon, the levels, unique ids
+    window    the artifact's input rules: minimum length, cut to the trained window, finite values, magnitude
+    time      future timestamps from `timestamps` or `start` + `freq` (app.timeaxis)
+    admit     the answer's memory, charged to the request's ticket (app.admission)
+    predict   the batcher: concurrent requests share onnxruntime runs; a failed run is retried per request
+    finish    finite outputs only, conformal intervals at the requested levels
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from app import admission
+from app.batcher import Batcher
+from app.errors import InvalidInput, PayloadTooLarge
+from app.runtime import Runtime
+from app.timeaxis import future_index
+from contract.card import ModelCard
+from contract.windows import MAX_ABS_VALUE, last_window
+
+MAX_LEVELS = 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_series_per_request: int
+    max_points_per_series: int
+
+
+@dataclass(frozen=True)
+class SeriesInput:
+    """One series as a route decoded it. Time information is optional and only places the forecast."""
+
+    id: str
+    values: np.ndarray | Sequence[float]  # raw observations, oldest first
+    timestamps: Sequence[datetime] | pd.DatetimeIndex | None = None
+    start: datetime | None = None
+    freq: str | None = None
+
+
+@dataclass(frozen=True)
+class ForecastJob:
+    series: Sequence[SeriesInput]
+    horizon: int | None = None  # None: the model's own
+    levels: Sequence[float] = ()  # interval coverage in percent
+
+
+@dataclass
+class ForecastResult:
+    model: str
+    version: str
+    horizon: int
+    levels: list[float]  # ascending
+    ids: list[str]
+    mean: np.ndarray  # (B, horizon) float64
+    scale: np.ndarray  # (B,) float64, the unit of the intervals
+    intervals: dict[float, tuple[np.ndarray, np.ndarray]]  # level -> lower, upper (B, horizon)
+    timestamps: list[pd.DatetimeIndex | None] = field(default_factory=list)
+
+
+@dataclass
+class ModelService:
+    """One loaded model version: its session, card and batcher, behind the checks every request passes."""
+
+    name: str
+    version: str
+    runtime: Runtime
+    batcher: Batcher
+    limits: Limits
+    _widths: dict[float, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def card(self) -> ModelCard:
+        return self.runtime.card
+
+    async def forecast(self, job: ForecastJob) -> ForecastResult:
+        horizon, levels, windows, future = self.check(job)
+        self._admit(len(windows), horizon, len(levels), any(f is not None for f in future))
+        forecasts, scales = await self.batcher.submit(windows)
+        return self._finish(job, horizon, levels, future, forecasts, scales)
+
+    def check(self, job: ForecastJob) -> tuple[int, list[float], list[np.ndarray], list[pd.DatetimeIndex | None]]:
+        """Everything a request must satisfy before it may reach the model; raises InvalidInput (422) or
+        PayloadTooLarge (413) naming what to change."""
+        card, limits = self.card, self.limits
+        if not job.series:
+            raise InvalidInput("no series were sent; send at least one")
+        if len(job.series) > limits.max_series_per_request:
+            raise PayloadTooLarge(
+                f"{len(job.series)} series in one request; the limit is {limits.max_series_per_request} "
+                "(GATECAST_MAX_SERIES_PER_REQUEST): split the request"
+            )
+        horizon = card.horizon if job.horizon is None else job.horizon
+        if not 1 <= horizon <= card.horizon:
+            raise InvalidInput(f"horizon {horizon} is out of range: {self.name} forecasts 1 to {card.horizon} steps")
+        levels = check_levels(job.levels)
+        check_unique_ids([s.id for s in job.series])
+        windows = [self._window(s) for s in job.series]
+        future = [
+            future_index(s.id, len(s.values), horizon, card.freq, s.timestamps, s.start, s.freq) for s in job.series
+        ]
+        return horizon, levels, windows, future
+
+    def _window(self, series: SeriesInput) -> np.ndarray:
+        n = len(series.values)
+        if n > self.limits.max_points_per_series:
+            raise PayloadTooLarge(
+                f"series {series.id!r} has {n} values; the limit is {self.limits.max_points_per_series} "
+                "(GATECAST_MAX_POINTS_PER_SERIES). Only the last input window is used: send the recent part"
+            )
+        card = self.card
+        if n < card.min_window:
+            raise InvalidInput(
+                f"series {series.id!r} has {n} values; this model needs at least {card.min_window} "
+                f"(it was trained on {card.trained_window})"
+            )
+        values = np.asarray(series.values, dtype=np.float64)
+        if not np.isfinite(values).all():
+            bad = int(np.flatnonzero(~np.isfinite(values))[0])
+            raise InvalidInput(f"series {series.id!r}: value {bad} is {values[bad]}; every value must be finite")
+        window = last_window(values, card.trained_window)
+        peak = float(np.abs(window).max())
+        if peak > MAX_ABS_VALUE:
+            raise InvalidInput(
+                f"series {series.id!r} holds values up to {peak:.3g}; the model computes in float32 and forecasts "
+                f"must stay below {MAX_ABS_VALUE:.2g}: rescale the series (e.g. divide by 1e6) and scale back"
+            )
+        return window.astype(np.float32)
+
+    def _admit(self, series: int, horizon: int, levels: int, timestamps: bool) -> None:
+        ticket = admission.current_ticket.get()
+        if ticket is not None:
+            cost = admission.answer_cost(series, horizon, levels, timestamps)
+            ticket.charge(cost, f"an answer of {series} series x {horizon} steps x {1 + 2 * levels} values")
+
+    def _finish(
+        self,
+        job: ForecastJob,
+        horizon: int,
+        levels: list[float],
+        future: list[pd.DatetimeIndex | None],
+        forecasts: list[np.ndarray],
+        scales: list[np.ndarray],
+    ) -> ForecastResult:
+        mean = np.stack(forecasts)[:, :horizon].astype(np.float64)  # (B, H)
+        scale = np.asarray(scales, dtype=np.float64).reshape(-1)  # (B,)
+        finite = np.isfinite(mean).all(axis=1) & np.isfinite(scale)
+        if not finite.all():
+            bad = job.series[int(np.flatnonzero(~finite)[0])].id
+            raise InvalidInput(
+                f"the forecast of series {bad!r} is not finite: its values are too large or too spread for float32; "
+                "rescale the series and scale the forecast back"
+            )
+        intervals = {}
+        for level in levels:
+            width = self._width(level)[None, :horizon] * scale[:, None]  # (B, H)
+            intervals[level] = (mean - width, mean + width)
+        return ForecastResult(
+            self.name, self.version, horizon, levels, [s.id for s in job.series], mean, scale, intervals, future
+        )
+
+    def _width(self, level: float) -> np.ndarray:
+        """Conformal half-width per step in units of the window's scale (cached per level)."""
+        width = self._widths.get(level)
+        if width is None:
+            width = np.asarray(self.card.conformal.half_width_factors(level / 100))
+            if len(self._widths) < 256:
+                self._widths[level] = width
+        return width
+
+
+def check_levels(levels: Sequence[float]) -> list[float]:
+    if len(levels) > MAX_LEVELS:
+        raise InvalidInput(f"{len(levels)} levels were asked for; ask for at most {MAX_LEVELS}")
+    for level in levels:
+        if not math.isfinite(level) or not 0 < level < 100:
+            raise InvalidInput(f"level {level} is out of range: levels are percentages strictly between 0 and 100")
+    if len(set(levels)) != len(levels):
+        raise InvalidInput(f"level {list(levels)} repeats a value; list each level once")
+    return sorted(float(level) for level in levels)
+
+
+def check_unique_ids(ids: list[str]) -> None:
+    if len(set(ids)) == len(ids):
+        return
+    seen: set[str] = set()
+    for series_id in ids:
+        if series_id in seen:
+            raise InvalidInput(f"series id {series_id!r} appears more than once; ids must be unique within a request")
+        seen.add(series_id)

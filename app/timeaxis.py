@@ -1,0 +1,90 @@
+"""Future timestamps of a forecast, from a series' `timestamps` or `start` + `freq`, with every way pandas can
+fail on time turned into a message that says what to fix.
+
+pandas holds nanosecond timestamps between 1677-09-21 and 2262-04-11; beyond them, with offsets of zero
+or absurd size, or with time-zone-aware and naive stamps mixed, it raises assorted errors (OutOfBounds,
+Overflow, ZeroDivision, TypeError ...). All of them are a client's input, so all of them are a 422 here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import pandas as pd
+
+from app.errors import InvalidInput
+
+RANGE = "timestamps must lie between 1677-09-22 and 2262-04-11 (pandas' range)"
+# What pandas raises for time it cannot hold; ValueError covers OutOfBoundsDatetime and OutOfBoundsTimedelta.
+_TIME_ERRORS = (ValueError, TypeError, OverflowError, ArithmeticError)
+
+
+def future_index(
+    series_id: str,
+    n_values: int,
+    horizon: int,
+    model_freq: str,
+    timestamps: Sequence[datetime] | pd.DatetimeIndex | None,
+    start: datetime | None,
+    freq: str | None,
+) -> pd.DatetimeIndex | None:
+    """Timestamps of the `horizon` forecast steps; None when the series came without time information."""
+    if timestamps is None and start is None:
+        if freq is not None:
+            raise InvalidInput(f"series {series_id!r}: `freq` needs `start` or `timestamps` to place the forecast")
+        return None
+    if timestamps is not None and start is not None:
+        raise InvalidInput(f"series {series_id!r}: give `timestamps` or `start`, not both")
+    offset = positive_offset(series_id, freq) if freq else None
+    try:
+        if timestamps is not None:
+            stamps = _stamps(series_id, timestamps, n_values)
+            if offset is None:
+                inferred = pd.infer_freq(stamps) if len(stamps) >= 3 else None
+                offset = positive_offset(series_id, inferred or model_freq)
+            last = stamps[-1]
+        else:
+            assert start is not None
+            offset = offset or positive_offset(series_id, model_freq)
+            last = pd.Timestamp(start).as_unit("ns") + (n_values - 1) * offset
+        future = pd.date_range(last + offset, periods=horizon, freq=offset)
+    except InvalidInput:
+        raise
+    except _TIME_ERRORS as exc:
+        raise InvalidInput(
+            f"series {series_id!r}: the forecast's timestamps cannot be placed ({exc}); {RANGE}, "
+            "in one time zone (or none), with a positive freq"
+        ) from None
+    if len(future) != horizon:  # pandas stops short instead of raising at its upper bound
+        raise InvalidInput(f"series {series_id!r}: the forecast's timestamps run past 2262-04-11; {RANGE}")
+    return future
+
+
+def _stamps(series_id: str, timestamps: Sequence[datetime] | pd.DatetimeIndex, n_values: int) -> pd.DatetimeIndex:
+    if len(timestamps) != n_values:
+        raise InvalidInput(
+            f"series {series_id!r} has {n_values} values but {len(timestamps)} timestamps; give one timestamp per value"
+        )
+    try:
+        stamps = pd.DatetimeIndex(timestamps).as_unit("ns")
+    except _TIME_ERRORS as exc:
+        raise InvalidInput(
+            f"series {series_id!r}: timestamps cannot be read ({exc}); {RANGE}, in one time zone (or none)"
+        ) from None
+    if stamps.has_duplicates or not stamps.is_monotonic_increasing:
+        raise InvalidInput(f"series {series_id!r}: timestamps must be strictly ascending, without repeats")
+    return stamps
+
+
+def positive_offset(series_id: str, freq: str) -> pd.DateOffset:
+    """A pandas offset alias -> offset; refuses unknown aliases and steps that are zero or run backwards."""
+    try:
+        offset = pd.tseries.frequencies.to_offset(freq)
+    except _TIME_ERRORS:
+        raise InvalidInput(
+            f"series {series_id!r}: freq {freq!r} is not a pandas offset alias; use e.g. h, D, B, W, 15min"
+        ) from None
+    if offset.n <= 0:
+        raise InvalidInput(f"series {series_id!r}: freq {freq!r} does not step forward; use a positive step, e.g. h")
+    return offset

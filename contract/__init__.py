@@ -1,0 +1,11 @@
+"""The contracts shared by training and serving, defined once. Imported by `training/` and `app/`; imports
+neither (nor torch, nor FastAPI): standard library, numpy and pandas only.
+
+- `card`: the metadata a gatecast ONNX file carries (`ModelCard`, the conformal table), versioned.
+- `signature`: the graph's inputs and outputs by name, type and axes; the exporter's names and dynamic axes
+  and the server's load check both derive from it.
+- `windows`: what a model accepts as input (minimum and trained window, magnitude) and how a longer series
+  is cut; the lengths an export is validated on and a server warms up with.
+- `longformat`: the user-facing `unique_id, ds, y` table, read the same way from a training file and from
+  a CSV request body.
+"""
