@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONFIGS := training/configs/etth1-lstm.toml training/configs/etth1-gru.toml training/configs/vix-lstm.toml \
            training/configs/vix-gru.toml training/configs/m4-hourly-gru.toml
 
-.PHONY: serve test lint models bench bench-accuracy bench-claims soak reliability clean venv-serve venv-dev
+.PHONY: serve test lint models bench bench-accuracy bench-claims bench-memory soak reliability clean venv-serve venv-dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,13 +25,13 @@ serve: venv-serve
 ## Set up and run every test (installs Prometheus and wrk from Debian when run as root).
 test: venv-dev
 	./scripts/system-deps.sh
-	$(BIN)/ruff check app training tests bench
-	$(BIN)/mypy app
+	$(BIN)/ruff check app contract training tests bench
+	$(BIN)/mypy app contract
 	$(BIN)/pytest -q
 
 lint: venv-dev
-	$(BIN)/ruff check app training tests bench
-	$(BIN)/mypy app
+	$(BIN)/ruff check app contract training tests bench
+	$(BIN)/mypy app contract
 
 ## Retrain, evaluate and export every committed model (needs the data in ../shared/data).
 models: venv-dev
@@ -49,6 +49,10 @@ bench-accuracy: venv-dev
 ## Claims about LSTM, GRU and plain RNN cells -> docs/benchmarks/claims.*
 bench-claims: venv-dev
 	$(BIN)/python -m bench.claims
+
+## Memory per decoded value, row and answered value beside the admission's estimates -> docs/benchmarks/memory_cost.json
+bench-memory: venv-dev
+	$(BIN)/python -m bench.memory_cost
 
 ## 10 minutes at 80% of the measured maximum -> docs/benchmarks/soak.json
 soak: venv-dev

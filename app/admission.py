@@ -20,8 +20,10 @@ The budget is GATECAST_MEMORY_BUDGET_MB, or derived: BUDGET_SHARE of this worker
 from __future__ import annotations
 
 import contextvars
+import ctypes
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,25 +34,31 @@ log = logging.getLogger("gatecast.admission")
 
 REQUEST_BYTES = 16 * 1024  # fixed cost of any request: scope, headers, tasks, buffers
 BODY_COPIES = 2  # the body's chunks and the joined body
-JSON_VALUE_BYTES = 40  # a JSON number decoded into a Python float in a list (measured: 32-33)
-JSON_OBJECT_BYTES = 1200  # a JSON object decoded into a pydantic model (a series; measured: 560-640)
-CSV_ROW_BYTES = 400  # a CSV row through pandas into a series (measured: 180-330)
-ANSWER_VALUE_BYTES = 80  # an answered value: Python float, list slot and JSON or CSV text (measured: 40-60)
-ANSWER_STAMP_BYTES = 120  # an answered timestamp as an ISO 8601 string (measured: 70-110)
+# Peak resident bytes, each set a little above what bench/memory_cost.py measures (its ratio column).
+JSON_VALUE_BYTES = 80  # a JSON number decoded into a Python float in a list
+JSON_OBJECT_BYTES = 1300  # a JSON object decoded into a pydantic model (one per series)
+CSV_ROW_BYTES = 150  # a CSV row through pandas into a series
+BINARY_BYTE_COST = 1.0  # OIP binary tensors are viewed, not copied; integers are widened to float64
+ANSWER_VALUE_BYTES = 100  # an answered value: Python float, list slot and JSON or CSV text
+ANSWER_STAMP_BYTES = 170  # an answered timestamp as an ISO 8601 string
 BUDGET_SHARE = 0.5  # of the worker's free share of the memory limit: estimates are not exact, and freed
 # memory is not always returned to the system at once
 MIN_BUDGET = 32 * 1024 * 1024
 _UNLIMITED = 1 << 60  # cgroup v1 writes "no limit" as a number near 2**63
 
 
-def decode_cost(body: bytes, media_type: str) -> int:
-    """Estimated peak bytes to decode `body` into Python objects, from counts a C loop takes in milliseconds."""
+def decode_cost(body: bytes, media_type: str, json_length: int | None = None) -> int:
+    """Estimated peak bytes to decode `body` into Python objects, from counts a C loop takes in milliseconds.
+    `json_length`: the JSON part of an OIP binary-tensor body (Inference-Header-Content-Length); the rest is raw."""
+    if json_length is not None and 0 <= json_length <= len(body):
+        return _json_cost(body[:json_length]) + int(BINARY_BYTE_COST * (len(body) - json_length))
     if media_type in ("text/csv", "application/csv"):
         return CSV_ROW_BYTES * (body.count(b"\n") + 1)
-    if media_type == "application/octet-stream":  # OIP binary tensors: the header is JSON, the rest raw
-        return 2 * len(body) + JSON_VALUE_BYTES * body.count(b",", 0, 64 * 1024)
-    values = body.count(b",") + 1
-    return JSON_VALUE_BYTES * values + JSON_OBJECT_BYTES * body.count(b"{")
+    return _json_cost(body)
+
+
+def _json_cost(body: bytes) -> int:
+    return JSON_VALUE_BYTES * (body.count(b",") + 1) + JSON_OBJECT_BYTES * body.count(b"{")
 
 
 def answer_cost(series: int, horizon: int, levels: int, timestamps: bool) -> int:
@@ -96,9 +104,32 @@ class Ticket:
         metrics.MEMORY_ADMITTED.inc(nbytes)
 
     def release(self) -> None:
-        self.budget.used -= self.held
-        metrics.MEMORY_ADMITTED.dec(self.held)
+        held = self.held
+        self.budget.used -= held
+        metrics.MEMORY_ADMITTED.dec(held)
         self.held = 0
+        if held >= TRIM_AFTER_BYTES:
+            return_freed_memory()
+
+
+TRIM_AFTER_BYTES = 16 * 1024 * 1024  # a request that held this much hands its freed heap back to the system
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to trim with
+        return None
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def return_freed_memory() -> None:
+    """After a large request: glibc keeps freed heap for reuse, so the process would stay at its high-water
+    mark, which a memory limit counts. malloc_trim gives the free pages of every arena back (a few ms)."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 # The ticket of the request being handled: set by the middleware for the request's task, read by the model
@@ -114,7 +145,7 @@ def _mb(nbytes: int) -> str:
 class MemoryFacts:
     limit: int  # bytes this process may use with its siblings: the cgroup limit, else physical memory
     limited_by: str  # where `limit` came from
-    resident: int  # this process's resident memory now
+    resident: int  # this process's anonymous resident memory now (models loaded and warmed)
 
 
 def memory_facts(proc: Path = Path("/proc/self"), cgroup_root: Path = Path("/sys/fs/cgroup")) -> MemoryFacts:
@@ -123,11 +154,19 @@ def memory_facts(proc: Path = Path("/proc/self"), cgroup_root: Path = Path("/sys
     if limit is None:
         limit = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         source = "physical memory"
+    return MemoryFacts(limit, source, anonymous_resident(proc))
+
+
+def anonymous_resident(proc: Path = Path("/proc/self")) -> int:
+    """Resident memory the kernel cannot reclaim (heap, arenas): what a memory limit really holds against the
+    process. Shared libraries' pages are file-backed; under pressure they are dropped and read again."""
     try:
-        resident = int((proc / "statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        for line in (proc / "status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+        return int((proc / "statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
-        resident = 0
-    return MemoryFacts(limit, source, resident)
+        return 0
 
 
 def cgroup_memory_limit(proc_cgroup: Path, root: Path) -> int | None:

@@ -53,8 +53,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.max_headers = settings.max_header_count
         self.head_timeout_s = settings.header_timeout_s
         self.max_idle = settings.max_idle_connections
-        self._in_head = True  # waiting for, or reading, a request head
-        self._head_bytes = 0  # received since the last head completed
+        self._in_head = False  # a request head has begun and is not complete yet
+        self._between = True  # the last message is complete: the next bytes start a new head
+        self._head_bytes = 0  # received while in a head or between messages
         self._header_count = 0
         self._head_timer: asyncio.TimerHandle | None = None
         self._refused = False
@@ -75,7 +76,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._refused:
             return
         self._unset_keepalive_if_required()
-        if self._in_head:
+        if self._in_head or self._between:  # not while the parser is reading a body
             self._head_bytes += len(data)
         try:
             self.parser.feed_data(data)
@@ -98,6 +99,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         _IDLE.pop(self, None)
         self._in_head = True
+        self._between = False
         self._header_count = 0
         self._start_head_timer()
         super().on_message_begin()
@@ -119,9 +121,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._stop_head_timer()
         super().on_headers_complete()
 
+    def on_message_complete(self) -> None:
+        self._between = True
+        self._head_bytes = 0
+        super().on_message_complete()
+
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        self._in_head = True  # the next bytes are the next request's head
         if not self.transport.is_closing() and not self.pipeline:
             self._mark_idle()
 
@@ -141,9 +147,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if not self._in_head or self.transport.is_closing():
+        if not (self._in_head or self._between) or self.transport.is_closing():
             return
-        if self._head_bytes == 0 and (self.cycle is None or self.cycle.response_complete):
+        if self._head_bytes == 0:
             self.transport.close()  # nothing sent at all: close quietly, as for an idle keep-alive connection
             return
         limit = f"{self.head_timeout_s} s (GATECAST_HEADER_TIMEOUT_S)"

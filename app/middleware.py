@@ -69,7 +69,9 @@ class ServingMiddleware:
                         return  # the client went away before sending its body
                     if ticket is not None and body:
                         media = headers.get("content-type", "").split(";")[0].strip().lower()
-                        ticket.charge(admission.decode_cost(body, media), "decoding this request's body")
+                        json_part = headers.get("inference-header-content-length", "")
+                        cost = admission.decode_cost(body, media, int(json_part) if json_part.isdigit() else None)
+                        ticket.charge(cost, "decoding this request's body")
                     await self.app(scope, _replay(body, receive), send_wrapper)
             except TimeoutError:
                 await self._answer(scope, send_wrapper, status, _timeout(self.settings.request_timeout_s))

@@ -58,8 +58,9 @@ class InferenceRequest(BaseModel):
     outputs: list[RequestedOutput] | None = Field(None, max_length=16)
 
 
-def decode(body: bytes, header_length: str | None) -> tuple[InferenceRequest, bytes]:
-    """The request and the raw tensor bytes that follow its JSON header (empty without the extension)."""
+def decode(body: bytes, header_length: str | None) -> tuple[InferenceRequest, memoryview]:
+    """The request and the raw tensor bytes that follow its JSON header (empty without the extension),
+    as a view: a binary body is never copied."""
     if header_length is None:
         size = len(body)
     elif header_length.strip().isdigit():
@@ -74,7 +75,7 @@ def decode(body: bytes, header_length: str | None) -> tuple[InferenceRequest, by
         _check_parameters(f"input {tensor.name!r}", tensor.parameters, INPUT_PARAMETERS)
     for output in request.outputs or []:
         _check_parameters(f"output {output.name!r}", output.parameters, OUTPUT_PARAMETERS)
-    return request, body[size:]
+    return request, memoryview(body)[size:]
 
 
 def _check_parameters(where: str, parameters: dict[str, Any] | None, known: set[str]) -> None:
@@ -83,8 +84,9 @@ def _check_parameters(where: str, parameters: dict[str, Any] | None, known: set[
         raise InvalidInput(f"{where}: parameters {unknown} are not supported; gatecast reads {sorted(known)}")
 
 
-def input_array(tensor: InputTensor, blobs: bytes) -> np.ndarray:
-    """One input as float64 in its declared shape. Binary data is read from `blobs` (one input only)."""
+def input_array(tensor: InputTensor, blobs: memoryview) -> np.ndarray:
+    """One input in its declared shape, as floats: FP16/FP32/FP64 as sent (binary data is a view of the body,
+    not a copy), integers as float64. Binary data is read from `blobs` (one input only)."""
     kind = DATATYPES.get(tensor.datatype)
     if kind is None:
         raise InvalidInput(
@@ -105,7 +107,7 @@ def input_array(tensor: InputTensor, blobs: bytes) -> np.ndarray:
                 f"input {tensor.name!r}: shape {tensor.shape} of {tensor.datatype} needs {count * itemsize} bytes, "
                 f"binary_data_size is {size}"
             )
-        array = np.frombuffer(blobs, dtype=np.dtype(kind).newbyteorder("<")).astype(np.float64)
+        array = np.frombuffer(blobs, dtype=np.dtype(kind).newbyteorder("<"))
     else:
         if blobs:
             raise InvalidInput(f"{len(blobs)} bytes follow the JSON header but no input declares binary_data_size")
@@ -113,6 +115,8 @@ def input_array(tensor: InputTensor, blobs: bytes) -> np.ndarray:
             raise InvalidInput(f"input {tensor.name!r} has neither `data` nor binary_data_size")
         array = _json_numbers(tensor, count)
     _check_range(tensor, array, kind)
+    if array.dtype.kind != "f":
+        array = array.astype(np.float64)
     return array.reshape(tensor.shape)
 
 
@@ -127,11 +131,11 @@ def _json_numbers(tensor: InputTensor, count: int) -> np.ndarray:
             f"input {tensor.name!r}: shape {tensor.shape} needs {count} numbers; data holds {what} "
             "(numbers only, within the datatype's range)"
         )
-    return raw.astype(np.float64).reshape(-1)
+    return raw.reshape(-1)
 
 
 def _check_range(tensor: InputTensor, array: np.ndarray, kind: type[np.generic]) -> None:
-    if not np.isfinite(array).all():
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise InvalidInput(f"input {tensor.name!r} holds NaN or Infinity (or a number beyond float range)")
     if not array.size:
         return

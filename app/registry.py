@@ -233,7 +233,9 @@ class ModelRepository:
             data = path.read_bytes()
         except OSError as exc:
             raise ModelLoadError(f"the file could not be read: {exc}") from exc
-        return load_runtime(data, choose_providers(self.settings.provider), self.settings.ort_threads())
+        settings = self.settings
+        providers = choose_providers(settings.provider)
+        return load_runtime(data, providers, settings.ort_threads(), settings.max_batch_series)
 
     async def unload(self, name: str) -> None:
         check_segment("model name", name)

@@ -63,8 +63,9 @@ def open_session(model_bytes: bytes, providers: list[str], threads: int) -> ort.
     return ort.InferenceSession(model_bytes, sess_options=options, providers=providers)
 
 
-def load_runtime(model_bytes: bytes, providers: list[str], threads: int) -> Runtime:
-    """Open, check the signature and metadata, and warm up over the declared range. Raises ModelLoadError."""
+def load_runtime(model_bytes: bytes, providers: list[str], threads: int, largest_batch: int = 1) -> Runtime:
+    """Open, check the signature and metadata, and warm up over the declared range and up to the largest
+    batch the server will run. Raises ModelLoadError."""
     try:
         session = open_session(model_bytes, providers, threads)
     except Exception as exc:  # onnxruntime raises its own (unexported) types for corrupt files
@@ -78,7 +79,7 @@ def load_runtime(model_bytes: bytes, providers: list[str], threads: int) -> Runt
     provider = session.get_providers()[0]
     fallback = cpu_fallback_nodes(model_bytes, providers, threads, card) if provider == CUDA else []
     runtime = Runtime(session, card, provider, fallback)
-    warm_up(runtime)
+    warm_up(runtime, largest_batch)
     return runtime
 
 
@@ -88,13 +89,17 @@ def _check_signature(session: ort.InferenceSession, horizon: int | None) -> None
         raise ModelLoadError("the graph does not follow the gatecast signature: " + "; ".join(problems))
 
 
-def warm_up(runtime: Runtime) -> None:
+def warm_up(runtime: Runtime, largest_batch: int = 1) -> None:
     """Run every length of the declared window range at several batch sizes; refuse a graph that fails,
-    answers in the wrong shape, gives non-finite numbers, or lets one row of a batch change another."""
+    answers in the wrong shape, gives non-finite numbers, or lets one row of a batch change another.
+
+    The largest batch at the trained length runs too: onnxruntime's memory arena keeps what its largest run
+    needed, so the session reaches its full size now, before the worker sizes its memory budget."""
     card = runtime.card
     problems = []
     for length in probe_lengths(card.min_window, card.trained_window):
-        for batch in PROBE_BATCH_SIZES:
+        sizes = set(PROBE_BATCH_SIZES) | ({largest_batch} if length == card.trained_window else set())
+        for batch in sorted(sizes):
             x = probe_batch(batch, length)
             try:
                 forecast, scale = runtime.run(x)

@@ -125,12 +125,14 @@ class ModelService:
                 f"series {series.id!r} has {n} values; this model needs at least {card.min_window} "
                 f"(it was trained on {card.trained_window})"
             )
-        values = np.asarray(series.values, dtype=np.float64)
+        values = np.asarray(series.values)  # a list becomes float64; an array (OIP) stays as sent, uncopied
+        if values.dtype.kind != "f":
+            values = values.astype(np.float64)
         if not np.isfinite(values).all():
             bad = int(np.flatnonzero(~np.isfinite(values))[0])
             raise InvalidInput(f"series {series.id!r}: value {bad} is {values[bad]}; every value must be finite")
         window = last_window(values, card.trained_window)
-        peak = float(np.abs(window).max())
+        peak = float(np.abs(window.astype(np.float64)).max())
         if peak > MAX_ABS_VALUE:
             raise InvalidInput(
                 f"series {series.id!r} holds values up to {peak:.3g}; the model computes in float32 and forecasts "

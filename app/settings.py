@@ -24,7 +24,9 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads per session; 0: cores / workers")
 
     # Dynamic batching, per model version and worker process.
-    max_batch_series: int = Field(256, ge=1, description="most series in one onnxruntime call")
+    # 64: on CPU the cost per series is flat from batch 8 to 256 (bench/memory_cost.py prints it), while
+    # onnxruntime's memory arena keeps what the largest run needed. Raise it for a GPU.
+    max_batch_series: int = Field(64, ge=1, description="most series in one onnxruntime call")
     max_queue_delay_us: int = Field(0, ge=0, description="wait this long for more series before a run")
     max_queue_series: int = Field(8192, ge=1, description="series waiting beyond this answer 503")
 

@@ -38,24 +38,30 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: f
 
 
 @contextmanager
-def running_server(repository: Path, workers: int = 1, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def running_server(
+    repository: Path, workers: int = 1, cgroup_procs: Path | None = None, **env: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`gatecast serve` on a free port; with `cgroup_procs`, the process joins that cgroup before it starts."""
     port = free_port()
     environ = {**os.environ, "GATECAST_MODEL_REPOSITORY": str(repository), **env}
     environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = open(repository.parent / f"server-{port}.log", "wb")  # noqa: SIM115 - closed below
+    command = [
+        sys.executable,
+        "-m",
+        "app.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+    if cgroup_procs is not None:  # join first, then exec: the server and its workers start inside the limit
+        command = ["sh", "-c", f'echo $$ > "{cgroup_procs}" && exec "$@"', "sh", *command]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-        ],
+        command,
         cwd=ROOT,
         env=environ,
         stdout=log,
