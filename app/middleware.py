@@ -142,9 +142,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 def _timeout(limit: float) -> RequestTimeout:
-    return RequestTimeout(
-        f"the request took longer than {limit} s (GATECAST_REQUEST_TIMEOUT_S); retry or send less"
-    )
+    return RequestTimeout(f"the request took longer than {limit} s (GATECAST_REQUEST_TIMEOUT_S); retry or send less")
 
 
 def _too_large_message(size: int, limit: int) -> str:

@@ -252,9 +252,9 @@ class ModelRepository:
         """Let queued requests finish on the old version, then forget it."""
         await service.batcher.close()
         self._loaded.pop((service.name, service.version), None)
-        metrics.MODEL_LOADED.labels(
-            model=service.name, version=service.version, provider=service.runtime.provider
-        ).set(0)
+        metrics.MODEL_LOADED.labels(model=service.name, version=service.version, provider=service.runtime.provider).set(
+            0
+        )
 
     async def close(self) -> None:
         for versions in list(self.models.values()):

@@ -216,8 +216,10 @@ def main() -> None:
     for name in REQUEST_CASES:
         m = measured[name]
         whole.append({"case": name, **m, "ratio": round(m["charged"] / m["peak"], 2)})
-        print(f"{name:32} {m['body'] / 2**20:9.1f} {m['peak'] / 2**20:9.1f} {m['charged'] / 2**20:12.1f} "
-              f"{m['charged'] / m['peak']:7.2f}")
+        print(
+            f"{name:32} {m['body'] / 2**20:9.1f} {m['peak'] / 2**20:9.1f} {m['charged'] / 2**20:12.1f} "
+            f"{m['charged'] / m['peak']:7.2f}"
+        )
     OUT.write_text(
         json.dumps(
             {

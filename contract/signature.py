@@ -48,9 +48,7 @@ class GraphTensor(Protocol):
 
 def dynamic_axes() -> dict[str, dict[int, str]]:
     """For torch.onnx.export: every axis named in DYNAMIC, by tensor."""
-    return {
-        spec.name: {i: axis for i, axis in enumerate(spec.axes) if axis in DYNAMIC} for spec in (*INPUTS, *OUTPUTS)
-    }
+    return {spec.name: {i: axis for i, axis in enumerate(spec.axes) if axis in DYNAMIC} for spec in (*INPUTS, *OUTPUTS)}
 
 
 def mismatches(inputs: Sequence[GraphTensor], outputs: Sequence[GraphTensor], horizon: int | None = None) -> list[str]:

@@ -135,9 +135,7 @@ def test_one_request_the_model_cannot_take_does_not_fail_its_batch_neighbours() 
         batcher = make(run)
         first = asyncio.ensure_future(batcher.submit([np.ones(3, np.float32)]))
         await asyncio.sleep(0.05)  # the first run is now in progress
-        others = [
-            asyncio.ensure_future(batcher.submit([np.full(3, value, np.float32)])) for value in (2.0, -1.0, 4.0)
-        ]
+        others = [asyncio.ensure_future(batcher.submit([np.full(3, value, np.float32)])) for value in (2.0, -1.0, 4.0)]
         await asyncio.sleep(0.05)
         release.set()
         out = await asyncio.gather(first, *others, return_exceptions=True)

@@ -1,10 +1,17 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from contract import signature
 from contract.card import PREFIX, Conformal, ContractError, ModelCard
+from contract.windows import probe_lengths
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def card(**overrides: object) -> ModelCard:
@@ -75,3 +82,77 @@ def test_half_width_interpolates_and_clamps() -> None:
     assert c.half_width_factors(0.7) == pytest.approx([2.0, 3.0])
     assert c.half_width_factors(0.99) == [3.0, 4.0]
     assert c.half_width_factors(0.1) == [1.0, 2.0]
+
+
+@dataclasses.dataclass
+class Tensor:
+    name: str
+    type: str
+    shape: list[int | str | None]
+
+
+def good_graph() -> tuple[list[Tensor], list[Tensor]]:
+    return (
+        [Tensor("values", signature.FLOAT, ["batch", "time"])],
+        [Tensor("forecast", signature.FLOAT, ["batch", 2]), Tensor("scale", signature.FLOAT, ["batch"])],
+    )
+
+
+def test_a_graph_that_follows_the_signature_has_no_mismatches() -> None:
+    inputs, outputs = good_graph()
+    assert signature.mismatches(inputs, outputs, horizon=2) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        pytest.param(lambda i, o: i[0].__setattr__("name", "x"), "inputs are ['x']", id="input-name"),
+        pytest.param(lambda i, o: o.pop(), "outputs are ['forecast']", id="missing-output"),
+        pytest.param(lambda i, o: i[0].__setattr__("type", "tensor(double)"), "float32", id="dtype"),
+        pytest.param(lambda i, o: i[0].__setattr__("shape", ["batch", 48]), "fixes axis 'time' to 48", id="fixed-time"),
+        pytest.param(lambda i, o: i[0].__setattr__("shape", [1, "time"]), "fixes axis 'batch' to 1", id="fixed-batch"),
+        pytest.param(lambda i, o: o[0].__setattr__("shape", ["batch", 3]), "horizon 3; the card says 2", id="horizon"),
+        pytest.param(lambda i, o: o[1].__setattr__("shape", ["batch", 1]), "has shape", id="rank"),
+    ],
+)
+def test_every_departure_from_the_signature_is_named(change: object, problem: str) -> None:
+    inputs, outputs = good_graph()
+    change(inputs, outputs)  # type: ignore[operator]
+    found = signature.mismatches(inputs, outputs, horizon=2)
+    assert any(problem in line for line in found), found
+
+
+def test_the_exporters_dynamic_axes_come_from_the_signature() -> None:
+    assert signature.dynamic_axes() == {
+        "values": {0: "batch", 1: "time"},
+        "forecast": {0: "batch"},
+        "scale": {0: "batch"},
+    }
+
+
+def test_probe_lengths_cover_the_declared_window_range() -> None:
+    assert probe_lengths(48, 168) == [48, 108, 168]
+    assert probe_lengths(64, 64) == [64]
+
+
+def test_training_never_imports_the_server_and_the_server_never_imports_training() -> None:
+    """The contract package is the only thing the two halves share."""
+    code = (
+        "import sys, training.pipeline, training.export, training.data, training.evaluate, training.conformal;"
+        "bad = sorted(m for m in sys.modules if m == 'app' or m.startswith('app.'));"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    code = (
+        "import sys, app.main, app.cli, app.server;"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('training', 'torch'));"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_the_contract_package_imports_neither_half() -> None:
+    for path in (ROOT / "contract").glob("*.py"):
+        text = path.read_text()
+        assert "from app" not in text and "import app" not in text, path
+        assert "from training" not in text and "import torch" not in text, path

@@ -10,6 +10,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
@@ -27,7 +29,7 @@ def client(tmp_path_factory: pytest.TempPathFactory, tiny_artifact: Path) -> Ite
     repo = tmp_path_factory.mktemp("props") / "models"
     (repo / "tiny" / "1").mkdir(parents=True)
     shutil.copy(tiny_artifact, repo / "tiny" / "1" / "model.onnx")
-    with TestClient(create_app(Settings(model_repository=repo))) as c:
+    with TestClient(create_app(Settings(model_repository=repo)), raise_server_exceptions=False) as c:
         yield c
 
 
@@ -98,6 +100,89 @@ def test_no_input_makes_a_server_error(client: TestClient, payload: object) -> N
     if r.status_code != 200:
         body = r.json()
         assert body["error"] and body["message"]
+
+
+numbers = st.floats() | st.integers(-(2**70), 2**70) | finite | st.floats(-1e40, 1e40)
+datatypes = st.sampled_from(["FP32", "FP16", "FP64", "INT32", "INT64"])
+
+
+@st.composite
+def oip_requests(draw: st.DrawFn) -> dict[str, object]:
+    """Mostly well-formed OIP requests (shape, datatype and data agree), then one part broken or not: so the
+    decoder, the datatype checks, the model service and the encoder are all reached, not only the schema."""
+    batch, steps = draw(st.integers(0, 4)), draw(st.integers(0, 70))
+    pick = draw(st.sampled_from([finite, numbers]))  # clean numbers reach the model; wild ones its guards
+    data = draw(st.lists(pick, min_size=batch * steps, max_size=batch * steps))
+    if draw(st.booleans()) and steps:
+        data = [data[i : i + steps] for i in range(0, len(data), steps)]  # nested rows instead of flat
+    tensor: dict[str, object] = {"name": "values", "shape": [batch, steps], "datatype": draw(datatypes), "data": data}
+    request: dict[str, object] = {"inputs": [tensor]}
+    if draw(st.booleans()):
+        names = st.sampled_from(["forecast", "scale"])
+        request["outputs"] = draw(
+            st.lists(
+                st.fixed_dictionaries(
+                    {"name": names}, optional={"parameters": st.fixed_dictionaries({"binary_data": st.booleans()})}
+                ),
+                max_size=2,
+            )
+        )
+    if draw(st.booleans()):
+        request["parameters"] = {"binary_data_output": draw(st.booleans())}
+    broken = draw(st.sampled_from(["nothing", "tensor", "request", "shape"]))
+    if broken == "tensor":
+        tensor[draw(st.sampled_from(["name", "shape", "datatype", "data", "parameters", "extra"]))] = draw(json_values)
+    elif broken == "request":
+        request[draw(st.sampled_from(["id", "inputs", "outputs", "parameters", "extra"]))] = draw(json_values)
+    elif broken == "shape":
+        tensor["shape"] = draw(st.lists(st.integers(-3, 2**40), max_size=4))
+    return request
+
+
+def assert_protocol_error(r: httpx.Response) -> None:
+    assert r.status_code < 500, r.text
+    if r.status_code != 200:
+        body = r.json()
+        assert set(body) == {"error"} and isinstance(body["error"], str) and body["error"], body
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=oip_requests() | json_values)
+def test_no_inference_protocol_body_makes_a_server_error(client: TestClient, payload: object) -> None:
+    r = client.post("/v2/models/tiny/infer", content=json.dumps(payload), headers={"content-type": "application/json"})
+    assert_protocol_error(r)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    batch=st.integers(0, 3),
+    steps=st.integers(0, 60),
+    datatype=datatypes,
+    values=st.floats(width=32) | st.sampled_from([0.0, 1.0, 1e38, -1e38]),
+    size_shift=st.sampled_from([0, 0, 0, -1, 1, -4]) | st.integers(-(2**40), 2**40),
+    header_shift=st.sampled_from([0, 0, 0, -1, 1]) | st.integers(-(2**20), 2**20),
+    extra=st.binary(max_size=8),
+)
+def test_no_binary_tensor_body_makes_a_server_error(
+    client: TestClient,
+    batch: int,
+    steps: int,
+    datatype: str,
+    values: float,
+    size_shift: int,
+    header_shift: int,
+    extra: bytes,
+) -> None:
+    """Triton's binary extension with sizes and header lengths right or off, NaN/inf and huge values."""
+    kind = {"FP32": "<f4", "FP16": "<f2", "FP64": "<f8", "INT32": "<i4", "INT64": "<i8"}[datatype]
+    with np.errstate(all="ignore"):
+        raw = np.full((batch, steps), values).astype(kind).tobytes() + (extra if size_shift else b"")
+    spec = {"name": "values", "shape": [batch, steps], "datatype": datatype}
+    spec["parameters"] = {"binary_data_size": len(raw) + size_shift}
+    head = json.dumps({"inputs": [spec]}).encode()
+    headers = {"inference-header-content-length": str(len(head) + header_shift)}
+    r = client.post("/v2/models/tiny/infer", content=head + raw, headers=headers)
+    assert_protocol_error(r)
 
 
 @pytest.mark.slow

@@ -84,3 +84,13 @@ def test_repository_load_and_unload(server: tuple[triton.InferenceServerClient, 
     assert not client.is_model_ready("tiny")
     client.load_model("tiny")
     assert client.is_model_ready("tiny")
+
+
+def test_a_route_gatecast_does_not_serve_reaches_the_client_as_a_message(
+    server: tuple[triton.InferenceServerClient, Path],
+) -> None:
+    """Unmatched routes answer in the protocol's error shape, which tritonclient decodes (it could not decode
+    FastAPI's {"detail": ...})."""
+    client, _ = server
+    with pytest.raises(InferenceServerException, match="no route GET /v2/cudasharedmemory"):
+        client.get_cuda_shared_memory_status()

@@ -1,0 +1,102 @@
+"""The real server inside a memory cgroup, hit with concurrent bodies at the request limits: memory admission
+answers 503 (or 413 when one request alone would not fit) before the kernel's OOM killer has a reason to act.
+
+Needs root and a writable memory controller (cgroup v1 or v2); skips with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.cgroup import MemoryCgroup, memory_cgroup
+from tests.live import running_server
+
+pytestmark = pytest.mark.slow
+MODELS = Path(__file__).resolve().parent.parent / "models"
+MiB = 2**20
+
+
+def body(series: int, values: int) -> bytes:
+    """A JSON body of `series` series of `values` values each (about 6 bytes a value)."""
+    row = ",".join(f"{20 + (j % 24) * 0.25:.2f}" for j in range(values))
+    items = ",".join(f'{{"id":"s{i}","values":[{row}]}}' for i in range(series))
+    return f'{{"model":"etth1-lstm","series":[{items}]}}'.encode()
+
+
+async def wave(url: str, payload: bytes, concurrency: int) -> list[tuple[int | str, httpx.Response | None]]:
+    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+
+        async def one() -> tuple[int | str, httpx.Response | None]:
+            try:
+                r = await client.post("/forecast", content=payload, headers={"content-type": "application/json"})
+                return r.status_code, r
+            except httpx.HTTPError as exc:  # a reset connection: what a killed worker looks like
+                return type(exc).__name__, None
+
+        return await asyncio.gather(*(one() for _ in range(concurrency)))
+
+
+@pytest.fixture
+def cgroup_1g() -> Iterator[MemoryCgroup]:
+    with memory_cgroup(1024 * MiB) as group:
+        if group is None:
+            pytest.skip("no writable memory cgroup here (needs root and the cgroup v1 or v2 memory controller)")
+        yield group
+
+
+def test_concurrent_maximal_bodies_under_1_gib_get_200_or_503_and_nothing_dies(
+    tmp_path: Path, cgroup_1g: MemoryCgroup
+) -> None:
+    """The Kubernetes manifest's limit (1 GiB), one worker, six clients at once, each with a body at the limits:
+    16 MiB, 10,000 series. One such request peaks near 240 MiB (bench/memory_cost.py)."""
+    repo = tmp_path / "models"
+    repo.symlink_to(MODELS)
+    payload = body(10_000, 262)
+    assert 15 * MiB < len(payload) <= 16 * MiB
+    outcomes: collections.Counter[int | str] = collections.Counter()
+    with running_server(repo, cgroup_procs=cgroup_1g.procs, GATECAST_LOG_LEVEL="warning") as (url, proc):
+        for _ in range(3):
+            for status, response in asyncio.run(wave(url, payload, 6)):
+                outcomes[status] += 1
+                if status == 503:
+                    assert response is not None and response.headers["retry-after"] == "1"
+                    assert "short of memory" in response.json()["message"]
+        assert proc.poll() is None, "the server died"
+        assert httpx.get(f"{url}/v2/health/ready").status_code == 200
+        small = {"model": "etth1-lstm", "series": [{"id": "a", "values": [20.0 + i % 24 for i in range(168)]}]}
+        assert httpx.post(f"{url}/forecast", json=small).status_code == 200
+        metrics = httpx.get(f"{url}/metrics").text
+    assert set(outcomes) <= {200, 503}, outcomes
+    assert outcomes[200] >= 3 and outcomes[503] > 0, outcomes
+    assert cgroup_1g.oom_kills() == 0
+    assert 'gatecast_errors_total{reason="memory_budget"}' in metrics
+    print(f"outcomes {dict(outcomes)}; cgroup peak {cgroup_1g.peak_bytes() / MiB:.0f} MiB of 1024")
+
+
+def test_a_request_bigger_than_the_whole_budget_is_told_to_split(tmp_path: Path) -> None:
+    """The issue's case: 400 MB, about 9.5 MB and 9,500 series each, six at once. Such a request needs more than
+    a worker under 400 MB can spare: 413 with what to do, and the server stays up."""
+    repo = tmp_path / "models"
+    repo.symlink_to(MODELS)
+    payload = body(9_500, 168)
+    with memory_cgroup(400 * MiB) as group:
+        if group is None:
+            pytest.skip("no writable memory cgroup here (needs root and the cgroup v1 or v2 memory controller)")
+        with running_server(repo, cgroup_procs=group.procs, GATECAST_LOG_LEVEL="warning") as (url, proc):
+            results = asyncio.run(wave(url, payload, 6))
+            assert proc.poll() is None
+            small = body(200, 168)
+            assert (
+                httpx.post(f"{url}/forecast", content=small, headers={"content-type": "application/json"}).status_code
+                == 200
+            )
+        assert group.oom_kills() == 0
+    assert [status for status, _ in results] == [413] * 6, results
+    message = results[0][1].json()["message"]  # type: ignore[union-attr]
+    assert "split the request" in message and "GATECAST_MEMORY_BUDGET_MB" in message
