@@ -69,6 +69,16 @@ class ForecastResult:
     timestamps: list[pd.DatetimeIndex | None] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """A job that passed every check: what to run, and how to answer it."""
+
+    horizon: int
+    levels: list[float]
+    windows: list[np.ndarray]  # float32, each at most the trained window
+    future: list[pd.DatetimeIndex | None]
+
+
 @dataclass
 class ModelService:
     """One loaded model version: its session, card and batcher, behind the checks every request passes."""
@@ -85,12 +95,12 @@ class ModelService:
         return self.runtime.card
 
     async def forecast(self, job: ForecastJob) -> ForecastResult:
-        horizon, levels, windows, future = self.check(job)
-        self._admit(len(windows), horizon, len(levels), any(f is not None for f in future))
-        forecasts, scales = await self.batcher.submit(windows)
-        return self._finish(job, horizon, levels, future, forecasts, scales)
+        plan = self.check(job)
+        self._admit(len(plan.windows), plan.horizon, len(plan.levels), any(f is not None for f in plan.future))
+        forecasts, scales = await self.batcher.submit(plan.windows)
+        return self._finish(job, plan, forecasts, scales)
 
-    def check(self, job: ForecastJob) -> tuple[int, list[float], list[np.ndarray], list[pd.DatetimeIndex | None]]:
+    def check(self, job: ForecastJob) -> Plan:
         """Everything a request must satisfy before it may reach the model; raises InvalidInput (422) or
         PayloadTooLarge (413) naming what to change."""
         card, limits = self.card, self.limits
@@ -110,7 +120,7 @@ class ModelService:
         future = [
             future_index(s.id, len(s.values), horizon, card.freq, s.timestamps, s.start, s.freq) for s in job.series
         ]
-        return horizon, levels, windows, future
+        return Plan(horizon, levels, windows, future)
 
     def _window(self, series: SeriesInput) -> np.ndarray:
         n = len(series.values)
@@ -147,14 +157,9 @@ class ModelService:
             ticket.charge(cost, f"an answer of {series} series x {horizon} steps x {1 + 2 * levels} values")
 
     def _finish(
-        self,
-        job: ForecastJob,
-        horizon: int,
-        levels: list[float],
-        future: list[pd.DatetimeIndex | None],
-        forecasts: list[np.ndarray],
-        scales: list[np.ndarray],
+        self, job: ForecastJob, plan: Plan, forecasts: list[np.ndarray], scales: list[np.ndarray]
     ) -> ForecastResult:
+        horizon = plan.horizon
         mean = np.stack(forecasts)[:, :horizon].astype(np.float64)  # (B, H)
         scale = np.asarray(scales, dtype=np.float64).reshape(-1)  # (B,)
         finite = np.isfinite(mean).all(axis=1) & np.isfinite(scale)
@@ -165,12 +170,11 @@ class ModelService:
                 "rescale the series and scale the forecast back"
             )
         intervals = {}
-        for level in levels:
+        for level in plan.levels:
             width = self._width(level)[None, :horizon] * scale[:, None]  # (B, H)
             intervals[level] = (mean - width, mean + width)
-        return ForecastResult(
-            self.name, self.version, horizon, levels, [s.id for s in job.series], mean, scale, intervals, future
-        )
+        ids = [s.id for s in job.series]
+        return ForecastResult(self.name, self.version, horizon, plan.levels, ids, mean, scale, intervals, plan.future)
 
     def _width(self, level: float) -> np.ndarray:
         """Conformal half-width per step in units of the window's scale (cached per level)."""

@@ -1,5 +1,12 @@
-"""Writes docs/reliability.md from live runs: the bad-input table against a real server, an overload run
-(beyond capacity, then recovery), and the soak results of bench/soak.py when docs/benchmarks/soak.json exists.
+"""Writes docs/reliability.md from live runs, every figure measured by this script or the tests it runs:
+
+- the bad-input table (tests/bad_inputs.py) against a real `gatecast serve`, case by case, on every route;
+- memory admission: the real server inside a memory cgroup, hit by concurrent bodies at the request limits;
+- HTTP limits: the probes of tests/http_abuse.py against a real server;
+- overload: beyond capacity, then recovery;
+- faults of the model repository and the processes, and the property-based tests: run by pytest here, their
+  outcomes read from its JUnit report;
+- the soak, from docs/benchmarks/soak.json (bench/soak.py, 10 minutes), with the commit it was measured on.
 
   python -m bench.reliability    (make reliability)
 """
@@ -7,62 +14,239 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
+import platform
+import subprocess
+import sys
 import tempfile
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import httpx
 
-from tests.bad_inputs import CASES
+from tests import http_abuse
+from tests.bad_inputs import CASES, Case
+from tests.cgroup import memory_cgroup
 from tests.live import running_server
+from tests.test_memory_limit import body as storm_body
+from tests.test_memory_limit import wave
 from tests.test_overload import ONE, hammer, rss_kb
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "reliability.md"
+MiB = 2**20
+
+# Faults that need a changed folder, a signal or a killed process: (fault, what happens, pytest node id).
+FAULT_TESTS = [
+    (
+        "corrupt, truncated, wrong-signature or metadata-less model file",
+        "refused at load with the reason (log, `/v2/health/ready` `failed`, "
+        "`gatecast_model_load_failures_total`); the other models serve",
+        "tests/test_hardening.py::test_bad_model_files_are_refused_and_the_others_keep_serving",
+    ),
+    (
+        "a graph that breaks its card: a fixed time axis, a failure at the minimum window, rows that depend on "
+        "their batch",
+        "refused at load: the signature check and the warm-up over the declared window range and batch sizes",
+        "tests/test_repository.py::test_a_graph_that_breaks_its_cards_promises_is_refused_at_load",
+    ),
+    (
+        "a model file that takes long to read",
+        "read and loaded in the loader thread; requests are answered meanwhile",
+        "tests/test_repository.py::test_a_model_file_that_reads_slowly_never_stalls_requests",
+    ),
+    (
+        "a model file over GATECAST_MAX_MODEL_BYTES (2 GiB sparse)",
+        "refused by its size, never read",
+        "tests/test_repository.py::test_a_file_over_the_size_limit_is_refused_without_reading_it",
+    ),
+    (
+        "reloading to a bad file",
+        "the old version keeps serving; the load call answers 422 and says why",
+        "tests/test_api.py::test_reload_swaps_to_a_new_version_and_keeps_the_old_on_a_bad_file",
+    ),
+    (
+        "a version or a whole model deleted from the folder",
+        "unloaded at the next poll (GATECAST_REPOSITORY_POLL_S) or SIGHUP",
+        "tests/test_repository.py::test_deleted_versions_and_models_are_unloaded",
+    ),
+    (
+        "a model deleted under 2 workers, then a worker killed and replaced",
+        "every worker answers 404 for it, before and after the restart",
+        "tests/test_repository.py::test_every_worker_drops_a_deleted_model_also_after_a_worker_restart",
+    ),
+    (
+        "a shared onnxruntime run fails",
+        "each request of the batch is retried alone: only the one the model cannot take fails (500 "
+        "`inference_failed`, logged)",
+        "tests/test_batcher.py::test_one_request_the_model_cannot_take_does_not_fail_its_batch_neighbours",
+    ),
+    (
+        "a symlink out of the repository",
+        "refused (`resolves outside the model repository`)",
+        "tests/test_hardening.py::test_symlink_out_of_the_repository_is_refused",
+    ),
+    (
+        "a worker killed (SIGKILL) under load, 2 workers",
+        "replaced by uvicorn; no 5xx; at most the requests in flight on it fail; its live gauges are dropped",
+        "tests/test_live_server.py::test_a_killed_worker_is_replaced_and_the_others_keep_answering",
+    ),
+    (
+        "SIGTERM with a request in flight",
+        "the request completes (200), then the process exits",
+        "tests/test_overload.py::test_sigterm_drains_in_flight_requests",
+    ),
+    (
+        "SIGHUP",
+        "the worker re-reads the model folder; the server never dies of it",
+        "tests/test_repository.py::test_sighup_reloads_the_repository_and_never_kills_the_server",
+    ),
+    (
+        "a request past GATECAST_REQUEST_TIMEOUT_S",
+        "503 with `Retry-After`",
+        "tests/test_hardening.py::test_requests_past_the_time_limit_get_503_with_retry_after",
+    ),
+]
+PROPERTY_TESTS = [
+    "tests/test_properties.py::test_every_valid_request_gets_finite_ordered_forecasts",
+    "tests/test_properties.py::test_no_input_makes_a_server_error",
+    "tests/test_properties.py::test_no_inference_protocol_body_makes_a_server_error",
+    "tests/test_properties.py::test_no_binary_tensor_body_makes_a_server_error",
+    "tests/test_properties.py::test_schemathesis_finds_no_server_error_and_no_schema_violation",
+]
 
 
-def cases_table(url: str) -> tuple[list[str], int]:
-    rows, matched = [], 0
+def message_of(case: Case, r: httpx.Response) -> str:
+    try:
+        body = r.json()
+    except ValueError:
+        return r.text[:160]
+    if r.status_code == 200:
+        return "answered"
+    return str(body.get("message", body.get("error", "")))
+
+
+def cases_section(url: str) -> list[str]:
+    rows, by_group = [], collections.defaultdict(lambda: [0, 0])
+    matched = server_errors = 0
     with httpx.Client(base_url=url, timeout=60) as client:
         for case in CASES:
-            r = client.post("/forecast", content=case.body, headers=case.headers)
-            message = r.json().get("message", "") if r.status_code != 200 else f"{len(r.json()['forecasts'])} forecasts"
+            r = client.request(case.method, case.path, content=case.body, headers=case.headers)
+            message = message_of(case, r)
             ok = r.status_code == case.status and (case.status == 200 or case.fragment in message)
             matched += ok
-            message = message.replace("|", "\\|")
+            server_errors += r.status_code >= 500
+            group = by_group[(case.kind, case.route)]
+            group[0] += 1
+            group[1] += ok
+            cell = message.replace("|", "\\|").replace("\n", " ")[:150]
             rows.append(
-                f"| {case.what} | {case.status} | {r.status_code} | {'yes' if ok else '**no**'} | {message[:160]} |"
+                f"| {case.what} | `{case.route}` | {case.status} | {r.status_code} | {'yes' if ok else '**no**'} "
+                f"| {cell} |"
             )
             assert client.get("/v2/health/ready").status_code == 200
-    return rows, matched
-
-
-def main() -> None:
-    work = Path(tempfile.mkdtemp(prefix="gatecast-reliability-"))
-    repo = work / "models"
-    repo.symlink_to(ROOT / "models")
-    lines = [
-        "# Reliability: bad input, overload, faults and access",
+    summary = [f"| {kind} | `{route}` | {n} | {ok} |" for (kind, route), (n, ok) in sorted(by_group.items())]
+    routes = len({case.route for case in CASES})
+    return [
+        f"## Bad input: {len(CASES)} cases on {routes} routes, {matched} answered as specified, "
+        f"{server_errors} server errors",
         "",
-        "Generated by `python -m bench.reliability` against a real `gatecast serve` process with the committed "
-        "models; the same cases run in CI as tests (named below).",
+        "Each case was sent to a real server on the route it names; after each one the server was checked ready. "
+        "The same table runs in CI in-process (tests/test_bad_inputs.py). By class and route:",
         "",
-    ]
-    with running_server(repo) as (url, _):
-        rows, matched = cases_table(url)
-    lines += [
-        f"## Bad input: {len(CASES)} cases, {matched} answered as specified, 0 server errors",
+        "| class | route | cases | as specified |",
+        "|---|---|---|---|",
+        *summary,
         "",
-        "Each case was posted to `/forecast`; after each one the server was checked ready. "
-        "(tests/test_bad_inputs.py, tests/test_api.py)",
-        "",
-        "| case | expected | got | as specified | message |",
-        "|---|---|---|---|---|",
+        "| case | route | expected | got | as specified | message |",
+        "|---|---|---|---|---|---|",
         *rows,
         "",
     ]
 
+
+def memory_section(repo: Path) -> list[str]:
+    lines = [
+        "## Memory admission under a real memory limit",
+        "",
+        "The server runs inside a memory cgroup (one worker, its memory budget derived from the cgroup's limit); "
+        "clients send JSON bodies at the request limits, six at once, in waves. (tests/test_memory_limit.py)",
+        "",
+        "| limit | body | series | at once x waves | outcomes | cgroup peak | OOM kills | server alive after |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    scenarios = [(1024, 10_000, 262, 3), (400, 9_500, 168, 1)]
+    for limit_mb, series, values, waves in scenarios:
+        payload = storm_body(series, values)
+        with memory_cgroup(limit_mb * MiB) as group:
+            if group is None:
+                return [*lines[:2], "Not run here: no writable memory cgroup (needs root and a memory controller).", ""]
+            with running_server(repo, cgroup_procs=group.procs, GATECAST_LOG_LEVEL="warning") as (url, proc):
+                outcomes: collections.Counter[str] = collections.Counter()
+                for _ in range(waves):
+                    for status, response in asyncio.run(wave(url, payload, 6)):
+                        reason = response.json().get("error") if response is not None and status != 200 else None
+                        outcomes[f"{status}" + (f" {reason}" if reason else "")] += 1
+                alive = proc.poll() is None and httpx.get(f"{url}/v2/health/ready").status_code == 200
+            shown = ", ".join(f"{n} x {k}" for k, n in sorted(outcomes.items()))
+            lines.append(
+                f"| {limit_mb} MiB | {len(payload) / MiB:.1f} MiB | {series} | 6 x {waves} | {shown} | "
+                f"{group.peak_bytes() / MiB:.0f} MiB | {group.oom_kills()} | {'yes' if alive else '**no**'} |"
+            )
+    cost = ROOT / "docs" / "benchmarks" / "memory_cost.json"
+    if cost.exists():
+        measured = json.loads(cost.read_text())
+        lines += [
+            "",
+            f"What the admission charges, beside what `python -m bench.memory_cost` measured ({measured['machine']}):",
+            "",
+            "| per | measured bytes | charged bytes |",
+            "|---|---|---|",
+            *[f"| {u['what']} | {u['measured']:.1f} | {u['admission']:g} |" for u in measured["per_unit"]],
+            *[
+                f"| whole request {w['case']} | {w['peak'] / MiB:.1f} MiB | {w['charged'] / MiB:.1f} MiB |"
+                for w in measured["whole_requests"]
+            ],
+        ]
+    return [*lines, ""]
+
+
+def http_section(repo: Path) -> list[str]:
+    with running_server(repo, **http_abuse.ABUSE_SETTINGS) as (url, proc):
+        port = int(url.rsplit(":", 1)[1])
+        outcomes = [probe(port, proc.pid) for probe in http_abuse.RAW_PROBES]
+        outcomes.append(http_abuse.early_answer(url))
+        serving = http_abuse.serving(url)
+    rows = []
+    for o in outcomes:
+        got = f"{o.status}: {o.message}" if o.status else "closed without an answer"
+        if "open" in o.detail:
+            got = (
+                f"{o.detail['open']} of {o.detail['opened']} left open (cap 20); newest kept: {o.detail['newest_open']}"
+            )
+        if "next_request_status" in o.detail:
+            got += f"; the same connection's next request: {o.detail['next_request_status']}"
+        if "sent" in o.detail:
+            got += f" (the client got {int(o.detail['sent']) / MiB:.1f} MiB out before the connection closed)"  # type: ignore[call-overload]
+        rows.append(f"| {o.what} | {got} | {o.seconds:.2f} s | {o.rss_growth_kb / 1024:+.1f} MiB |")
+    return [
+        "## HTTP limits",
+        "",
+        "A real server with `GATECAST_HEADER_TIMEOUT_S=1.5` and `GATECAST_MAX_IDLE_CONNECTIONS=20` (the other limits "
+        "at their defaults: 16 KiB of request line and headers, 100 headers). (tests/test_http_limits.py)",
+        "",
+        "| abuse | what the client got | time to answer | server memory |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+        f"Serving normal requests after all of them: {'yes' if serving else '**no**'}.",
+        "",
+    ]
+
+
+def overload_section(repo: Path) -> list[str]:
     env = {"GATECAST_MAX_QUEUE_SERIES": "128", "GATECAST_MAX_BATCH_SERIES": "64", "GATECAST_LOG_LEVEL": "warning"}
     with running_server(repo, **env) as (url, proc):
         start_rss = rss_kb(proc.pid)
@@ -72,7 +256,7 @@ def main() -> None:
         after = [httpx.post(f"{url}/forecast", json=ONE, timeout=5).status_code for _ in range(50)]
         end_rss = rss_kb(proc.pid)
     total = sum(outcomes.values())
-    lines += [
+    return [
         "## Overload",
         "",
         f"32 clients sending 64 series per request for {took:.0f} s to one worker with a queue of 128 series "
@@ -84,41 +268,137 @@ def main() -> None:
         "",
     ]
 
+
+def run_tests(node_ids: list[str]) -> dict[str, tuple[str, float, int]]:
+    """Run pytest on `node_ids`; per id: outcome, seconds and the number of parametrised cases."""
+    with tempfile.TemporaryDirectory() as work:
+        report = Path(work) / "report.xml"
+        subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}", *node_ids],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        results: dict[str, list[tuple[str, float]]] = collections.defaultdict(list)
+        for case in ET.parse(report).iter("testcase"):
+            module = case.get("classname", "").replace(".", "/") + ".py"
+            name = case.get("name", "").split("[")[0]
+            outcome = "passed"
+            for child in case:
+                if child.tag in ("failure", "error"):
+                    outcome = "**failed**"
+                elif child.tag == "skipped" and outcome == "passed":
+                    outcome = "skipped: " + (child.get("message") or "")[:100]
+            results[f"{module}::{name}"].append((outcome, float(case.get("time", 0))))
+    summary = {}
+    for node, runs in results.items():
+        outcomes = {o for o, _ in runs}
+        outcome = "**failed**" if "**failed**" in outcomes else sorted(outcomes)[0]
+        summary[node] = (outcome, sum(t for _, t in runs), len(runs))
+    return summary
+
+
+def faults_section() -> list[str]:
+    results = run_tests([node for _, _, node in FAULT_TESTS] + PROPERTY_TESTS)
+    rows = []
+    for fault, what, node in FAULT_TESTS:
+        outcome, seconds, count = results.get(node, ("**not run**", 0.0, 0))
+        cases = f" ({count} cases)" if count > 1 else ""
+        rows.append(f"| {fault} | {what} | `{node.split('::')[1]}`{cases} | {outcome} in {seconds:.1f} s |")
+    props = []
+    from tests import test_properties
+
+    for node in PROPERTY_TESTS:
+        name = node.split("::")[1]
+        settings = getattr(getattr(test_properties, name), "_hypothesis_internal_use_settings", None)
+        examples = f"{settings.max_examples} generated examples" if settings is not None else "schemathesis"
+        outcome, seconds, _ = results.get(node, ("**not run**", 0.0, 0))
+        props.append(f"| `{name}` | {examples} | {outcome} in {seconds:.1f} s |")
+    return [
+        "## Faults of the model repository and the processes",
+        "",
+        "Each row is a test run by this script (pytest, outcome read from its JUnit report).",
+        "",
+        "| fault | what happens | test | result |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+        "## Property-based and schema-driven testing",
+        "",
+        "hypothesis drives valid requests (answered 200 with finite, ordered forecasts), arbitrary JSON shaped "
+        "like forecast requests, and OIP requests that are well formed but for one broken part, as JSON and as "
+        "binary tensors with sizes and header lengths right or off: none may answer 5xx, every error must have "
+        "the route's shape. schemathesis runs against the live OpenAPI schema (all checks but "
+        "`positive_data_acceptance`: `text/csv` bodies are declared as strings, which no schema narrows to a "
+        "valid table).",
+        "",
+        "| test | runs | result |",
+        "|---|---|---|",
+        *props,
+        "",
+    ]
+
+
+def soak_section() -> list[str]:
     soak = ROOT / "docs" / "benchmarks" / "soak.json"
-    if soak.exists():
-        s = json.loads(soak.read_text())
-        p99 = s["p99_ms_first_last_max"]
-        lines += [
-            "## Soak",
-            "",
-            f"`python -m bench.soak`: {len(s['minutes'])} minutes aiming at {s['target_rps']:.0f} req/s (80% of "
-            f"the measured maximum {s['peak_rps']:.0f} req/s; achieved {s['achieved_rps']:.0f}), "
-            f"{s['workers']} workers, {s['connections']} paced connections: {s['requests']} requests, "
-            f"{s['errors']} errors, memory growth "
-            f"{s['memory_growth'] * 100:+.1f}% from the first to the last minute, p99 {p99[0]:.2f} ms in the "
-            f"first minute, {p99[1]:.2f} ms in the last, {p99[2]:.2f} ms at worst. "
-            f"Errors and memory: {'pass' if s['pass'] else '**fail**'}. p99: "
-            + (
-                "steady."
-                if p99[2] <= 1.5 * p99[0]
-                else f"**not steady** (worst {p99[2] / p99[0]:.1f}x the first minute). The load was not the intended "
-                "80%: keep-alive connections stay with the uvicorn worker that accepted them, the split between the "
-                "two workers changed with every one-minute wrk run, and the more loaded worker saturated; the "
-                "rate controller then pushed further. See docs/benchmarks/README.md, findings."
-            ),
-            "",
-            "| minute | req/s | p50 ms | p99 ms | errors | RSS MB |",
-            "|---|---|---|---|---|---|",
-        ]
-        for m in s["minutes"]:
-            lines.append(
-                f"| {m['minute']} | {m['rps']:.0f} | {m['p50_us'] / 1000:.2f} | {m['p99_us'] / 1000:.2f} | "
-                f"{m['socket_errors'] + m['non_2xx']} | {m['rss_mb']:.0f} |"
-            )
-        lines.append("")
-    lines += [(ROOT / "docs" / "reliability-faults.md").read_text()]
+    if not soak.exists():
+        return []
+    s = json.loads(soak.read_text())
+    measured_at = subprocess.run(
+        ["git", "log", "-1", "--format=%h (%ad)", "--date=short", "--", str(soak)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    p99 = s["p99_ms_first_last_max"]
+    lines = [
+        "## Soak",
+        "",
+        f"From docs/benchmarks/soak.json, measured by `python -m bench.soak` at commit {measured_at}, before the "
+        f"changes of the guarded path: {len(s['minutes'])} minutes aiming at {s['target_rps']:.0f} req/s (80% of the "
+        f"measured maximum {s['peak_rps']:.0f} req/s; achieved {s['achieved_rps']:.0f}), {s['workers']} workers, "
+        f"{s['connections']} paced connections: {s['requests']} requests, {s['errors']} errors, memory growth "
+        f"{s['memory_growth'] * 100:+.1f}% from the first to the last minute, p99 {p99[0]:.2f} ms in the first "
+        f"minute, {p99[1]:.2f} ms in the last, {p99[2]:.2f} ms at worst. Errors and memory: "
+        f"{'pass' if s['pass'] else '**fail**'}. p99: "
+        + ("steady." if p99[2] <= 1.5 * p99[0] else f"**not steady** (worst {p99[2] / p99[0]:.1f}x the first minute)."),
+        "",
+        "| minute | req/s | p50 ms | p99 ms | errors | RSS MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m in s["minutes"]:
+        lines.append(
+            f"| {m['minute']} | {m['rps']:.0f} | {m['p50_us'] / 1000:.2f} | {m['p99_us'] / 1000:.2f} | "
+            f"{m['socket_errors'] + m['non_2xx']} | {m['rss_mb']:.0f} |"
+        )
+    return [*lines, ""]
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="gatecast-reliability-"))
+    repo = work / "models"
+    repo.symlink_to(ROOT / "models")
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True)
+    lines = [
+        "# Reliability: bad input, memory, HTTP limits, faults, overload and access",
+        "",
+        f"Generated by `python -m bench.reliability` (`make reliability`) at commit {commit.stdout.strip()}, "
+        f"on {platform.machine()} with {platform.python_version()}, against real `gatecast serve` processes with "
+        "the committed models. Every route reaches the models through one model service (app/service.py) and "
+        "answers errors through one mapping (app/problems.py), so every section below holds for every route.",
+        "",
+    ]
+    with running_server(repo) as (url, _):
+        lines += cases_section(url)
+    lines += memory_section(repo)
+    lines += http_section(repo)
+    lines += overload_section(repo)
+    lines += faults_section()
+    lines += soak_section()
+    lines += [(ROOT / "docs" / "reliability-access.md").read_text()]
     DOC.write_text("\n".join(lines))
-    print(f"{matched}/{len(CASES)} cases as specified; overload {dict(outcomes)}; -> {DOC}")
+    print(f"-> {DOC}")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ class Case:
 
     @property
     def route(self) -> str:
-        if self.path.startswith("/v2/"):
+        if self.path.startswith("/v2/") and self.method == "POST":
             binary = "inference-header-content-length" in self.headers
             return f"{self.method} {self.path}" + (" (binary)" if binary else " (JSON)")
         csv = self.headers.get("content-type") == "text/csv"
