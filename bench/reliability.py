@@ -355,8 +355,8 @@ def soak_section() -> list[str]:
     lines = [
         "## Soak",
         "",
-        f"From docs/benchmarks/soak.json, measured by `python -m bench.soak` at commit {measured_at}, before the "
-        f"changes of the guarded path: {len(s['minutes'])} minutes aiming at {s['target_rps']:.0f} req/s (80% of the "
+        f"From docs/benchmarks/soak.json, measured by `python -m bench.soak` at commit {measured_at}: "
+        f"{len(s['minutes'])} minutes aiming at {s['target_rps']:.0f} req/s (80% of the "
         f"measured maximum {s['peak_rps']:.0f} req/s; achieved {s['achieved_rps']:.0f}), {s['workers']} workers, "
         f"{s['connections']} paced connections: {s['requests']} requests, {s['errors']} errors, memory growth "
         f"{s['memory_growth'] * 100:+.1f}% from the first to the last minute, p99 {p99[0]:.2f} ms in the first "
