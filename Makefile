@@ -35,7 +35,7 @@ lint: venv-dev
 
 ## Retrain, evaluate and export every committed model (needs the data in ../shared/data).
 models: venv-dev
-	$(BIN)/gatecast pipeline $(CONFIGS) --quiet
+	$(BIN)/gatecast pipeline $(CONFIGS) --quiet --force  # they replace the committed models on purpose
 
 ## Serving benchmark (wrk sweep, raw onnxruntime floor, naive server) -> docs/benchmarks/serving.*
 bench: venv-dev

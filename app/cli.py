@@ -23,42 +23,45 @@ def _configs(paths: list[str]) -> list[object]:
     return [RunConfig.load(p) for p in paths]
 
 
-def cmd_train(args: argparse.Namespace) -> None:
+def _training_command(args: argparse.Namespace, step: str) -> None:
+    """train | evaluate | export | pipeline for each config; known failures end with their message, not a trace."""
     _need_training()
-    from training.pipeline import run_train
+    from training import pipeline
+    from training.artifacts import NameTaken, StaleEvaluation
 
-    for config in _configs(args.config):
-        run_train(config, Path(args.root), progress=not args.quiet)  # type: ignore[arg-type]
+    if args.quiet:
+        logging.getLogger().setLevel(logging.WARNING)
+    root = Path(args.root)
+    try:
+        for config in _configs(args.config):
+            if step == "train":
+                pipeline.run_train(config, root, progress=not args.quiet, force=args.force)  # type: ignore[arg-type]
+            elif step == "evaluate":
+                pipeline.run_evaluate(config, root, force=args.force)  # type: ignore[arg-type]
+            elif step == "export":
+                pipeline.run_export(config, root, force=args.force)  # type: ignore[arg-type]
+            else:
+                pipeline.run_all(config, root, progress=not args.quiet, force=args.force)  # type: ignore[arg-type]
+    except (NameTaken, StaleEvaluation, FileNotFoundError, ValueError) as exc:
+        sys.exit(f"gatecast {step}: {exc}")
 
 
-def cmd_evaluate(args: argparse.Namespace) -> None:
+def cmd_init(args: argparse.Namespace) -> None:
     _need_training()
-    from training.pipeline import run_evaluate
+    from training.artifacts import NameTaken
+    from training.init import write_config
 
-    for config in _configs(args.config):
-        run_evaluate(config, Path(args.root))  # type: ignore[arg-type]
-
-
-def cmd_export(args: argparse.Namespace) -> None:
-    _need_training()
-    from training.pipeline import run_export
-
-    for config in _configs(args.config):
-        run_export(config, Path(args.root))  # type: ignore[arg-type]
-
-
-def cmd_pipeline(args: argparse.Namespace) -> None:
-    _need_training()
-    from training.pipeline import run_all
-
-    for config in _configs(args.config):
-        run_all(config, Path(args.root), progress=not args.quiet)  # type: ignore[arg-type]
+    try:
+        path = write_config(args.name, Path(args.data), Path(args.root), args.cell)
+    except (NameTaken, FileExistsError, FileNotFoundError, ValueError) as exc:
+        sys.exit(f"gatecast init: {exc}")
+    print(f"wrote {path}; next: gatecast pipeline {path}")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
     from app.server import serve
 
-    serve(host=args.host, port=args.port, workers=args.workers)
+    serve(host=args.host, port=args.port, workers=args.workers, models=args.models)
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -75,21 +78,29 @@ def cmd_bench(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gatecast", description="LSTM/GRU forecasters: train, export, serve.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, func, text in (
-        ("train", cmd_train, "train a model from a TOML config (best checkpoint under runs/<name>/)"),
-        ("evaluate", cmd_evaluate, "evaluate the checkpoint on the test split; write reports/<name>/"),
-        ("export", cmd_export, "export to models/<name>/<version>/model.onnx and validate in onnxruntime"),
-        ("pipeline", cmd_pipeline, "train, evaluate and export in one go"),
+    for name, text in (
+        ("train", "train a model from a TOML config (best checkpoint under runs/<name>/)"),
+        ("evaluate", "evaluate the checkpoint on the test split; write reports/<name>/"),
+        ("export", "export to models/<name>/<version>/model.onnx and validate in onnxruntime"),
+        ("pipeline", "train, evaluate and export in one go"),
     ):
         p = sub.add_parser(name, help=text)
-        p.add_argument("config", nargs="+", help="TOML file(s), e.g. training/configs/etth1-lstm.toml")
+        p.add_argument("config", nargs="+", help="TOML file(s), e.g. my-model.toml (see `gatecast init`)")
         p.add_argument("--root", default=".", help="project folder holding runs/, reports/ and models/")
-        p.add_argument("--quiet", action="store_true", help="no progress bar")
-        p.set_defaults(func=func)
+        p.add_argument("--quiet", action="store_true", help="no progress bar, warnings and errors only")
+        p.add_argument("--force", action="store_true", help="overwrite runs, reports and models another run made")
+        p.set_defaults(func=lambda args, step=name: _training_command(args, step))
+    init = sub.add_parser("init", help="write NAME.toml for your own `unique_id, ds, y` data, every key documented")
+    init.add_argument("name", help="the model's name (models/<name>/)")
+    init.add_argument("--data", required=True, help="a `unique_id, ds, y` .csv or .parquet file")
+    init.add_argument("--cell", default="gru", choices=["lstm", "gru", "rnn"])
+    init.add_argument("--root", default=".", help="project folder holding runs/, reports/ and models/")
+    init.set_defaults(func=cmd_init)
     serve = sub.add_parser("serve", help="serve every model in the model repository over HTTP")
     serve.add_argument("--host", default=None, help="default: GATECAST_HOST or 127.0.0.1")
     serve.add_argument("--port", type=int, default=None, help="default: GATECAST_PORT or 8000")
     serve.add_argument("--workers", type=int, default=None, help="default: GATECAST_WORKERS or 1")
+    serve.add_argument("--models", default=None, help="model folder; default: GATECAST_MODEL_REPOSITORY or ./models")
     serve.set_defaults(func=cmd_serve)
     bench = sub.add_parser("bench", help="run a benchmark from bench/ (serving, accuracy, claims, soak, reliability)")
     bench.add_argument("suite", choices=["serving", "accuracy", "claims", "soak", "reliability"])

@@ -5,19 +5,24 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import uvicorn
 
 from app.settings import get_settings
 
 
-def serve(host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
+def serve(
+    host: str | None = None, port: int | None = None, workers: int | None = None, models: str | None = None
+) -> None:
     settings = get_settings()
     host = host or settings.host
     port = port or settings.port
     workers = workers or settings.workers
-    # Each worker splits the cores with the others (see Settings.ort_threads).
-    os.environ["GATECAST_WORKERS"] = str(workers)
+    # Worker processes read their settings from the environment: pass the command line's choices through it.
+    os.environ["GATECAST_WORKERS"] = str(workers)  # each worker splits the cores with the others (ort_threads)
+    if models:
+        os.environ["GATECAST_MODEL_REPOSITORY"] = str(Path(models).resolve())
     get_settings.cache_clear()
     made_dir = None
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

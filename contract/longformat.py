@@ -92,7 +92,7 @@ def split_long_frame(frame: pd.DataFrame, freq: str | None = None, allow_gaps: b
             raise LongFormatError(f"unique_id {uid!r}: timestamp {dup} appears more than once")
         if not stamps.is_monotonic_increasing:
             raise LongFormatError(f"unique_id {uid!r}: timestamps in ds must be sorted ascending")
-        series_freq = freq or (pd.infer_freq(stamps) if len(stamps) >= 3 else None)
+        series_freq = freq or infer_freq(stamps)
         if not allow_gaps and len(stamps) >= 3:
             step_freq = series_freq or _most_common_step(stamps)
             expected = pd.date_range(stamps[0], stamps[-1], freq=step_freq)
@@ -112,6 +112,26 @@ def split_long_frame(frame: pd.DataFrame, freq: str | None = None, allow_gaps: b
             )
         )
     return out
+
+
+def infer_freq(stamps: pd.DatetimeIndex) -> str | None:
+    """The series' pandas frequency alias, tolerant of a few missing points; None for fewer than 3 stamps.
+
+    pandas infers only perfectly regular indexes. Otherwise the most common step is taken, and a daily step
+    between weekdays only is business days ("B"), so a trading calendar is not mistaken for gappy daily data.
+    """
+    if len(stamps) < 3:
+        return None
+    try:
+        alias = pd.infer_freq(stamps)
+    except (TypeError, ValueError):
+        alias = None
+    if alias:
+        return str(alias)
+    step = _most_common_step(stamps)
+    if step == pd.Timedelta(days=1) and bool((stamps.dayofweek < 5).all()):
+        return "B"
+    return str(pd.tseries.frequencies.to_offset(step).freqstr)
 
 
 def _most_common_step(stamps: pd.DatetimeIndex) -> pd.Timedelta:

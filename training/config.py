@@ -1,46 +1,82 @@
-"""A run's configuration: one TOML file under training/configs/ -> `RunConfig`."""
+"""A run's configuration: one TOML file -> `RunConfig`. Every key is documented where it is defined (the `doc`
+of its field); `keys_table()` renders them all, and docs/configuration.md is generated from it."""
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from training.fields import doc
 from training.model import ForecasterConfig
+
+GAP_POLICIES = ("interpolate", "keep", "refuse")
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 5  # epochs without a better validation loss before stopping
-    train_stride: int = 1  # distance between consecutive training windows
-    max_batches_per_epoch: int = 0  # 0: a full pass; else a random subset (large global data sets)
-    grad_clip: float = 1.0
+    epochs: int = doc(30, "most epochs; training stops earlier when validation stops improving (`patience`)")
+    batch_size: int = doc(128, "windows per optimisation step")
+    lr: float = doc(1e-3, "AdamW learning rate")
+    weight_decay: float = doc(0.0, "AdamW weight decay")
+    patience: int = doc(5, "epochs without a better validation loss before stopping")
+    train_stride: int = doc(1, "distance between consecutive training windows")
+    max_batches_per_epoch: int = doc(0, "0: a full pass per epoch; else a random subset (large global data sets)")
+    grad_clip: float = doc(1.0, "gradient norm clip")
 
 
 @dataclass
 class EvalConfig:
-    stride: int = 1  # distance between test forecast origins (every origin when 1)
-    stat_model: str = "AutoETS"  # statsforecast model used as the strong statistical baseline
-    plot_windows: int = 4
+    stride: int = doc(1, "distance between test forecast origins (every origin when 1)")
+    stat_model: str = doc(
+        "AutoETS",
+        "statsforecast model for the statistical baseline (AutoETS, AutoTheta, AutoARIMA, ...), fitted once per "
+        "series on its history before the test split and applied at each test origin; empty: none",
+    )
+    plot_windows: int = doc(4, "test windows drawn in reports/<name>/forecasts.png")
+
+
+@dataclass
+class SplitConfig:
+    """Where validation and test begin in each series of a data file (the named data sets keep their standard
+    splits). `val` and `test` each take a fraction of the series, a number of points, or a timestamp."""
+
+    val: float | int | str = doc(
+        0.1, "fraction of each series (0-1), a number of points before the test split, or the timestamp it starts"
+    )
+    test: float | int | str = doc(
+        0.2, "fraction of each series (0-1), a number of final points (a fixed test, as M4), or the timestamp it starts"
+    )
+    end: int | str | None = doc(None, "ignore data from this timestamp on (or after the first N points); none: use all")
 
 
 @dataclass
 class RunConfig:
-    name: str
-    dataset: str
-    version: str = "1"
-    seed: int = 0
-    season: int | None = None  # MASE season; the dataset's when absent
-    freq: str | None = None  # pandas alias; the dataset's when absent
+    name: str = doc(MISSING, "the model's name: runs/<name>, reports/<name>, models/<name>/<version>")
+    dataset: str = doc(
+        MISSING, "a named data set (etth1, ettm1, vix, exchange, m4_hourly) or a `unique_id, ds, y` .csv/.parquet path"
+    )
+    version: str = doc("1", "the model version exported under models/<name>/")
+    seed: int = doc(0, "random seed (training is deterministic on CPU for a seed)")
+    freq: str | None = doc(None, "pandas offset alias of the data (h, 15min, D, B, W, MS, ...); inferred when absent")
+    season: int | None = doc(
+        None, "season length in steps for the seasonal baselines and MASE; derived from freq when absent (h: 24, D: 7)"
+    )
+    gaps: str = doc(
+        "interpolate",
+        "missing timestamps in a data file: interpolate (linearly, reported), keep (use the points as they are), "
+        "or refuse",
+    )
     model: ForecasterConfig = field(default_factory=ForecasterConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
-    source: str = ""
+    split: SplitConfig | None = None  # [split], for data files; None: its defaults
+    source: str = ""  # the TOML file this came from (not a key)
+
+    def __post_init__(self) -> None:
+        if self.gaps not in GAP_POLICIES:
+            raise ValueError(f"gaps {self.gaps!r} is unknown; use one of {', '.join(GAP_POLICIES)}")
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
@@ -50,15 +86,19 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "") -> RunConfig:
-        sections = {"model": ForecasterConfig, "train": TrainConfig, "evaluate": EvalConfig}
+        sections = {"model": ForecasterConfig, "train": TrainConfig, "evaluate": EvalConfig, "split": SplitConfig}
+        keys = {f.name for f in fields(cls)} - {"source"}
         kwargs: dict[str, Any] = {}
         for key, value in raw.items():
             if key in sections:
                 kwargs[key] = _build(sections[key], value, key)
-            elif key in {f.name for f in fields(cls)}:
+            elif key in keys:
                 kwargs[key] = value
             else:
-                raise ValueError(f"{source or 'config'}: unknown key {key!r}")
+                raise ValueError(f"{source or 'config'}: unknown key {key!r}; keys: {sorted(keys)}")
+        missing = sorted({"name", "dataset"} - set(kwargs))
+        if missing:
+            raise ValueError(f"{source or 'config'}: {missing} must be set")
         return cls(**kwargs, source=source)
 
 
@@ -68,3 +108,33 @@ def _build(kind: type, values: dict[str, Any], section: str) -> Any:
     if unknown:
         raise ValueError(f"[{section}] unknown keys {sorted(unknown)}; known: {sorted(known)}")
     return kind(**values)
+
+
+SECTIONS: list[tuple[str, type]] = [
+    ("", RunConfig),
+    ("model", ForecasterConfig),
+    ("train", TrainConfig),
+    ("evaluate", EvalConfig),
+    ("split", SplitConfig),
+]
+
+
+def keys_table() -> list[tuple[str, str, str]]:
+    """(key, default, meaning) for every key a config file can set, in file order."""
+    rows = []
+    for section, kind in SECTIONS:
+        for f in fields(kind):
+            text = f.metadata.get("doc")
+            if text is None:
+                continue
+            key = f"[{section}] {f.name}" if section else f.name
+            rows.append((key, _default(f), text))
+    return rows
+
+
+def _default(f: Field[Any]) -> str:
+    if f.default is MISSING:
+        return "(required)"
+    if f.default is None:
+        return "(inferred)" if f.name in ("freq", "season") else "none"
+    return repr(f.default).replace("'", '"')

@@ -8,6 +8,8 @@ the MASE scale) are fitted on the training rows only.
 
 from __future__ import annotations
 
+import collections
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from contract.longformat import read_long_csv, split_long_frame
+from contract.longformat import LongSeries, read_long_csv, split_long_frame
+from training.config import RunConfig, SplitConfig
+
+log = logging.getLogger("gatecast.data")
 
 
 def data_dir() -> Path:
@@ -143,21 +148,177 @@ def load_m4_hourly(root: Path | None = None) -> Dataset:
     return Dataset("m4_hourly", "y", "h", 24, series, "M4 Hourly, 414 series, official test horizon 48")
 
 
-def load_long(path: str | Path, test_size: float = 0.2, val_size: float = 0.1) -> Dataset:
-    """User data in the long format `unique_id, ds, y` (CSV or Parquet), split chronologically per series."""
+def load_long(
+    path: str | Path,
+    freq: str | None = None,
+    season: int | None = None,
+    split: SplitConfig | None = None,
+    gaps: str = "interpolate",
+) -> Dataset:
+    """User data in the long format `unique_id, ds, y` (CSV or Parquet).
+
+    The frequency is inferred from the timestamps unless given (business days are recognised), the season from
+    the frequency unless given; missing timestamps are handled by `gaps`; each series is split by `split`.
+    """
     path = Path(path)
     frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else read_long_csv(path.read_bytes())
-    parsed = split_long_frame(frame)
-    freqs = {s.freq for s in parsed}
-    only = freqs.pop() if len(freqs) == 1 else None
-    freq = only or "h"
-    series = []
+    parsed = split_long_frame(frame, freq=freq, allow_gaps=True)
+    freq = freq or _common_freq(parsed)
+    split = split or SplitConfig()
+    # Weekends absent from every series are the data's calendar (a plant, a market), not gaps to invent.
+    weekdays = _weekday_only(parsed) and any(len(s.timestamps) and _spans_a_weekend(s.timestamps) for s in parsed)
+    series, filled = [], {}
+    points = 0
     for s in parsed:
-        n = len(s.values)
-        test = int(n * test_size)
-        val = int(n * val_size)
-        series.append(Series(s.id, s.values, n - test - val, n - test, n, start=s.timestamps[0]))
-    return Dataset(path.stem, "y", freq, 1, series, f"user data from {path.name}")
+        stamps, values = _cut_end(s.timestamps, s.values, split.end)
+        absent = _missing(s.id, stamps, freq, weekdays) if gaps != "keep" else pd.DatetimeIndex([])
+        points += len(stamps) + len(absent)
+        stamps, values = _fill(s.id, stamps, values, freq, absent, gaps)
+        if len(absent):
+            filled[s.id] = len(absent)
+        train_end, val_end = split_points(s.id, stamps, split)
+        series.append(Series(s.id, values, train_end, val_end, len(values), start=stamps[0]))
+    _report_once(path, freq, weekdays, sum(filled.values()), points)
+    season = season or season_of(freq)
+    info: dict[str, object] = {"gaps": gaps, "filled": filled, "weekdays_only": weekdays}
+    return Dataset(path.stem, "y", freq, season, series, f"user data from {path.name}", info)
+
+
+def season_of(freq: str) -> int:
+    """Steps in the natural cycle of a frequency: a day for sub-daily data, a week for days (5 for business
+    days), a year for weeks, months and quarters; 1 when there is none."""
+    offset = pd.tseries.frequencies.to_offset(freq)
+    name = offset.name
+    if isinstance(offset, pd.offsets.Tick) and offset.nanos < pd.Timedelta(days=1).value:
+        day = pd.Timedelta(days=1).value
+        return day // offset.nanos if day % offset.nanos == 0 else 1
+    if name == "B":
+        return 5 if offset.n == 1 else 1
+    if name == "D":
+        return 7 if offset.n == 1 else 1
+    per_year = {"W": 52, "MS": 12, "ME": 12, "M": 12, "BMS": 12, "BME": 12, "QS": 4, "QE": 4, "Q": 4, "BQS": 4}
+    base = name.split("-")[0]
+    return per_year.get(base, 1) // offset.n if offset.n and per_year.get(base, 1) % offset.n == 0 else 1
+
+
+def _common_freq(parsed: list[LongSeries]) -> str:
+    freqs = collections.Counter(s.freq for s in parsed if s.freq)
+    if not freqs:
+        raise ValueError("the frequency of the data could not be inferred (series shorter than 3 points?): set `freq`")
+    if len(freqs) > 1:
+        raise ValueError(f"the series have different frequencies {dict(freqs)}: set `freq` in the config")
+    return next(iter(freqs))
+
+
+def _cut_end(
+    stamps: pd.DatetimeIndex, values: np.ndarray, end: int | str | None
+) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    if end is None:
+        return stamps, values
+    stop = end if isinstance(end, int) and not isinstance(end, bool) else int(stamps.searchsorted(_stamp(end, stamps)))
+    return stamps[:stop], values[:stop]
+
+
+def _missing(series_id: str, stamps: pd.DatetimeIndex, freq: str, weekdays: bool) -> pd.DatetimeIndex:
+    """Timestamps of the data's calendar (the frequency's, on weekdays only when `weekdays`) between the series'
+    first and last point that it lacks."""
+    if len(stamps) < 2:
+        return pd.DatetimeIndex([], tz=stamps.tz)
+    calendar = pd.date_range(stamps[0], stamps[-1], freq=freq)
+    if weekdays:
+        calendar = calendar[calendar.dayofweek < 5]
+    off_grid = stamps.difference(calendar)
+    if len(off_grid):
+        raise ValueError(
+            f"series {series_id!r}: timestamp {off_grid[0]} is not on the {freq!r} calendar starting at {stamps[0]}; "
+            'set `freq` to the data\'s, or `gaps = "keep"` to use the points as they are'
+        )
+    return calendar.difference(stamps)
+
+
+def _fill(
+    series_id: str, stamps: pd.DatetimeIndex, values: np.ndarray, freq: str, absent: pd.DatetimeIndex, gaps: str
+) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    """The series with its missing timestamps interpolated (linearly), or refused."""
+    if not len(absent):
+        return stamps, values
+    if gaps == "refuse":
+        raise ValueError(
+            f"series {series_id!r}: {len(absent)} timestamps missing at frequency {freq!r} (first: {absent[0]}); "
+            'fill them, or set `gaps = "interpolate"` or `"keep"`'
+        )
+    calendar = stamps.union(absent)
+    filled = pd.Series(values, index=stamps).reindex(calendar).interpolate(method="linear", limit_direction="both")
+    return calendar, filled.to_numpy(dtype=np.float64)
+
+
+_REPORTED: set[tuple[str, int]] = set()  # (file, filled): each data file's gaps are reported once per process
+
+
+def _report_once(path: Path, freq: str, weekdays: bool, filled: int, points: int) -> None:
+    if (str(path), filled) in _REPORTED:
+        return
+    _REPORTED.add((str(path), filled))
+    if weekdays:
+        log.info("%s: no series has a weekend point: the calendar is weekdays, weekends are not filled", path.name)
+    if filled:
+        share = filled / points
+        log.log(
+            logging.WARNING if share > 0.1 else logging.INFO,
+            "%s: %d of %d timestamps (%.1f%%) were missing at frequency %r and were interpolated%s",
+            path.name,
+            filled,
+            points,
+            100 * share,
+            freq,
+            '; if they are the data\'s calendar, set gaps = "keep"' if share > 0.1 else "",
+        )
+
+
+def _spans_a_weekend(stamps: pd.DatetimeIndex) -> bool:
+    return bool(stamps[-1] - stamps[0] >= pd.Timedelta(days=7))
+
+
+def _weekday_only(parsed: list[LongSeries]) -> bool:
+    """Every series has points on weekdays only (a calendar without weekends, not scattered gaps)."""
+    return all(bool((s.timestamps.dayofweek < 5).all()) for s in parsed)
+
+
+def split_points(series_id: str, stamps: pd.DatetimeIndex, split: SplitConfig) -> tuple[int, int]:
+    """(train_end, val_end) for one series: where validation and test begin."""
+    n = len(stamps)
+    test_start = _boundary(split.test, stamps, n, n)
+    val_start = _boundary(split.val, stamps, n, test_start)
+    if not 0 < val_start < test_start < n:
+        raise ValueError(
+            f"series {series_id!r} ({n} points, {stamps[0]} to {stamps[-1]}): the split gives train {val_start}, "
+            f"validation {test_start - val_start} and test {n - test_start} points; each needs at least one. "
+            "Adjust [split] val and test"
+        )
+    return val_start, test_start
+
+
+def _boundary(value: float | int | str, stamps: pd.DatetimeIndex, n: int, before: int) -> int:
+    """Index where a split begins: a fraction of the series, a count of points before `before`, or a timestamp."""
+    if isinstance(value, bool):
+        raise ValueError(f"[split] {value!r} is not a fraction, a count or a timestamp")
+    if isinstance(value, float):
+        if not 0 < value < 1:
+            raise ValueError(f"[split] fraction {value} must be between 0 and 1")
+        return before - int(round(n * value, 9))  # 720 * 0.7 is 503.99999999999994, and means 504
+    if isinstance(value, int):
+        return before - value
+    return int(stamps.searchsorted(_stamp(value, stamps)))
+
+
+def _stamp(value: object, stamps: pd.DatetimeIndex) -> pd.Timestamp:
+    try:
+        stamp = pd.Timestamp(str(value))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"[split] {value!r} is not a timestamp: {exc}") from None
+    if stamps.tz is not None and stamp.tzinfo is None:
+        stamp = stamp.tz_localize(stamps.tz)
+    return stamp
 
 
 LOADERS = {
@@ -176,3 +337,19 @@ def load(name: str, root: Path | None = None) -> Dataset:
     if Path(name).suffix in (".csv", ".parquet", ".pq"):
         return load_long(name)
     raise ValueError(f"dataset {name!r} is unknown; use one of {sorted(LOADERS)} or a .csv/.parquet path")
+
+
+def load_for(config: RunConfig) -> Dataset:
+    """The data set of a run: a named one with its standard split, or a file with the run's freq, season,
+    split and gap policy. `freq` and `season` override a named data set's own."""
+    if config.dataset in LOADERS:
+        if config.split is not None:
+            where = config.source or config.name
+            raise ValueError(f"{where}: {config.dataset} has its standard split; [split] applies to data files")
+        dataset = LOADERS[config.dataset](None)
+        dataset.freq = config.freq or dataset.freq
+        dataset.season = config.season or dataset.season
+        return dataset
+    if Path(config.dataset).suffix not in (".csv", ".parquet", ".pq"):
+        return load(config.dataset)  # raises, naming the data sets there are
+    return load_long(config.dataset, config.freq, config.season, config.split, config.gaps)

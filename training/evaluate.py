@@ -77,12 +77,19 @@ def baseline_forecasts(config: RunConfig, dataset: Dataset, test: SplitForecasts
         "naive": baselines.naive(test.inputs, horizon),
         "seasonal_naive": baselines.seasonal_naive(test.inputs, horizon, season),
     }
-    if config.evaluate.stat_model:
-        if dataset.name == "m4_hourly":  # the M4 protocol: statistical methods see the whole in-sample part
-            histories = [dataset.series[i].values[:o] for i, o in zip(test.series_index, test.origins, strict=True)]
-        else:  # the same look-back window as the network
-            histories = list(test.inputs)
-        out[config.evaluate.stat_model] = baselines.statistical(histories, horizon, season, config.evaluate.stat_model)
+    stat = config.evaluate.stat_model
+    if stat:
+        # Fitted once per series on its history before the test split, applied at each origin to the whole
+        # history up to it (for M4, one origin per series: the official protocol).
+        forecasts = np.empty((len(test.inputs), horizon))
+        for i, series in enumerate(dataset.series):
+            rows = np.flatnonzero(test.series_index == i)
+            if len(rows):
+                fitted = baselines.statistical_on_history(
+                    series.values, series.val_end, test.origins[rows], horizon, season, stat
+                )
+                forecasts[rows] = fitted
+        out[stat] = forecasts
     return out
 
 

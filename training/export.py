@@ -24,6 +24,7 @@ import torch
 from contract import signature
 from contract.card import Conformal, ModelCard
 from contract.windows import PROBE_BATCH_SIZES, probe_lengths
+from training.artifacts import CONFIG_KEY
 from training.model import Forecaster
 
 
@@ -146,7 +147,9 @@ def build_card(
     metrics: dict[str, Any],
     seed: int,
     spec: ExportSpec = ExportSpec(),
+    config: str | None = None,
 ) -> ModelCard:
+    """The card of an export; `config` names the run's config file (training.artifacts reads it back)."""
     cfg = model.config
     return ModelCard(
         name=name,
@@ -169,5 +172,5 @@ def build_card(
             "onnxruntime": ort.__version__,
         },
         sha256=weights_sha256(model),
-        extra={"training.model_config": json.dumps(cfg.to_dict())},
+        extra={"training.model_config": json.dumps(cfg.to_dict()), **({CONFIG_KEY: config} if config else {})},
     )

@@ -12,20 +12,24 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from training.fields import doc
+
 CELLS = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
 
 
 @dataclass
 class ForecasterConfig:
-    cell: str = "lstm"  # lstm | gru | rnn
-    hidden_size: int = 64
-    num_layers: int = 2
-    dropout: float = 0.1
-    input_window: int = 168  # length seen in training
-    min_window: int = 48  # shortest window the model accepts at serving time
-    horizon: int = 24
-    interval_lag: int = 1  # the interval scale is the mean |y_t - y_{t-lag}| of the window; use the season
-    seasonal_skip: int = 0  # > 0: the head predicts a correction to the last `seasonal_skip` values, repeated
+    cell: str = doc("lstm", "recurrent cell: lstm, gru or rnn")
+    hidden_size: int = doc(64, "units per recurrent layer")
+    num_layers: int = doc(2, "stacked recurrent layers")
+    dropout: float = doc(0.1, "dropout between recurrent layers (with 2 or more)")
+    input_window: int = doc(168, "steps the model reads in training; longer series are cut to their last window")
+    min_window: int = doc(48, "shortest series the served model accepts")
+    horizon: int = doc(24, "steps forecast")
+    interval_lag: int = doc(
+        1, "the interval scale is the mean |y[t] - y[t-lag]| of the window: use the season for seasonal data"
+    )
+    seasonal_skip: int = doc(0, "> 0: the head predicts a correction to the last `seasonal_skip` values, repeated")
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:

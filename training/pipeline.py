@@ -1,4 +1,8 @@
-"""train -> evaluate -> export for one config; the `gatecast train|evaluate|export` commands call these."""
+"""train -> evaluate -> export for one config; the `gatecast train|evaluate|export` commands call these.
+
+Each step first claims the run's name (training.artifacts): nothing another run produced is overwritten
+without --force. Export also checks that the evaluation it embeds was computed for the checkpoint it exports.
+"""
 
 from __future__ import annotations
 
@@ -10,44 +14,39 @@ from typing import Any
 import numpy as np
 
 from contract.card import Conformal
-from training import data
+from training import artifacts, data
 from training.config import RunConfig
 from training.evaluate import evaluate, write_report
-from training.export import ExportSpec, attach_metadata, build_card, export_onnx, validate
+from training.export import ExportSpec, attach_metadata, build_card, export_onnx, validate, weights_sha256
 from training.train import load_checkpoint, save_checkpoint, split_windows, train
 
 log = logging.getLogger("gatecast.pipeline")
 
 
-def _paths(config: RunConfig, root: Path) -> dict[str, Path]:
-    return {
-        "checkpoint": root / "runs" / config.name / "checkpoint.pt",
-        "evaluation": root / "runs" / config.name / "evaluation.json",
-        "report": root / "reports" / config.name,
-        "model": root / "models" / config.name / config.version / "model.onnx",
-    }
-
-
-def run_train(config: RunConfig, root: Path = Path("."), progress: bool = True) -> Path:
-    dataset = data.load(config.dataset)
+def run_train(config: RunConfig, root: Path = Path("."), progress: bool = True, force: bool = False) -> Path:
+    p = artifacts.claim(config, root, force)
+    dataset = data.load_for(config)
     result = train(config, dataset, progress=progress)
-    path = _paths(config, root)["checkpoint"]
-    save_checkpoint(result, config, path)
+    save_checkpoint(result, config, p.checkpoint)
+    artifacts.record(config, root)
+    p.evaluation.unlink(missing_ok=True)  # an evaluation of the previous checkpoint no longer applies
     log.info(
         "%s: best epoch %d, val loss %.4f, %.0fs -> %s",
         config.name,
         result.best_epoch,
         result.best_val_loss,
         result.seconds,
-        path,
+        p.checkpoint,
     )
-    return path
+    return p.checkpoint
 
 
-def run_evaluate(config: RunConfig, root: Path = Path(".")) -> dict[str, Any]:
-    paths = _paths(config, root)
-    model, ckpt = load_checkpoint(paths["checkpoint"], config.model)
-    dataset = data.load(config.dataset)
+def run_evaluate(config: RunConfig, root: Path = Path("."), force: bool = False) -> dict[str, Any]:
+    p = artifacts.claim(config, root, force)
+    if not p.checkpoint.exists():
+        raise FileNotFoundError(f"{p.checkpoint} does not exist: run `gatecast train {config.source}` first")
+    model, ckpt = load_checkpoint(p.checkpoint, config.model)
+    dataset = data.load_for(config)
     result, cal, test = evaluate(model, config, dataset)
     history = ckpt["history"]
     train_info = {
@@ -57,18 +56,31 @@ def run_evaluate(config: RunConfig, root: Path = Path(".")) -> dict[str, Any]:
         "seconds": ckpt["seconds"],
         "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])),
     }
-    write_report(config, dataset, result, test, cal, train_info, paths["report"])
-    paths["evaluation"].write_text(json.dumps({"evaluation": result, "conformal": cal.__dict__}))
-    log.info("%s: report -> %s", config.name, paths["report"] / "report.md")
+    write_report(config, dataset, result, test, cal, train_info, p.report)
+    evaluation = {"checkpoint_sha256": weights_sha256(model), "evaluation": result, "conformal": cal.__dict__}
+    p.evaluation.write_text(json.dumps(evaluation))
+    artifacts.record(config, root)
+    log.info("%s: report -> %s", config.name, p.report / "report.md")
     return result
 
 
-def run_export(config: RunConfig, root: Path = Path("."), spec: ExportSpec | None = None) -> Path:
+def run_export(config: RunConfig, root: Path = Path("."), spec: ExportSpec | None = None, force: bool = False) -> Path:
     spec = spec or ExportSpec()
-    paths = _paths(config, root)
-    model, _ = load_checkpoint(paths["checkpoint"], config.model)
-    saved = json.loads(paths["evaluation"].read_text())
-    dataset = data.load(config.dataset)
+    p = artifacts.claim(config, root, force)
+    if not p.checkpoint.exists():
+        raise FileNotFoundError(f"{p.checkpoint} does not exist: run `gatecast train {config.source}` first")
+    model, _ = load_checkpoint(p.checkpoint, config.model)
+    if not p.evaluation.exists():
+        raise FileNotFoundError(f"{p.evaluation} does not exist: run `gatecast evaluate {config.source}` first")
+    saved = json.loads(p.evaluation.read_text())
+    checkpoint = weights_sha256(model)
+    if saved.get("checkpoint_sha256") != checkpoint:
+        raise artifacts.StaleEvaluation(
+            f"{p.evaluation} was computed for another checkpoint than {p.checkpoint} "
+            f"({str(saved.get('checkpoint_sha256'))[:12]} vs {checkpoint[:12]}): run `gatecast evaluate "
+            f"{config.source}` again, then export"
+        )
+    dataset = data.load_for(config)
     real, _ = split_windows(dataset, "test", 2 * model.config.input_window, 1, stride=7)
     if len(real) == 0:
         real, _ = split_windows(dataset, "test", model.config.input_window, 1, stride=7)
@@ -76,8 +88,8 @@ def run_export(config: RunConfig, root: Path = Path("."), spec: ExportSpec | Non
         model,
         name=config.name,
         version=config.version,
-        freq=config.freq or dataset.freq,
-        season=config.season or dataset.season,
+        freq=dataset.freq,
+        season=dataset.season,
         target=dataset.target,
         dataset={
             "name": dataset.name,
@@ -89,21 +101,25 @@ def run_export(config: RunConfig, root: Path = Path("."), spec: ExportSpec | Non
         metrics=saved["evaluation"],
         seed=config.seed,
         spec=spec,
+        config=artifacts.config_id(config, root),
     )
-    path = paths["model"]
-    export_onnx(model, path, spec)
-    attach_metadata(path, card)
-    checks = validate(model, path, real, spec)
+    export_onnx(model, p.model, spec)
+    attach_metadata(p.model, card)
+    checks = validate(model, p.model, real, spec)
     log.info(
-        "%s: exported %s (%.0f KB), %d parity checks passed", config.name, path, path.stat().st_size / 1024, checks
+        "%s: exported %s (%.0f KB), %d parity checks passed",
+        config.name,
+        p.model,
+        p.model.stat().st_size / 1024,
+        checks,
     )
-    return path
+    return p.model
 
 
-def run_all(config: RunConfig, root: Path = Path("."), progress: bool = True) -> Path:
-    run_train(config, root, progress)
-    run_evaluate(config, root)
-    return run_export(config, root)
+def run_all(config: RunConfig, root: Path = Path("."), progress: bool = True, force: bool = False) -> Path:
+    run_train(config, root, progress, force)
+    run_evaluate(config, root, force)
+    return run_export(config, root, force=force)
 
 
 def build_artifact(config: RunConfig, dataset: data.Dataset, path: Path, progress: bool = False) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from training.config import RunConfig
 from training.data import Dataset, windows
@@ -95,35 +96,43 @@ def train(config: RunConfig, dataset: Dataset, progress: bool = True) -> TrainRe
     best = TrainResult(model=model, best_epoch=-1, best_val_loss=float("inf"))
     best_state: dict[str, torch.Tensor] = {}
     started = time.perf_counter()
-    bar = tqdm(range(1, tc.epochs + 1), disable=not progress, desc=config.name, unit="epoch")
-    for epoch in bar:
-        epoch_start = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(xt), generator=generator)
-        running = 0.0
-        for b in range(batches):
-            idx = order[b * tc.batch_size : (b + 1) * tc.batch_size]
-            loss = normalized_l1(model, xt[idx].to(dev), yt[idx].to(dev))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            optimizer.step()
-            running += float(loss.detach())
-        train_loss = running / batches
-        val_loss = evaluate_loss(model, x_val, y_val, tc.batch_size, dev)
-        seconds = time.perf_counter() - epoch_start
-        best.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "seconds": seconds})
-        bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", s_per_epoch=f"{seconds:.1f}")
-        log.info("%s epoch %d: train %.4f val %.4f (%.1fs)", config.name, epoch, train_loss, val_loss, seconds)
-        if val_loss < best.best_val_loss:
-            best.best_val_loss, best.best_epoch = val_loss, epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        elif epoch - best.best_epoch >= tc.patience:
-            log.info("%s: early stop at epoch %d (best %d)", config.name, epoch, best.best_epoch)
-            break
+    with logging_redirect_tqdm():  # log lines print above the progress bar, not through it
+        bar = tqdm(range(1, tc.epochs + 1), disable=not progress, desc=config.name, unit="epoch")
+        for epoch in bar:
+            epoch_start = time.perf_counter()
+            model.train()
+            order = torch.randperm(len(xt), generator=generator)
+            running = 0.0
+            for b in range(batches):
+                idx = order[b * tc.batch_size : (b + 1) * tc.batch_size]
+                loss = normalized_l1(model, xt[idx].to(dev), yt[idx].to(dev))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+                optimizer.step()
+                running += float(loss.detach())
+            train_loss = running / batches
+            val_loss = evaluate_loss(model, x_val, y_val, tc.batch_size, dev)
+            seconds = time.perf_counter() - epoch_start
+            best.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "seconds": seconds})
+            bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", s_per_epoch=f"{seconds:.1f}")
+            log.info("%s epoch %d: train %.4f val %.4f (%.1fs)", config.name, epoch, train_loss, val_loss, seconds)
+            if val_loss < best.best_val_loss:
+                best.best_val_loss, best.best_epoch = val_loss, epoch
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            elif epoch - best.best_epoch >= tc.patience:
+                log.info("%s: early stop at epoch %d (best %d)", config.name, epoch, best.best_epoch)
+                break
     model.load_state_dict(best_state)
     model.eval()
     best.seconds = time.perf_counter() - started
+    if best.best_epoch == len(best.history):
+        log.warning(
+            "%s: the best epoch is the last of %d: training stopped while the validation loss was still "
+            "improving; raise [train] epochs",
+            config.name,
+            len(best.history),
+        )
     return best
 
 
