@@ -17,6 +17,7 @@ from app.settings import Settings
 OPEN_PATHS = frozenset(
     {"/v2/health/live", "/v2/health/ready", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}
 )
+DOCS_ASSETS = "/docs-assets"  # Swagger UI's and ReDoc's files, served from the package (open, like the docs)
 CONTROL_SUFFIXES = ("/load", "/unload")
 UNAUTHORIZED = "missing or invalid API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
 
@@ -56,7 +57,11 @@ def check(method: str, path: str, headers: dict[str, str], settings: Settings) -
         return
     if not settings.api_keys and not settings.admin_keys:
         return
-    if path in OPEN_PATHS or (path == "/metrics" and not settings.metrics_need_key):
+    if (
+        path in OPEN_PATHS
+        or path.startswith(DOCS_ASSETS + "/")
+        or (path == "/metrics" and not settings.metrics_need_key)
+    ):
         return
     if not _matches(presented_key(headers), settings.api_keys + settings.admin_keys):
         raise Unauthorized(UNAUTHORIZED)

@@ -24,6 +24,7 @@ import numpy as np
 
 from app import metrics
 from app.errors import InferenceFailed, Overloaded
+from app.stats import ModelStats
 
 log = logging.getLogger("gatecast.batcher")
 RunFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -46,8 +47,10 @@ class Batcher:
         max_batch_series: int,
         max_queue_delay_us: int,
         max_queue_series: int,
+        stats: ModelStats | None = None,
     ) -> None:
         self._run = run
+        self.stats = stats or ModelStats()
         self._executor = executor
         self._labels = {"model": model, "version": version}
         self.max_batch_series = max_batch_series
@@ -133,13 +136,14 @@ class Batcher:
         started = time.perf_counter()
         for item in batch:
             metrics.QUEUE_WAIT.labels(**self._labels).observe(started - item.enqueued)
+            self.stats.queue.add(started - item.enqueued)
         await self._execute(batch)
 
     async def _execute(self, batch: list[_Pending]) -> None:
         windows = [w for item in batch for w in item.windows]
         loop = asyncio.get_running_loop()
         try:
-            forecasts, scales = await loop.run_in_executor(self._executor, self._run_grouped, windows)
+            forecasts, scales, runs = await loop.run_in_executor(self._executor, self._run_grouped, windows)
         except Exception as exc:
             if len(batch) == 1:
                 self._fail(batch[0], exc)
@@ -154,6 +158,8 @@ class Batcher:
                 item.future.set_result((forecasts[offset : offset + n], scales[offset : offset + n]))
             offset += n
         metrics.SERIES_FORECAST.labels(**self._labels).inc(len(windows))
+        for size, seconds in runs:  # recorded here, on the event loop, not in the run's thread
+            self.stats.run(size, seconds)
 
     def _fail(self, item: _Pending, exc: Exception) -> None:
         log.error("onnxruntime failed on a request to %s@%s: %s", self._labels["model"], self._labels["version"], exc)
@@ -165,8 +171,12 @@ class Batcher:
                 )
             )
 
-    def _run_grouped(self, windows: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """One run per distinct window length, in chunks of max_batch_series; results in input order."""
+    def _run_grouped(
+        self, windows: list[np.ndarray]
+    ) -> tuple[list[np.ndarray], list[np.ndarray], list[tuple[int, float]]]:
+        """One run per distinct window length, in chunks of max_batch_series; results in input order, and each
+        run's (batch size, seconds)."""
+        runs: list[tuple[int, float]] = []
         forecasts: list[np.ndarray] = [np.empty(0, np.float32)] * len(windows)
         scales: list[np.ndarray] = [np.empty(0, np.float32)] * len(windows)
         by_length: dict[int, list[int]] = {}
@@ -178,9 +188,11 @@ class Batcher:
                 x = np.stack([windows[i] for i in chunk])
                 t0 = time.perf_counter()
                 f, s = self._run(x)
-                metrics.INFERENCE_DURATION.labels(**self._labels).observe(time.perf_counter() - t0)
+                seconds = time.perf_counter() - t0
+                runs.append((len(chunk), seconds))
+                metrics.INFERENCE_DURATION.labels(**self._labels).observe(seconds)
                 metrics.BATCH_SIZE.labels(**self._labels).observe(len(chunk))
                 for row, i in enumerate(chunk):
                     forecasts[i] = f[row]
                     scales[i] = s[row]
-        return forecasts, scales
+        return forecasts, scales, runs

@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 from prometheus_client import multiprocess
 
 from app import __version__, metrics, problems
 from app.admission import MemoryBudget, derive_budget
+from app.auth import DOCS_ASSETS
 from app.middleware import ServingMiddleware
 from app.registry import ModelRepository
 from app.routes import forecast, models, v2
@@ -95,7 +97,16 @@ def _reload_on_sighup(repository: ModelRepository) -> bool:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    app = FastAPI(title="gatecast", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # /docs and /redoc with their JavaScript and CSS served from the installed package (pinned), not a CDN:
+    # they work on a machine with no internet. No online validator either (it would call out).
+    app = FastAPIOffline(
+        title="gatecast",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},
+    )
     app.state.settings = settings
     app.state.started = False
     app.add_middleware(ServingMiddleware, settings=settings)
@@ -121,8 +132,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
-async def metrics_endpoint() -> Response:
-    body, content_type = metrics.render()
+async def metrics_endpoint(request: Request) -> Response:
+    body, content_type = metrics.render(request.headers.get("accept", ""))
     return Response(body, media_type=content_type)
 
 

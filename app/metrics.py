@@ -18,6 +18,9 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.openmetrics import exposition as openmetrics
+
+from app.settings import get_settings
 
 _LIVE_GAUGE_FILE = re.compile(r"^gauge_live\w*_(\d+)\.db$")
 
@@ -44,7 +47,16 @@ LATENCY_BUCKETS = (
     5.0,
     10.0,
 )
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+
+def batch_buckets(largest: int) -> tuple[int, ...]:
+    """Powers of two up to the largest batch the server runs, and that batch itself."""
+    powers = [2**i for i in range(0, max(1, largest).bit_length()) if 2**i < largest]
+    return (*powers, largest)
+
+
+# The histogram is made once per process, when this module is imported: with the settings of that process.
+BATCH_BUCKETS = batch_buckets(get_settings().max_batch_series)
 
 HTTP_DURATION = Histogram(
     "gatecast_http_request_duration_seconds",
@@ -115,14 +127,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def render() -> tuple[bytes, str]:
-    """The exposition text for /metrics, merged across worker processes when there are several."""
+def render(accept: str = "") -> tuple[bytes, str]:
+    """The exposition for /metrics, merged across worker processes when there are several: OpenMetrics when
+    the scraper asks for it (Prometheus does, by its Accept header), else the classic text format."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
         forget_dead_workers(directory)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    from prometheus_client import REGISTRY
-
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    else:
+        from prometheus_client import REGISTRY as registry
+    if "application/openmetrics-text" in accept:
+        return openmetrics.generate_latest(registry), openmetrics.CONTENT_TYPE_LATEST  # type: ignore[no-untyped-call]
+    return generate_latest(registry), CONTENT_TYPE_LATEST

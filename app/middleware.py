@@ -37,6 +37,7 @@ class ServingMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
+        self._templates: dict[object, str] | None = None  # endpoint -> path template, built on first use
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,7 +52,9 @@ class ServingMiddleware:
                 status.sent = True
             await send(message)
 
-        metrics.IN_FLIGHT.inc()
+        counted = scope["path"] != "/metrics"  # a scrape does not count itself in flight
+        if counted:
+            metrics.IN_FLIGHT.inc()
         budget: admission.MemoryBudget | None = getattr(scope["app"].state, "memory_budget", None)
         ticket = budget.ticket() if budget is not None else None
         token = admission.current_ticket.set(ticket)
@@ -83,12 +86,28 @@ class ServingMiddleware:
             admission.current_ticket.reset(token)
             if ticket is not None:
                 ticket.release()
-            metrics.IN_FLIGHT.dec()
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            if counted:
+                metrics.IN_FLIGHT.dec()
             metrics.HTTP_DURATION.labels(
-                route=template, method=scope["method"], status_class=f"{status.code // 100}xx"
+                route=self._template(scope), method=scope["method"], status_class=f"{status.code // 100}xx"
             ).observe(time.perf_counter() - started)
+
+    def _template(self, scope: Scope) -> str:
+        """The matched route's path template; "unmatched" only for paths no route took. FastAPI's own routes set
+        scope["route"]; plain Starlette routes and mounts (/openapi.json, the docs' assets) only their endpoint."""
+        route = scope.get("route")
+        if route is not None:
+            return str(route.path)
+        endpoint = scope.get("endpoint")
+        if endpoint is None:
+            return "unmatched"
+        if self._templates is None:
+            self._templates = {}
+            for r in scope["app"].router.routes:
+                key, path = getattr(r, "endpoint", None) or getattr(r, "app", None), getattr(r, "path", None)
+                if key is not None and isinstance(path, str):
+                    self._templates[key] = path
+        return self._templates.get(endpoint, "unmatched")
 
     async def _answer(self, scope: Scope, send: Send, status: _Status, exc: BaseException) -> None:
         if status.sent:

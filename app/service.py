@@ -14,6 +14,7 @@ What happens in between is written here once, so a route added later inherits al
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +26,7 @@ from app import admission
 from app.batcher import Batcher
 from app.errors import InvalidInput, PayloadTooLarge
 from app.runtime import Runtime
+from app.stats import ModelStats
 from app.timeaxis import future_index
 from contract.card import ModelCard
 from contract.windows import MAX_ABS_VALUE, last_window
@@ -94,11 +96,22 @@ class ModelService:
     def card(self) -> ModelCard:
         return self.runtime.card
 
+    @property
+    def stats(self) -> ModelStats:
+        return self.batcher.stats
+
     async def forecast(self, job: ForecastJob) -> ForecastResult:
         plan = self.check(job)
         self._admit(len(plan.windows), plan.horizon, len(plan.levels), any(f is not None for f in plan.future))
-        forecasts, scales = await self.batcher.submit(plan.windows)
-        return self._finish(job, plan, forecasts, scales)
+        started = time.perf_counter()
+        try:
+            forecasts, scales = await self.batcher.submit(plan.windows)
+            result = self._finish(job, plan, forecasts, scales)
+        except Exception:
+            self.stats.fail.add(time.perf_counter() - started)
+            raise
+        self.stats.success.add(time.perf_counter() - started)
+        return result
 
     def check(self, job: ForecastJob) -> Plan:
         """Everything a request must satisfy before it may reach the model; raises InvalidInput (422) or

@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 
 from app.errors import InvalidInput
+from contract.longformat import infer_freq
 
 RANGE = "timestamps must lie between 1677-09-22 and 2262-04-11 (pandas' range)"
 # What pandas raises for time it cannot hold; ValueError covers OutOfBoundsDatetime and OutOfBoundsTimedelta.
@@ -41,8 +43,8 @@ def future_index(
         if timestamps is not None:
             stamps = _stamps(series_id, timestamps, n_values)
             if offset is None:
-                inferred = pd.infer_freq(stamps) if len(stamps) >= 3 else None
-                offset = positive_offset(series_id, inferred or model_freq)
+                offset = positive_offset(series_id, infer_freq(stamps) or model_freq)
+            _check_steps(series_id, stamps, offset)
             last = stamps[-1]
         else:
             assert start is not None
@@ -75,6 +77,19 @@ def _stamps(series_id: str, timestamps: Sequence[datetime] | pd.DatetimeIndex, n
     if stamps.has_duplicates or not stamps.is_monotonic_increasing:
         raise InvalidInput(f"series {series_id!r}: timestamps must be strictly ascending, without repeats")
     return stamps
+
+
+def _check_steps(series_id: str, stamps: pd.DatetimeIndex, offset: pd.DateOffset) -> None:
+    """The values must be consecutive at the series' frequency: a skipped step would shift every later value
+    against the time the model assumes (the CSV route refuses gaps the same way)."""
+    expected = pd.date_range(stamps[0], periods=len(stamps), freq=offset)
+    if expected.equals(stamps):
+        return
+    at = int(np.flatnonzero(expected != stamps)[0])
+    raise InvalidInput(
+        f"series {series_id!r}: timestamp {at} is {stamps[at]}, but one step of {offset.freqstr!r} after the "
+        f"previous is {expected[at]}: send consecutive values (fill or drop the gap), or set `freq`"
+    )
 
 
 def positive_offset(series_id: str, freq: str) -> pd.DateOffset:

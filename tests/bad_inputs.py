@@ -264,6 +264,14 @@ CASES += [
         422,
         "one time zone",
     ),
+    Case(
+        "timestamps-skip-a-step",
+        "time",
+        "timestamps that skip an hour",
+        one(timestamps=stamps("2024-01-01T00:00:00", 169)[:100] + stamps("2024-01-01T00:00:00", 169)[101:]),
+        422,
+        "send consecutive values",
+    ),
     Case("freq-zero", "time", "freq 0h", one(start="2024-01-01T00:00:00", freq="0h"), 422, "does not step forward"),
     Case(
         "freq-negative", "time", "freq -1h", one(start="2024-01-01T00:00:00", freq="-1h"), 422, "does not step forward"
@@ -617,7 +625,7 @@ CASES += [
         404,
         "no route GET",
         JSON,
-        "/v2/models/etth1-lstm/stats",
+        "/v2/models/etth1-lstm/trace/setting",
         "GET",
     ),
     Case(

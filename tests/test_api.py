@@ -375,3 +375,52 @@ def test_csv_answers_escape_ids_a_spreadsheet_would_run_as_formulas(client: Test
     answered = list(dict.fromkeys(out["unique_id"]))
     assert answered == ["007", "7", "NA", "null", "'=1+1", "'+SUM(A1)", "'-2+3", "'@cmd", "'\tx", " plain"]
     assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in out["unique_id"])
+
+
+def test_csv_levels_may_be_repeated_or_comma_separated(client: TestClient) -> None:
+    body = long_csv(["a"])
+    for query in ("level=80&level=95", "level=80,95"):
+        r = client.post(f"/forecast?h=2&{query}", content=body, headers={"content-type": "text/csv"})
+        assert r.status_code == 200, r.text
+        assert r.json()["level"] == [80.0, 95.0]
+
+
+def metric_lines(text: str, name: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith(name)]
+
+
+def test_every_route_is_labelled_by_its_template_and_unknown_paths_count_as_errors(client: TestClient) -> None:
+    client.get("/openapi.json")
+    client.get("/docs")
+    client.get("/docs-assets/swagger-ui.css")
+    client.get("/no-such-route")
+    text = client.get("/metrics").text
+    counted = " ".join(metric_lines(text, "gatecast_http_request_duration_seconds_count"))
+    for route in ("/openapi.json", "/docs", "/docs-assets"):
+        assert f'route="{route}"' in counted, route
+    assert 'route="unmatched",status_class="4xx"' in counted
+    assert metric_lines(text, 'gatecast_errors_total{reason="not_found"}')
+
+
+def test_a_scrape_does_not_count_itself_in_flight(client: TestClient) -> None:
+    assert metric_lines(client.get("/metrics").text, "gatecast_requests_in_flight ") == [
+        "gatecast_requests_in_flight 0.0"
+    ]
+
+
+def test_openmetrics_is_served_to_scrapers_that_ask_for_it(client: TestClient) -> None:
+    r = client.get("/metrics", headers={"accept": "application/openmetrics-text; version=1.0.0,text/plain;q=0.5"})
+    assert r.headers["content-type"].startswith("application/openmetrics-text")
+    assert r.text.rstrip().endswith("# EOF")
+    plain = client.get("/metrics")
+    assert plain.headers["content-type"].startswith("text/plain") and "# EOF" not in plain.text
+
+
+def test_batch_size_buckets_follow_the_configured_maximum() -> None:
+    from app.metrics import BATCH_BUCKETS, batch_buckets
+    from app.settings import get_settings
+
+    assert batch_buckets(get_settings().max_batch_series) == BATCH_BUCKETS
+    assert batch_buckets(64) == (1, 2, 4, 8, 16, 32, 64)
+    assert batch_buckets(100) == (1, 2, 4, 8, 16, 32, 64, 100)
+    assert batch_buckets(1) == (1,)

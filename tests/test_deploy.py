@@ -102,3 +102,16 @@ def test_deployment_is_hardened_and_probes_the_health_routes() -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert container["resources"]["limits"]["cpu"] and container["resources"]["requests"]["memory"]
     assert dep["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+
+
+def test_every_dashboard_query_follows_the_instance_and_model_variables() -> None:
+    dash = json.loads(DASHBOARD.read_text())
+    assert [v["name"] for v in dash["templating"]["list"]] == ["instance", "model"]
+    for expr in dashboard_exprs():
+        for metric in re.findall(r"\b(gatecast_[a-z_]+)", expr):
+            selector = re.search(metric + r"\{([^}]*)\}", expr)
+            assert selector and 'instance=~"$instance"' in selector.group(1), expr
+            if metric.startswith(
+                ("gatecast_inference", "gatecast_queue", "gatecast_batch", "gatecast_series", "gatecast_model")
+            ):
+                assert 'model=~"$model"' in selector.group(1), expr

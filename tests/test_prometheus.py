@@ -72,6 +72,28 @@ def test_prometheus_scrapes_the_request_duration_histogram(tmp_path: Path, repos
                 '(gatecast_http_request_duration_seconds_bucket{route="/forecast"}))',
             )
             assert p99 and float(p99[0]["value"][1]) > 0  # type: ignore[index]
+            # The dashboard's batch-size panel, as Grafana would run it: every batch here held one series.
+            for expr in dashboard_batch_exprs():
+                deadline = time.monotonic() + 30
+                result: list[dict[str, object]] = []
+                while time.monotonic() < deadline and not result:
+                    httpx.post(f"{url}/forecast", json={"series": [{"id": "a", "values": values}]})
+                    result = [r for r in query(prom_url, expr) if r["value"][1] != "NaN"]  # type: ignore[index]
+                    time.sleep(0.5)
+                assert result and float(result[0]["value"][1]) == 1.0, (expr, result)  # type: ignore[index]
         finally:
             prom.terminate()
             prom.wait(timeout=20)
+
+
+def dashboard_batch_exprs() -> list[str]:
+    import json
+
+    dashboard = json.loads(
+        (Path(__file__).resolve().parent.parent / "deploy/grafana/dashboards/gatecast.json").read_text()
+    )
+    panel = next(p for p in dashboard["panels"] if p["title"].startswith("Batch size"))
+    return [
+        t["expr"].replace("$__rate_interval", "1m").replace("$instance", ".*").replace("$model", ".*")
+        for t in panel["targets"]
+    ]

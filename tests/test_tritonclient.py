@@ -94,3 +94,25 @@ def test_a_route_gatecast_does_not_serve_reaches_the_client_as_a_message(
     client, _ = server
     with pytest.raises(InferenceServerException, match="no route GET /v2/cudasharedmemory"):
         client.get_cuda_shared_memory_status()
+
+
+def test_model_config_and_statistics_through_the_client(server: tuple[triton.InferenceServerClient, Path]) -> None:
+    client, _ = server
+    config = client.get_model_config("tiny")
+    assert config["platform"] == "onnxruntime_onnx" and config["max_batch_size"] > 0
+    assert config["output"][0] == {"name": "forecast", "data_type": "TYPE_FP32", "dims": [12]}
+    assert config["parameters"]["gatecast.min_window"] == {"string_value": "30"}
+    before = client.get_inference_statistics("tiny", "1")["model_stats"][0]
+    x = np.cumsum(np.random.default_rng(1).normal(size=(3, 40)), axis=1).astype(np.float32) + 20
+    inp = triton.InferInput("values", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)
+    for _ in range(2):
+        client.infer("tiny", [inp], model_version="1")
+    after = client.get_inference_statistics("tiny", "1")["model_stats"][0]
+    assert int(after["inference_count"]) - int(before["inference_count"]) == 6  # 2 requests x 3 series
+    success = after["inference_stats"]["success"]
+    assert int(success["count"]) - int(before["inference_stats"]["success"]["count"]) == 2
+    assert int(after["execution_count"]) >= int(before["execution_count"]) + 1
+    assert any(int(b["batch_size"]) == 3 for b in after["batch_stats"])
+    every = client.get_inference_statistics()
+    assert {s["name"] for s in every["model_stats"]} == {"tiny"}

@@ -69,7 +69,7 @@ _QUERY = [
         "schema": {"type": "array", "items": {"type": "number"}},
         "style": "form",
         "explode": True,
-        "description": "CSV bodies: interval levels, repeatable",
+        "description": "CSV bodies: interval levels, repeated (level=80&level=95) or comma-separated (level=80,95)",
     },
 ]
 
@@ -127,9 +127,10 @@ def decode_csv(body: bytes, model: str | None, horizon: int | None, level: list[
 
 
 def _csv_options(query: QueryParams) -> tuple[str | None, int | None, list[float]]:
+    """`model`, `h` and `level` (repeated, `level=80&level=95`, or comma-separated, `level=80,95`)."""
     try:
         h = int(query["h"]) if "h" in query else None
-        levels = [float(v) for v in query.getlist("level")]
+        levels = [float(v) for item in query.getlist("level") for v in item.split(",")]
     except ValueError as exc:
         raise InvalidInput(f"query parameters h (an integer) and level (numbers) could not be read: {exc}") from exc
     return query.get("model"), h, levels

@@ -20,6 +20,7 @@ from app.errors import InvalidInput
 from app.registry import version_key
 from app.schemas import ProtocolError, Readiness
 from app.service import ForecastJob, ModelService, SeriesInput
+from app.settings import Settings
 from contract import signature
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -64,6 +65,77 @@ def _metadata(service: ModelService, repository: RepositoryDep) -> dict[str, Any
         "platform": "onnxruntime_onnx",
         "inputs": [tensor(spec) for spec in signature.INPUTS],
         "outputs": [tensor(spec) for spec in signature.OUTPUTS],
+    }
+
+
+# --- statistics and configuration extensions (before /models/{name}, which would take "stats" as a name) -------
+
+
+@router.get("/models/stats")
+async def all_stats(repository: RepositoryDep) -> dict[str, Any]:
+    """Inference statistics of every loaded version, counted in the worker process that answers."""
+    services = [s for name in sorted(repository.models) for s in _versions(repository, name)]
+    return {"model_stats": [s.stats.as_triton(s.name, s.version) for s in services]}
+
+
+@router.get("/models/{name}/stats")
+async def model_stats(name: str, repository: RepositoryDep) -> dict[str, Any]:
+    repository.get(name)  # 404 for an unknown model
+    return {"model_stats": [s.stats.as_triton(s.name, s.version) for s in _versions(repository, name)]}
+
+
+@router.get("/models/{name}/versions/{version}/stats")
+async def model_version_stats(name: str, version: str, repository: RepositoryDep) -> dict[str, Any]:
+    service = repository.get(name, version)
+    return {"model_stats": [service.stats.as_triton(service.name, service.version)]}
+
+
+@router.get("/models/{name}/config")
+async def model_config(name: str, request: Request, repository: RepositoryDep) -> dict[str, Any]:
+    return _config(repository.get(name), request.app.state.settings)
+
+
+@router.get("/models/{name}/versions/{version}/config")
+async def model_version_config(name: str, version: str, request: Request, repository: RepositoryDep) -> dict[str, Any]:
+    return _config(repository.get(name, version), request.app.state.settings)
+
+
+def _versions(repository: RepositoryDep, name: str) -> list[ModelService]:
+    return [repository.models[name][v] for v in sorted(repository.models[name], key=version_key)]
+
+
+def _config(service: ModelService, settings: Settings) -> dict[str, Any]:
+    """The model's configuration as Triton writes it (batch dimension implicit, so `dims` exclude it), with
+    gatecast's window, horizon and frequency as parameters."""
+    card = service.card
+    kind = "KIND_GPU" if service.runtime.provider == "CUDAExecutionProvider" else "KIND_CPU"
+    return {
+        "name": service.name,
+        "platform": "onnxruntime_onnx",
+        "backend": "onnxruntime",
+        "version_policy": {"latest": {"num_versions": 1}},
+        "max_batch_size": settings.max_batch_series,
+        "input": [{"name": signature.INPUT.name, "data_type": "TYPE_FP32", "dims": [-1]}],
+        "output": [
+            {"name": signature.FORECAST.name, "data_type": "TYPE_FP32", "dims": [card.horizon]},
+            {"name": signature.SCALE.name, "data_type": "TYPE_FP32", "dims": [1], "reshape": {"shape": []}},
+        ],
+        "dynamic_batching": {
+            "max_queue_delay_microseconds": settings.max_queue_delay_us,
+            "default_queue_policy": {"max_queue_size": settings.max_queue_series},
+        },
+        "instance_group": [{"name": service.name, "kind": kind, "count": 1}],
+        "parameters": {
+            f"gatecast.{key}": {"string_value": str(value)}
+            for key, value in {
+                "cell": card.cell,
+                "min_window": card.min_window,
+                "trained_window": card.trained_window,
+                "horizon": card.horizon,
+                "freq": card.freq,
+                "season": card.season,
+            }.items()
+        },
     }
 
 
