@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONFIGS := training/configs/etth1-lstm.toml training/configs/etth1-gru.toml training/configs/vix-lstm.toml \
            training/configs/vix-gru.toml training/configs/m4-hourly-gru.toml
 
-.PHONY: serve test lint models bench bench-accuracy bench-claims bench-memory soak reliability clean venv-serve venv-dev
+.PHONY: serve test lint models bench bench-accuracy bench-claims bench-memory soak reliability docs-pages clean venv-serve venv-dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,11 @@ soak: venv-dev
 ## Bad-input table, overload and soak results -> docs/reliability.md
 reliability: venv-dev
 	$(BIN)/python -m bench.reliability
+
+## Screenshots of /docs and /redoc drawn by headless Chromium with no internet -> docs/images/
+docs-pages: venv-dev
+	./scripts/system-deps.sh
+	$(BIN)/python -m bench.docs_pages
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

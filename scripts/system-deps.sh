@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Debian packages the tests and benchmarks use: a real Prometheus (and promtool) and wrk.
+# Debian packages the tests and benchmarks use: a real Prometheus (and promtool), wrk, and Chromium
+# (headless, for the docs pages).
 # Installs what is missing when run as root; otherwise says what to install.
 set -euo pipefail
 missing=()
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v wrk >/dev/null || missing+=(wrk)
+command -v chromium >/dev/null || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   apt-get update -qq
