@@ -10,6 +10,10 @@ import importlib.util
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from training.config import RunConfig
 
 
 def _need_training() -> None:
@@ -17,7 +21,7 @@ def _need_training() -> None:
         sys.exit("gatecast: this command needs the training extra: pip install 'gatecast[train]'")
 
 
-def _configs(paths: list[str]) -> list[object]:
+def _configs(paths: list[str]) -> list[RunConfig]:
     from training.config import RunConfig
 
     return [RunConfig.load(p) for p in paths]
@@ -35,25 +39,24 @@ def _training_command(args: argparse.Namespace, step: str) -> None:
     try:
         for config in _configs(args.config):
             if step == "train":
-                pipeline.run_train(config, root, progress=not args.quiet, force=args.force)  # type: ignore[arg-type]
+                pipeline.run_train(config, root, progress=not args.quiet, force=args.force)
             elif step == "evaluate":
-                pipeline.run_evaluate(config, root, force=args.force)  # type: ignore[arg-type]
+                pipeline.run_evaluate(config, root, force=args.force)
             elif step == "export":
-                pipeline.run_export(config, root, force=args.force)  # type: ignore[arg-type]
+                pipeline.run_export(config, root, force=args.force)
             else:
-                pipeline.run_all(config, root, progress=not args.quiet, force=args.force)  # type: ignore[arg-type]
+                pipeline.run_all(config, root, progress=not args.quiet, force=args.force)
     except (NameTaken, StaleEvaluation, FileNotFoundError, ValueError) as exc:
         sys.exit(f"gatecast {step}: {exc}")
 
 
 def cmd_init(args: argparse.Namespace) -> None:
     _need_training()
-    from training.artifacts import NameTaken
     from training.init import write_config
 
     try:
         path = write_config(args.name, Path(args.data), Path(args.root), args.cell)
-    except (NameTaken, FileExistsError, FileNotFoundError, ValueError) as exc:
+    except (FileExistsError, FileNotFoundError, ValueError) as exc:
         sys.exit(f"gatecast init: {exc}")
     print(f"wrote {path}; next: gatecast pipeline {path}")
 
@@ -102,8 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=None, help="default: GATECAST_WORKERS or 1")
     serve.add_argument("--models", default=None, help="model folder; default: GATECAST_MODEL_REPOSITORY or ./models")
     serve.set_defaults(func=cmd_serve)
-    bench = sub.add_parser("bench", help="run a benchmark from bench/ (serving, accuracy, claims, soak, reliability)")
-    bench.add_argument("suite", choices=["serving", "accuracy", "claims", "soak", "reliability"])
+    bench = sub.add_parser("bench", help="run a benchmark or page generator from bench/ (see `gatecast bench -h`)")
+    suites = ["serving", "accuracy", "claims", "memory_cost", "soak", "reliability", "docs_pages", "readme"]
+    bench.add_argument("suite", choices=suites)
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark (see --help of each)")
     bench.add_argument("--root", default=".", help="source checkout holding bench/")
     bench.set_defaults(func=cmd_bench)

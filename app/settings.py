@@ -15,46 +15,82 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GATECAST_", extra="ignore")
 
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
-    workers: int = Field(1, ge=1, description="uvicorn worker processes")
-    model_repository: Path = Path("models")
-    default_model: str | None = Field(None, description="name or name@version; the first model by name if unset")
-    provider: Literal["auto", "cpu", "cuda"] = "auto"
-    intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads per session; 0: cores / workers")
+    host: str = Field("127.0.0.1", description="listen address")
+    port: int = Field(8000, ge=1, le=65535, description="listen port")
+    workers: int = Field(1, ge=1, description="uvicorn worker processes (metrics are merged across them)")
+    model_repository: Path = Field(
+        Path("models"), description="folder of `<name>/<version>/model.onnx`; the highest version is the default"
+    )
+    default_model: str | None = Field(
+        None, description="model used when a request names none (`name` or `name@version`); unset: the first by name"
+    )
+    provider: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="`auto` (CUDA when onnxruntime-gpu sees a GPU, else CPU), `cpu`, `cuda`"
+    )
+    intra_op_threads: int = Field(
+        0, ge=0, description="onnxruntime threads per session; 0: usable CPUs (affinity and cgroup quota) / workers"
+    )
 
     # Dynamic batching, per model version and worker process.
-    # 64: on CPU the cost per series is flat from batch 8 to 256 (bench/memory_cost.py prints it), while
-    # onnxruntime's memory arena keeps what the largest run needed. Raise it for a GPU.
-    max_batch_series: int = Field(64, ge=1, description="most series in one onnxruntime call")
-    max_queue_delay_us: int = Field(0, ge=0, description="wait this long for more series before a run")
-    max_queue_series: int = Field(8192, ge=1, description="series waiting beyond this answer 503")
+    max_batch_series: int = Field(
+        64,
+        ge=1,
+        description="most series in one onnxruntime run. onnxruntime keeps the memory its largest run needed and "
+        "on CPU larger batches buy little (docs/benchmarks/memory.md): raise it for a GPU",
+    )
+    max_queue_delay_us: int = Field(
+        0, ge=0, description="wait this long for more requests before a run; 0: run as soon as the previous ends"
+    )
+    max_queue_series: int = Field(
+        8192, ge=1, description="series waiting per model beyond which requests get 503 + `Retry-After`"
+    )
 
     # Request limits (413 beyond them) and time limit (503).
-    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
-    max_series_per_request: int = Field(10_000, ge=1)
-    max_points_per_series: int = Field(100_000, ge=1)
-    request_timeout_s: float = Field(30.0, gt=0)
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="larger bodies get 413")
+    max_series_per_request: int = Field(10_000, ge=1, description="more series get 413")
+    max_points_per_series: int = Field(100_000, ge=1, description="longer series get 413")
+    request_timeout_s: float = Field(30.0, gt=0, description="requests running longer get 503")
     memory_budget_mb: int = Field(
-        0, ge=0, description="request memory a worker admits (503 beyond); 0: derived from the memory limit"
+        0,
+        ge=0,
+        description="request memory a worker admits: beyond it 503 + `Retry-After`, and 413 for a request bigger "
+        "than all of it. 0: half the worker's share of the memory limit (the cgroup's, else the machine's) less "
+        "what it holds after loading its models",
     )
 
     # HTTP limits, enforced by app.httpguard before a request reaches the app.
-    max_header_bytes: int = Field(16 * 1024, ge=1024, description="request line and headers; 431 beyond")
-    max_header_count: int = Field(100, ge=8, description="headers per request; 431 beyond")
-    header_timeout_s: float = Field(10.0, gt=0, description="time to send a request's headers; 408 and close")
-    keep_alive_s: int = Field(5, ge=1, description="an idle keep-alive connection is closed after this")
-    max_idle_connections: int = Field(1000, ge=1, description="idle connections per worker; the oldest is closed")
-
-    model_control: bool = Field(False, description="allow POST /v2/repository/models/{name}/load|unload")
-    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="comma-separated; empty: open")
-    admin_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="keys for model control")
-    metrics_need_key: bool = Field(False, description="require an API key on /metrics too")
-    repository_poll_s: float = Field(
-        10.0, ge=0, description="follow the model folder every N s (load new and changed, unload deleted); 0: off"
+    max_header_bytes: int = Field(
+        16 * 1024, ge=1024, description="request line and headers; larger get 431 and the connection is closed"
     )
-    max_model_bytes: int = Field(512 * 1024 * 1024, ge=1024, description="larger model files are refused")
-    log_level: str = "info"
+    max_header_count: int = Field(100, ge=8, description="headers per request; more get 431")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="time to send a complete request head; 408 and close (silent connections just close)"
+    )
+    keep_alive_s: int = Field(5, ge=1, description="idle keep-alive connections close after this")
+    max_idle_connections: int = Field(
+        1000, ge=1, description="idle connections per worker; beyond it the one idle longest is closed"
+    )
+
+    model_control: bool = Field(False, description="enables POST /v2/repository/models/{name}/load and /unload")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated keys; when set, every route but `/v2/health/*`, `/metrics` and the docs needs "
+        "`Authorization: Bearer <key>` or `X-API-Key`",
+    )
+    admin_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="keys for load and unload (required for them whenever any keys are set)"
+    )
+    metrics_need_key: bool = Field(False, description="require a key on `/metrics` too")
+    repository_poll_s: float = Field(
+        10.0,
+        ge=0,
+        description="every worker follows the model folder every N seconds: new and changed files load, deleted "
+        "ones unload; 0: only at start and on SIGHUP",
+    )
+    max_model_bytes: int = Field(
+        512 * 1024 * 1024, ge=1024, description="larger model files are refused without being read"
+    )
+    log_level: str = Field("info", description="log level of the server")
 
     @field_validator("api_keys", "admin_keys", mode="before")
     @classmethod

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -7,6 +8,12 @@ import pytest
 
 from tests.synthetic import seasonal_dataset, tiny_config
 from training.data import data_dir
+
+# Tests state their settings themselves: a developer's own GATECAST_* variables (a model folder, keys, limits)
+# must not change what they check, in-process or in the servers they start. The data folder stays: data tests
+# read it from there, and skip without it.
+for _name in [n for n in os.environ if n.startswith("GATECAST_") and n != "GATECAST_DATA_DIR"]:
+    del os.environ[_name]
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED_MODELS = ROOT / "models"

@@ -43,7 +43,8 @@ def running_server(
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`gatecast serve` on a free port; with `cgroup_procs`, the process joins that cgroup before it starts."""
     port = free_port()
-    environ = {**os.environ, "GATECAST_MODEL_REPOSITORY": str(repository), **env}
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("GATECAST_")}  # only what the test says
+    environ = {**inherited, "GATECAST_MODEL_REPOSITORY": str(repository), **env}
     environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = open(repository.parent / f"server-{port}.log", "wb")  # noqa: SIM115 - closed below
     command = [

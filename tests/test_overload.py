@@ -89,7 +89,7 @@ def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         worker.join(timeout=60)
         assert result.get("status") == 200
-        # uvicorn re-raises SIGTERM after its graceful shutdown: the exit status says "terminated by SIGTERM"
-        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
+        # one worker: uvicorn re-raises SIGTERM after its graceful shutdown, so the status says "terminated by it"
+        assert proc.wait(timeout=30) == -signal.SIGTERM
     log = next(tmp_path.glob("server-*.log")).read_text()
     assert "Application shutdown complete" in log and "Finished server process" in log

@@ -64,7 +64,7 @@ def test_a_copied_config_that_keeps_a_committed_name_is_refused_before_training(
     committed = project / "models" / "vix-gru" / "1" / "model.onnx"
     before = digest(committed)
     copy = config_file(project, "my.toml", "vix-gru", project / "pump.csv")
-    with pytest.raises(NameTaken, match=r"models/vix-gru/1/model.onnx \(which records no config"):
+    with pytest.raises(NameTaken, match=r"models/vix-gru/1/model.onnx \(made from training/configs/vix-gru.toml\)"):
         pipeline.run_train(copy, project, progress=False)
     assert digest(committed) == before
     assert not (project / "runs" / "vix-gru").exists()
@@ -144,3 +144,33 @@ def test_the_commands_end_with_a_message_not_a_traceback(project: Path) -> None:
     assert done.returncode == 1
     assert "gatecast train: the name 'vix-gru' is taken" in done.stderr and "Traceback" not in done.stderr
     assert "--force" in done.stderr
+
+
+def test_quiet_leaves_warnings_and_errors_only(project: Path) -> None:
+    config = config_file(project, "pump.toml", "pump", project / "pump.csv")
+    for step in ("train", "evaluate", "export"):
+        done = subprocess.run(
+            [sys.executable, "-m", "app.cli", step, str(Path(config.source)), "--root", str(project), "--quiet"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+        assert all(" WARNING " in line or " ERROR " in line for line in lines), (step, lines)
+    assert (project / "models" / "pump" / "1" / "model.onnx").exists()
+
+
+def test_a_model_file_that_records_no_config_is_protected_too(project: Path) -> None:
+    """Models from elsewhere (older exports, copied files) have no owner: they are taken as well."""
+    import onnx
+
+    path = project / "models" / "vix-gru" / "1" / "model.onnx"
+    proto = onnx.load(str(path))
+    kept = [p for p in proto.metadata_props if p.key != artifacts.CONFIG_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    onnx.save(proto, str(path))
+    copy = config_file(project, "my.toml", "vix-gru", project / "pump.csv")
+    with pytest.raises(NameTaken, match=r"models/vix-gru/1/model.onnx \(which records no config"):
+        artifacts.claim(copy, project)

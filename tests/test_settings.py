@@ -42,3 +42,8 @@ def test_provider_choice() -> None:
     assert choose_providers("cpu", [CUDA, CPU]) == [CPU]
     with pytest.raises(ModelLoadError, match="onnxruntime-gpu"):
         choose_providers("cuda", [CPU])
+
+
+def test_the_tests_do_not_see_the_callers_gatecast_settings() -> None:
+    """tests/conftest.py removes them: a developer's GATECAST_MODEL_REPOSITORY or keys cannot steer a test."""
+    assert [n for n in os.environ if n.startswith("GATECAST_") and n != "GATECAST_DATA_DIR"] == []

@@ -23,12 +23,22 @@ def statistical_on_history(
     history: np.ndarray, fit_end: int, origins: np.ndarray, horizon: int, season: int, model: str = "AutoETS"
 ) -> np.ndarray:
     """One series: `model` fitted once on history[:fit_end] (everything before the test split), then applied
-    with those parameters to history[:origin] at each origin -> (len(origins), H).
+    with those parameters at each origin to the points before it -> (len(origins), H).
 
     Refitting at every origin would cost seconds each on long histories; applying the fitted model
-    (statsforecast's `forward`) costs milliseconds, and every forecast still sees the whole history."""
+    (statsforecast's `forward`) costs milliseconds. What it is applied to is the last `forward_span` points,
+    enough for its states to settle: AutoTheta's forward re-runs a seasonality test whose cost is quadratic
+    in the length it is given."""
     fitted = _model(model, season).fit(history[:fit_end].astype(np.float64))
-    return np.stack([fitted.forward(y=history[:o].astype(np.float64), h=horizon)["mean"] for o in origins])
+    span = forward_span(season)
+    return np.stack(
+        [fitted.forward(y=history[max(0, o - span) : o].astype(np.float64), h=horizon)["mean"] for o in origins]
+    )
+
+
+def forward_span(season: int) -> int:
+    """Points a fitted statistical model is applied to at each test origin: 20 seasons, at least 1,000."""
+    return max(1000, 20 * season)
 
 
 def _model(name: str, season: int):  # type: ignore[no-untyped-def]

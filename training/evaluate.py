@@ -179,7 +179,7 @@ def write_report(
             continue
         wins = [i + 1 for i, v in enumerate(s["mae_by_step"]) if v < model_steps[i]]
         steps = "steps" if len(wins) > 1 else "step"
-        where = f"better at {steps} {_ranges(wins)} of {len(model_steps)}" if wins else "better at no step"
+        where = f"better at {steps} {step_ranges(wins)} of {len(model_steps)}" if wins else "better at no step"
         lines.append(f"- {name}: {where}")
     if "m4" in result:
         lines += [
@@ -209,7 +209,7 @@ def write_report(
     return path
 
 
-def _ranges(steps: list[int]) -> str:
+def step_ranges(steps: list[int]) -> str:
     """[1, 2, 3, 7] -> '1-3, 7'."""
     parts, start = [], steps[0]
     for prev, cur in zip(steps, [*steps[1:], None], strict=True):

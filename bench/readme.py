@@ -1,0 +1,293 @@
+"""Renders the README's figures from their sources, so none is typed by hand:
+
+- `models`: the committed models' cards (models/<name>/<version>/model.onnx) and reports (reports/<name>/);
+- `serving` and `scaling`: docs/benchmarks/serving.json;
+- `settings` and `config`: the server's settings (app/settings.py) and the training config keys
+  (training/config.py), each described where it is defined;
+- `accuracy`: docs/benchmarks/accuracy.json and the published tables in bench/accuracy.py.
+
+Each section sits between `<!-- begin generated: NAME -->` and `<!-- end generated: NAME -->` in README.md;
+the sentences that compare figures are computed from them too.
+
+  python -m bench.readme            rewrite README.md
+  python -m bench.readme --check    exit 1 when README.md differs from what its sources give (a test runs it)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from training.evaluate import step_ranges
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+BENCH = ROOT / "docs" / "benchmarks"
+BLOCK = re.compile(r"(<!-- begin generated: (\w+) -->\n)(.*?)(<!-- end generated: \2 -->)", re.S)
+BASELINES = {"naive": "naive", "seasonal_naive": "seasonal naive"}
+
+
+# --- sources -----------------------------------------------------------------------------------------------
+
+
+def committed_models() -> list[dict[str, Any]]:
+    """Each committed model's card fields and its report's training record, by name."""
+    import onnx
+
+    out = []
+    for path in sorted((ROOT / "models").glob("*/*/model.onnx")):
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        card = {k.removeprefix("gatecast."): v for k, v in props.items() if k.startswith("gatecast.")}
+        report = ROOT / "reports" / card["name"] / "metrics.json"
+        training = json.loads(report.read_text())["training"] if report.exists() else {}
+        out.append(
+            {
+                "name": card["name"],
+                "cell": card["cell"],
+                "window": json.loads(card["input_window"])["trained"],
+                "horizon": int(card["horizon"]),
+                "dataset": json.loads(card["dataset"]),
+                "metrics": json.loads(card["metrics"]),
+                "training": training,
+            }
+        )
+    return out
+
+
+def measured_at(path: Path) -> str:
+    """The commit and date of the last change to a benchmark's JSON."""
+    done = subprocess.run(
+        ["git", "log", "-1", "--format=%h, %ad", "--date=short", "--", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip() or "not committed yet"
+
+
+# --- sections ----------------------------------------------------------------------------------------------
+
+
+def models_section() -> str:
+    models = committed_models()
+    stats = sorted({k for m in models for k in m["metrics"]["scores"] if k not in ("model", *BASELINES)})
+    header = ["model", "data", "MASE", *BASELINES.values(), *stats, "interval coverage 80% / 95%", "training"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for m in models:
+        scores, coverage = m["metrics"]["scores"], m["metrics"]["coverage"]
+        cells = [
+            f"`{m['name']}`",
+            f"{m['dataset']['description'].split(',')[0]}, window {m['window']}, horizon {m['horizon']}",
+            f"**{scores['model']['mase']:.3f}**",
+            *[f"{scores[k]['mase']:.3f}" if k in scores else "–" for k in (*BASELINES, *stats)],
+            f"{coverage['80'] * 100:.1f}% / {coverage['95'] * 100:.1f}%",
+            f"{m['training']['seconds']:.0f} s" if m["training"] else "–",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", *[f"- {_verdict(m)}" for m in models]]
+    m4 = _m4_line()
+    if m4:
+        lines.append(f"- {m4}")
+    return "\n".join(lines) + "\n"
+
+
+def _verdict(m: dict[str, Any]) -> str:
+    """What a model's figures say: which baselines it beats on MASE, where one is better, interval coverage."""
+    scores = m["metrics"]["scores"]
+    own = scores["model"]
+    names = {k: BASELINES.get(k, k) for k in scores if k != "model"}
+    ahead = [names[k] for k in names if scores[k]["mase"] > own["mase"]]
+    behind = [names[k] for k in names if scores[k]["mase"] <= own["mase"]]
+    text = f"`{m['name']}` ({m['metrics']['windows']} test origins): MASE {own['mase']:.3f}"
+    text += f", below {_join(ahead)}" if ahead else ""
+    text += f"; **not below {_join(behind)}**" if behind else ""
+    steps = own["mae_by_step"]
+    better = []
+    for k, label in names.items():
+        wins = [i + 1 for i, v in enumerate(scores[k]["mae_by_step"]) if v < steps[i]]
+        if wins:
+            better.append(f"{label} at {'steps' if len(wins) > 1 else 'step'} {step_ranges(wins)}")
+    text += (
+        f". A baseline is better at some horizon steps: {'; '.join(better)} (of {len(steps)})"
+        if better
+        else f". No baseline is better at any of the {len(steps)} steps"
+    )
+    coverage = m["metrics"]["coverage"]
+    parts = [
+        f"{level}% intervals covered {c * 100:.1f}% ({_points(c - int(level) / 100)} points)"
+        for level, c in coverage.items()
+    ]
+    return text + ". " + ", ".join(parts) + "."
+
+
+def _m4_line() -> str:
+    """The M4 model's official scores beside the official table (from docs/benchmarks/accuracy.json)."""
+    path = BENCH / "accuracy.json"
+    if not path.exists():
+        return ""
+    m4 = json.loads(path.read_text()).get("m4")
+    if not m4:
+        return ""
+    own, official = m4["gatecast"]["model"], m4["official"]
+    named = {"Naive2": "Naive2", "sNaive": "seasonal naive", "Theta": "Theta", "118": "the M4 winner ES-RNN"}
+    others = ", ".join(f"{label} {official[k]['owa']:.3f}" for k, label in named.items() if k in official)
+    return (
+        f"M4 Hourly, official scores (the 48 hours after each series): sMAPE {own['smape']:.3f}, MASE "
+        f"{own['mase']:.3f}, **OWA {own['owa']:.3f}**, against {others} (official table, lower is better)."
+    )
+
+
+def serving_section() -> str:
+    path = BENCH / "serving.json"
+    r = json.loads(path.read_text())
+    raw, ratios, naive = r["raw"], r["ratios"], r.get("naive", [])
+    one = r["gatecast"]["workers=1"][0]
+    best_workers, best = max(
+        ((w, p) for w, points in r["gatecast"].items() for p in points), key=lambda item: item[1]["rps"]
+    )
+    naive_one = naive[0] if naive else None
+    naive_best = max(naive, key=lambda p: p["rps"]) if naive else None
+    m = r["machine"]
+    lines = [
+        f"Measured by `python -m bench.serving` at commit {measured_at(path)}, {m['cpus']} CPUs, onnxruntime "
+        f"{m['onnxruntime']} (`{r['model']}`, one real {r['series_length']}-point ETTh1 window per request, load "
+        "from wrk on the same cores):",
+        "",
+        "| | gatecast | raw onnxruntime `session.run` | naive FastAPI + PyTorch eager |",
+        "|---|---|---|---|",
+        f"| median latency, 1 connection | {one['p50_ms']:.2f} ms (p99 {one['p99_ms']:.2f} ms) | "
+        f"{raw['latency']['p50_ms']:.2f} ms (p99 {raw['latency']['p99_ms']:.2f} ms) | "
+        + (f"{naive_one['p50_ms']:.2f} ms (p99 {naive_one['p99_ms']:.2f} ms) |" if naive_one else "– |"),
+        f"| best throughput | {best['rps']:,.0f} req/s ({best_workers.replace('=', ' ')}, {best['connections']} "
+        f"connections) | {raw['throughput_series_per_s']['1']:,.0f} series/s (both cores, batch 1) | "
+        + (f"{naive_best['rps']:,.0f} req/s |" if naive_best else "– |"),
+        "",
+        f"- At concurrency 1 gatecast adds {ratios['c1_median_minus_raw_ms']:.2f} ms to the raw call (median).",
+        f"- Its best throughput is {ratios['best_rps_over_raw_batch1'] * 100:.1f}% of raw onnxruntime's at batch 1"
+        + (f" and {ratios['best_rps_over_naive']:.1f}x the naive server's." if naive_best else "."),
+    ]
+    batch32 = r.get("gatecast_batch_requests", {}).get("32")
+    if batch32:
+        lines.append(f"- 32 series per request: {batch32['series_per_s']:,.0f} forecasts/s.")
+    return "\n".join(lines) + "\n"
+
+
+def scaling_section() -> str:
+    r = json.loads((BENCH / "serving.json").read_text())
+    best_workers, best = max(
+        ((w, p) for w, points in r["gatecast"].items() for p in points), key=lambda item: item[1]["rps"]
+    )
+    batch32 = r.get("gatecast_batch_requests", {}).get("32")
+    text = (
+        f"How much one replica gave (docs/benchmarks/serving.md, {r['machine']['cpus']} CPUs, `{r['model']}`, "
+        f"{r['series_length']}-point series): about **{best['rps']:,.0f} forecasts/s** with one series per request "
+        f"({best_workers.replace('=', ' ')}, {best['connections']} connections, p50 {best['p50_ms']:.1f} ms)"
+    )
+    if batch32:
+        text += f" and about **{batch32['series_per_s']:,.0f} forecasts/s** with 32 series per request"
+    return text + (
+        ". Size the replica count from your peak forecasts per second with headroom, and measure your own "
+        "models with `make bench`.\n"
+    )
+
+
+def accuracy_section() -> str:
+    from bench.accuracy import DLINEAR, PUBLISHED_HORIZONS, verdicts
+
+    path = BENCH / "accuracy.json"
+    r = json.loads(path.read_text())
+    horizons = [str(h) for h in PUBLISHED_HORIZONS]
+    lines = [
+        f"From `python -m bench.accuracy` (docs/benchmarks/accuracy.md, commit {measured_at(path)}): one GRU per "
+        "horizon, input 336; MSE on the z-scored scale, univariate OT, beside the published DLinear-paper table "
+        "(../shared/data/BENCHMARKS.md):",
+        "",
+        "| | " + " | ".join(f"H {h}" for h in horizons) + " |",
+        "|---|" + "---|" * len(horizons),
+    ]
+    for name in ("etth1", "ettm1"):
+        if name not in r:
+            continue
+        ours = [f"{r[name][h]['scores']['model']['mse_z']:.3f}" if h in r[name] else "–" for h in horizons]
+        lines.append(f"| {name.upper()}, gatecast GRU | " + " | ".join(ours) + " |")
+        published = [" / ".join(f"{row[0]:.3f}" for row in DLINEAR[name][int(h)][:3]) for h in horizons]
+        lines.append(f"| {name.upper()}, DLinear / NLinear / PatchTST/42 | " + " | ".join(published) + " |")
+    lines += ["", *[f"- {v[0].upper() + v[1:]}." for v in verdicts(r)]]
+    return "\n".join(lines) + "\n"
+
+
+def settings_section() -> str:
+    """Every server setting, from app/settings.py: its environment variable, default and description."""
+    from app.settings import Settings
+
+    lines = ["| setting | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        shown = "empty" if default in ([], None) else f"`{default}`"
+        lines.append(f"| `GATECAST_{name.upper()}` | {shown} | {field.description} |")
+    return "\n".join(lines) + "\n"
+
+
+def config_section() -> str:
+    """Every key a training config can set, from training/config.py."""
+    from training.config import keys_table
+
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{key}` | {default} | {text} |" for key, default, text in keys_table()]
+    return "\n".join(lines) + "\n"
+
+
+SECTIONS: dict[str, Callable[[], str]] = {
+    "settings": settings_section,
+    "config": config_section,
+    "models": models_section,
+    "serving": serving_section,
+    "scaling": scaling_section,
+    "accuracy": accuracy_section,
+}
+
+
+def render(text: str) -> str:
+    """The README with every generated block rendered anew from its sources."""
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(2)
+        if name not in SECTIONS:
+            raise KeyError(f"README block {name!r} has no renderer; known: {sorted(SECTIONS)}")
+        return match.group(1) + SECTIONS[name]() + match.group(4)
+
+    return BLOCK.sub(fill, text)
+
+
+def _points(fraction: float) -> str:
+    """0.0061 -> '+0.6'; never '-0.0'."""
+    return f"{round(fraction * 100, 1) + 0.0:+.1f}"
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="exit 1 when README.md is not what its sources give")
+    args = parser.parse_args()
+    current = README.read_text()
+    rendered = render(current)
+    if args.check:
+        if rendered != current:
+            sys.exit("README.md differs from its sources: run `python -m bench.readme`")
+        print("README.md matches its sources")
+        return
+    README.write_text(rendered)
+    print(f"-> {README}")
+
+
+if __name__ == "__main__":
+    main()

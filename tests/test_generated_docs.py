@@ -1,0 +1,49 @@
+"""Every figure in the README and the benchmark pages is rendered from its source: re-rendering them gives
+the committed text exactly. A hand-edited figure, or a source changed without re-rendering, fails here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bench.accuracy
+import bench.claims
+import bench.memory_cost
+import bench.serving
+from bench import readme
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = ROOT / "docs" / "benchmarks"
+
+
+def test_the_readme_figures_are_what_their_sources_give() -> None:
+    current = (ROOT / "README.md").read_text()
+    assert readme.render(current) == current, "README.md differs from its sources: run `python -m bench.readme`"
+
+
+def test_every_generated_block_of_the_readme_has_a_renderer() -> None:
+    names = [m.group(2) for m in readme.BLOCK.finditer((ROOT / "README.md").read_text())]
+    assert sorted(names) == sorted(readme.SECTIONS)
+
+
+@pytest.mark.parametrize(
+    ("page", "render"),
+    [
+        pytest.param("serving", bench.serving.render, id="serving"),
+        pytest.param("accuracy", bench.accuracy.render, id="accuracy"),
+        pytest.param("claims", bench.claims.render, id="claims"),
+    ],
+)
+def test_each_benchmark_page_is_its_json_rendered(page: str, render: Callable[[dict[str, Any]], str]) -> None:
+    result = json.loads((PAGES / f"{page}.json").read_text())
+    assert render(result) == (PAGES / f"{page}.md").read_text()
+
+
+def test_the_memory_page_is_its_json_rendered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bench.memory_cost, "PAGE", tmp_path / "memory.md")
+    bench.memory_cost.render(json.loads((PAGES / "memory_cost.json").read_text()))
+    assert (tmp_path / "memory.md").read_text() == (PAGES / "memory.md").read_text()
