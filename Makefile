@@ -11,12 +11,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# Serving only: no torch.
-venv-serve: $(BIN)/python
-	$(BIN)/pip install -q -e .
+# Installs run again only when pyproject.toml changes (a stamp file per set): after the first setup,
+# `make serve` and `make test` need no package index, so they work on a machine without a network.
+venv-serve: $(VENV)/.installed-serve
+venv-dev: $(VENV)/.installed-dev
 
-venv-dev: $(BIN)/python
+# Serving only: no torch.
+$(VENV)/.installed-serve: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[train,dev]"
+	touch $@ $(VENV)/.installed-serve
 
 ## Run the service on 127.0.0.1:8000 with the committed models.
 serve: venv-serve
