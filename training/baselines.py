@@ -26,19 +26,21 @@ def statistical_on_history(
     with those parameters at each origin to the points before it -> (len(origins), H).
 
     Refitting at every origin would cost seconds each on long histories; applying the fitted model
-    (statsforecast's `forward`) costs milliseconds. What it is applied to is the last `forward_span` points,
+    (statsforecast's `forward`) costs milliseconds. It is applied to a long recent stretch (`forward_start`),
     enough for its states to settle: AutoTheta's forward re-runs a seasonality test whose cost is quadratic
     in the length it is given."""
     fitted = _model(model, season).fit(history[:fit_end].astype(np.float64))
-    span = forward_span(season)
     return np.stack(
-        [fitted.forward(y=history[max(0, o - span) : o].astype(np.float64), h=horizon)["mean"] for o in origins]
+        [fitted.forward(y=history[forward_start(o, season) : o].astype(np.float64), h=horizon)["mean"] for o in origins]
     )
 
 
-def forward_span(season: int) -> int:
-    """Points a fitted statistical model is applied to at each test origin: 20 seasons, at least 1,000."""
-    return max(1000, 20 * season)
+def forward_start(origin: int, season: int) -> int:
+    """Where the stretch a fitted model is applied to begins: about max(1000, 20 seasons) points before the
+    origin, on a season boundary of the series. The fitted model's seasonal states start at the series' first
+    point; a stretch starting elsewhere in the season would pair every value with the wrong seasonal state."""
+    start = max(0, origin - max(1000, 20 * season))
+    return start - start % season
 
 
 def _model(name: str, season: int):  # type: ignore[no-untyped-def]
