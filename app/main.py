@@ -41,7 +41,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gatecast-ort")
     repository = ModelRepository(settings, executor)
     app.state.repository = repository
-    await repository.load_all()
+    await repository.sync()
     if not repository.models:
         log.error("no model loaded from %s; /v2/health/ready stays 503", settings.model_repository.resolve())
     # Sized after the models are loaded: what the worker holds by now is not available to requests.

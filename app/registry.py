@@ -118,9 +118,6 @@ class ModelRepository:
 
     # --- loading ----------------------------------------------------------------------------------------
 
-    async def load_all(self) -> None:
-        await self.sync()
-
     async def sync(self) -> None:
         """Make this worker match the folder: (re)load what is new or changed, unload what is gone."""
         disk = await self._scan()
