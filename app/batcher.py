@@ -2,7 +2,10 @@
 
 One batcher per model version and process. Requests enqueue their windows and await a future. A single
 task drains the queue: it takes whatever is waiting (up to `max_batch_series` series), optionally waits
-`max_queue_delay_us` for more, and runs the batch in a worker thread so the event loop never blocks.
+`max_queue_delay_us` for more, and runs the batch in a worker thread so the event loop never blocks,
+except small batches on a single-threaded CPU session (`inline_max_series`): with one worker process per
+core, handing a run of a few hundred microseconds to a thread and back cost about a third of a request's
+time (both threads fall asleep and wake up), and the core had nothing else to do meanwhile.
 While a run is in progress new requests queue up, so batches grow with load and a lone request (delay 0)
 runs at once. Windows of different lengths cannot share one tensor (padding would change an RNN's
 state), so a batch is split into one run per distinct length; results are identical to unbatched runs.
@@ -48,14 +51,21 @@ class Batcher:
         max_queue_delay_us: int,
         max_queue_series: int,
         stats: ModelStats | None = None,
+        inline_max_series: int = 0,
     ) -> None:
         self._run = run
         self.stats = stats or ModelStats()
         self._executor = executor
         self._labels = {"model": model, "version": version}
+        # This version's metric children, looked up once: `labels()` takes a lock and sorts its arguments.
+        self._queue_wait = metrics.QUEUE_WAIT.labels(**self._labels)
+        self._series = metrics.SERIES_FORECAST.labels(**self._labels)
+        self._inference = metrics.INFERENCE_DURATION.labels(**self._labels)
+        self._batch_size = metrics.BATCH_SIZE.labels(**self._labels)
         self.max_batch_series = max_batch_series
         self.max_queue_delay = max_queue_delay_us / 1e6
         self.max_queue_series = max_queue_series
+        self.inline_max_series = inline_max_series  # batches up to this size run on the event loop
         self._queue: deque[_Pending] = deque()
         self._queued_series = 0
         self._wakeup = asyncio.Event()
@@ -135,7 +145,7 @@ class Batcher:
             return
         started = time.perf_counter()
         for item in batch:
-            metrics.QUEUE_WAIT.labels(**self._labels).observe(started - item.enqueued)
+            self._queue_wait.observe(started - item.enqueued)
             self.stats.queue.add(started - item.enqueued)
         await self._execute(batch)
 
@@ -143,7 +153,10 @@ class Batcher:
         windows = [w for item in batch for w in item.windows]
         loop = asyncio.get_running_loop()
         try:
-            forecasts, scales, runs = await loop.run_in_executor(self._executor, self._run_grouped, windows)
+            if len(windows) <= self.inline_max_series:
+                forecasts, scales, runs = self._run_grouped(windows)
+            else:
+                forecasts, scales, runs = await loop.run_in_executor(self._executor, self._run_grouped, windows)
         except Exception as exc:
             if len(batch) == 1:
                 self._fail(batch[0], exc)
@@ -157,7 +170,7 @@ class Batcher:
             if not item.future.done():
                 item.future.set_result((forecasts[offset : offset + n], scales[offset : offset + n]))
             offset += n
-        metrics.SERIES_FORECAST.labels(**self._labels).inc(len(windows))
+        self._series.inc(len(windows))
         for size, seconds in runs:  # recorded here, on the event loop, not in the run's thread
             self.stats.run(size, seconds)
 
@@ -190,8 +203,8 @@ class Batcher:
                 f, s = self._run(x)
                 seconds = time.perf_counter() - t0
                 runs.append((len(chunk), seconds))
-                metrics.INFERENCE_DURATION.labels(**self._labels).observe(seconds)
-                metrics.BATCH_SIZE.labels(**self._labels).observe(len(chunk))
+                self._inference.observe(seconds)
+                self._batch_size.observe(len(chunk))
                 for row, i in enumerate(chunk):
                     forecasts[i] = f[row]
                     scales[i] = s[row]

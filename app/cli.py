@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve every model in the model repository over HTTP")
     serve.add_argument("--host", default=None, help="default: GATECAST_HOST or 127.0.0.1")
     serve.add_argument("--port", type=int, default=None, help="default: GATECAST_PORT or 8000")
-    serve.add_argument("--workers", type=int, default=None, help="default: GATECAST_WORKERS or 1")
+    serve.add_argument("--workers", type=int, default=None, help="default: GATECAST_WORKERS or one per usable CPU")
     serve.add_argument("--models", default=None, help="model folder; default: GATECAST_MODEL_REPOSITORY or ./models")
     serve.set_defaults(func=cmd_serve)
     bench = sub.add_parser("bench", help="run a benchmark or page generator from bench/ (see `gatecast bench -h`)")

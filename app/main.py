@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,11 +15,12 @@ from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 from prometheus_client import multiprocess
+from starlette.types import ASGIApp
 
 from app import __version__, metrics, problems
 from app.admission import MemoryBudget, derive_budget
 from app.auth import DOCS_ASSETS
-from app.middleware import ServingMiddleware
+from app.middleware import DirectRoute, ServingMiddleware
 from app.registry import ModelRepository
 from app.routes import forecast, models, v2
 from app.schemas import ForecastRequest
@@ -95,6 +96,14 @@ def _reload_on_sighup(repository: ModelRepository) -> bool:
     return True
 
 
+# The model routes, which app.middleware calls without FastAPI's router (see there why).
+DIRECT_ROUTES = (
+    DirectRoute("POST", "/forecast", forecast.post_forecast),
+    DirectRoute("POST", "/v2/models/{name}/infer", v2.infer),
+    DirectRoute("POST", "/v2/models/{name}/versions/{version}/infer", v2.infer),
+)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     # /docs and /redoc with their JavaScript and CSS served from the installed package (pinned), not a CDN:
@@ -106,10 +115,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         static_url=DOCS_ASSETS,
         swagger_ui_parameters={"validatorUrl": None},
+        # FastAPI's own OpenTelemetry: its check for a configured SDK cost ~10% of a request's CPU, so it is off
+        # unless asked for (GATECAST_OPENTELEMETRY); Prometheus metrics are always on.
+        telemetry={key: settings.opentelemetry for key in ("tracing", "metrics", "logs")},
     )
     app.state.settings = settings
     app.state.started = False
-    app.add_middleware(ServingMiddleware, settings=settings)
+    outermost(app, ServingMiddleware, settings=settings, direct=DIRECT_ROUTES)
     app.include_router(forecast.router)
     app.include_router(models.router)
     app.include_router(v2.router)
@@ -117,6 +129,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     problems.install(app)
     return app
+
+
+def outermost(app: FastAPI, middleware: Callable[..., ASGIApp], **options: Any) -> None:
+    """Wrap `middleware` around FastAPI's whole stack (add_middleware would put it inside FastAPI's error and
+    body-limit layers): every request, whatever answers it (a route, FastAPI's own 404 and 405), passes the
+    same guards, and the direct routes skip the rest."""
+    build = app.build_middleware_stack
+    app.build_middleware_stack = lambda: middleware(build(), **options)  # type: ignore[method-assign]
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -1,12 +1,16 @@
 """Pure ASGI middleware around every route: access, size and memory admission, the body, the time limit,
-request metrics, and the last line of the error mapping.
+request metrics, and the last line of the error mapping. It is the outermost layer of the app
+(app.main.GatecastApp builds it around FastAPI's own stack).
 
 In order, for each HTTP request:
 1. checks that need only the headers: API key, declared body size, compressed bodies;
 2. opens the request's memory ticket (app.admission) and charges the declared body before reading it;
 3. reads the whole body (bounded by GATECAST_MAX_BODY_BYTES even when chunked) and charges the estimated
    cost of decoding it, so no route parses a body the worker has no memory for;
-4. runs the route with that body, under GATECAST_REQUEST_TIMEOUT_S;
+4. runs the route with that body, under GATECAST_REQUEST_TIMEOUT_S. The model routes (`DirectRoute`) are
+   called here directly: FastAPI's router and its five layers cost about as much CPU as everything else a
+   request to them does (docs/benchmarks/profile.md), and those routes use none of it (no dependencies, no
+   parameter validation: they read their body themselves). Every other path goes through FastAPI;
 5. answers anything that escaped the route through `app.problems` (never a bare 500, never a dead worker),
    releases the ticket and records the request's duration.
 """
@@ -15,9 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from prometheus_client import Histogram
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import admission, auth, metrics, problems
@@ -33,11 +43,31 @@ class _Status:
     sent: bool = False  # the response has started: it can no longer be replaced by an error
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class DirectRoute:
+    """A route the middleware calls itself. The same endpoint is registered with FastAPI too, for the
+    OpenAPI schema; path parameters arrive in `request.path_params`."""
+
+    method: str
+    template: str  # "/v2/models/{name}/infer"
+    endpoint: Endpoint
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        return compile_path(self.template)[0]
+
+
 class ServingMiddleware:
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, direct: Sequence[DirectRoute] = ()) -> None:
         self.app = app
         self.settings = settings
+        self._direct = {r.template: r for r in direct if "{" not in r.template}
+        self._direct_patterns = [(r.pattern, r) for r in direct if "{" in r.template]
         self._templates: dict[object, str] | None = None  # endpoint -> path template, built on first use
+        self._durations: dict[tuple[str, str, int], Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -75,7 +105,13 @@ class ServingMiddleware:
                         json_part = headers.get("inference-header-content-length", "")
                         cost = admission.decode_cost(body, media, int(json_part) if json_part.isdigit() else None)
                         ticket.charge(cost, "decoding this request's body")
-                    await self.app(scope, _replay(body, receive), send_wrapper)
+                    route = self._match(scope)
+                    if route is None:
+                        await self.app(scope, _replay(body, receive), send_wrapper)
+                    else:
+                        request = Request(scope, _replay(body, receive))
+                        response = await route.endpoint(request)
+                        await response(scope, receive, send_wrapper)
             except TimeoutError:
                 await self._answer(scope, send_wrapper, status, _timeout(self.settings.request_timeout_s))
             except Exception as exc:  # noqa: BLE001 - the one place nothing may escape from
@@ -88,13 +124,40 @@ class ServingMiddleware:
                 ticket.release()
             if counted:
                 metrics.IN_FLIGHT.dec()
-            metrics.HTTP_DURATION.labels(
-                route=self._template(scope), method=scope["method"], status_class=f"{status.code // 100}xx"
-            ).observe(time.perf_counter() - started)
+            self._duration(self._template(scope), scope["method"], status.code).observe(time.perf_counter() - started)
+
+    def _duration(self, route: str, method: str, status: int) -> Histogram:
+        """The request-duration histogram child, cached: `labels()` takes a lock and sorts its arguments."""
+        key = (route, method, status)
+        child = self._durations.get(key)
+        if child is None:
+            child = metrics.HTTP_DURATION.labels(route=route, method=method, status_class=f"{status // 100}xx")
+            if len(self._durations) < 4096:  # routes x methods x statuses: small, but never unbounded
+                self._durations[key] = child
+        return child
+
+    def _match(self, scope: Scope) -> DirectRoute | None:
+        """The direct route for this request, with its path parameters set in the scope; None for the rest."""
+        path = scope["path"]
+        route = self._direct.get(path)
+        if route is None:
+            for pattern, candidate in self._direct_patterns:
+                match = pattern.match(path)
+                if match:
+                    route = candidate
+                    scope["path_params"] = match.groupdict()
+                    break
+        if route is None or route.method != scope["method"]:
+            return None  # other methods (405) and everything else: FastAPI's router
+        scope["gatecast.route"] = route.template
+        return route
 
     def _template(self, scope: Scope) -> str:
         """The matched route's path template; "unmatched" only for paths no route took. FastAPI's own routes set
         scope["route"]; plain Starlette routes and mounts (/openapi.json, the docs' assets) only their endpoint."""
+        direct = scope.get("gatecast.route")
+        if direct is not None:
+            return str(direct)
         route = scope.get("route")
         if route is not None:
             return str(route.path)

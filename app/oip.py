@@ -8,10 +8,10 @@ fields and parameters are refused by name, shapes must match the data, and numbe
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import numpy as np
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from app.errors import BadRequest, InvalidInput
@@ -179,7 +179,7 @@ def encode(
     body: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": entries}
     if request.id is not None:
         body["id"] = request.id
-    head = json.dumps(body).encode()
+    head = orjson.dumps(body)
     if not blobs:
         return head, None
     return head + b"".join(blobs), len(head)

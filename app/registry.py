@@ -196,6 +196,7 @@ class ModelRepository:
             settings.max_batch_series,
             settings.max_queue_delay_us,
             settings.max_queue_series,
+            inline_max_series=settings.inline_max_series if inline_runs(runtime, settings) else 0,
         )
         batcher.start()
         limits = Limits(settings.max_series_per_request, settings.max_points_per_series)
@@ -273,3 +274,9 @@ def _check_inside(root: Path, path: Path) -> None:
     """Symlinks or odd names must not lead outside the repository."""
     if not path.resolve().is_relative_to(root.resolve()):
         raise ModelLoadError(f"{path} resolves outside the model repository {root}")
+
+
+def inline_runs(runtime: Runtime, settings: Settings) -> bool:
+    """Small batches run on the event loop only where a run is plain CPU work in the calling thread: a CPU
+    session with one intra-op thread (one worker per core). A multi-threaded or GPU session keeps the hop."""
+    return runtime.provider == "CPUExecutionProvider" and settings.ort_threads() == 1

@@ -17,7 +17,12 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="listen address")
     port: int = Field(8000, ge=1, le=65535, description="listen port")
-    workers: int = Field(1, ge=1, description="uvicorn worker processes (metrics are merged across them)")
+    workers: int = Field(
+        0,
+        ge=0,
+        description="worker processes, each with its own listening socket (metrics are merged across them); "
+        "0: one per usable CPU (affinity and cgroup quota)",
+    )
     model_repository: Path = Field(
         Path("models"), description="folder of `<name>/<version>/model.onnx`; the highest version is the default"
     )
@@ -40,6 +45,12 @@ class Settings(BaseSettings):
     )
     max_queue_delay_us: int = Field(
         0, ge=0, description="wait this long for more requests before a run; 0: run as soon as the previous ends"
+    )
+    inline_max_series: int = Field(
+        16,
+        ge=0,
+        description="batches up to this many series run on the event loop instead of a thread (CPU sessions with "
+        "one thread, i.e. one worker per core): saves the thread hand-off; 0: always a thread",
     )
     max_queue_series: int = Field(
         8192, ge=1, description="series waiting per model beyond which requests get 503 + `Retry-After`"
@@ -90,6 +101,9 @@ class Settings(BaseSettings):
     max_model_bytes: int = Field(
         512 * 1024 * 1024, ge=1024, description="larger model files are refused without being read"
     )
+    opentelemetry: bool = Field(
+        False, description="FastAPI's OpenTelemetry spans, metrics and logs, for an OTel SDK you configure"
+    )
     log_level: str = Field("info", description="log level of the server")
 
     @field_validator("api_keys", "admin_keys", mode="before")
@@ -98,6 +112,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
+
+    @field_validator("workers")
+    @classmethod
+    def _one_per_cpu(cls, value: int) -> int:
+        # One single-threaded process per core: Python's request handling is single-threaded, so fewer
+        # workers leave cores to onnxruntime's threads alone (docs/benchmarks/serving.md).
+        return value or available_cpus()
 
     def ort_threads(self) -> int:
         if self.intra_op_threads:

@@ -1,11 +1,18 @@
--- wrk script: POST the JSON body in the file named by the first script argument; print stats as JSON.
+-- wrk script: POST the body in the file named by the first script argument; print stats as JSON.
+-- Optional second argument: a JSON header length, sent as Inference-Header-Content-Length (Triton's binary
+-- tensor extension), with Content-Type application/octet-stream.
 -- wrk -t2 -c16 -d10s -s bench/post.lua http://127.0.0.1:8000/forecast -- body.json
 init = function(args)
-  local f = assert(io.open(args[1], "r"))
+  local f = assert(io.open(args[1], "rb"))
   wrk.method = "POST"
   wrk.body = f:read("*a")
-  wrk.headers["Content-Type"] = "application/json"
   f:close()
+  if args[2] then
+    wrk.headers["Content-Type"] = "application/octet-stream"
+    wrk.headers["Inference-Header-Content-Length"] = args[2]
+  else
+    wrk.headers["Content-Type"] = "application/json"
+  end
 end
 
 done = function(summary, latency, requests)

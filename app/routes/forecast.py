@@ -11,9 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 from starlette.datastructures import QueryParams
 
 from app.errors import BadRequest, InvalidInput, UnsupportedMediaType
@@ -90,25 +90,25 @@ async def post_forecast(request: Request) -> Response:
     # request (docs/benchmarks/profile.md). The repository comes straight from app.state.
     repository: ModelRepository = request.app.state.repository
     body = await request.body()
-    decode = _decoder(request.headers.get("content-type", ""), body, request.query_params)
+    decode = _decoder(request.headers.get("content-type", ""), body, request)
     model, job = decode() if len(body) < _INLINE_PARSE_BYTES else await asyncio.to_thread(decode)
     result = await repository.resolve(model).forecast(job)
     if "text/csv" in request.headers.get("accept", ""):
         return Response(render_csv(result), media_type="text/csv")
-    return JSONResponse(render_json(result))
+    return Response(orjson.dumps(render_json(result)), media_type="application/json")
 
 
 Decoded = tuple[str | None, ForecastJob]  # the model asked for, and the job for its service
 
 
-def _decoder(content_type: str, body: bytes, query: QueryParams) -> Callable[[], Decoded]:
+def _decoder(content_type: str, body: bytes, request: Request) -> Callable[[], Decoded]:
     media = content_type.split(";")[0].strip().lower()
     if media in ("application/json", ""):
         if not body:
             raise BadRequest("the body is empty; send a JSON ForecastRequest (see /docs)")
         return lambda: decode_json(body)
     if media in ("text/csv", "application/csv"):
-        model, h, level = _csv_options(query)
+        model, h, level = _csv_options(request.query_params)  # parsed only here: JSON requests never need them
         return lambda: decode_csv(body, model, h, level)
     raise UnsupportedMediaType(f"Content-Type {media!r} is not read here; send application/json or text/csv")
 

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from app import __version__, oip
 from app.deps import RepositoryDep
 from app.errors import InvalidInput
-from app.registry import version_key
+from app.registry import ModelRepository, version_key
 from app.schemas import ProtocolError, Readiness
 from app.service import ForecastJob, ModelService, SeriesInput
 from app.settings import Settings
@@ -160,18 +160,22 @@ async def model_version_ready(name: str, version: str, repository: RepositoryDep
     return {"name": name, "version": version, "ready": True}
 
 
+# app.middleware calls `infer` directly (a DirectRoute, like /forecast). The two routes below declare it for
+# the schema (and its path parameters) and run the same function.
 @router.post("/models/{name}/infer")
-async def infer(name: str, request: Request, repository: RepositoryDep) -> Response:
-    return await _infer(repository.get(name), request)
+async def infer_latest(name: str, request: Request) -> Response:
+    return await infer(request)
 
 
 @router.post("/models/{name}/versions/{version}/infer")
-async def infer_version(name: str, version: str, request: Request, repository: RepositoryDep) -> Response:
-    return await _infer(repository.get(name, version), request)
+async def infer_version(name: str, version: str, request: Request) -> Response:
+    return await infer(request)
 
 
-async def _infer(service: ModelService, request: Request) -> Response:
-    """Decode, forecast through the model service, encode."""
+async def infer(request: Request) -> Response:
+    """Decode, forecast through the model service, encode. The model comes from the path parameters."""
+    repository: ModelRepository = request.app.state.repository
+    service = repository.get(request.path_params["name"], request.path_params.get("version"))
     body = await request.body()
     inference, blobs = oip.decode(body, request.headers.get(oip.HEADER_LENGTH))
     names = [t.name for t in inference.inputs]

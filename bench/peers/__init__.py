@@ -1,0 +1,1 @@
+"""Peer servers for bench/serving.py, each run from its own virtualenv (bench/peers/<name>.txt pins it)."""
