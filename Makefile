@@ -44,10 +44,10 @@ lint: venv-dev
 models: venv-dev
 	$(BIN)/gatecast pipeline $(CONFIGS) --quiet --force  # they replace the committed models on purpose
 
-## Serving benchmark (wrk sweep, raw onnxruntime floor, naive server) -> docs/benchmarks/serving.*
+## Serving benchmark: gatecast against raw onnxruntime, a bare ASGI app, LitServe and MLServer (own venvs under .bench/) -> docs/benchmarks/serving.*
 bench: venv-dev
 	./scripts/system-deps.sh
-	$(BIN)/python -m bench.serving
+	$(BIN)/python -m bench.serving --sustain-s 600
 
 ## Accuracy against the published tables (needs ../shared/data) -> docs/benchmarks/accuracy.*
 bench-accuracy: venv-dev

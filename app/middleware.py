@@ -8,9 +8,10 @@ In order, for each HTTP request:
 3. reads the whole body (bounded by GATECAST_MAX_BODY_BYTES even when chunked) and charges the estimated
    cost of decoding it, so no route parses a body the worker has no memory for;
 4. runs the route with that body, under GATECAST_REQUEST_TIMEOUT_S. The model routes (`DirectRoute`) are
-   called here directly: FastAPI's router and its five layers cost about as much CPU as everything else a
-   request to them does (docs/benchmarks/profile.md), and those routes use none of it (no dependencies, no
-   parameter validation: they read their body themselves). Every other path goes through FastAPI;
+   called here directly: FastAPI's router and its layers took about a fifth of such a request's CPU outside
+   onnxruntime (measured in-process when this was written), and those routes use none of it (no
+   dependencies, no parameter validation: they read their body themselves). Every other path goes through
+   FastAPI;
 5. answers anything that escaped the route through `app.problems` (never a bare 500, never a dead worker),
    releases the ticket and records the request's duration.
 """

@@ -1,4 +1,5 @@
-"""CPU profile of the request path: py-spy samples a gatecast worker under wrk load; costs grouped by layer.
+"""CPU profile of the request path: py-spy samples one worker of `gatecast serve` (its defaults) under wrk
+load; costs grouped by layer.
 
   python -m bench.profile [--connections 16] [--seconds 10]    -> docs/benchmarks/profile.md
 Needs py-spy (pip install py-spy) and permission to ptrace the server (root here).
@@ -16,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.serving import LUA, ROOT, body, server, windows
+from bench.serving import LUA, ROOT, Contestant, Load, body, children, server, windows
 
 # First match wins: a sample is charged to the innermost frame's layer.
 LAYERS = [
@@ -50,8 +51,10 @@ def main() -> None:
     body_file = tmp / "body.json"
     body_file.write_text(body(windows(1)))
     raw = tmp / "profile.txt"
-    command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--workers", "1"]
-    with server(command, {"GATECAST_LOG_LEVEL": "warning"}) as (url, proc):
+    command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", "PORT"]
+    contestant = Contestant("gatecast", command, Load("/forecast", body_file), {"GATECAST_LOG_LEVEL": "warning"})
+    with server(contestant) as (url, proc):
+        worker = next(p for p in children(proc.pid) if "resource_tracker" not in Path(f"/proc/{p}/cmdline").read_text())
         load = subprocess.Popen(
             [
                 "wrk",
@@ -73,7 +76,7 @@ def main() -> None:
                 spy,
                 "record",
                 "--pid",
-                str(proc.pid),
+                str(worker),
                 "--duration",
                 str(args.seconds),
                 "--rate",
@@ -105,7 +108,8 @@ def main() -> None:
     lines = [
         "# CPU profile of the request path",
         "",
-        f"`python -m bench.profile`: py-spy sampling one gatecast worker at 250 Hz for {args.seconds} s while wrk "
+        "`python -m bench.profile`: py-spy sampling one worker of `gatecast serve` (defaults) at 250 Hz for "
+        f"{args.seconds} s while wrk "
         f"posts one 168-point ETTh1 series per request over {args.connections} connections. {total} on-CPU "
         "samples (threads waiting for work excluded), each charged to its innermost frame.",
         "",

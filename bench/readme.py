@@ -144,56 +144,55 @@ def _m4_line() -> str:
 
 
 def serving_section() -> str:
+    from bench.serving import at, best, targets
+
     path = BENCH / "serving.json"
     r = json.loads(path.read_text())
-    raw, ratios, naive = r["raw"], r["ratios"], r.get("naive", [])
-    one = r["gatecast"]["workers=1"][0]
-    best_workers, best = max(
-        ((w, p) for w, points in r["gatecast"].items() for p in points), key=lambda item: item[1]["rps"]
-    )
-    naive_one = naive[0] if naive else None
-    naive_best = max(naive, key=lambda p: p["rps"]) if naive else None
-    m = r["machine"]
+    raw, sweeps, m = r["raw"], r["contestants"], r["machine"]
+    raw1 = raw["throughput_series_per_s"]["1"]
     lines = [
-        f"Measured by `python -m bench.serving` at commit {measured_at(path)}, {m['cpus']} CPUs, onnxruntime "
-        f"{m['onnxruntime']} (`{r['model']}`, one real {r['series_length']}-point ETTh1 window per request, load "
-        "from wrk on the same cores):",
+        f"Measured by `python -m bench.serving` (`make bench`) at commit {measured_at(path)}, {m['cpus']} CPUs, "
+        f"onnxruntime {m['onnxruntime']} (`{r['model']}`, one real {r['series_length']}-point ETTh1 window per "
+        "request, load from wrk on the same cores, every contestant in the same run; peers in their own "
+        "virtualenvs with their native batching):",
         "",
-        "| | gatecast | raw onnxruntime `session.run` | naive FastAPI + PyTorch eager |",
-        "|---|---|---|---|",
-        f"| median latency, 1 connection | {one['p50_ms']:.2f} ms (p99 {one['p99_ms']:.2f} ms) | "
-        f"{raw['latency']['p50_ms']:.2f} ms (p99 {raw['latency']['p99_ms']:.2f} ms) | "
-        + (f"{naive_one['p50_ms']:.2f} ms (p99 {naive_one['p99_ms']:.2f} ms) |" if naive_one else "– |"),
-        f"| best throughput | {best['rps']:,.0f} req/s ({best_workers.replace('=', ' ')}, {best['connections']} "
-        f"connections) | {raw['throughput_series_per_s']['1']:,.0f} series/s (both cores, batch 1) | "
-        + (f"{naive_best['rps']:,.0f} req/s |" if naive_best else "– |"),
-        "",
-        f"- At concurrency 1 gatecast adds {ratios['c1_median_minus_raw_ms']:.2f} ms to the raw call (median).",
-        f"- Its best throughput is {ratios['best_rps_over_raw_batch1'] * 100:.1f}% of raw onnxruntime's at batch 1"
-        + (f" and {ratios['best_rps_over_naive']:.1f}x the naive server's." if naive_best else "."),
+        "| server | median latency, 1 connection | req/s at 16 connections | best req/s | best × raw onnxruntime |",
+        "|---|---|---|---|---|",
+        f"| raw onnxruntime `session.run` (in-process, every core) | {raw['latency']['p50_ms']:.2f} ms | – | "
+        f"{raw1:,.0f} series/s | 1.00 |",
     ]
-    batch32 = r.get("gatecast_batch_requests", {}).get("32")
-    if batch32:
-        lines.append(f"- 32 series per request: {batch32['series_per_s']:,.0f} forecasts/s.")
+    for name, points in sweeps.items():
+        top = best(points)
+        c16 = next((p for p in points if p["connections"] == 16), None)
+        label = "**gatecast** (`gatecast serve`, defaults)" if name == "gatecast" else name
+        at16 = f"{c16['rps']:,.0f}" if c16 else "–"
+        lines.append(
+            f"| {label} | {at(points, 1)['p50_ms']:.2f} ms | {at16} | "
+            f"{top['rps']:,.0f} ({top['connections']} connections) | {top['rps'] / raw1:.2f} |"
+        )
+    met = targets(r)
+    lines += [
+        "",
+        f"The serving-speed targets ({sum(1 for *_, ok in met if ok)} of {len(met)} met in this run; "
+        "[docs/benchmarks/serving.md](docs/benchmarks/serving.md) has every point):",
+        "",
+    ]
+    lines += [f"- {'met' if ok else '**not met**'}: {t}: {measured}." for t, measured, ok in met]
     return "\n".join(lines) + "\n"
 
 
 def scaling_section() -> str:
+    from bench.serving import best
+
     r = json.loads((BENCH / "serving.json").read_text())
-    best_workers, best = max(
-        ((w, p) for w, points in r["gatecast"].items() for p in points), key=lambda item: item[1]["rps"]
-    )
-    batch32 = r.get("gatecast_batch_requests", {}).get("32")
-    text = (
+    top = best(r["contestants"]["gatecast"])
+    batch32 = r["gatecast_extra"]["batch32"]
+    return (
         f"How much one replica gave (docs/benchmarks/serving.md, {r['machine']['cpus']} CPUs, `{r['model']}`, "
-        f"{r['series_length']}-point series): about **{best['rps']:,.0f} forecasts/s** with one series per request "
-        f"({best_workers.replace('=', ' ')}, {best['connections']} connections, p50 {best['p50_ms']:.1f} ms)"
-    )
-    if batch32:
-        text += f" and about **{batch32['series_per_s']:,.0f} forecasts/s** with 32 series per request"
-    return text + (
-        ". Size the replica count from your peak forecasts per second with headroom, and measure your own "
-        "models with `make bench`.\n"
+        f"{r['series_length']}-point series): about **{top['rps']:,.0f} forecasts/s** with one series per request "
+        f"({top['connections']} connections, p50 {top['p50_ms']:.1f} ms) and about "
+        f"**{batch32['series_per_s']:,.0f} forecasts/s** with 32 series per request. Size the replica count from "
+        "your peak forecasts per second with headroom, and measure your own models with `make bench`.\n"
     )
 
 

@@ -432,3 +432,24 @@ def test_batch_size_buckets_follow_the_configured_maximum() -> None:
     assert batch_buckets(64) == (1, 2, 4, 8, 16, 32, 64)
     assert batch_buckets(100) == (1, 2, 4, 8, 16, 32, 64, 100)
     assert batch_buckets(1) == (1,)
+
+
+def test_the_directly_dispatched_model_routes_keep_their_templates_guards_and_error_shapes(client: TestClient) -> None:
+    """/forecast and /v2/.../infer skip FastAPI's router (app.middleware.DirectRoute); everything around
+    them must be as before: route labels, 405 with Allow, 404 for unknown models, the /v2 error shape."""
+    series = {"model": "etth1-lstm", "series": [{"id": "a", "values": values()}]}
+    assert client.post("/forecast", json=series).status_code == 200
+    tensor = {"inputs": [{"name": "values", "datatype": "FP32", "shape": [1, 60], "data": values()}]}
+    assert client.post("/v2/models/etth1-lstm/infer", json=tensor).status_code == 200
+    assert client.post("/v2/models/etth1-lstm/versions/1/infer", json=tensor).status_code == 200
+    missing = client.post("/v2/models/nope/infer", json=tensor)
+    assert missing.status_code == 404 and "nope" in missing.json()["error"]
+    wrong_method = client.get("/forecast")
+    assert wrong_method.status_code == 405 and "POST" in wrong_method.headers["allow"]
+    assert wrong_method.json()["error"] == "method_not_allowed"
+    bad = client.post("/forecast", content=b"{", headers={"content-type": "application/json"})
+    assert bad.status_code == 400 and bad.json()["error"] == "malformed_json"
+    counted = " ".join(metric_lines(client.get("/metrics").text, "gatecast_http_request_duration_seconds_count"))
+    for route in ("/forecast", "/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"):
+        assert f'route="{route}",status_class="2xx"' in counted, route
+    assert 'route="/v2/models/{name}/infer",status_class="4xx"' in counted

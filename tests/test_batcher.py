@@ -170,3 +170,45 @@ def test_queue_delay_waits_for_more_series() -> None:
 
     asyncio.run(main())
     assert sizes == [2]
+
+
+def test_inline_runs_stay_on_the_event_loop_and_still_batch_what_waited() -> None:
+    """Small batches run in the event loop's thread (no hand-off); requests that arrived during a run still
+    share the next one; a batch above the inline size goes to the executor."""
+    threads: list[tuple[int, str | None]] = []
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        threads.append((len(x), threading.current_thread().name))
+        return x[:, :2] * 2, x[:, 0]
+
+    async def main() -> list[tuple[list[np.ndarray], list[np.ndarray]]]:
+        batcher = make(run, inline_max_series=8)
+        out = await asyncio.gather(*(batcher.submit([np.full(4, i, np.float32)]) for i in range(6)))
+        big = await batcher.submit([np.full(4, 1, np.float32)] * 9)
+        await batcher.close()
+        return [*out, big]
+
+    results = asyncio.run(main())
+    loop_thread = threading.main_thread().name
+    assert threads[0] == (6, loop_thread), threads  # the six submitted together ran as one batch, inline
+    assert threads[-1][0] == 9 and threads[-1][1] != loop_thread  # above the inline size: a worker thread
+    assert [float(r[0][0][0]) for r in results[:6]] == [2.0 * i for i in range(6)]
+
+
+def test_an_inline_run_that_fails_fails_only_its_request() -> None:
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if (x < 0).any():
+            raise RuntimeError("the model cannot take negative values")
+        return x, x[:, 0]
+
+    async def main() -> None:
+        batcher = make(run, inline_max_series=8)
+        bad = asyncio.ensure_future(batcher.submit([np.full(3, -1, np.float32)]))
+        good = asyncio.ensure_future(batcher.submit([np.ones(3, np.float32)]))
+        with pytest.raises(InferenceFailed):
+            await bad
+        forecasts, _ = await good
+        assert forecasts[0].tolist() == [1.0, 1.0, 1.0]
+        await batcher.close()
+
+    asyncio.run(main())

@@ -47,3 +47,10 @@ def test_provider_choice() -> None:
 def test_the_tests_do_not_see_the_callers_gatecast_settings() -> None:
     """tests/conftest.py removes them: a developer's GATECAST_MODEL_REPOSITORY or keys cannot steer a test."""
     assert [n for n in os.environ if n.startswith("GATECAST_") and n != "GATECAST_DATA_DIR"] == []
+
+
+def test_one_worker_per_usable_cpu_by_default_each_with_one_onnxruntime_thread() -> None:
+    s = Settings()
+    assert s.workers == available_cpus()
+    assert s.ort_threads() == 1
+    assert Settings(workers=3).workers == 3

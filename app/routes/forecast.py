@@ -86,8 +86,8 @@ async def post_forecast(request: Request) -> Response:
     writes a long-format DataFrame, with `model`, `h` and `level` as query parameters. Answers JSON,
     or CSV when `Accept: text/csv`. CSV ids are text, answered exactly as sent, except that an id a
     spreadsheet would run as a formula (starting with = + - @, tab or carriage return) is prefixed with '."""
-    # The hot path takes no FastAPI dependencies: resolving them cost about 10% of a worker's CPU per
-    # request (docs/benchmarks/profile.md). The repository comes straight from app.state.
+    # app.middleware calls this directly (a DirectRoute): no FastAPI dependencies here, the repository comes
+    # straight from app.state.
     repository: ModelRepository = request.app.state.repository
     body = await request.body()
     decode = _decoder(request.headers.get("content-type", ""), body, request)
