@@ -47,10 +47,11 @@ class Settings(BaseSettings):
         0, ge=0, description="wait this long for more requests before a run; 0: run as soon as the previous ends"
     )
     inline_max_series: int = Field(
-        16,
+        64,
         ge=0,
         description="batches up to this many series run on the event loop instead of a thread (CPU sessions with "
-        "one thread, i.e. one worker per core): saves the thread hand-off; 0: always a thread",
+        "one thread, i.e. one worker per core): saves the thread hand-off, and holds the loop for one run; "
+        "0: always a thread",
     )
     max_queue_series: int = Field(
         8192, ge=1, description="series waiting per model beyond which requests get 503 + `Retry-After`"

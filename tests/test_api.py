@@ -437,11 +437,11 @@ def test_batch_size_buckets_follow_the_configured_maximum() -> None:
 def test_the_directly_dispatched_model_routes_keep_their_templates_guards_and_error_shapes(client: TestClient) -> None:
     """/forecast and /v2/.../infer skip FastAPI's router (app.middleware.DirectRoute); everything around
     them must be as before: route labels, 405 with Allow, 404 for unknown models, the /v2 error shape."""
-    series = {"model": "etth1-lstm", "series": [{"id": "a", "values": values()}]}
+    series = {"model": "tiny", "series": [{"id": "a", "values": values()}]}
     assert client.post("/forecast", json=series).status_code == 200
     tensor = {"inputs": [{"name": "values", "datatype": "FP32", "shape": [1, 60], "data": values()}]}
-    assert client.post("/v2/models/etth1-lstm/infer", json=tensor).status_code == 200
-    assert client.post("/v2/models/etth1-lstm/versions/1/infer", json=tensor).status_code == 200
+    assert client.post("/v2/models/tiny/infer", json=tensor).status_code == 200
+    assert client.post("/v2/models/tiny/versions/1/infer", json=tensor).status_code == 200
     missing = client.post("/v2/models/nope/infer", json=tensor)
     assert missing.status_code == 404 and "nope" in missing.json()["error"]
     wrong_method = client.get("/forecast")
