@@ -20,7 +20,7 @@ class Settings(BaseSettings):
     workers: int = Field(
         0,
         ge=0,
-        description="worker processes, each with its own listening socket (metrics are merged across them); "
+        description="worker processes, sharing one listening socket (metrics are merged across them); "
         "0: one per usable CPU (affinity and cgroup quota)",
     )
     model_repository: Path = Field(
