@@ -4,8 +4,8 @@ One batcher per model version and process. Requests enqueue their windows and aw
 task drains the queue: it takes whatever is waiting (up to `max_batch_series` series), optionally waits
 `max_queue_delay_us` for more, and runs the batch in a worker thread so the event loop never blocks,
 except small batches on a single-threaded CPU session (`inline_max_series`): with one worker process per
-core, handing a run of a few hundred microseconds to a thread and back cost about a third of a request's
-time (both threads fall asleep and wake up), and the core had nothing else to do meanwhile.
+core, handing a run of a few hundred microseconds to a thread and back cost a quarter to a third of a
+request's time (both threads fall asleep and wake up), and the core had nothing else to do meanwhile.
 While a run is in progress new requests queue up, so batches grow with load and a lone request (delay 0)
 runs at once. Windows of different lengths cannot share one tensor (padding would change an RNN's
 state), so a batch is split into one run per distinct length; results are identical to unbatched runs.

@@ -21,7 +21,7 @@ from pathlib import Path
 from app import metrics
 from app.batcher import Batcher
 from app.errors import InvalidInput, ModelLoadError, NotFound
-from app.runtime import Runtime, choose_providers, load_runtime
+from app.runtime import CPU, Runtime, choose_providers, load_runtime
 from app.service import Limits, ModelService
 from app.settings import Settings
 
@@ -279,4 +279,4 @@ def _check_inside(root: Path, path: Path) -> None:
 def inline_runs(runtime: Runtime, settings: Settings) -> bool:
     """Small batches run on the event loop only where a run is plain CPU work in the calling thread: a CPU
     session with one intra-op thread (one worker per core). A multi-threaded or GPU session keeps the hop."""
-    return runtime.provider == "CPUExecutionProvider" and settings.ort_threads() == 1
+    return runtime.provider == CPU and settings.ort_threads() == 1

@@ -180,7 +180,7 @@ class Contestant:
 def server(c: Contestant):  # type: ignore[no-untyped-def]
     port = free_port()
     argv = [str(port) if a == "PORT" else a for a in c.command]
-    env = {**os.environ, **c.env, "MLSERVER_HTTP_PORT": str(port)}
+    env = {**os.environ, **c.env, "MLSERVER_HTTP_PORT": str(port)}  # MLServer takes its port from the environment
     proc = subprocess.Popen(
         argv, cwd=c.cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
