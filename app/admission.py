@@ -85,9 +85,11 @@ class Ticket:
         self.budget = budget
         self.held = 0
 
-    def charge(self, nbytes: int, what: str) -> None:
+    def charge(self, nbytes: int, what: str | Callable[[], str]) -> None:
+        """`what` names the charge in the error message; a callable is only called for a refusal."""
         budget = self.budget
         if self.held + nbytes > budget.capacity:
+            what = what if isinstance(what, str) else what()
             raise PayloadTooLarge(
                 f"{what} needs about {_mb(self.held + nbytes)} of memory; a worker admits at most "
                 f"{_mb(budget.capacity)} (GATECAST_MEMORY_BUDGET_MB, derived from the memory limit): split the request"
@@ -101,12 +103,12 @@ class Ticket:
             )
         budget.used += nbytes
         self.held += nbytes
-        metrics.MEMORY_ADMITTED.inc(nbytes)
+        metrics.MEMORY_ADMITTED.value += nbytes
 
     def release(self) -> None:
         held = self.held
         self.budget.used -= held
-        metrics.MEMORY_ADMITTED.dec(held)
+        metrics.MEMORY_ADMITTED.value -= held
         self.held = 0
         if held >= TRIM_AFTER_BYTES:
             return_freed_memory()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from typing import Any
+from typing import Any, cast
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -45,6 +45,48 @@ class HeadTimeout(RequestTimeout):
     code = "header_timeout"
 
 
+class _CoalescingTransport:
+    """The connection's transport, except that a response head is held back until its body is written. uvicorn
+    writes the status line and headers, then the body: two send() calls and two TCP segments for every answer,
+    where one does. A head with no write after it in this turn of the event loop goes out on its own."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+        self._flush: asyncio.Handle | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._held is not None:
+            data = self._held + data
+            self._held = None
+            if self._flush is not None:
+                self._flush.cancel()
+                self._flush = None
+        elif data[:9] == b"HTTP/1.1 " and data[-4:] == b"\r\n\r\n":
+            self._held = bytes(data)
+            self._flush = self._loop.call_soon(self.flush)
+            return
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        self._flush = None
+        held, self._held = self._held, None
+        if held is not None and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -56,19 +98,28 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False  # a request head has begun and is not complete yet
         self._between = True  # the last message is complete: the next bytes start a new head
         self._head_bytes = 0  # received while in a head or between messages
+        self._counting = True  # the bytes being parsed now were counted in _head_bytes
+        self._head_counted = True  # every byte of the current head was counted: _head_bytes bounds its size
         self._header_count = 0
+        # One timer per connection, re-armed lazily: a request's head sets a deadline and clears it when complete,
+        # and the timer checks the deadline when it fires. Scheduling and cancelling a timer for every request
+        # cost more than the rest of these guards together.
         self._head_timer: asyncio.TimerHandle | None = None
+        self._head_deadline: float | None = None
         self._refused = False
 
     # --- connection -----------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(cast(asyncio.Transport, _CoalescingTransport(transport, self.loop)))
         self._start_head_timer()
         self._mark_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         _IDLE.pop(self, None)
         super().connection_lost(exc)
 
@@ -76,7 +127,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._refused:
             return
         self._unset_keepalive_if_required()
-        if self._in_head or self._between:  # not while the parser is reading a body
+        self._counting = self._in_head or self._between  # not while the parser is reading a body
+        if self._counting:
             self._head_bytes += len(data)
         try:
             self.parser.feed_data(data)
@@ -101,6 +153,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True
         self._between = False
         self._header_count = 0
+        # A pipelined head can begin inside bytes that arrived during the previous body, which were not counted.
+        self._head_counted = self._counting
         self._start_head_timer()
         super().on_message_begin()
 
@@ -112,10 +166,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
-        if size > self.max_head_bytes:
-            self._refuse(HeaderTooLarge(self._too_large()))
-            raise _Refused
+        # The bytes received since the head began bound its size from above: count exactly only past the limit.
+        if not self._head_counted or self._head_bytes > self.max_head_bytes:
+            size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+            if size > self.max_head_bytes:
+                self._refuse(HeaderTooLarge(self._too_large()))
+                raise _Refused
         self._in_head = False
         self._head_bytes = 0
         self._stop_head_timer()
@@ -137,16 +193,25 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         return f"the request line and headers exceed {self.max_head_bytes} bytes (GATECAST_MAX_HEADER_BYTES)"
 
     def _start_head_timer(self) -> None:
-        self._stop_head_timer()
-        self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_timed_out)
+        self._head_deadline = self.loop.time() + self.head_timeout_s
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_at(self._head_deadline, self._head_timer_fired)
 
     def _stop_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        self._head_deadline = None  # the timer stays armed and does nothing when it fires
+
+    def _head_timer_fired(self) -> None:
+        self._head_timer = None
+        deadline = self._head_deadline
+        if deadline is None:
+            return
+        if self.loop.time() < deadline:  # a later head began after this timer was set: wait for its deadline
+            self._head_timer = self.loop.call_at(deadline, self._head_timer_fired)
+            return
+        self._head_deadline = None
+        self._head_timed_out()
 
     def _head_timed_out(self) -> None:
-        self._head_timer = None
         if not (self._in_head or self._between) or self.transport.is_closing():
             return
         if self._head_bytes == 0:

@@ -51,6 +51,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     poll = settings.repository_poll_s
     watcher = asyncio.create_task(_watch(repository, poll)) if poll else None
     hangup = _reload_on_sighup(repository)
+    publisher = asyncio.create_task(_publish_metrics(metrics.PUBLISH_EVERY_S))
     try:
         yield
     finally:
@@ -58,6 +59,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         if watcher:
             watcher.cancel()
+        publisher.cancel()
         await repository.close()
         executor.shutdown(wait=True)
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # this worker's live gauges go with it
@@ -68,6 +70,13 @@ async def _watch(repository: ModelRepository, every: float) -> None:
     while True:
         await asyncio.sleep(every)
         await _sync(repository, "poll")
+
+
+async def _publish_metrics(every: float) -> None:
+    """This worker's per-request gauges, for scrapes answered by the other workers (app.metrics.ProcessValue)."""
+    while True:
+        await asyncio.sleep(every)
+        metrics.publish()
 
 
 async def _sync(repository: ModelRepository, why: str) -> None:

@@ -85,7 +85,7 @@ class ServingMiddleware:
 
         counted = scope["path"] != "/metrics"  # a scrape does not count itself in flight
         if counted:
-            metrics.IN_FLIGHT.inc()
+            metrics.IN_FLIGHT.value += 1
         budget: admission.MemoryBudget | None = getattr(scope["app"].state, "memory_budget", None)
         ticket = budget.ticket() if budget is not None else None
         token = admission.current_ticket.set(ticket)
@@ -110,7 +110,8 @@ class ServingMiddleware:
                     if route is None:
                         await self.app(scope, _replay(body, receive), send_wrapper)
                     else:
-                        request = Request(scope, _replay(body, receive))
+                        request = Request(scope, receive)
+                        request._body = body  # Starlette's cache behind request.body(): the body read above
                         response = await route.endpoint(request)
                         await response(scope, receive, send_wrapper)
             except TimeoutError:
@@ -124,7 +125,7 @@ class ServingMiddleware:
             if ticket is not None:
                 ticket.release()
             if counted:
-                metrics.IN_FLIGHT.dec()
+                metrics.IN_FLIGHT.value -= 1
             self._duration(self._template(scope), scope["method"], status.code).observe(time.perf_counter() - started)
 
     def _duration(self, route: str, method: str, status: int) -> Histogram:

@@ -40,6 +40,9 @@ def serve(
             access_log=False,
             http="app.httpguard:GuardedHttpToolsProtocol",  # head size, head time and idle limits
             timeout_keep_alive=settings.keep_alive_s,
+            # Nothing in gatecast reads the client's address (no access log), so X-Forwarded-* would be parsed
+            # for nothing on every request.
+            proxy_headers=False,
         )
     finally:
         if made_dir:

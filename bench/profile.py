@@ -22,12 +22,13 @@ from bench.serving import LUA, ROOT, Contestant, Load, body, children, server, w
 # First match wins: a sample is charged to the innermost frame's layer.
 LAYERS = [
     ("onnxruntime session.run", r"onnxruntime"),
+    ("numpy", r"numpy/"),
     ("request parsing and validation (pydantic)", r"pydantic|model_validate_json|schemas\.py"),
     ("response rendering (json)", r"json/|render_json|JSONResponse|responses\.py|render"),
     ("metrics (prometheus_client)", r"prometheus_client"),
     ("HTTP protocol (uvicorn, httptools)", r"uvicorn|httptools"),
     ("framework (starlette, fastapi routing and middleware)", r"starlette|fastapi|anyio"),
-    ("gatecast request path (app/)", r"/app/"),
+    ("gatecast request path (app/, contract/)", r"(^|[ (/])(app|contract)/"),
     ("thread hand-off (executor, futures)", r"concurrent/futures|threading\.py|asyncio/futures"),
     ("event loop (asyncio, uvloop)", r"asyncio|uvloop|selectors"),
 ]
@@ -118,7 +119,7 @@ def main() -> None:
     ]
     lines += [f"| {name} | {n / total * 100:.1f}% |" for name, n in by_layer.most_common()]
     lines += ["", "Top functions (self time):", "", "| function | share |", "|---|---|"]
-    lines += [f"| `{f[:110]}` | {n / total * 100:.1f}% |" for f, n in by_function.most_common(15)]
+    lines += [f"| `{f[:110]}` | {n / total * 100:.1f}% |" for f, n in by_function.most_common(25)]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "profile.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -114,16 +114,49 @@ def many_headers(port: int, pid: int) -> Outcome:
 
 
 def slow_header(port: int, pid: int) -> Outcome:
-    def trickle(sock: socket.socket, sent: list[int]) -> None:
-        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\n")
-        for i in range(40):  # one header line every 0.25 s, never finished
-            sock.sendall(b"X-Slow-%d: v\r\n" % i)
-            sent[0] += 1
-            time.sleep(0.25)
-
-    raw, _, took = _send_then_read(port, trickle)
+    raw, _, took = _send_then_read(port, slow_header_lines)
     status, message = _parse(raw)
     return Outcome("a header line every 0.25 s, never finished", status, message, took)
+
+
+def slow_header_after_a_request(port: int, pid: int) -> Outcome:
+    """One request answered on a keep-alive connection, then a head that never finishes: the head's own time
+    limit applies, not one left from the first request."""
+
+    def answered_then_trickle(sock: socket.socket, sent: list[int]) -> None:
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: a\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b'{"live":true}'):
+            answer += sock.recv(65536)
+        time.sleep(1.0)  # most of the head time limit passes while idle: the next head gets all of its own
+        slow_header_lines(sock, sent)
+
+    raw, _, took = _send_then_read(port, answered_then_trickle)
+    status, message = _parse(raw)
+    return Outcome("an answered request, then a header line every 0.25 s", status, message, took)
+
+
+def slow_header_lines(sock: socket.socket, sent: list[int]) -> None:
+    sock.sendall(b"GET /v2/health/live HTTP/1.1\r\n")
+    for i in range(40):  # one header line every 0.25 s, never finished
+        sock.sendall(b"X-Slow-%d: v\r\n" % i)
+        sent[0] += 1
+        time.sleep(0.25)
+
+
+def pipelined_huge_header(port: int, pid: int) -> Outcome:
+    """A 40 kB head pipelined behind a body, in the same packet as the body's end: bytes that arrive while a body
+    is read are not counted as head bytes, so the head must still be measured."""
+
+    def send(sock: socket.socket, sent: list[int]) -> None:
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhello")
+        time.sleep(0.3)  # the server is now reading the body
+        sock.sendall(b"world" + b"GET /v2/health/live HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n")
+        sent[0] += 1
+
+    raw, _, took = _send_then_read(port, send)
+    status, message = _parse(raw[raw.rfind(b"HTTP/1.1 ") :])  # the refusal can overtake the first answer
+    return Outcome("a 40 kB head pipelined behind a body", status, message, took)
 
 
 def silent_connection(port: int, pid: int) -> Outcome:

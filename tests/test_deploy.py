@@ -63,7 +63,8 @@ def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
 
 
 def test_dashboard_covers_the_required_views_with_real_metric_names() -> None:
-    defined = {m._name for m in vars(metrics).values() if hasattr(m, "_name")}  # noqa: SLF001
+    collectors = [getattr(m, "gauge", m) for m in vars(metrics).values()]  # ProcessValue wraps its gauge
+    defined = {m._name for m in collectors if hasattr(m, "_name")}  # noqa: SLF001
     used = set()
     for expr in dashboard_exprs():
         used |= {re.sub(r"_(bucket|sum|count|total)$", "", n) for n in re.findall(r"gatecast_[a-z_]+", expr)}

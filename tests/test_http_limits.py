@@ -55,6 +55,19 @@ def test_a_slow_header_connection_gets_408_and_is_closed(server: tuple[str, int,
     assert outcome.seconds < 6, f"closed after {outcome.seconds:.1f} s"
 
 
+def test_the_head_time_limit_applies_to_each_request_on_a_connection(server: tuple[str, int, int]) -> None:
+    _, port, pid = server
+    outcome = abuse.slow_header_after_a_request(port, pid)
+    assert outcome.status == 408 and "GATECAST_HEADER_TIMEOUT_S" in outcome.message
+    assert 2.5 < outcome.seconds < 7, f"closed after {outcome.seconds:.1f} s (1 s idle, then a 1.5 s head limit)"
+
+
+def test_a_huge_head_pipelined_behind_a_body_is_431(server: tuple[str, int, int]) -> None:
+    _, port, pid = server
+    outcome = abuse.pipelined_huge_header(port, pid)
+    assert outcome.status == 431 and "GATECAST_MAX_HEADER_BYTES" in outcome.message
+
+
 def test_a_silent_connection_is_closed(server: tuple[str, int, int]) -> None:
     _, port, pid = server
     outcome = abuse.silent_connection(port, pid)
