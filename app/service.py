@@ -129,11 +129,27 @@ class ModelService:
             raise InvalidInput(f"horizon {horizon} is out of range: {self.name} forecasts 1 to {card.horizon} steps")
         levels = check_levels(job.levels)
         check_unique_ids([s.id for s in job.series])
-        windows = [self._window(s) for s in job.series]
+        windows = self._windows(job.series)
         future = [
             future_index(s.id, len(s.values), horizon, card.freq, s.timestamps, s.start, s.freq) for s in job.series
         ]
         return Plan(horizon, levels, windows, future)
+
+    def _windows(self, series: Sequence[SeriesInput]) -> list[np.ndarray]:
+        """Every series' window, as float32. Several series of one length, sent as JSON lists, are converted and
+        checked as one array (a third of the time of series by series at 32 x 168); anything else, and every
+        refusal, goes series by series, so the error names the series."""
+        first = series[0].values
+        n = len(first)
+        if (
+            len(series) > 1
+            and self.card.min_window <= n <= self.limits.max_points_per_series
+            and all(isinstance(s.values, list) and len(s.values) == n for s in series)
+        ):
+            values = np.asarray([s.values for s in series], dtype=np.float64)
+            if np.abs(values).max() <= MAX_ABS_VALUE:
+                return list(values[:, -self.card.trained_window :].astype(np.float32))
+        return [self._window(s) for s in series]
 
     def _window(self, series: SeriesInput) -> np.ndarray:
         n = len(series.values)

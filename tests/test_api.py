@@ -101,6 +101,20 @@ def test_many_series_in_one_request_keep_their_order(client: TestClient) -> None
     np.testing.assert_allclose(body["forecasts"][7]["mean"], single["forecasts"][0]["mean"], rtol=1e-5)
 
 
+def test_series_of_one_length_are_checked_together_with_the_same_verdicts(client: TestClient) -> None:
+    """Several series of one length take the one-array path (app.service._windows): a value the model cannot
+    carry in a window is still refused naming its series; a large value before the window is never read."""
+    v = values(60)
+    outside = [1e39] * 12 + v[12:]  # the window is the last 48
+    inside = v[:-1] + [1e39]
+    ok = client.post("/forecast", json={"series": [{"id": "a", "values": v}, {"id": "b", "values": outside}]})
+    assert ok.status_code == 200, ok.text
+    alone = client.post("/forecast", json={"series": [{"id": "b", "values": v[12:]}]}).json()
+    assert ok.json()["forecasts"][1]["mean"] == alone["forecasts"][0]["mean"]
+    r = client.post("/forecast", json={"series": [{"id": "a", "values": v}, {"id": "b", "values": inside}]})
+    assert r.status_code == 422 and "series 'b' holds values up to 1e+39" in r.json()["message"]
+
+
 def test_csv_in_and_csv_out(client: TestClient) -> None:
     frames = [
         pd.DataFrame(
