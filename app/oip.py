@@ -25,7 +25,7 @@ DATATYPES: dict[str, type[np.generic]] = {
     "INT32": np.int32,
     "INT64": np.int64,
 }
-_FLOAT_MAX = {kind: float(np.finfo(kind).max) for kind in (np.float16, np.float32, np.float64)}
+_FLOAT_MAX: dict[type[np.generic], float] = {k: float(np.finfo(k).max) for k in (np.float16, np.float32, np.float64)}
 Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
 Parameters = dict[Annotated[str, Field(max_length=64)], Scalar]
 # What gatecast reads of each parameters object; any other key is refused by name.
