@@ -142,7 +142,7 @@ def _check_range(tensor: InputTensor, array: np.ndarray, kind: type[np.generic])
     float_max = _FLOAT_MAX.get(kind)
     if float_max is not None:
         # One reduction for the common case: the largest magnitude is NaN or inf exactly when a value is.
-        if not np.abs(array).max() <= float_max:
+        if not float(np.abs(array).max()) <= float_max:
             if not np.isfinite(array).all():
                 raise InvalidInput(f"input {tensor.name!r} holds NaN or Infinity (or a number beyond float range)")
             raise InvalidInput(f"input {tensor.name!r}: a value exceeds {tensor.datatype}'s range")

@@ -168,7 +168,7 @@ class ModelService:
         if values.dtype.kind != "f":
             values = values.astype(np.float64)
         # One reduction for the common case: the largest magnitude is NaN or inf exactly when a value is.
-        if not np.abs(values).max() <= MAX_ABS_VALUE:
+        if not float(np.abs(values).max()) <= MAX_ABS_VALUE:  # float(): a float16 array would cast the limit
             self._refuse_values(series.id, values, last_window(values, card.trained_window))
         return last_window(values, card.trained_window).astype(np.float32)
 
