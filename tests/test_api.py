@@ -244,6 +244,17 @@ def test_bad_csv_is_422_with_the_reason(client: TestClient) -> None:
     error(client.post("/forecast", content=body, headers={"content-type": "text/csv"}), 422, "more than once")
 
 
+def test_csv_columns_the_model_does_not_read_are_refused_by_name(client: TestClient) -> None:
+    """Never answered as if they were absent: a forecast that ignored a covariate would look like it used it."""
+    frame = pd.DataFrame(
+        {"unique_id": "a", "ds": pd.date_range("2024-01-01", periods=50, freq="h"), "y": values(50), "HUFL": 1.0}
+    )
+    r = client.post("/forecast", content=frame.to_csv(index=False), headers={"content-type": "text/csv"})
+    error(r, 422, "columns ['HUFL'] are not read")
+    r = client.post("/forecast", content=frame.drop(columns="HUFL").to_csv(), headers={"content-type": "text/csv"})
+    error(r, 422, "index=False")
+
+
 def test_models_routes_report_metadata_and_provider(client: TestClient) -> None:
     listing = client.get("/models").json()
     assert listing["default"] == "tiny" and listing["failed"] == {}

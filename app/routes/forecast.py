@@ -20,7 +20,7 @@ from app.errors import BadRequest, InvalidInput, UnsupportedMediaType
 from app.registry import ModelRepository
 from app.schemas import EXAMPLE_VALUES, ErrorBody, ForecastRequest, ForecastResponse
 from app.service import ForecastJob, ForecastResult, SeriesInput
-from contract.longformat import read_long_csv, split_long_frame
+from contract.longformat import REQUIRED_COLUMNS, read_long_csv, split_long_frame
 
 router = APIRouter(tags=["forecast"])
 
@@ -120,8 +120,22 @@ def decode_json(body: bytes) -> Decoded:
 
 
 def decode_csv(body: bytes, model: str | None, horizon: int | None, level: list[float]) -> Decoded:
-    """A `unique_id, ds, y` table (as pandas writes it) -> one series per id, with its timestamps."""
-    parsed = split_long_frame(read_long_csv(body), allow_gaps=False)
+    """A `unique_id, ds, y` table (as pandas writes it) -> one series per id, with its timestamps. Any other
+    column is refused by name: the served models read `y` alone, and a column answered as if absent would
+    look used."""
+    frame = read_long_csv(body)
+    extra = [str(c) for c in frame.columns if c not in REQUIRED_COLUMNS]
+    if extra:
+        hint = (
+            " (an unnamed first column is a DataFrame index: write the CSV with index=False)"
+            if any(c.startswith("Unnamed: ") for c in extra)
+            else ""
+        )
+        raise InvalidInput(
+            f"columns {extra} are not read: the models served here take unique_id, ds and y only, without "
+            f"covariates; remove the other columns{hint}"
+        )
+    parsed = split_long_frame(frame, allow_gaps=False)
     series = [SeriesInput(s.id, s.values, s.timestamps, None, s.freq) for s in parsed]
     return model, ForecastJob(series, horizon, level)
 
