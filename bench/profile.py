@@ -26,7 +26,7 @@ LAYERS = [
     ("request parsing and validation (pydantic)", r"pydantic|model_validate_json|schemas\.py"),
     ("response rendering (json)", r"json/|render_json|JSONResponse|responses\.py|render"),
     ("metrics (prometheus_client)", r"prometheus_client"),
-    ("HTTP protocol (uvicorn, httptools)", r"uvicorn|httptools"),
+    ("HTTP protocol (uvicorn, httptools, app/httpguard.py)", r"uvicorn|httptools|httpguard"),
     ("framework (starlette, fastapi routing and middleware)", r"starlette|fastapi|anyio"),
     ("gatecast request path (app/, contract/)", r"(^|[ (/])(app|contract)/"),
     ("thread hand-off (executor, futures)", r"concurrent/futures|threading\.py|asyncio/futures"),
