@@ -1,6 +1,6 @@
 """Pure ASGI middleware around every route: access, size and memory admission, the body, the time limit,
 request metrics, and the last line of the error mapping. It is the outermost layer of the app
-(app.main.GatecastApp builds it around FastAPI's own stack).
+(`app.main.outermost` wraps it around FastAPI's own stack).
 
 In order, for each HTTP request:
 1. checks that need only the headers: API key, declared body size, compressed bodies;

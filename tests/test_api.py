@@ -441,6 +441,23 @@ def test_a_scrape_does_not_count_itself_in_flight(client: TestClient) -> None:
     ]
 
 
+def test_a_scrape_publishes_what_its_worker_holds_now(client: TestClient) -> None:
+    """In flight and memory admitted are counted in the process (app.metrics.ProcessValue) and written to
+    their gauges when published: the worker answering a scrape publishes first."""
+    from app import admission, metrics
+
+    metrics.IN_FLIGHT.value += 3  # as three requests of this worker would, while the scrape runs
+    metrics.MEMORY_ADMITTED.value += 4096
+    try:
+        text = client.get("/metrics").text
+    finally:
+        metrics.IN_FLIGHT.value -= 3
+        metrics.MEMORY_ADMITTED.value -= 4096
+    assert metric_lines(text, "gatecast_requests_in_flight ") == ["gatecast_requests_in_flight 3.0"]
+    held = 4096 + admission.REQUEST_BYTES  # the scrape holds a ticket of its own
+    assert metric_lines(text, "gatecast_memory_admitted_bytes ") == [f"gatecast_memory_admitted_bytes {held:.1f}"]
+
+
 def test_openmetrics_is_served_to_scrapers_that_ask_for_it(client: TestClient) -> None:
     r = client.get("/metrics", headers={"accept": "application/openmetrics-text; version=1.0.0,text/plain;q=0.5"})
     assert r.headers["content-type"].startswith("application/openmetrics-text")
