@@ -7,7 +7,8 @@ In order, for each HTTP request:
 2. opens the request's memory ticket (app.admission) and charges the declared body before reading it;
 3. reads the whole body (bounded by GATECAST_MAX_BODY_BYTES even when chunked) and charges the estimated
    cost of decoding it, so no route parses a body the worker has no memory for;
-4. runs the route with that body, under GATECAST_REQUEST_TIMEOUT_S. The model routes (`DirectRoute`) are
+4. runs the route with that body, under GATECAST_REQUEST_TIMEOUT_S (app.deadlines; the limit starts with
+   the body's reading). The model routes (`DirectRoute`) are
    called here directly: FastAPI's router and its layers took about a fifth of such a request's CPU outside
    onnxruntime (measured in-process when this was written), and those routes use none of it (no
    dependencies, no parameter validation: they read their body themselves). Every other path goes through
@@ -32,6 +33,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import admission, auth, metrics, problems
+from app.deadlines import Deadlines
 from app.errors import GatecastError, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from app.settings import Settings
 
@@ -69,6 +71,7 @@ class ServingMiddleware:
         self._direct_patterns = [(r.pattern, r) for r in direct if "{" in r.template]
         self._templates: dict[object, str] | None = None  # endpoint -> path template, built on first use
         self._durations: dict[tuple[str, str, int], Histogram] = {}
+        self._deadlines = Deadlines(settings.request_timeout_s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,6 +92,7 @@ class ServingMiddleware:
         budget: admission.MemoryBudget | None = getattr(scope["app"].state, "memory_budget", None)
         ticket = budget.ticket() if budget is not None else None
         token = admission.current_ticket.set(ticket)
+        task = self._deadlines.start()  # the time limit covers reading the body too
         try:
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             try:
@@ -97,30 +101,32 @@ class ServingMiddleware:
                 if ticket is not None:
                     body_bytes = admission.BODY_COPIES * int(declared) if declared.isdigit() else 0
                     ticket.charge(admission.REQUEST_BYTES + body_bytes, "this request's body")
-                async with asyncio.timeout(self.settings.request_timeout_s):
-                    body = await self._read_body(receive, ticket, declared.isdigit())
-                    if body is None:
-                        return  # the client went away before sending its body
-                    if ticket is not None and body:
-                        media = headers.get("content-type", "").split(";")[0].strip().lower()
-                        json_part = headers.get("inference-header-content-length", "")
-                        cost = admission.decode_cost(body, media, int(json_part) if json_part.isdigit() else None)
-                        ticket.charge(cost, "decoding this request's body")
-                    route = self._match(scope)
-                    if route is None:
-                        await self.app(scope, _replay(body, receive), send_wrapper)
-                    else:
-                        request = Request(scope, receive)
-                        request._body = body  # Starlette's cache behind request.body(): the body read above
-                        response = await route.endpoint(request)
-                        await response(scope, receive, send_wrapper)
-            except TimeoutError:
+                body = await self._read_body(receive, ticket, declared.isdigit())
+                if body is None:
+                    return  # the client went away before sending its body
+                if ticket is not None and body:
+                    media = headers.get("content-type", "").split(";")[0].strip().lower()
+                    json_part = headers.get("inference-header-content-length", "")
+                    cost = admission.decode_cost(body, media, int(json_part) if json_part.isdigit() else None)
+                    ticket.charge(cost, "decoding this request's body")
+                route = self._match(scope)
+                if route is None:
+                    await self.app(scope, _replay(body, receive), send_wrapper)
+                else:
+                    request = Request(scope, receive)
+                    request._body = body  # Starlette's cache behind request.body(): the body read above
+                    response = await route.endpoint(request)
+                    await response(scope, receive, send_wrapper)
+            except asyncio.CancelledError:
+                if not self._deadlines.expired(task):
+                    raise  # not the time limit: the server is shutting down
                 await self._answer(scope, send_wrapper, status, _timeout(self.settings.request_timeout_s))
             except Exception as exc:  # noqa: BLE001 - the one place nothing may escape from
                 if not isinstance(exc, GatecastError):
                     log.exception("unexpected error on %s %s", scope["method"], scope["path"])
                 await self._answer(scope, send_wrapper, status, exc)
         finally:
+            self._deadlines.finish(task)
             admission.current_ticket.reset(token)
             if ticket is not None:
                 ticket.release()
