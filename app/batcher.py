@@ -11,15 +11,25 @@ runs at once. Windows of different lengths cannot share one tensor (padding woul
 state), so a batch is split into one run per distinct length; results are identical to unbatched runs.
 When a shared run fails, each request in it is run again on its own, so one request the model cannot take
 fails alone (InferenceFailed, logged) and its neighbours get their forecasts.
+
+Gathering (`gather_wait_us`): clients that were just answered usually send again (a dashboard, a load
+balancer's keep-alive connections, any closed loop). Left alone, N such clients split into cohorts that
+alternate: while one cohort's batch runs, the other's requests arrive, so every batch holds about half of
+them. Before a run, the batcher therefore waits, at most `gather_wait_us`, for the connections it answered
+in the last RECENT_S seconds that are not queued yet; it runs as soon as they are all in or the batch is
+full. A lone client is never kept waiting (its own request is the one awaited); a connection that does not
+send in time is forgotten until it is answered again, so one that stops costs a single wait.
+The connection of each request (`current_source`) is set by the protocol layer: app.middleware for HTTP.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -32,11 +42,17 @@ from app.stats import ModelStats
 log = logging.getLogger("gatecast.batcher")
 RunFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
+# The connection a request came from (HTTP: the client's address and port); None where unknown.
+current_source: contextvars.ContextVar[Hashable | None] = contextvars.ContextVar("gatecast_source", default=None)
+RECENT_S = 0.02  # a connection answered this recently is expected to send again
+MAX_TRACKED_SOURCES = 256  # more recent connections than this: open traffic, nothing to gather, run at once
+
 
 @dataclass
 class _Pending:
     windows: list[np.ndarray]  # one float32 array per series
     future: asyncio.Future[tuple[list[np.ndarray], list[np.ndarray]]]
+    source: Hashable | None
     enqueued: float = field(default_factory=time.perf_counter)
 
 
@@ -52,6 +68,7 @@ class Batcher:
         max_queue_series: int,
         stats: ModelStats | None = None,
         inline_max_series: int = 0,
+        gather_wait_us: int = 0,
     ) -> None:
         self._run = run
         self.stats = stats or ModelStats()
@@ -66,6 +83,10 @@ class Batcher:
         self.max_queue_delay = max_queue_delay_us / 1e6
         self.max_queue_series = max_queue_series
         self.inline_max_series = inline_max_series  # batches up to this size run on the event loop
+        self.gather_wait = gather_wait_us / 1e6
+        self._answered: dict[Hashable, float] = {}  # source -> when it was last answered (perf_counter)
+        self._missing: set[Hashable] | None = None  # while gathering: the sources not queued yet
+        self._gathered: asyncio.Future[bool] | None = None  # its result: whether the wait timed out
         self._queue: deque[_Pending] = deque()
         self._queued_series = 0
         self._wakeup = asyncio.Event()
@@ -98,10 +119,15 @@ class Batcher:
                 retry_after=1.0,
             )
         self.start()
-        pending = _Pending(windows, asyncio.get_running_loop().create_future())
+        source = current_source.get()
+        pending = _Pending(windows, asyncio.get_running_loop().create_future(), source)
         self._queue.append(pending)
         self._queued_series += len(windows)
         self._wakeup.set()
+        if self._missing is not None:
+            self._missing.discard(source)
+            if not self._missing or self._queued_series >= self.max_batch_series:
+                self._end_gathering()
         return await pending.future
 
     async def _drain(self) -> None:
@@ -120,8 +146,39 @@ class Batcher:
                         await asyncio.wait_for(self._wakeup.wait(), wait)
                     except TimeoutError:
                         break
+            if self.gather_wait and self._queued_series < self.max_batch_series:
+                await self._gather()
             batch = self._take()
             await self._run_batch(batch)
+
+    async def _gather(self) -> None:
+        """Wait, at most gather_wait, for the connections answered in the last RECENT_S that are not queued."""
+        now = time.perf_counter()
+        answered = self._answered
+        if len(answered) > MAX_TRACKED_SOURCES:
+            self._answered = answered = {s: t for s, t in answered.items() if now - t < RECENT_S}
+            if len(answered) > MAX_TRACKED_SOURCES:
+                return
+        missing = {s for s, t in answered.items() if now - t < RECENT_S}
+        if len(missing) <= 1:
+            return  # one recent connection at most: nothing to gather (a lone client's own request is here)
+        missing.difference_update(item.source for item in self._queue)
+        if not missing:
+            return
+        loop = asyncio.get_running_loop()
+        self._missing, self._gathered = missing, loop.create_future()
+        timer = loop.call_later(self.gather_wait, self._end_gathering, True)
+        try:
+            if await self._gathered:  # timed out: do not wait for the late ones again until they are answered
+                for late in self._missing:
+                    answered.pop(late, None)
+        finally:
+            timer.cancel()
+            self._missing = self._gathered = None
+
+    def _end_gathering(self, timed_out: bool = False) -> None:
+        if self._gathered is not None and not self._gathered.done():
+            self._gathered.set_result(timed_out)
 
     def _take(self) -> list[_Pending]:
         """Whole requests up to max_batch_series series (a bigger single request goes alone)."""
@@ -165,10 +222,13 @@ class Batcher:
                 await self._execute([item])
             return
         offset = 0
+        answered = time.perf_counter()
         for item in batch:
             n = len(item.windows)
             if not item.future.done():
                 item.future.set_result((forecasts[offset : offset + n], scales[offset : offset + n]))
+            if item.source is not None:
+                self._answered[item.source] = answered
             offset += n
         self._series.inc(len(windows))
         for size, seconds in runs:  # recorded here, on the event loop, not in the run's thread

@@ -32,7 +32,7 @@ from starlette.responses import Response
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import admission, auth, metrics, problems
+from app import admission, auth, batcher, metrics, problems
 from app.deadlines import Deadlines
 from app.errors import GatecastError, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from app.settings import Settings
@@ -92,6 +92,7 @@ class ServingMiddleware:
         budget: admission.MemoryBudget | None = getattr(scope["app"].state, "memory_budget", None)
         ticket = budget.ticket() if budget is not None else None
         token = admission.current_ticket.set(ticket)
+        source = batcher.current_source.set(scope.get("client"))  # for the batcher's gathering
         task = self._deadlines.start()  # the time limit covers reading the body too
         try:
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -128,6 +129,7 @@ class ServingMiddleware:
         finally:
             self._deadlines.finish(task)
             admission.current_ticket.reset(token)
+            batcher.current_source.reset(source)
             if ticket is not None:
                 ticket.release()
             if counted:

@@ -197,6 +197,7 @@ class ModelRepository:
             settings.max_queue_delay_us,
             settings.max_queue_series,
             inline_max_series=settings.inline_max_series if inline_runs(runtime, settings) else 0,
+            gather_wait_us=settings.gather_wait_us,
         )
         batcher.start()
         limits = Limits(settings.max_series_per_request, settings.max_points_per_series)

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     max_queue_delay_us: int = Field(
         0, ge=0, description="wait this long for more requests before a run; 0: run as soon as the previous ends"
     )
+    gather_wait_us: int = Field(
+        300,
+        ge=0,
+        description="before a run, wait at most this long for the connections answered in the last 20 ms that have "
+        "not sent their next request yet (closed-loop clients); a lone client never waits; 0: off",
+    )
     inline_max_series: int = Field(
         64,
         ge=0,

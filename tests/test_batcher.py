@@ -12,6 +12,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from app import batcher as batcher_module
 from app.batcher import Batcher
 from app.errors import InferenceFailed, Overloaded
 
@@ -212,3 +213,98 @@ def test_an_inline_run_that_fails_fails_only_its_request() -> None:
         await batcher.close()
 
     asyncio.run(main())
+
+
+# Gathering: closed-loop clients (each sends again as soon as it is answered) are merged into one batch.
+
+
+def closed_loop(batcher: Batcher, source: object, rounds: int, latencies: list[float] | None = None, start: float = 0):  # type: ignore[no-untyped-def]
+    async def client() -> None:
+        batcher_module.current_source.set(source)  # what app.middleware does per connection
+        await asyncio.sleep(start)
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            await batcher.submit([np.ones(4, np.float32)])
+            if latencies is not None:
+                latencies.append(time.perf_counter() - t0)
+
+    return client()
+
+
+def slow_run(sizes: list[int], seconds: float = 0.002, first: float | None = None):  # type: ignore[no-untyped-def]
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        time.sleep(first if first is not None and not sizes else seconds)
+        sizes.append(len(x))
+        return x[:, :2], x[:, 0]
+
+    return run
+
+
+@pytest.mark.parametrize("gather_wait_us", [0, 50_000])
+def test_gathering_merges_closed_loop_clients_that_alternate_without_it(gather_wait_us: int) -> None:
+    sizes: list[int] = []
+
+    async def main() -> None:
+        batcher = make(slow_run(sizes, first=0.1), gather_wait_us=gather_wait_us)
+        # Clients that connect at different moments: b and c arrive while a's first run is under way.
+        await asyncio.gather(*(closed_loop(batcher, s, 30, start=i * 0.01) for i, s in enumerate("abc")))
+        await batcher.close()
+
+    asyncio.run(main())
+    assert sum(sizes) == 90
+    steady = sizes[5:-5]
+    if gather_wait_us:
+        assert all(n == 3 for n in steady), sizes  # every client's next request joins the same run
+    else:
+        # Without gathering the first client runs alone and the other two share the next run, for good.
+        assert 3 not in steady and 1 in steady, sizes
+
+
+def test_a_lone_client_and_requests_without_a_source_never_wait() -> None:
+    sizes: list[int] = []
+
+    async def main() -> float:
+        batcher = make(slow_run(sizes, 0), gather_wait_us=1_000_000)
+        t0 = time.perf_counter()
+        await closed_loop(batcher, "alone", 50)
+        # No source (a protocol that does not set one): nothing is tracked, nothing is awaited.
+        await asyncio.gather(*(closed_loop(batcher, None, 20) for _ in range(3)))
+        elapsed = time.perf_counter() - t0
+        await batcher.close()
+        return elapsed
+
+    assert asyncio.run(main()) < 0.5  # a single 1 s wait would exceed it
+    assert sum(sizes) == 110
+
+
+def test_a_client_that_stops_costs_the_others_one_bounded_wait() -> None:
+    sizes: list[int] = []
+    wait = 0.1
+
+    async def main() -> list[float]:
+        batcher = make(slow_run(sizes), gather_wait_us=int(wait * 1e6))
+        await asyncio.gather(closed_loop(batcher, "a", 10), closed_loop(batcher, "b", 10))
+        latencies: list[float] = []
+        await closed_loop(batcher, "a", 5, latencies)  # b has stopped
+        await batcher.close()
+        return latencies
+
+    latencies = asyncio.run(main())
+    assert wait * 0.9 <= latencies[0] < wait * 3, latencies  # waited for b, at most gather_wait
+    assert max(latencies[1:]) < wait / 2, latencies  # b is no longer recent: no more waiting
+
+
+def test_gathering_never_holds_a_full_batch() -> None:
+    sizes: list[int] = []
+
+    async def main() -> float:
+        batcher = make(slow_run(sizes), gather_wait_us=1_000_000, max_batch_series=2)
+        t0 = time.perf_counter()
+        await asyncio.gather(*(closed_loop(batcher, source, 20) for source in ("a", "b", "c", "d")))
+        elapsed = time.perf_counter() - t0
+        await batcher.close()
+        return elapsed
+
+    elapsed = asyncio.run(main())
+    assert max(sizes) == 2 and sum(sizes) == 80
+    assert elapsed < 1.0  # 40 runs of 2 ms; a single gathering wait on a full batch would take 1 s
