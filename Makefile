@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIGS := training/configs/etth1-lstm.toml training/configs/etth1-gru.toml training/configs/vix-lstm.toml \
-           training/configs/vix-gru.toml training/configs/m4-hourly-gru.toml
+           training/configs/vix-gru.toml training/configs/m4-hourly-gru.toml training/configs/etth1-lstm-cov.toml \
+           training/configs/etth1-gru-cov.toml training/configs/vix-gru-cov.toml
 
 .PHONY: serve test lint models bench bench-accuracy bench-claims bench-memory soak reliability docs-pages clean venv-serve venv-dev
 

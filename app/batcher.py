@@ -40,7 +40,10 @@ from app.errors import InferenceFailed, Overloaded
 from app.stats import ModelStats
 
 log = logging.getLogger("gatecast.batcher")
-RunFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+# A series' model input: its window (T,) float32, or the window with its covariate inputs (contract.signature
+# order, each with time as its first axis). Series of one window length are stacked input by input.
+Window = np.ndarray | tuple[np.ndarray, ...]
+RunFn = Callable[..., tuple[np.ndarray, np.ndarray]]  # stacked inputs -> forecast (B, H), scale (B,)
 
 # The connection a request came from (HTTP: the client's address and port); None where unknown.
 current_source: contextvars.ContextVar[Hashable | None] = contextvars.ContextVar("gatecast_source", default=None)
@@ -50,7 +53,7 @@ MAX_TRACKED_SOURCES = 256  # more recent connections than this: open traffic, no
 
 @dataclass
 class _Pending:
-    windows: list[np.ndarray]  # one float32 array per series
+    windows: list[Window]  # one per series
     future: asyncio.Future[tuple[list[np.ndarray], list[np.ndarray]]]
     source: Hashable | None
     enqueued: float = field(default_factory=time.perf_counter)
@@ -108,7 +111,7 @@ class Batcher:
         if self._task is not None:
             await self._task
 
-    async def submit(self, windows: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    async def submit(self, windows: list[Window]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Forecasts and scales for `windows` (each float32 1-D), in order."""
         if self._closed:
             raise Overloaded("the model is being unloaded; retry shortly", retry_after=1.0)
@@ -244,9 +247,7 @@ class Batcher:
                 )
             )
 
-    def _run_grouped(
-        self, windows: list[np.ndarray]
-    ) -> tuple[list[np.ndarray], list[np.ndarray], list[tuple[int, float]]]:
+    def _run_grouped(self, windows: list[Window]) -> tuple[list[np.ndarray], list[np.ndarray], list[tuple[int, float]]]:
         """One run per distinct window length, in chunks of max_batch_series; results in input order, and each
         run's (batch size, seconds)."""
         runs: list[tuple[int, float]] = []
@@ -254,13 +255,17 @@ class Batcher:
         scales: list[np.ndarray] = [np.empty(0, np.float32)] * len(windows)
         by_length: dict[int, list[int]] = {}
         for i, w in enumerate(windows):
-            by_length.setdefault(len(w), []).append(i)
+            by_length.setdefault(len(w) if isinstance(w, np.ndarray) else len(w[0]), []).append(i)
         for indices in by_length.values():
             for start in range(0, len(indices), self.max_batch_series):
                 chunk = indices[start : start + self.max_batch_series]
-                x = np.stack([windows[i] for i in chunk])
+                first = windows[chunk[0]]
+                if isinstance(first, np.ndarray):
+                    inputs: tuple[np.ndarray, ...] = (np.stack([windows[i] for i in chunk]),)
+                else:
+                    inputs = tuple(np.stack(part) for part in zip(*(windows[i] for i in chunk), strict=True))
                 t0 = time.perf_counter()
-                f, s = self._run(x)
+                f, s = self._run(*inputs)
                 seconds = time.perf_counter() - t0
                 runs.append((len(chunk), seconds))
                 self._inference.observe(seconds)

@@ -14,6 +14,7 @@ import onnxruntime as ort
 from app.errors import ModelLoadError
 from contract import signature
 from contract.card import ContractError, ModelCard
+from contract.covariates import probe_covariates
 from contract.windows import PROBE_BATCH_SIZES, probe_batch, probe_lengths
 
 log = logging.getLogger("gatecast.runtime")
@@ -46,10 +47,21 @@ class Runtime:
     provider: str  # the provider actually in use (first of session.get_providers())
     cpu_fallback_nodes: list[str]
 
-    def run(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B, T) float32 -> forecast (B, H), scale (B,)."""
-        forecast, scale = self.session.run(_OUTPUT_NAMES, {signature.INPUT.name: values})
+    def run(self, values: np.ndarray, *covariates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, T) float32 values and the card's covariate inputs (contract.signature order) -> forecast (B, H),
+        scale (B,)."""
+        if covariates:
+            names = [spec.name for spec in signature.inputs(self.card.covariates)]
+            feed = dict(zip(names, (values, *covariates), strict=True))
+        else:
+            feed = {signature.INPUT.name: values}
+        forecast, scale = self.session.run(_OUTPUT_NAMES, feed)
         return forecast, scale
+
+    def probe(self, batch: int, length: int) -> tuple[np.ndarray, ...]:
+        """Inputs for a warm-up run: values and, for a model with covariates, covariates of the declared shapes."""
+        card = self.card
+        return (probe_batch(batch, length), *probe_covariates(card.covariates, batch, length, card.horizon))
 
 
 def open_session(model_bytes: bytes, providers: list[str], threads: int) -> ort.InferenceSession:
@@ -70,12 +82,11 @@ def load_runtime(model_bytes: bytes, providers: list[str], threads: int, largest
         session = open_session(model_bytes, providers, threads)
     except Exception as exc:  # onnxruntime raises its own (unexported) types for corrupt files
         raise ModelLoadError(f"onnxruntime could not load the file: {exc}") from exc
-    _check_signature(session, None)
     try:
         card = ModelCard.from_props(dict(session.get_modelmeta().custom_metadata_map))
     except ContractError as exc:
         raise ModelLoadError(str(exc)) from exc
-    _check_signature(session, card.horizon)
+    _check_signature(session, card)
     provider = session.get_providers()[0]
     fallback = cpu_fallback_nodes(model_bytes, providers, threads, card) if provider == CUDA else []
     runtime = Runtime(session, card, provider, fallback)
@@ -83,8 +94,8 @@ def load_runtime(model_bytes: bytes, providers: list[str], threads: int, largest
     return runtime
 
 
-def _check_signature(session: ort.InferenceSession, horizon: int | None) -> None:
-    problems = signature.mismatches(session.get_inputs(), session.get_outputs(), horizon)
+def _check_signature(session: ort.InferenceSession, card: ModelCard) -> None:
+    problems = signature.mismatches(session.get_inputs(), session.get_outputs(), card.horizon, card.covariates)
     if problems:
         raise ModelLoadError("the graph does not follow the gatecast signature: " + "; ".join(problems))
 
@@ -100,9 +111,9 @@ def warm_up(runtime: Runtime, largest_batch: int = 1) -> None:
     for length in probe_lengths(card.min_window, card.trained_window):
         sizes = set(PROBE_BATCH_SIZES) | ({largest_batch} if length == card.trained_window else set())
         for batch in sorted(sizes):
-            x = probe_batch(batch, length)
+            x = runtime.probe(batch, length)
             try:
-                forecast, scale = runtime.run(x)
+                forecast, scale = runtime.run(*x)
             except Exception as exc:
                 problems.append(f"batch {batch} x {length} steps: the run failed ({exc})")
                 continue
@@ -114,7 +125,7 @@ def warm_up(runtime: Runtime, largest_batch: int = 1) -> None:
             elif not (np.isfinite(forecast).all() and np.isfinite(scale).all()):
                 problems.append(f"batch {batch} x {length} steps: non-finite output")
             elif batch > 1:
-                alone, _ = runtime.run(x[-1:])
+                alone, _ = runtime.run(*(a[-1:] for a in x))
                 if not np.allclose(alone[0], forecast[-1], rtol=1e-4, atol=1e-4 * float(scale[-1])):
                     problems.append(f"batch {batch} x {length} steps: a row's forecast depends on its batch")
     if problems:
@@ -128,7 +139,12 @@ def cpu_fallback_nodes(model_bytes: bytes, providers: list[str], threads: int, c
     options.enable_profiling = True
     options.profile_file_prefix = os.path.join(tempfile.gettempdir(), "gatecast-placement")
     session = ort.InferenceSession(model_bytes, sess_options=options, providers=providers)
-    session.run(None, {signature.INPUT.name: np.zeros((1, card.trained_window), dtype=np.float32)})
+    names = [spec.name for spec in signature.inputs(card.covariates)]
+    probe = (
+        probe_batch(1, card.trained_window),
+        *probe_covariates(card.covariates, 1, card.trained_window, card.horizon),
+    )
+    session.run(None, dict(zip(names, probe, strict=True)))
     path = session.end_profiling()
     try:
         return nodes_by_provider(path).get(CPU, [])

@@ -26,6 +26,14 @@ class SeriesIn(BaseModel):
     freq: str | None = Field(
         None, max_length=32, description="pandas offset alias (h, D, B, 15min, ...); the model's when absent"
     )
+    covariates: dict[str, list[FiniteFloat]] | None = Field(
+        None,
+        description="name -> one value per value: the model's past and future covariates up to the forecast "
+        "origin (GET /models/{name} lists them)",
+    )
+    future_covariates: dict[str, list[FiniteFloat]] | None = Field(
+        None, description="name -> one value per step the model forecasts: its future covariates ahead"
+    )
 
 
 class ForecastRequest(BaseModel):
@@ -112,6 +120,9 @@ class ModelVersionInfo(BaseModel):
     provider: str
     cpu_fallback_nodes: list[str]
     interval_levels: list[float] = Field(..., description="the conformal grid, in percent")
+    covariates: dict[str, list[str]] = Field(
+        ..., description="the inputs beside the values, by role: past, future and calendar (computed from time)"
+    )
     metrics: dict[str, Any]
     trained_at: str
     sha256: str

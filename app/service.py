@@ -6,6 +6,8 @@ What happens in between is written here once, so a route added later inherits al
     check     series and points per request, the horizon, the levels, unique ids
     window    the artifact's input rules: minimum length, cut to the trained window, finite values, magnitude
     time      future timestamps from `timestamps` or `start` + `freq` (app.timeaxis)
+    covariate the card's covariates by name and role: none missing, none unknown, lengths that match, the
+              calendar computed from the time information (contract.covariates)
     admit     the answer's memory, charged to the request's ticket (app.admission)
     predict   the batcher: concurrent requests share onnxruntime runs; a failed run is retried per request
     finish    finite outputs only, conformal intervals at the requested levels
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -23,12 +25,13 @@ import numpy as np
 import pandas as pd
 
 from app import admission
-from app.batcher import Batcher
+from app.batcher import Batcher, Window
 from app.errors import InvalidInput, PayloadTooLarge
 from app.runtime import Runtime
 from app.stats import ModelStats
 from app.timeaxis import future_index
 from contract.card import ModelCard
+from contract.covariates import calendar_matrix
 from contract.windows import MAX_ABS_VALUE, last_window
 
 MAX_LEVELS = 20
@@ -49,6 +52,11 @@ class SeriesInput:
     timestamps: Sequence[datetime] | pd.DatetimeIndex | None = None
     start: datetime | None = None
     freq: str | None = None
+    covariates: Mapping[str, np.ndarray | Sequence[float]] | None = None  # name -> aligned with values
+    future_covariates: Mapping[str, np.ndarray | Sequence[float]] | None = None  # name -> the steps ahead
+    # Calendar channels computed by the client (len(values) + the model's horizon, 2 per feature), for protocols
+    # without time information (OIP v2); JSON and CSV send time, and the service computes them.
+    calendar: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,7 @@ class Plan:
 
     horizon: int
     levels: list[float]
-    windows: list[np.ndarray]  # float32, each at most the trained window
+    windows: list[Window]  # float32, each at most the trained window (app.batcher.Window)
     future: list[pd.DatetimeIndex | None]
 
 
@@ -129,11 +137,121 @@ class ModelService:
             raise InvalidInput(f"horizon {horizon} is out of range: {self.name} forecasts 1 to {card.horizon} steps")
         levels = check_levels(job.levels)
         check_unique_ids([s.id for s in job.series])
-        windows = self._windows(job.series)
+        if not card.covariates.empty:
+            return self._plan_with_covariates(job.series, horizon, levels)
+        for s in job.series:
+            if s.covariates or s.future_covariates or s.calendar is not None:
+                sent = sorted({*(s.covariates or {}), *(s.future_covariates or {})})
+                raise InvalidInput(
+                    f"series {s.id!r}: covariates {sent} are not read: {self.name} is univariate (it reads the "
+                    "values alone); remove them, or use a model that declares them (GET /models)"
+                )
+        windows: list[Window] = list(self._windows(job.series))
         future = [
             future_index(s.id, len(s.values), horizon, card.freq, s.timestamps, s.start, s.freq) for s in job.series
         ]
         return Plan(horizon, levels, windows, future)
+
+    def _plan_with_covariates(self, series: Sequence[SeriesInput], horizon: int, levels: list[float]) -> Plan:
+        """Series by series: the window, and its covariate inputs in contract.signature order."""
+        card = self.card
+        cov, ahead = card.covariates, card.horizon
+        windows: list[Window] = []
+        future: list[pd.DatetimeIndex | None] = []
+        for s in series:
+            values = self._window(s)
+            t = len(values)
+            inputs: list[np.ndarray] = [values]
+            sent = dict(s.covariates or {})
+            sent_ahead = dict(s.future_covariates or {})
+            self._check_names(s.id, sent, sent_ahead)
+            if cov.past:
+                inputs.append(np.stack([self._observed(s, name, sent[name])[-t:] for name in cov.past], axis=1))
+            if cov.future:
+                columns = []
+                for name in cov.future:
+                    later = self._ahead(s.id, name, sent_ahead[name], ahead)
+                    columns.append(np.concatenate([self._observed(s, name, sent[name])[-t:], later]))
+                inputs.append(np.stack(columns, axis=1))
+            # The model reads all `ahead` steps of future time; the answer shows the `horizon` asked for.
+            stamps = future_index(s.id, len(s.values), ahead, card.freq, s.timestamps, s.start, s.freq)
+            if cov.calendar and s.calendar is not None:
+                inputs.append(self._client_calendar(s, ahead)[-(t + ahead) :])
+            elif cov.calendar:
+                if stamps is None:
+                    raise InvalidInput(
+                        f"series {s.id!r}: {self.name} reads calendar features ({', '.join(cov.calendar)}) computed "
+                        "from time; send `timestamps` (one per value) or `start` (and `freq`)"
+                    )
+                index = pd.date_range(end=stamps[-1], periods=t + ahead, freq=stamps.freq)
+                inputs.append(calendar_matrix(index, cov.calendar))
+            windows.append(tuple(a.astype(np.float32, copy=False) for a in inputs))
+            future.append(stamps[:horizon] if stamps is not None else None)
+        return Plan(horizon, levels, windows, future)
+
+    def _client_calendar(self, s: SeriesInput, ahead: int) -> np.ndarray:
+        calendar = np.asarray(s.calendar, dtype=np.float64)
+        want = (len(s.values) + ahead, 2 * len(self.card.covariates.calendar))
+        if calendar.shape != want:
+            raise InvalidInput(f"series {s.id!r}: calendar has shape {list(calendar.shape)}; it must be {list(want)}")
+        if not np.all(np.abs(calendar) <= 1.0 + 1e-6):
+            raise InvalidInput(f"series {s.id!r}: calendar channels are sines and cosines: every value in [-1, 1]")
+        return calendar
+
+    def _check_names(self, series_id: str, sent: Mapping[str, object], sent_ahead: Mapping[str, object]) -> None:
+        cov = self.card.covariates
+        known = f"{self.name} reads covariates past {list(cov.past)}, future {list(cov.future)}"
+        missing = [n for n in cov.observed if n not in sent]
+        if missing:
+            raise InvalidInput(f"series {series_id!r}: covariates {missing} are missing; {known}")
+        unknown = [n for n in sent if n not in cov.observed]
+        if unknown:
+            raise InvalidInput(f"series {series_id!r}: covariates {unknown} are not known to this model; {known}")
+        missing = [n for n in cov.future if n not in sent_ahead]
+        if missing:
+            raise InvalidInput(
+                f"series {series_id!r}: future_covariates {missing} are missing: give their values for the "
+                f"{self.card.horizon} steps ahead"
+            )
+        unknown = [n for n in sent_ahead if n not in cov.future]
+        if unknown:
+            past = [n for n in unknown if n in cov.past]
+            why = f" ({past} are known up to the forecast origin only)" if past else ""
+            raise InvalidInput(
+                f"series {series_id!r}: future_covariates {unknown} are not read as future covariates{why}; "
+                f"{self.name}'s future covariates are {list(cov.future)}"
+            )
+
+    def _observed(self, s: SeriesInput, name: str, column: np.ndarray | Sequence[float]) -> np.ndarray:
+        values = self._finite(s.id, name, column)
+        if len(values) != len(s.values):
+            raise InvalidInput(
+                f"series {s.id!r}: covariate {name!r} has {len(values)} values and the series {len(s.values)}; "
+                "send one covariate value per value"
+            )
+        return values
+
+    def _ahead(self, series_id: str, name: str, column: np.ndarray | Sequence[float], ahead: int) -> np.ndarray:
+        values = self._finite(series_id, name, column)
+        if len(values) != ahead:
+            raise InvalidInput(
+                f"series {series_id!r}: future covariate {name!r} has {len(values)} values; {self.name} reads "
+                f"{ahead}, one per step it forecasts (a shorter `horizon` only cuts the answer)"
+            )
+        return values
+
+    @staticmethod
+    def _finite(series_id: str, name: str, column: np.ndarray | Sequence[float]) -> np.ndarray:
+        values = np.asarray(column, dtype=np.float64)
+        if values.ndim != 1:
+            raise InvalidInput(f"series {series_id!r}: covariate {name!r} must be a list of numbers")
+        if len(values) and not float(np.abs(values).max()) <= MAX_ABS_VALUE:
+            bad = int(np.flatnonzero(~(np.abs(values) <= MAX_ABS_VALUE))[0])
+            raise InvalidInput(
+                f"series {series_id!r}: covariate {name!r} value {bad} is {values[bad]}; covariates must be finite "
+                f"and below {MAX_ABS_VALUE:.2g} in magnitude"
+            )
+        return values
 
     def _windows(self, series: Sequence[SeriesInput]) -> list[np.ndarray]:
         """Every series' window, as float32. Several series of one length, sent as JSON lists, are converted and

@@ -12,11 +12,14 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = "1"
+from contract.covariates import CovariateError, Covariates
+
+SCHEMA_VERSION = "2"  # 2 added `covariates`
+READABLE_SCHEMAS = ("1", "2")  # a schema-1 file is a univariate model: no covariates
 PREFIX = "gatecast."
 
 # Keys stored as JSON rather than plain strings.
-_JSON_KEYS = ("input_window", "conformal", "metrics", "versions", "dataset")
+_JSON_KEYS = ("input_window", "conformal", "metrics", "versions", "dataset", "covariates")
 _INT_KEYS = ("horizon", "seed", "season")
 
 
@@ -72,6 +75,7 @@ class ModelCard:
     seed: int
     versions: dict[str, str]
     sha256: str
+    covariates: Covariates = Covariates()
     schema: str = SCHEMA_VERSION
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -89,7 +93,9 @@ class ModelCard:
         extra = data.pop("extra")
         props: dict[str, str] = {}
         for key, value in data.items():
-            if key == "conformal" or key in _JSON_KEYS:
+            if key == "covariates":
+                props[PREFIX + key] = json.dumps(self.covariates.to_json(), separators=(",", ":"))
+            elif key == "conformal" or key in _JSON_KEYS:
                 props[PREFIX + key] = json.dumps(value, separators=(",", ":"))
             else:
                 props[PREFIX + key] = str(value)
@@ -102,28 +108,33 @@ class ModelCard:
         schema = props.get(PREFIX + "schema")
         if schema is None:
             raise ContractError("metadata key 'gatecast.schema' is missing: not a gatecast model file")
-        if schema != SCHEMA_VERSION:
-            raise ContractError(f"gatecast.schema is {schema!r}; this server reads schema {SCHEMA_VERSION!r}")
+        if schema not in READABLE_SCHEMAS:
+            raise ContractError(f"gatecast.schema is {schema!r}; this server reads schemas {list(READABLE_SCHEMAS)}")
         values: dict[str, Any] = {}
         for name in cls.__dataclass_fields__:
             if name == "extra":
                 continue
             key = PREFIX + name
+            if name == "covariates" and schema == "1":
+                continue  # the default: none
             if key not in props:
                 raise ContractError(f"metadata key {key!r} is missing")
             raw = props[key]
             try:
                 if name == "conformal":
                     values[name] = Conformal(**json.loads(raw))
+                elif name == "covariates":
+                    values[name] = Covariates.from_json(json.loads(raw))
                 elif name in _JSON_KEYS:
                     values[name] = json.loads(raw)
                 elif name in _INT_KEYS:
                     values[name] = int(raw)
                 else:
                     values[name] = raw
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, CovariateError) as exc:
                 raise ContractError(f"metadata key {key!r} is malformed: {exc}") from exc
         values["extra"] = {k: v for k, v in props.items() if not k.startswith(PREFIX)}
+        values["schema"] = schema
         card = cls(**values)
         card.check()
         return card

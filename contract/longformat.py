@@ -2,13 +2,18 @@
 
 Shared by the server (CSV bodies) and training (user data files). pandas only, no torch.
 Ids are strings exactly as written: `007` stays `007`, `NA` stays `NA`; they are never re-typed.
+
+Any other column is a covariate, by its name (contract.covariates): a number in every row that has a `y`.
+With `future_rows`, a series may end in rows with an empty `y`, continuing its timestamps: the steps
+ahead, whose covariate cells hold the future covariates (cells of past-only covariates stay empty there).
 """
 
 from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import IO
 
 import numpy as np
@@ -46,14 +51,27 @@ class LongSeries:
     timestamps: pd.DatetimeIndex
     values: np.ndarray  # float64, oldest first
     freq: str | None  # pandas alias inferred from the timestamps; None for a series too short to tell
+    covariates: dict[str, np.ndarray] = field(default_factory=dict)  # column -> float64, aligned with values
+    future: dict[str, np.ndarray] = field(default_factory=dict)  # column -> its values in the rows ahead
 
 
-def split_long_frame(frame: pd.DataFrame, freq: str | None = None, allow_gaps: bool = False) -> list[LongSeries]:
-    """Check a long-format frame and split it into series, in order of first appearance.
+def split_long_frame(
+    frame: pd.DataFrame,
+    freq: str | None = None,
+    allow_gaps: bool = False,
+    future_rows: bool = False,
+    covariates: Sequence[str] | None = None,
+) -> list[LongSeries]:
+    """Check a long-format frame and split it into series, in order of first appearance, with the covariate
+    columns named in `covariates` (None: every column beyond unique_id, ds and y).
 
     Raises LongFormatError for missing columns, unparseable or unsorted timestamps, duplicate timestamps
     within a series, non-numeric or non-finite values, and (unless `allow_gaps`) missing timestamps.
     """
+    if covariates is not None:
+        absent = [c for c in covariates if c not in frame.columns]
+        if absent:
+            raise LongFormatError(f"covariate columns {absent} are missing (the table has {list(frame.columns)})")
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise LongFormatError(
@@ -77,7 +95,11 @@ def split_long_frame(frame: pd.DataFrame, freq: str | None = None, allow_gaps: b
     if not pd.api.types.is_datetime64_any_dtype(ds):  # e.g. a mix of time zones is left as objects
         raise LongFormatError("column ds: timestamps mix time zones; use one time zone (or none) throughout")
     y = pd.to_numeric(frame["y"], errors="coerce")
-    bad = y.isna() | ~np.isfinite(y.to_numpy(dtype=float, na_value=np.nan))
+    names = [c for c in frame.columns if c not in REQUIRED_COLUMNS] if covariates is None else list(covariates)
+    # Without covariate columns there is nothing a row ahead could carry: an empty y is a missing value.
+    ahead = _rows_ahead(ids, frame["y"]) if future_rows and names else np.zeros(len(frame), dtype=bool)
+    columns = {str(c): _covariate_column(frame, c, ids, ahead) for c in names}
+    bad = (y.isna() | ~np.isfinite(y.to_numpy(dtype=float, na_value=np.nan))) & ~ahead
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise LongFormatError(
@@ -103,15 +125,62 @@ def split_long_frame(frame: pd.DataFrame, freq: str | None = None, allow_gaps: b
                     f"unique_id {uid!r}: timestamps have gaps at frequency {step_freq!r} "
                     f"(first missing: {first}); fill or drop the gaps before sending"
                 )
+        rows = frame.index.get_indexer(index)
+        seen, later = ~ahead[rows], ahead[rows]
+        future = {name: column[rows][later] for name, column in columns.items()}
+        if later.any() and not any(np.isfinite(v).any() for v in future.values()):
+            raise LongFormatError(
+                f"unique_id {uid!r}: {int(later.sum())} rows after the last y carry no covariate; rows ahead hold "
+                "future covariates: fill them or remove the rows"
+            )
         out.append(
             LongSeries(
                 id=str(uid),
-                timestamps=stamps,
-                values=y.loc[index].to_numpy(dtype=np.float64),
+                timestamps=stamps[seen],
+                values=y.to_numpy(dtype=np.float64, na_value=np.nan)[rows][seen],
                 freq=series_freq,
+                covariates={name: column[rows][seen] for name, column in columns.items()},
+                future={name: values for name, values in future.items() if np.isfinite(values).any()},
             )
         )
     return out
+
+
+def _rows_ahead(ids: pd.Series, y: pd.Series) -> np.ndarray:
+    """Rows after their series' last row with a `y`: the steps ahead (their `y` is empty)."""
+    empty = y.isna().to_numpy() | (y.astype(str).str.strip() == "").to_numpy()
+    has_y = pd.Series(~empty, index=y.index)
+    seen_after = has_y[::-1].astype(int).groupby(ids[::-1], sort=False).cumsum()[::-1]  # y's from here to the end
+    any_y = has_y.groupby(ids, sort=False).transform("any").to_numpy()  # a series without a y has no rows ahead
+    return np.asarray(empty & (seen_after.to_numpy() == 0) & any_y)
+
+
+def _covariate_column(frame: pd.DataFrame, column: object, ids: pd.Series, ahead: np.ndarray) -> np.ndarray:
+    """A covariate column as float64: a finite number in every row with a `y`; empty (NaN) or a number ahead."""
+    raw = frame[column]
+    text = raw.astype(str).str.strip()
+    empty = raw.isna().to_numpy() | text.isin(_MISSING).to_numpy()
+    values = pd.to_numeric(raw.where(~empty), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    unreadable = ~empty & ~np.isfinite(values)
+    missing = empty & ~ahead
+    for bad, what in ((unreadable, "is not a finite number"), (missing, "is empty")):
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise LongFormatError(
+                f"column {column}: row {row} (unique_id {ids.iloc[row]!r}) {what} ({raw.iloc[row]!r}); a covariate "
+                "needs a finite number in every row with a y"
+            )
+    partial = ahead & empty
+    if partial.any() and (ahead & ~empty).any():
+        for uid in pd.unique(ids[ahead]):
+            mine = ahead & (ids == uid).to_numpy()
+            if (mine & empty).any() and (mine & ~empty).any():
+                row = int(np.flatnonzero(mine & empty)[0])
+                raise LongFormatError(
+                    f"column {column}: row {row} (unique_id {uid!r}) is empty while other rows ahead of the last y "
+                    "hold values; a future covariate needs a value in every row ahead"
+                )
+    return np.asarray(values, dtype=np.float64)
 
 
 def infer_freq(stamps: pd.DatetimeIndex) -> str | None:

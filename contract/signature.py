@@ -1,12 +1,16 @@
 """The graph signature of a gatecast model, declared once as data.
 
-    input  `values`   float32 [batch, time]     raw observations, oldest first
-    output `forecast` float32 [batch, horizon]  forecasts in the units of the input
-    output `scale`    float32 [batch]           the window's scale, the unit of the conformal intervals
+    input  `values`             float32 [batch, time]                 raw observations, oldest first
+    input  `past_covariates`    float32 [batch, time, past]           when the card declares past covariates
+    input  `future_covariates`  float32 [batch, steps, future]        steps = time + horizon; when declared
+    input  `calendar`           float32 [batch, steps, 2 * calendar]  sine and cosine per calendar feature
+    output `forecast`           float32 [batch, horizon]              forecasts in the units of the input
+    output `scale`              float32 [batch]                       the unit of the conformal intervals
 
-`batch` and `time` vary at run time; `horizon` is fixed and equals the card's. The exporter takes its
-names and dynamic axes from here (`dynamic_axes`), and both the export validation and the server's load
-check compare a graph with `mismatches`, so neither restates the signature.
+`batch`, `time` and `steps` vary at run time; `horizon` and the channel axes are fixed by the card
+(contract.covariates: channels in the declared order). The exporter takes its names and dynamic axes
+from here (`inputs`, `dynamic_axes`), and both the export validation and the server's load check compare
+a graph with `mismatches`, so neither restates the signature.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from contract.covariates import NONE, Covariates
+
 FLOAT = "tensor(float)"  # as onnxruntime names the ONNX float32 tensor type
-DYNAMIC = ("batch", "time")  # axes whose length changes from run to run
+DYNAMIC = ("batch", "time", "steps")  # axes whose length changes from run to run
 
 
 @dataclass(frozen=True)
@@ -27,10 +33,28 @@ class TensorSpec:
 
 
 INPUT = TensorSpec("values", FLOAT, ("batch", "time"))
+PAST = TensorSpec("past_covariates", FLOAT, ("batch", "time", "past"))
+FUTURE = TensorSpec("future_covariates", FLOAT, ("batch", "steps", "future"))
+CALENDAR = TensorSpec("calendar", FLOAT, ("batch", "steps", "calendar"))
 FORECAST = TensorSpec("forecast", FLOAT, ("batch", "horizon"))
 SCALE = TensorSpec("scale", FLOAT, ("batch",))
-INPUTS = (INPUT,)
+INPUTS = (INPUT,)  # a univariate model's
 OUTPUTS = (FORECAST, SCALE)
+
+
+def inputs(covariates: Covariates = NONE) -> tuple[TensorSpec, ...]:
+    """The graph's inputs, in order: values, then one per covariate role that has names."""
+    roles = ((PAST, covariates.past), (FUTURE, covariates.future), (CALENDAR, covariates.calendar))
+    return (INPUT, *(spec for spec, names in roles if names))
+
+
+def channels(covariates: Covariates) -> dict[str, int]:
+    """Length of each covariate input's last axis."""
+    return {
+        PAST.axes[-1]: len(covariates.past),
+        FUTURE.axes[-1]: len(covariates.future),
+        CALENDAR.axes[-1]: 2 * len(covariates.calendar),
+    }
 
 
 class GraphTensor(Protocol):
@@ -46,29 +70,37 @@ class GraphTensor(Protocol):
     def shape(self) -> Sequence[int | str | None]: ...
 
 
-def dynamic_axes() -> dict[str, dict[int, str]]:
+def dynamic_axes(covariates: Covariates = NONE) -> dict[str, dict[int, str]]:
     """For torch.onnx.export: every axis named in DYNAMIC, by tensor."""
-    return {spec.name: {i: axis for i, axis in enumerate(spec.axes) if axis in DYNAMIC} for spec in (*INPUTS, *OUTPUTS)}
+    specs = (*inputs(covariates), *OUTPUTS)
+    return {spec.name: {i: axis for i, axis in enumerate(spec.axes) if axis in DYNAMIC} for spec in specs}
 
 
-def mismatches(inputs: Sequence[GraphTensor], outputs: Sequence[GraphTensor], horizon: int | None = None) -> list[str]:
-    """Every way the graph's inputs and outputs differ from the signature (empty when they agree).
+def mismatches(
+    graph_inputs: Sequence[GraphTensor],
+    outputs: Sequence[GraphTensor],
+    horizon: int | None = None,
+    covariates: Covariates = NONE,
+) -> list[str]:
+    """Every way the graph's inputs and outputs differ from the signature of a model with these covariates
+    (empty when they agree).
 
     A fixed length on a dynamic axis is a mismatch: a graph exported with a fixed time axis runs at its
     trained length and fails at every other length the card allows.
     """
     problems = []
-    for kind, want, got in (("input", INPUTS, inputs), ("output", OUTPUTS, outputs)):
+    fixed = {"horizon": horizon, **channels(covariates)}
+    for kind, want, got in (("input", inputs(covariates), graph_inputs), ("output", OUTPUTS, outputs)):
         names = [t.name for t in got]
         if names != [s.name for s in want]:
             problems.append(f"{kind}s are {names}; the contract wants {[s.name for s in want]}")
             continue
         for spec, tensor in zip(want, got, strict=True):
-            problems += _tensor_mismatches(kind, spec, tensor, horizon)
+            problems += _tensor_mismatches(kind, spec, tensor, fixed)
     return problems
 
 
-def _tensor_mismatches(kind: str, spec: TensorSpec, tensor: GraphTensor, horizon: int | None) -> list[str]:
+def _tensor_mismatches(kind: str, spec: TensorSpec, tensor: GraphTensor, fixed: dict[str, int | None]) -> list[str]:
     problems = []
     if tensor.type != spec.type:
         problems.append(f"{kind} {spec.name!r} is {tensor.type}; the contract wants {spec.type} (float32)")
@@ -79,6 +111,7 @@ def _tensor_mismatches(kind: str, spec: TensorSpec, tensor: GraphTensor, horizon
     for axis, length in zip(spec.axes, shape, strict=True):
         if axis in DYNAMIC and isinstance(length, int):
             problems.append(f"{kind} {spec.name!r} fixes axis {axis!r} to {length}; it must be dynamic")
-        if axis == "horizon" and horizon is not None and isinstance(length, int) and length != horizon:
-            problems.append(f"{kind} {spec.name!r} has horizon {length}; the card says {horizon}")
+        want = fixed.get(axis)
+        if want is not None and isinstance(length, int) and length != want:
+            problems.append(f"{kind} {spec.name!r} has {axis} {length}; the card says {want}")
     return problems

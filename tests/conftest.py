@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.synthetic import seasonal_dataset, tiny_config
+from tests.synthetic import covariate_config, covariate_dataset, seasonal_dataset, tiny_config
 from training.data import data_dir
 
 # Tests state their settings themselves: a developer's own GATECAST_* variables (a model folder, keys, limits)
@@ -34,6 +34,18 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tiny-repo")
     path = root / "tiny" / "1" / "model.onnx"
     build_artifact(tiny_config(), seasonal_dataset(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def covariate_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny GRU with a past covariate `load`, a future covariate `plan` and the hour and weekday:
+    models/tinycov/1/model.onnx."""
+    from training.pipeline import build_artifact
+
+    root = tmp_path_factory.mktemp("tinycov-repo")
+    path = root / "tinycov" / "1" / "model.onnx"
+    build_artifact(covariate_config(), covariate_dataset(), path)
     return path
 
 

@@ -51,3 +51,38 @@ def tiny_config(name: str = "tiny", cell: str = "gru", version: str = "1", epoch
             "evaluate": {"stride": 6, "stat_model": ""},
         }
     )
+
+
+def covariate_dataset(n: int = 1200) -> Dataset:
+    """Hourly series driven by its covariates: a `load` channel it follows one step later (known up to the
+    origin), a planned `plan` step known ahead, and the hour of the day."""
+    rng = np.random.default_rng(7)
+    stamps = pd.date_range("2024-01-01", periods=n, freq="h")
+    load = 10 + np.cumsum(rng.normal(size=n)) * 0.5
+    plan = (rng.uniform(size=n) < 0.1).astype(float) * 5  # occasional planned steps
+    hour = np.sin(2 * np.pi * np.asarray(stamps.hour) / 24)
+    y = 40 + 3 * hour + 0.8 * np.roll(load, 1) + 2 * plan + rng.normal(scale=0.2, size=n)
+    series = Series(
+        "s0",
+        y,
+        int(n * 0.7),
+        int(n * 0.85),
+        n,
+        start=stamps[0],
+        timestamps=stamps,
+        covariates={"load": load, "plan": plan},
+    )
+    return Dataset("synthetic-cov", "y", "h", 24, [series], "synthetic series with covariates")
+
+
+def covariate_config(name: str = "tinycov", epochs: int = 2) -> RunConfig:
+    config = tiny_config(name, epochs=epochs)
+    config.model = type(config.model)(
+        **{
+            **config.model.to_dict(),
+            "past_covariates": ["load"],
+            "future_covariates": ["plan"],
+            "calendar": ["hour_of_day", "day_of_week"],
+        }
+    )
+    return config

@@ -250,7 +250,7 @@ def test_csv_columns_the_model_does_not_read_are_refused_by_name(client: TestCli
         {"unique_id": "a", "ds": pd.date_range("2024-01-01", periods=50, freq="h"), "y": values(50), "HUFL": 1.0}
     )
     r = client.post("/forecast", content=frame.to_csv(index=False), headers={"content-type": "text/csv"})
-    error(r, 422, "columns ['HUFL'] are not read")
+    error(r, 422, "covariates ['HUFL'] are not read: tiny is univariate")
     r = client.post("/forecast", content=frame.drop(columns="HUFL").to_csv(), headers={"content-type": "text/csv"})
     error(r, 422, "index=False")
 

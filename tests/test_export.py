@@ -14,6 +14,7 @@ from training.conformal import calibrate, coverage, interval
 from training.export import ExportValidationError, export_onnx, validate
 from training.model import Forecaster, ForecasterConfig
 from training.pipeline import build_artifact
+from training.train import WindowSet
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
@@ -25,7 +26,29 @@ def test_export_matches_pytorch_for_every_cell(cell: str, tmp_path: Path) -> Non
     path = tmp_path / "m.onnx"
     export_onnx(m, path)
     real = np.cumsum(np.random.default_rng(0).normal(size=(20, 80)), axis=1)
-    assert validate(m, path, real) >= 20
+    assert validate(m, path, WindowSet(real.astype(np.float32), np.zeros((20, 6), np.float32))) >= 20
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_export_with_every_covariate_role_matches_pytorch(cell: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = ForecasterConfig(
+        cell=cell,
+        hidden_size=16,
+        num_layers=2,
+        input_window=40,
+        min_window=10,
+        horizon=6,
+        past_covariates=["a", "b"],
+        future_covariates=["plan"],
+        calendar=["hour_of_day", "day_of_week"],
+    )
+    m = Forecaster(config).eval()
+    path = tmp_path / "m.onnx"
+    export_onnx(m, path)
+    names = [i.name for i in ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()]
+    assert names == ["values", "past_covariates", "future_covariates", "calendar"]
+    assert validate(m, path) >= 20  # every probe length and batch size, each role with its declared shape
 
 
 def test_gru_is_exported_with_linear_before_reset(tmp_path: Path) -> None:

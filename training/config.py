@@ -133,6 +133,8 @@ def keys_table() -> list[tuple[str, str, str]]:
 
 
 def _default(f: Field[Any]) -> str:
+    if f.default_factory is not MISSING:
+        return repr(f.default_factory()).replace("'", '"')
     if f.default is MISSING:
         return "(required)"
     if f.default is None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from contract.covariates import Covariates, calendar_for, calendar_matrix
 from contract.longformat import LongSeries, read_long_csv, split_long_frame
 from training.config import RunConfig, SplitConfig
 
@@ -45,6 +46,8 @@ class Series:
     val_end: int
     test_end: int
     start: pd.Timestamp | None = None
+    timestamps: pd.DatetimeIndex | None = None  # one per value, where the data has dates
+    covariates: dict[str, np.ndarray] = field(default_factory=dict)  # column -> float64, aligned with values
 
     def split(self, name: str) -> tuple[int, int]:
         return {
@@ -77,6 +80,54 @@ def windows(series: Series, split: str, window: int, horizon: int, stride: int =
     return x, y
 
 
+def covariate_windows(
+    series: Series, split: str, window: int, horizon: int, cov: Covariates, stride: int = 1
+) -> list[np.ndarray]:
+    """The covariate inputs (contract.signature order) of the windows `windows` makes for the same arguments:
+    past (N, window, P), future (N, window + horizon, F), calendar (N, window + horizon, 2C)."""
+    if cov.empty:
+        return []
+    lo, hi = series.split(split)
+    origins = np.arange(max(lo, window), hi - horizon + 1, stride)
+    inputs = []
+    for names, ahead in ((cov.past, 0), (cov.future, horizon)):
+        if names:
+            table = np.stack([series.covariates[n] for n in names], axis=1)  # (len, K)
+            inputs.append(_stack(table, origins, window, ahead))
+    if cov.calendar:
+        assert series.timestamps is not None  # check_covariates refused data without dates
+        inputs.append(_stack(calendar_matrix(series.timestamps, cov.calendar), origins, window, horizon))
+    return inputs
+
+
+def _stack(table: np.ndarray, origins: np.ndarray, window: int, ahead: int) -> np.ndarray:
+    if len(origins) == 0:
+        return np.empty((0, window + ahead, table.shape[1]))
+    return np.stack([table[t - window : t + ahead] for t in origins])
+
+
+def check_covariates(dataset: Dataset, cov: Covariates) -> None:
+    """Raise ValueError naming a covariate the data lacks, or calendar features the data cannot carry."""
+    for series in dataset.series:
+        missing = [n for n in cov.observed if n not in series.covariates]
+        if missing:
+            have = sorted(series.covariates) or "none"
+            raise ValueError(f"{dataset.name} series {series.id!r} has no column {missing}; its covariates: {have}")
+    if cov.calendar:
+        undated = [s.id for s in dataset.series if s.timestamps is None]
+        if undated:
+            raise ValueError(
+                f"{dataset.name} has no timestamps (series {undated[0]!r}): calendar features need dates; "
+                "remove `calendar` from [model]"
+            )
+        allowed = calendar_for(dataset.freq)
+        unfit = [c for c in cov.calendar if c not in allowed]
+        if unfit:
+            raise ValueError(
+                f"calendar features {unfit} do not vary at frequency {dataset.freq!r}; it allows {list(allowed)}"
+            )
+
+
 def mase_scale(series: Series, season: int) -> float:
     """In-sample seasonal-naive MAE over the training rows (the MASE denominator)."""
     train = series.values[: series.train_end]
@@ -90,7 +141,9 @@ def _ett(file: str, freq: str, season: int, factor: int, root: Path) -> Dataset:
     frame = pd.read_csv(root / "ett" / file, parse_dates=["date"])
     values = frame["OT"].to_numpy(dtype=np.float64)
     borders = (8640 * factor, 11520 * factor, 14400 * factor)
-    series = Series("OT", values, *borders, start=frame["date"].iloc[0])
+    loads = {c: frame[c].to_numpy(dtype=np.float64) for c in ETT_LOADS}  # covariates a config may name
+    stamps = pd.DatetimeIndex(frame["date"])
+    series = Series("OT", values, *borders, start=stamps[0], timestamps=stamps, covariates=loads)
     return Dataset(
         file.split(".")[0].lower(),
         "OT",
@@ -99,6 +152,9 @@ def _ett(file: str, freq: str, season: int, factor: int, root: Path) -> Dataset:
         [series],
         "ETT-small oil temperature (OT), Informer split 12/4/4 months",
     )
+
+
+ETT_LOADS = ("HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL")  # high/middle/low useful and useless load
 
 
 def load_etth1(root: Path | None = None) -> Dataset:
@@ -119,7 +175,9 @@ def _chronological(n: int) -> tuple[int, int, int]:
 def load_vix(root: Path | None = None) -> Dataset:
     frame = pd.read_csv((root or data_dir()) / "stocks" / "vix-daily.csv", parse_dates=["DATE"])
     values = frame["CLOSE"].to_numpy(dtype=np.float64)
-    series = Series("VIX", values, *_chronological(len(values)), start=frame["DATE"].iloc[0])
+    prices = {c: frame[c].to_numpy(dtype=np.float64) for c in ("OPEN", "HIGH", "LOW")}
+    stamps = pd.DatetimeIndex(frame["DATE"])
+    series = Series("VIX", values, *_chronological(len(values)), start=stamps[0], timestamps=stamps, covariates=prices)
     # Trading days: "B" (business days) is the nearest pandas alias; exchange holidays are not modelled.
     return Dataset("vix", "CLOSE", "B", 1, [series], "CBOE VIX daily close, 70/10/20 split")
 
@@ -154,15 +212,19 @@ def load_long(
     season: int | None = None,
     split: SplitConfig | None = None,
     gaps: str = "interpolate",
+    covariates: Covariates | None = None,
 ) -> Dataset:
-    """User data in the long format `unique_id, ds, y` (CSV or Parquet).
+    """User data in the long format `unique_id, ds, y` (CSV or Parquet), with the covariate columns the model
+    declares (other columns are not read).
 
     The frequency is inferred from the timestamps unless given (business days are recognised), the season from
-    the frequency unless given; missing timestamps are handled by `gaps`; each series is split by `split`.
+    the frequency unless given; missing timestamps are handled by `gaps` (covariates alike); each series is split
+    by `split`.
     """
     path = Path(path)
     frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else read_long_csv(path.read_bytes())
-    parsed = split_long_frame(frame, freq=freq, allow_gaps=True)
+    names = list(covariates.observed) if covariates is not None else []
+    parsed = split_long_frame(frame, freq=freq, allow_gaps=True, covariates=names)
     freq = freq or _common_freq(parsed)
     split = split or SplitConfig()
     # Weekends absent from every series are the data's calendar (a plant, a market), not gaps to invent.
@@ -170,14 +232,21 @@ def load_long(
     series, filled = [], {}
     points = 0
     for s in parsed:
-        stamps, values = _cut_end(s.timestamps, s.values, split.end)
+        # Values and covariates as one table, so cutting and filling treat every column alike.
+        table = np.column_stack([s.values, *(s.covariates[n] for n in names)])
+        stamps, table = _cut_end(s.timestamps, table, split.end)
         absent = _missing(s.id, stamps, freq, weekdays) if gaps != "keep" else pd.DatetimeIndex([])
         points += len(stamps) + len(absent)
-        stamps, values = _fill(s.id, stamps, values, freq, absent, gaps)
+        stamps, table = _fill(s.id, stamps, table, freq, absent, gaps)
         if len(absent):
             filled[s.id] = len(absent)
         train_end, val_end = split_points(s.id, stamps, split)
-        series.append(Series(s.id, values, train_end, val_end, len(values), start=stamps[0]))
+        extra = {n: table[:, 1 + i] for i, n in enumerate(names)}
+        series.append(
+            Series(
+                s.id, table[:, 0], train_end, val_end, len(table), start=stamps[0], timestamps=stamps, covariates=extra
+            )
+        )
     _report_once(path, freq, weekdays, sum(filled.values()), points)
     season = season or season_of(freq)
     info: dict[str, object] = {"gaps": gaps, "filled": filled, "weekdays_only": weekdays}
@@ -248,7 +317,7 @@ def _fill(
             'fill them, or set `gaps = "interpolate"` or `"keep"`'
         )
     calendar = stamps.union(absent)
-    filled = pd.Series(values, index=stamps).reindex(calendar).interpolate(method="linear", limit_direction="both")
+    filled = pd.DataFrame(values, index=stamps).reindex(calendar).interpolate(method="linear", limit_direction="both")
     return calendar, filled.to_numpy(dtype=np.float64)
 
 
@@ -352,4 +421,4 @@ def load_for(config: RunConfig) -> Dataset:
         return dataset
     if Path(config.dataset).suffix not in (".csv", ".parquet", ".pq"):
         return load(config.dataset)  # raises, naming the data sets there are
-    return load_long(config.dataset, config.freq, config.season, config.split, config.gaps)
+    return load_long(config.dataset, config.freq, config.season, config.split, config.gaps, config.model.covariates)

@@ -15,7 +15,7 @@ from contract.card import Conformal
 from training import baselines, conformal
 from training import metrics as M
 from training.config import RunConfig
-from training.data import Dataset, mase_scale, windows
+from training.data import Dataset, check_covariates, covariate_windows, mase_scale, windows
 from training.model import Forecaster
 
 LEVELS = (0.8, 0.95)
@@ -29,31 +29,40 @@ class SplitForecasts:
     scales: np.ndarray  # (N,)
     series_index: np.ndarray  # (N,) which series each window came from
     origins: np.ndarray  # (N,) index of the first target in its series
+    covariates: list[np.ndarray]  # the model's covariate inputs, in graph order
 
 
 @torch.no_grad()
-def predict(model: Forecaster, inputs: np.ndarray, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    model: Forecaster, inputs: np.ndarray, covariates: list[np.ndarray] | None = None, batch_size: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
     """Forecasts (N, H) and scales (N,) in float64, batched on the CPU."""
     model = model.cpu().eval()
     fs, ss = [], []
     for i in range(0, len(inputs), batch_size):
-        f, s = model(torch.from_numpy(inputs[i : i + batch_size].astype(np.float32)))
+        part = slice(i, i + batch_size)
+        covs = [torch.from_numpy(c[part].astype(np.float32)) for c in covariates or []]
+        f, s = model(torch.from_numpy(inputs[part].astype(np.float32)), *covs)
         fs.append(f.double().numpy())
         ss.append(s.double().numpy())
     return np.concatenate(fs), np.concatenate(ss)
 
 
 def collect(model: Forecaster, dataset: Dataset, split: str, stride: int) -> SplitForecasts:
-    window, horizon = model.config.input_window, model.config.horizon
+    window, horizon, cov = model.config.input_window, model.config.horizon, model.config.covariates
+    check_covariates(dataset, cov)
     parts = []
     for i, series in enumerate(dataset.series):
         x, y = windows(series, split, window, horizon, stride)
         lo = max(series.split(split)[0], window)
-        parts.append((x, y, np.full(len(x), i), lo + stride * np.arange(len(x))))
+        covs = covariate_windows(series, split, window, horizon, cov, stride)
+        parts.append((x, y, np.full(len(x), i), lo + stride * np.arange(len(x)), covs))
     x = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
-    f, s = predict(model, x)
-    return SplitForecasts(x, y, f, s, np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts]))
+    covariates = [np.concatenate(c) for c in zip(*(p[4] for p in parts), strict=True)]
+    f, s = predict(model, x, covariates)
+    index, origins = np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts])
+    return SplitForecasts(x, y, f, s, index, origins, covariates)
 
 
 def point_metrics(actuals: np.ndarray, forecasts: np.ndarray, scales: np.ndarray, z_std: np.ndarray) -> dict[str, Any]:

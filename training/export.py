@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,17 +23,19 @@ import torch
 
 from contract import signature
 from contract.card import Conformal, ModelCard
+from contract.covariates import Covariates, probe_covariates
 from contract.windows import PROBE_BATCH_SIZES, probe_lengths
 from training.artifacts import CONFIG_KEY
 from training.model import Forecaster
+from training.train import WindowSet
 
 
 @dataclass(frozen=True)
 class ExportSpec:
+    """How to export and validate; the graph's input names and axes come from contract.signature for the
+    model's covariates."""
+
     opset: int = 17
-    input_names: tuple[str, ...] = tuple(t.name for t in signature.INPUTS)
-    output_names: tuple[str, ...] = tuple(t.name for t in signature.OUTPUTS)
-    dynamic_axes: dict[str, dict[int, str]] = field(default_factory=signature.dynamic_axes)
     batch_sizes: tuple[int, ...] = PROBE_BATCH_SIZES
     rtol: float = 1e-4
     atol: float = 1e-4  # on the forecast divided by the window's scale
@@ -60,18 +62,20 @@ def export_onnx(model: Forecaster, path: Path, spec: ExportSpec = ExportSpec()) 
     with `linear_before_reset=1` for GRU, and keeps the time axis dynamic for every cell (the dynamo
     exporter in torch 2.13 specialises it for nn.RNN)."""
     model = model.cpu().eval()
-    example = torch.randn(2, model.config.input_window)
+    cfg = model.config
+    rng = np.random.default_rng(0)
+    example = probe_inputs(cfg.covariates, rng.normal(size=(2, cfg.input_window)), cfg.horizon, rng)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model,
-            (example,),
+            tuple(torch.from_numpy(a) for a in example.values()),
             str(path),
             dynamo=False,
-            input_names=list(spec.input_names),
-            output_names=list(spec.output_names),
-            dynamic_axes=spec.dynamic_axes,
+            input_names=list(example),
+            output_names=[t.name for t in signature.OUTPUTS],
+            dynamic_axes=signature.dynamic_axes(cfg.covariates),
             opset_version=spec.opset,
         )
 
@@ -87,39 +91,64 @@ def attach_metadata(path: Path, card: ModelCard) -> None:
     onnx.save(proto, str(path))
 
 
+Inputs = dict[str, np.ndarray]  # graph input name -> float32 batch
+
+
+def probe_inputs(cov: Covariates, values: np.ndarray, horizon: int, rng: np.random.Generator) -> Inputs:
+    """`values` with probe covariates of the declared shapes (contract.covariates.probe_covariates)."""
+    batch, length = values.shape
+    covariates = probe_covariates(cov, batch, length, horizon, seed=int(rng.integers(0, 2**31)))
+    names = [spec.name for spec in signature.inputs(cov)]
+    return dict(zip(names, [values.astype(np.float32), *covariates], strict=True))
+
+
 def validation_windows(
-    model: Forecaster, real: np.ndarray | None, spec: ExportSpec, seed: int = 0
-) -> list[tuple[str, np.ndarray]]:
+    model: Forecaster, real: WindowSet | None, spec: ExportSpec, seed: int = 0
+) -> list[tuple[str, Inputs]]:
     """Named input batches: random walks at several offsets and magnitudes, real windows, several lengths."""
     rng = np.random.default_rng(seed)
     cfg = model.config
+    cov, horizon = cfg.covariates, cfg.horizon
     # The declared range, and beyond it: a longer window must still work in the graph (training evaluates so).
     lengths = [*probe_lengths(cfg.min_window, cfg.input_window), 2 * cfg.input_window]
-    cases: list[tuple[str, np.ndarray]] = []
+    cases: list[tuple[str, Inputs]] = []
     for batch in spec.batch_sizes:
         for length in lengths:
             walk = np.cumsum(rng.normal(size=(batch, length)), axis=1)
-            cases.append((f"random-walk b={batch} t={length}", walk))
-            cases.append((f"offset+scale b={batch} t={length}", 1e4 + 250.0 * walk))
-            if real is not None and len(real) and real.shape[1] >= length:
+            cases.append((f"random-walk b={batch} t={length}", probe_inputs(cov, walk, horizon, rng)))
+            cases.append((f"offset+scale b={batch} t={length}", probe_inputs(cov, 1e4 + 250.0 * walk, horizon, rng)))
+            if real is not None and len(real) and real.x.shape[1] >= length:
                 picks = rng.integers(0, len(real), size=batch)
-                cases.append((f"real b={batch} t={length}", real[picks, -length:]))
-    cases.append(("constant window b=1", np.full((1, cfg.input_window), 7.5)))
-    return [(name, x.astype(np.float32)) for name, x in cases]
+                cases.append((f"real b={batch} t={length}", _cut(real, cov, picks, length)))
+    constant = probe_inputs(cov, np.full((1, cfg.input_window), 7.5), horizon, rng)
+    for name in constant:  # every channel constant: each normalisation meets its floor
+        constant[name] = np.full_like(constant[name], 7.5) if name != signature.CALENDAR.name else constant[name]
+    cases.append(("constant window b=1", constant))
+    return cases
 
 
-def validate(model: Forecaster, path: Path, real: np.ndarray | None = None, spec: ExportSpec = ExportSpec()) -> int:
+def _cut(real: WindowSet, cov: Covariates, picks: np.ndarray, length: int) -> Inputs:
+    """Real windows cut to their last `length` steps (covariates that reach ahead keep their horizon)."""
+    full = real.x.shape[1]
+    out = {signature.INPUT.name: real.x[picks, -length:]}
+    for spec, array in zip(signature.inputs(cov)[1:], real.covariates, strict=True):
+        out[spec.name] = array[picks, full - length : array.shape[1]]
+    return {k: v.astype(np.float32) for k, v in out.items()}
+
+
+def validate(model: Forecaster, path: Path, real: WindowSet | None = None, spec: ExportSpec = ExportSpec()) -> int:
     """Compare onnxruntime with PyTorch on every validation window; return the number of checks."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    cfg = model.config
     mismatches = [
         f"signature: {problem}"
-        for problem in signature.mismatches(session.get_inputs(), session.get_outputs(), model.config.horizon)
+        for problem in signature.mismatches(session.get_inputs(), session.get_outputs(), cfg.horizon, cfg.covariates)
     ]
     cases = validation_windows(model, real, spec)
-    for name, x in cases:
+    for name, inputs in cases:
         with torch.no_grad():
-            want_f, want_s = (t.numpy() for t in model(torch.from_numpy(x)))
-        got_f, got_s = session.run(None, {signature.INPUT.name: x})
+            want_f, want_s = (t.numpy() for t in model(*(torch.from_numpy(a) for a in inputs.values())))
+        got_f, got_s = session.run(None, inputs)
         if got_f.shape != want_f.shape:
             mismatches.append(f"{name}: forecast shape {got_f.shape}, PyTorch {want_f.shape}")
             continue
@@ -163,6 +192,7 @@ def build_card(
         dataset=dataset,
         conformal=cal,
         metrics=metrics,
+        covariates=cfg.covariates,
         trained_at=datetime.now(UTC).replace(microsecond=0).isoformat(),
         seed=seed,
         versions={

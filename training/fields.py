@@ -8,4 +8,6 @@ from typing import Any
 
 
 def doc(default: Any, text: str) -> Any:
+    if isinstance(default, list):  # a mutable default: each instance gets its own copy
+        return field(default_factory=lambda: list(default), metadata={"doc": text})
     return field(default=default, metadata={"doc": text})

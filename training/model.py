@@ -3,6 +3,11 @@
 Normalisation lives in `forward`, so the exported graph takes raw values and returns forecasts in the
 original units. It is built to survive what users send: a constant window (scale floored), and huge
 magnitudes (the window is first divided by its largest |value|, so no square or sum can overflow float32).
+
+Covariates (contract.covariates) are extra channels: at every past step the encoder reads the value with
+the past and future covariates and calendar features of that step; the head reads the encoder's last
+state with the future covariates and calendar features of every horizon step (known in advance, so they
+steer the forecast directly). Each covariate channel is normalised per window like the values.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from contract.covariates import Covariates
 from training.fields import doc
 
 CELLS = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
@@ -30,6 +36,11 @@ class ForecasterConfig:
         1, "the interval scale is the mean |y[t] - y[t-lag]| of the window: use the season for seasonal data"
     )
     seasonal_skip: int = doc(0, "> 0: the head predicts a correction to the last `seasonal_skip` values, repeated")
+    past_covariates: list[str] = doc(
+        [], "columns known up to the forecast origin only (e.g. a sensor's other channels)"
+    )
+    future_covariates: list[str] = doc([], "columns known over the horizon too (a planned load, a holiday flag)")
+    calendar: list[str] = doc([], "calendar features from the timestamps: hour_of_day, day_of_week, month_of_year")
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -42,6 +53,11 @@ class ForecasterConfig:
             raise ValueError(f"seasonal_skip {self.seasonal_skip} must be in [0, min_window={self.min_window}]")
         if self.horizon < 1 or self.hidden_size < 1 or self.num_layers < 1:
             raise ValueError("horizon, hidden_size and num_layers must be >= 1")
+        _ = self.covariates  # raises CovariateError (a ValueError) naming a bad declaration
+
+    @property
+    def covariates(self) -> Covariates:
+        return Covariates(tuple(self.past_covariates), tuple(self.future_covariates), tuple(self.calendar))
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -50,6 +66,20 @@ class ForecasterConfig:
 # Floor of the per-window scale, relative to the window's largest |value|: a constant window gives a finite
 # forecast (equal to the constant) instead of 0/0.
 SCALE_FLOOR = 1e-4
+# The same for a covariate channel, higher: a flag that is 0 over the window and 1 ahead, or a channel that
+# barely moves, stays within +-40 instead of exploding into a value the network never saw.
+COVARIATE_SPREAD_FLOOR = 0.05
+
+
+def normalize_channels(channels: torch.Tensor, past_steps: int) -> torch.Tensor:
+    """(B, L, K) raw covariates -> normalised, with each channel's statistics from its first `past_steps`
+    steps (the window; the rest are the horizon's) and its largest |value| over all L."""
+    magnitude = channels.abs().amax(dim=1, keepdim=True).clamp_min(1e-30)  # (B, 1, K)
+    unit = channels / magnitude
+    window = unit[:, :past_steps]
+    loc = window.mean(dim=1, keepdim=True)
+    spread = (window - loc).abs().mean(dim=1, keepdim=True).clamp_min(COVARIATE_SPREAD_FLOOR)
+    return (unit - loc) / spread
 
 
 class Forecaster(nn.Module):
@@ -57,14 +87,16 @@ class Forecaster(nn.Module):
         super().__init__()
         self.config = config
         rnn_cls = getattr(nn, CELLS[config.cell])
+        cov = config.covariates
+        self.ahead_channels = len(cov.future) + 2 * len(cov.calendar)  # per horizon step, into the head
         self.rnn = rnn_cls(
-            input_size=1,
+            input_size=1 + len(cov.past) + self.ahead_channels,
             hidden_size=config.hidden_size,
             num_layers=config.num_layers,
             dropout=config.dropout if config.num_layers > 1 else 0.0,
             batch_first=True,
         )
-        self.head = nn.Linear(config.hidden_size, config.horizon)
+        self.head = nn.Linear(config.hidden_size + config.horizon * self.ahead_channels, config.horizon)
 
     def normalize(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, T) raw -> (B, T) normalised, plus loc (B, 1) and scale (B, 1) in raw units."""
@@ -85,20 +117,49 @@ class Forecaster(nn.Module):
         step = (unit[:, lag:] - unit[:, :-lag]).abs().mean(dim=1, keepdim=True).clamp_min(SCALE_FLOOR)  # (B, 1)
         return (step * magnitude).squeeze(1)
 
-    def forward_normalized(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Forecast on the normalised scale: (B, H), with loc and scale (B, 1) to map it back."""
+    def forward_normalized(
+        self, values: torch.Tensor, *covariates: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Forecast on the normalised scale: (B, H), with loc and scale (B, 1) to map it back. `covariates`
+        are the graph's covariate inputs in contract.signature order: past (B, T, P), future (B, T+H, F),
+        calendar (B, T+H, 2C), each present when its role has names."""
         x, loc, scale = self.normalize(values)
-        out, _ = self.rnn(x.unsqueeze(-1))  # (B, T, hidden)
-        y = self.head(out[:, -1])  # (B, H)
+        steps, ahead = self._covariate_steps(values.shape[1], covariates)
+        out, _ = self.rnn(torch.cat([x.unsqueeze(-1), *steps], dim=-1) if steps else x.unsqueeze(-1))  # (B, T, hid)
+        state = out[:, -1]
+        if ahead:
+            state = torch.cat([state, torch.cat(ahead, dim=-1).flatten(1)], dim=1)  # (B, hidden + H * ahead)
+        y = self.head(state)  # (B, H)
         if self.config.seasonal_skip:  # seasonal naive as the starting point (cf. ES-RNN, N-BEATS)
             season = self.config.seasonal_skip
             repeats = -(-self.config.horizon // season)
             y = y + x[:, -season:].repeat(1, repeats)[:, : self.config.horizon]  # (B, H)
         return y, loc, scale
 
-    def forward(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T) raw values -> forecast (B, H) in raw units and the interval scale (B,)."""
-        y, loc, scale = self.forward_normalized(values)
+    def _covariate_steps(
+        self, t: int, covariates: tuple[torch.Tensor, ...]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The covariate channels of the T window steps (for the encoder) and of the H steps ahead (the head)."""
+        cov = self.config.covariates
+        inputs = iter(covariates)
+        steps, ahead = [], []
+        if cov.past:
+            steps.append(normalize_channels(next(inputs), t))
+        if cov.future:
+            future = normalize_channels(next(inputs), t)
+            steps.append(future[:, :t])
+            ahead.append(future[:, t:])
+        if cov.calendar:
+            calendar = next(inputs)  # sines and cosines: already in [-1, 1]
+            steps.append(calendar[:, :t])
+            ahead.append(calendar[:, t:])
+        if next(inputs, None) is not None:
+            raise ValueError(f"more covariate inputs than the model declares ({cov.to_json()})")
+        return steps, ahead
+
+    def forward(self, values: torch.Tensor, *covariates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) raw values, and the covariate inputs -> forecast (B, H) in raw units and the interval scale (B,)."""
+        y, loc, scale = self.forward_normalized(values, *covariates)
         return y * scale + loc, self.interval_scale(values)
 
 

@@ -81,9 +81,10 @@ def run_export(config: RunConfig, root: Path = Path("."), spec: ExportSpec | Non
             f"{config.source}` again, then export"
         )
     dataset = data.load_for(config)
-    real, _ = split_windows(dataset, "test", 2 * model.config.input_window, 1, stride=7)
+    mc = model.config
+    real = split_windows(dataset, "test", 2 * mc.input_window, mc.horizon, stride=7, config=mc)
     if len(real) == 0:
-        real, _ = split_windows(dataset, "test", model.config.input_window, 1, stride=7)
+        real = split_windows(dataset, "test", mc.input_window, mc.horizon, stride=7, config=mc)
     card = build_card(
         model,
         name=config.name,
@@ -140,6 +141,6 @@ def build_artifact(config: RunConfig, dataset: data.Dataset, path: Path, progres
     )
     export_onnx(result.model, path)
     attach_metadata(path, card)
-    real, _ = split_windows(dataset, "test", config.model.input_window, 1)
+    real = split_windows(dataset, "test", config.model.input_window, config.model.horizon, config=config.model)
     validate(result.model, path, real)
     return {"evaluation": evaluation, "model": result.model, "card": card}

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from training.config import RunConfig
-from training.data import Dataset, windows
+from training.data import Dataset, check_covariates, covariate_windows, windows
 from training.model import Forecaster, ForecasterConfig
 
 log = logging.getLogger("gatecast.train")
@@ -43,32 +43,53 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@dataclass
+class WindowSet:
+    """Windows of a split: values (N, T), targets (N, H) and the covariate inputs in graph order."""
+
+    x: np.ndarray
+    y: np.ndarray
+    covariates: list[np.ndarray] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
 def split_windows(
-    dataset: Dataset, split: str, window: int, horizon: int, stride: int = 1
-) -> tuple[np.ndarray, np.ndarray]:
-    """Windows of every series in `dataset` for `split`, stacked: (N, window), (N, horizon)."""
-    xs, ys = [], []
+    dataset: Dataset, split: str, window: int, horizon: int, stride: int = 1, config: ForecasterConfig | None = None
+) -> WindowSet:
+    """Windows of every series in `dataset` for `split`, stacked (float32), with the covariates `config`
+    declares (none without a config)."""
+    cov = config.covariates if config is not None else None
+    if cov is not None:
+        check_covariates(dataset, cov)
+    xs, ys, covs = [], [], []
     for series in dataset.series:
         x, y = windows(series, split, window, horizon, stride)
         xs.append(x)
         ys.append(y)
-    return np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.float32)
+        if cov is not None:
+            covs.append(covariate_windows(series, split, window, horizon, cov, stride))
+    extras = [np.concatenate(parts).astype(np.float32) for parts in zip(*covs, strict=True)] if covs else []
+    return WindowSet(np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.float32), extras)
 
 
-def normalized_l1(model: Forecaster, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def normalized_l1(model: Forecaster, x: torch.Tensor, y: torch.Tensor, *covariates: torch.Tensor) -> torch.Tensor:
     """L1 on the window-normalised scale, so every series weighs the same whatever its units."""
-    pred, loc, scale = model.forward_normalized(x)
+    pred, loc, scale = model.forward_normalized(x, *covariates)
     return (pred - (y - loc) / scale).abs().mean()
 
 
 @torch.no_grad()
-def evaluate_loss(model: Forecaster, x: np.ndarray, y: np.ndarray, batch_size: int, dev: torch.device) -> float:
+def evaluate_loss(model: Forecaster, data: WindowSet, batch_size: int, dev: torch.device) -> float:
     model.eval()
     total, count = 0.0, 0
-    for i in range(0, len(x), batch_size * 4):
-        xb = torch.from_numpy(x[i : i + batch_size * 4]).to(dev)
-        yb = torch.from_numpy(y[i : i + batch_size * 4]).to(dev)
-        total += float(normalized_l1(model, xb, yb)) * len(xb)
+    for i in range(0, len(data), batch_size * 4):
+        part = slice(i, i + batch_size * 4)
+        xb = torch.from_numpy(data.x[part]).to(dev)
+        yb = torch.from_numpy(data.y[part]).to(dev)
+        covs = [torch.from_numpy(c[part]).to(dev) for c in data.covariates]
+        total += float(normalized_l1(model, xb, yb, *covs)) * len(xb)
         count += len(xb)
     return total / max(count, 1)
 
@@ -77,18 +98,19 @@ def train(config: RunConfig, dataset: Dataset, progress: bool = True) -> TrainRe
     generator = seed_everything(config.seed)
     dev = device()
     mc, tc = config.model, config.train
-    x_train, y_train = split_windows(dataset, "train", mc.input_window, mc.horizon, tc.train_stride)
-    x_val, y_val = split_windows(dataset, "val", mc.input_window, mc.horizon)
-    if len(x_train) == 0 or len(x_val) == 0:
+    train_set = split_windows(dataset, "train", mc.input_window, mc.horizon, tc.train_stride, mc)
+    val_set = split_windows(dataset, "val", mc.input_window, mc.horizon, 1, mc)
+    if len(train_set) == 0 or len(val_set) == 0:
         raise ValueError(
             f"{config.name}: no training or validation windows (window {mc.input_window}, horizon "
             f"{mc.horizon}); the series are too short for this configuration"
         )
-    log.info("%s: %d train windows, %d val windows, device %s", config.name, len(x_train), len(x_val), dev)
+    log.info("%s: %d train windows, %d val windows, device %s", config.name, len(train_set), len(val_set), dev)
 
     model = Forecaster(mc).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
+    xt, yt = torch.from_numpy(train_set.x), torch.from_numpy(train_set.y)
+    ct = [torch.from_numpy(c) for c in train_set.covariates]
     batches = (len(xt) + tc.batch_size - 1) // tc.batch_size
     if tc.max_batches_per_epoch:
         batches = min(batches, tc.max_batches_per_epoch)
@@ -105,14 +127,14 @@ def train(config: RunConfig, dataset: Dataset, progress: bool = True) -> TrainRe
             running = 0.0
             for b in range(batches):
                 idx = order[b * tc.batch_size : (b + 1) * tc.batch_size]
-                loss = normalized_l1(model, xt[idx].to(dev), yt[idx].to(dev))
+                loss = normalized_l1(model, xt[idx].to(dev), yt[idx].to(dev), *(c[idx].to(dev) for c in ct))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
                 optimizer.step()
                 running += float(loss.detach())
             train_loss = running / batches
-            val_loss = evaluate_loss(model, x_val, y_val, tc.batch_size, dev)
+            val_loss = evaluate_loss(model, val_set, tc.batch_size, dev)
             seconds = time.perf_counter() - epoch_start
             best.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "seconds": seconds})
             bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", s_per_epoch=f"{seconds:.1f}")

@@ -20,7 +20,7 @@ from app.errors import BadRequest, InvalidInput, UnsupportedMediaType
 from app.registry import ModelRepository
 from app.schemas import EXAMPLE_VALUES, ErrorBody, ForecastRequest, ForecastResponse
 from app.service import ForecastJob, ForecastResult, SeriesInput
-from contract.longformat import REQUIRED_COLUMNS, read_long_csv, split_long_frame
+from contract.longformat import read_long_csv, split_long_frame
 
 router = APIRouter(tags=["forecast"])
 
@@ -31,7 +31,9 @@ _INLINE_PARSE_BYTES = 64 * 1024
 _CSV_EXAMPLE = "unique_id,ds,y\n" + "".join(
     f"sensor-1,2018-02-{13 + i // 24} {i % 24:02d}:00:00,{v}\n" for i, v in enumerate(EXAMPLE_VALUES[:48])
 )
-_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 404, 413, 415, 422, 503)}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 404, 413, 415, 422, 431, 503)
+}
 _BODY = {
     "requestBody": {
         "required": True,
@@ -115,28 +117,27 @@ def _decoder(content_type: str, body: bytes, request: Request) -> Callable[[], D
 
 def decode_json(body: bytes) -> Decoded:
     request = ForecastRequest.model_validate_json(body)
-    series = [SeriesInput(s.id, s.values, s.timestamps, s.start, s.freq) for s in request.series]
+    series = [
+        SeriesInput(s.id, s.values, s.timestamps, s.start, s.freq, s.covariates, s.future_covariates)
+        for s in request.series
+    ]
     return request.model, ForecastJob(series, request.horizon, request.level)
 
 
 def decode_csv(body: bytes, model: str | None, horizon: int | None, level: list[float]) -> Decoded:
-    """A `unique_id, ds, y` table (as pandas writes it) -> one series per id, with its timestamps. Any other
-    column is refused by name: the served models read `y` alone, and a column answered as if absent would
-    look used."""
+    """A `unique_id, ds, y` table (as pandas writes it) -> one series per id, with its timestamps. Other
+    columns are covariates by name, and rows after a series' last `y` (left empty) carry its future
+    covariates; the model service refuses, by name, any the model does not read."""
     frame = read_long_csv(body)
-    extra = [str(c) for c in frame.columns if c not in REQUIRED_COLUMNS]
-    if extra:
-        hint = (
-            " (an unnamed first column is a DataFrame index: write the CSV with index=False)"
-            if any(c.startswith("Unnamed: ") for c in extra)
-            else ""
-        )
+    index = [str(c) for c in frame.columns if str(c).startswith("Unnamed: ")]
+    if index:
         raise InvalidInput(
-            f"columns {extra} are not read: the models served here take unique_id, ds and y only, without "
-            f"covariates; remove the other columns{hint}"
+            f"columns {index} are not read: an unnamed column is a DataFrame index; write the CSV with index=False"
         )
-    parsed = split_long_frame(frame, allow_gaps=False)
-    series = [SeriesInput(s.id, s.values, s.timestamps, None, s.freq) for s in parsed]
+    parsed = split_long_frame(frame, allow_gaps=False, future_rows=True)
+    series = [
+        SeriesInput(s.id, s.values, s.timestamps, None, s.freq, s.covariates or None, s.future or None) for s in parsed
+    ]
     return model, ForecastJob(series, horizon, level)
 
 

@@ -26,6 +26,7 @@ def version_info(loaded: ModelService) -> ModelVersionInfo:
         provider=loaded.runtime.provider,
         cpu_fallback_nodes=loaded.runtime.cpu_fallback_nodes,
         interval_levels=[round(level * 100, 2) for level in card.conformal.levels],
+        covariates=card.covariates.to_json(),
         metrics=card.metrics,
         trained_at=card.trained_at,
         sha256=card.sha256,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -22,6 +23,7 @@ from app.schemas import ProtocolError, Readiness
 from app.service import ForecastJob, ModelService, SeriesInput
 from app.settings import Settings
 from contract import signature
+from contract.covariates import calendar_channels
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ProtocolError} for code in (400, 401, 403, 404, 413, 415, 422, 500, 503)
@@ -53,17 +55,27 @@ async def ready(request: Request, repository: RepositoryDep) -> Response:
 
 
 def _metadata(service: ModelService, repository: RepositoryDep) -> dict[str, Any]:
-    """The graph signature (contract.signature) with this model's horizon; -1 marks a dynamic axis."""
-    lengths = {"horizon": service.card.horizon}
+    """The graph signature (contract.signature) with this model's horizon and covariate channels; -1 marks a
+    dynamic axis. A covariate input's `parameters.channels` names its channels in order."""
+    card = service.card
+    lengths = {"horizon": card.horizon, **signature.channels(card.covariates)}
+    names = {
+        signature.PAST.name: list(card.covariates.past),
+        signature.FUTURE.name: list(card.covariates.future),
+        signature.CALENDAR.name: calendar_channels(card.covariates.calendar),
+    }
 
     def tensor(spec: signature.TensorSpec) -> dict[str, Any]:
-        return {"name": spec.name, "datatype": "FP32", "shape": [lengths.get(a, -1) for a in spec.axes]}
+        out: dict[str, Any] = {"name": spec.name, "datatype": "FP32", "shape": [lengths.get(a, -1) for a in spec.axes]}
+        if spec.name in names:
+            out["parameters"] = {"channels": names[spec.name]}
+        return out
 
     return {
         "name": service.name,
         "versions": sorted(repository.models[service.name], key=version_key),
         "platform": "onnxruntime_onnx",
-        "inputs": [tensor(spec) for spec in signature.INPUTS],
+        "inputs": [tensor(spec) for spec in signature.inputs(card.covariates)],
         "outputs": [tensor(spec) for spec in signature.OUTPUTS],
     }
 
@@ -108,6 +120,7 @@ def _config(service: ModelService, settings: Settings) -> dict[str, Any]:
     """The model's configuration as Triton writes it (batch dimension implicit, so `dims` exclude it), with
     gatecast's window, horizon and frequency as parameters."""
     card = service.card
+    channels = signature.channels(card.covariates)
     kind = "KIND_GPU" if service.runtime.provider == "CUDAExecutionProvider" else "KIND_CPU"
     return {
         "name": service.name,
@@ -115,7 +128,10 @@ def _config(service: ModelService, settings: Settings) -> dict[str, Any]:
         "backend": "onnxruntime",
         "version_policy": {"latest": {"num_versions": 1}},
         "max_batch_size": settings.max_batch_series,
-        "input": [{"name": signature.INPUT.name, "data_type": "TYPE_FP32", "dims": [-1]}],
+        "input": [
+            {"name": spec.name, "data_type": "TYPE_FP32", "dims": [-1, *(channels[a] for a in spec.axes[2:])]}
+            for spec in signature.inputs(card.covariates)
+        ],
         "output": [
             {"name": signature.FORECAST.name, "data_type": "TYPE_FP32", "dims": [card.horizon]},
             {"name": signature.SCALE.name, "data_type": "TYPE_FP32", "dims": [1], "reshape": {"shape": []}},
@@ -178,20 +194,67 @@ async def infer(request: Request) -> Response:
     service = repository.get(request.path_params["name"], request.path_params.get("version"))
     body = await request.body()
     inference, blobs = oip.decode(body, request.headers.get(oip.HEADER_LENGTH))
-    names = [t.name for t in inference.inputs]
-    if names != [signature.INPUT.name]:
-        raise InvalidInput(f"inputs {names}: send exactly one input {signature.INPUT.name!r}, FP32 [batch, time]")
-    tensor = inference.inputs[0]
-    if len(tensor.shape) != 2:
-        raise InvalidInput(f"input {tensor.name!r} has shape {tensor.shape}; it must be [batch, time]")
-    values = oip.input_array(tensor, blobs)
-    job = ForecastJob([SeriesInput(f"{tensor.name}[{i}]", row) for i, row in enumerate(values)])
+    job = _job(service, inference, blobs)
     result = await service.forecast(job)
     outputs = {signature.FORECAST.name: result.mean, signature.SCALE.name: result.scale}
     content, header_length = oip.encode(service.name, service.version, inference, outputs)
     if header_length is None:
         return Response(content, media_type="application/json")
     return Response(content, media_type="application/octet-stream", headers={oip.HEADER_LENGTH: str(header_length)})
+
+
+def _job(service: ModelService, inference: oip.InferenceRequest, blobs: memoryview) -> ForecastJob:
+    """One series per row of `values`; each covariate input (one per role, contract.signature) is split into
+    the model service's covariates by channel name, so the service checks them as it checks JSON ones."""
+    card = service.card
+    specs = {spec.name: spec for spec in signature.inputs(card.covariates)}
+    names = [t.name for t in inference.inputs]
+    unknown = [n for n in names if n not in specs]
+    missing = [n for n in specs if n not in names]
+    if unknown or missing or len(set(names)) != len(names):
+        raise InvalidInput(
+            f"inputs {names}: {service.name} takes exactly the inputs {list(specs)}, FP32, each once "
+            f"(shapes in GET /v2/models/{service.name})"
+        )
+    tensors = {t.name: t for t in inference.inputs}
+    values_tensor = tensors[signature.INPUT.name]
+    if len(values_tensor.shape) != 2:
+        raise InvalidInput(f"input {values_tensor.name!r} has shape {values_tensor.shape}; it must be [batch, time]")
+    values = oip.input_array(values_tensor, blobs)
+    batch, steps = values.shape
+    arrays = {}
+    for name in (n for n in names if n != signature.INPUT.name):
+        tensor = tensors[name]
+        width = signature.channels(card.covariates)[specs[name].axes[-1]]
+        length = steps if specs[name].axes[1] == "time" else steps + card.horizon
+        if list(tensor.shape) != [batch, length, width]:
+            raise InvalidInput(
+                f"input {name!r} has shape {tensor.shape}; with values of shape {list(values.shape)} it must be "
+                f"[{batch}, {length}, {width}]"
+            )
+        arrays[name] = oip.input_array(tensor, blobs)
+    series = []
+    for i, row in enumerate(values):
+        covariates: dict[str, np.ndarray] = {}
+        ahead: dict[str, np.ndarray] = {}
+        if signature.PAST.name in arrays:
+            for k, name in enumerate(card.covariates.past):
+                covariates[name] = arrays[signature.PAST.name][i, :, k]
+        if signature.FUTURE.name in arrays:
+            for k, name in enumerate(card.covariates.future):
+                covariates[name] = arrays[signature.FUTURE.name][i, :steps, k]
+                ahead[name] = arrays[signature.FUTURE.name][i, steps:, k]
+        calendar = arrays[signature.CALENDAR.name][i] if signature.CALENDAR.name in arrays else None
+        series.append(
+            SeriesInput(
+                f"{values_tensor.name}[{i}]",
+                row,
+                covariates=covariates or None,
+                future_covariates=ahead or None,
+                calendar=calendar,
+            )
+        )
+    return ForecastJob(series)
 
 
 # --- repository extension ------------------------------------------------------------------------------
