@@ -264,3 +264,52 @@ def test_oip_v2_takes_one_input_per_role_and_agrees_with_json(client: TestClient
     assert (
         "takes exactly the inputs ['values', 'past_covariates', 'future_covariates', 'calendar']" in r.json()["error"]
     )
+
+
+# --- training data ----------------------------------------------------------------------------------
+
+
+def test_user_files_give_their_named_columns_as_covariates_gaps_filled_alike(tmp_path: Path) -> None:
+    from training.data import load_long
+
+    stamps = pd.date_range("2024-01-01", periods=24 * 20, freq="h")
+    frame = pd.DataFrame(
+        {"unique_id": "a", "ds": stamps, "y": np.arange(len(stamps)) * 1.0, "load": np.arange(len(stamps)) * 2.0}
+    )
+    frame["note"] = "text columns a config does not name are not read"
+    path = tmp_path / "data.csv"
+    frame.drop(index=[100, 101]).to_csv(path, index=False)
+    series = load_long(path, covariates=Covariates(past=("load",))).series[0]
+    assert len(series.values) == len(stamps)  # the two missing hours interpolated, in y and in the covariate
+    np.testing.assert_allclose(series.covariates["load"], 2 * series.values)
+    with pytest.raises(ValueError, match=r"covariate columns \['rain'\] are missing"):
+        load_long(path, covariates=Covariates(past=("rain",)))
+
+
+def test_training_refuses_what_the_data_cannot_give() -> None:
+    from training.data import check_covariates
+
+    dataset = covariate_dataset()
+    with pytest.raises(ValueError, match=r"has no column \['rain'\]; its covariates: \['load', 'plan'\]"):
+        check_covariates(dataset, Covariates(past=("rain",)))
+    with pytest.raises(ValueError, match="do not vary at frequency 'h'"):
+        check_covariates(dataset, Covariates(calendar=("month_of_year",)))
+    dataset.series[0].timestamps = None
+    with pytest.raises(ValueError, match="calendar features need dates"):
+        check_covariates(dataset, Covariates(calendar=("hour_of_day",)))
+
+
+@pytest.mark.data
+def test_the_shared_data_sets_carry_their_covariates() -> None:
+    from training.data import load_etth1, load_vix
+    from training.model import ForecasterConfig
+    from training.train import split_windows
+
+    etth1 = load_etth1()
+    config = ForecasterConfig(
+        input_window=168, horizon=24, past_covariates=["HUFL", "LULL"], calendar=["hour_of_day", "day_of_week"]
+    )
+    test = split_windows(etth1, "test", 168, 24, stride=24, config=config)
+    past, calendar = test.covariates
+    assert past.shape == (len(test), 168, 2) and calendar.shape == (len(test), 168 + 24, 4)
+    assert set(load_vix().series[0].covariates) == {"OPEN", "HIGH", "LOW"}
