@@ -1,0 +1,68 @@
+"""The README's "Try it" lines, run as they are written against `gatecast serve` on the committed models: every
+command answers a forecast, none an error."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.live import free_port, wait_ready
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def try_it_block() -> str:
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- try-it:.*?-->\n```bash\n(.*?)```\n<!-- end try-it -->", text, re.S)
+    assert block, "the README's try-it block is missing"
+    return block.group(1)
+
+
+def test_the_readme_try_it_commands_answer_forecasts(tmp_path: Path) -> None:
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)  # the README's `.venv/bin/...`
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATECAST_")}
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--models",
+            str(ROOT / "models"),
+        ],
+        cwd=ROOT,
+        env={**env, "GATECAST_WORKERS": "1"},
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", server)
+        script = try_it_block().replace("localhost:8000", f"127.0.0.1:{port}")
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        log.close()
+    out = done.stdout
+    assert done.returncode == 0, done.stderr
+    assert '"error"' not in out, out
+    assert out.count('"forecasts"') == 1, out  # the JSON example
+    assert out.count("unique_id,ds,forecast") == 2, out  # the two CSV examples, the covariate model's included
+    assert "tx-1,2018-02-05 00:00:00," in out, out  # its forecast starts the hour after the last row
