@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.live import free_port, wait_ready
+from tests.live import running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,30 +23,10 @@ def try_it_block() -> str:
 
 def test_the_readme_try_it_commands_answer_forecasts(tmp_path: Path) -> None:
     (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)  # the README's `.venv/bin/...`
-    port = free_port()
+    (tmp_path / "models").symlink_to(ROOT / "models")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATECAST_")}
-    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--models",
-            str(ROOT / "models"),
-        ],
-        cwd=ROOT,
-        env={**env, "GATECAST_WORKERS": "1"},
-        stdout=log,
-        stderr=log,
-    )
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", server)
-        script = try_it_block().replace("localhost:8000", f"127.0.0.1:{port}")
+    with running_server(tmp_path / "models") as (url, _):
+        script = try_it_block().replace("http://localhost:8000", url).replace("localhost:8000", url)
         done = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", script],
             cwd=tmp_path,
@@ -56,10 +35,6 @@ def test_the_readme_try_it_commands_answer_forecasts(tmp_path: Path) -> None:
             text=True,
             timeout=120,
         )
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
-        log.close()
     out = done.stdout
     assert done.returncode == 0, done.stderr
     assert '"error"' not in out, out
