@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -51,12 +52,15 @@ class Runtime:
         """(B, T) float32 values and the card's covariate inputs (contract.signature order) -> forecast (B, H),
         scale (B,)."""
         if covariates:
-            names = [spec.name for spec in signature.inputs(self.card.covariates)]
-            feed = dict(zip(names, (values, *covariates), strict=True))
+            feed = dict(zip(self.input_names, (values, *covariates), strict=True))
         else:
             feed = {signature.INPUT.name: values}
         forecast, scale = self.session.run(_OUTPUT_NAMES, feed)
         return forecast, scale
+
+    @functools.cached_property
+    def input_names(self) -> list[str]:
+        return [spec.name for spec in signature.inputs(self.card.covariates)]
 
     def probe(self, batch: int, length: int) -> tuple[np.ndarray, ...]:
         """Inputs for a warm-up run: values and, for a model with covariates, covariates of the declared shapes."""

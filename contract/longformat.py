@@ -99,7 +99,8 @@ def split_long_frame(
     # Without covariate columns there is nothing a row ahead could carry: an empty y is a missing value.
     ahead = _rows_ahead(ids, frame["y"]) if future_rows and names else np.zeros(len(frame), dtype=bool)
     columns = {str(c): _covariate_column(frame, c, ids, ahead) for c in names}
-    bad = (y.isna() | ~np.isfinite(y.to_numpy(dtype=float, na_value=np.nan))) & ~ahead
+    y_values = y.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = (y.isna() | ~np.isfinite(y_values)) & ~ahead
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise LongFormatError(
@@ -137,7 +138,7 @@ def split_long_frame(
             LongSeries(
                 id=str(uid),
                 timestamps=stamps[seen],
-                values=y.to_numpy(dtype=np.float64, na_value=np.nan)[rows][seen],
+                values=y_values[rows][seen],
                 freq=series_freq,
                 covariates={name: column[rows][seen] for name, column in columns.items()},
                 future={name: values for name, values in future.items() if np.isfinite(values).any()},
