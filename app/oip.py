@@ -180,12 +180,12 @@ def encode(
             entry["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
         else:
-            entry["data"] = array.ravel().tolist()
+            entry["data"] = array.ravel()  # FP32 written as the shortest decimal that reads back the same
         entries.append(entry)
     body: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": entries}
     if request.id is not None:
         body["id"] = request.id
-    head = orjson.dumps(body)
+    head = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
     if not blobs:
         return head, None
     return head + b"".join(blobs), len(head)

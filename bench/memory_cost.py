@@ -107,12 +107,7 @@ def case(name: str, body_file: str) -> dict[str, float]:
     }[name]
     result = _result(series, horizon, levels, stamps)
     before = _peak_bytes()
-    if kind == "json":
-        from starlette.responses import JSONResponse
-
-        content = JSONResponse(render_json(result)).body
-    else:
-        content = render_csv(result).encode()
+    content = render_json(result) if kind == "json" else render_csv(result).encode()
     return {
         "values": series * horizon * (1 + 2 * levels),
         "stamps": series * horizon if stamps else 0,
@@ -125,8 +120,6 @@ def _whole_request(body_file: Path) -> dict[str, float]:
     """A /forecast JSON request as the server runs it, models loaded and warmed: read the body, decode it in a
     thread, forecast, render. Returns the peak growth and what the admission charges for the same request."""
     import asyncio
-
-    from starlette.responses import JSONResponse
 
     from app import admission
     from app.main import create_app
@@ -144,7 +137,7 @@ def _whole_request(body_file: Path) -> dict[str, float]:
             admission.current_ticket.set(ticket)
             model, job = await asyncio.to_thread(decode_json, body)
             result = await app.state.repository.resolve(model).forecast(job)
-            content = JSONResponse(render_json(result)).body
+            content = render_json(result)
             peak = _peak_bytes() - before
             return {"body": len(body), "answer": len(content), "peak": peak, "charged": ticket.held}
 

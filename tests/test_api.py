@@ -46,9 +46,11 @@ def test_forecast_equals_the_onnx_model_run_directly(client: TestClient, reposit
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model"] == "tiny" and body["version"] == "1" and body["horizon"] == 12
-    np.testing.assert_allclose(
-        body["forecasts"][0]["mean"], onnx_forecast(repository / "tiny/1/model.onnx", v), rtol=1e-6
+    # Exact: the answer writes each float32 as the shortest decimal that reads back to the same float32.
+    np.testing.assert_array_equal(
+        np.asarray(body["forecasts"][0]["mean"], dtype=np.float32), onnx_forecast(repository / "tiny/1/model.onnx", v)
     )
+    assert all(len(repr(x).lstrip("-").replace(".", "").lstrip("0")) <= 9 for x in body["forecasts"][0]["mean"])
 
 
 def test_longer_series_use_the_last_window(client: TestClient) -> None:
