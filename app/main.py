@@ -22,7 +22,7 @@ from app.admission import MemoryBudget, derive_budget
 from app.auth import DOCS_ASSETS
 from app.middleware import DirectRoute, ServingMiddleware
 from app.registry import ModelRepository
-from app.routes import forecast, models, v2
+from app.routes import backtest, forecast, models, timegpt, v2
 from app.schemas import ForecastRequest
 from app.settings import Settings, get_settings
 
@@ -132,6 +132,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.started = False
     outermost(app, ServingMiddleware, settings=settings, direct=DIRECT_ROUTES)
     app.include_router(forecast.router)
+    app.include_router(backtest.router)
+    app.include_router(timegpt.router)
     app.include_router(models.router)
     app.include_router(v2.router)
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)

@@ -3,9 +3,10 @@ request metrics, and the last line of the error mapping. It is the outermost lay
 (`app.main.outermost` wraps it around FastAPI's own stack).
 
 In order, for each HTTP request:
-1. checks that need only the headers: API key, declared body size, compressed bodies;
+1. checks that need only the headers: API key, declared body size, the body's encoding;
 2. opens the request's memory ticket (app.admission) and charges the declared body before reading it;
-3. reads the whole body (bounded by GATECAST_MAX_BODY_BYTES even when chunked) and charges the estimated
+3. reads the whole body (bounded by GATECAST_MAX_BODY_BYTES even when chunked, and again once inflated when
+   it came compressed: app.encoding) and charges the estimated
    cost of decoding it, so no route parses a body the worker has no memory for;
 4. runs the route with that body, under GATECAST_REQUEST_TIMEOUT_S (app.deadlines; the limit starts with
    the body's reading). The model routes (`DirectRoute`) are
@@ -32,9 +33,9 @@ from starlette.responses import Response
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import admission, auth, batcher, metrics, problems
+from app import admission, auth, batcher, encoding, metrics, problems
 from app.deadlines import Deadlines
-from app.errors import GatecastError, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from app.errors import GatecastError, PayloadTooLarge, RequestTimeout
 from app.settings import Settings
 
 log = logging.getLogger("gatecast")
@@ -105,6 +106,11 @@ class ServingMiddleware:
                 body = await self._read_body(receive, ticket, declared.isdigit())
                 if body is None:
                     return  # the client went away before sending its body
+                coding = headers.get("content-encoding", "").strip().lower()
+                if body and coding in encoding.ACCEPTED:
+                    body = encoding.inflate(body, coding, self.settings.max_body_bytes)
+                    if ticket is not None:
+                        ticket.charge(admission.BODY_COPIES * len(body), "this request's inflated body")
                 if ticket is not None and body:
                     media = headers.get("content-type", "").split(";")[0].strip().lower()
                     json_part = headers.get("inference-header-content-length", "")
@@ -193,10 +199,7 @@ class ServingMiddleware:
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.settings.max_body_bytes:
             raise PayloadTooLarge(_too_large_message(int(length), self.settings.max_body_bytes))
-        encoding = headers.get("content-encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
-            # Never inflate a client's body: a small gzip can expand to gigabytes.
-            raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not accepted; send the body uncompressed")
+        encoding.check(headers.get("content-encoding", "").strip().lower())
 
     async def _read_body(self, receive: Receive, ticket: admission.Ticket | None, charged: bool) -> bytes | None:
         """The whole body, or None when the client disconnected. Chunked bodies are charged as they arrive."""

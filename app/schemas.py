@@ -132,3 +132,92 @@ class ModelInfo(BaseModel):
     name: str
     default_version: str
     versions: list[ModelVersionInfo]
+
+
+_BACKTEST_EXAMPLE: dict[str, Any] = {
+    "model": "etth1-lstm",
+    "series": [{"id": "transformer-1", "values": EXAMPLE_VALUES * 2}],
+}
+
+
+class CrossValidationRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra={"examples": [{**_BACKTEST_EXAMPLE, "n_windows": 3, "step_size": 24, "level": [80, 95]}]},
+    )
+
+    model: str | None = Field(None, max_length=300, description="`name` or `name@version`; the default model if absent")
+    horizon: int | None = Field(
+        None, validation_alias=AliasChoices("horizon", "h"), strict=True, description="steps per window (alias `h`)"
+    )
+    n_windows: int = Field(1, ge=1, strict=True, description="forecasts from this many past origins")
+    step_size: int | None = Field(None, ge=1, strict=True, description="values between origins; the horizon if absent")
+    level: list[Annotated[float, Strict()]] = Field(default_factory=list, max_length=20)
+    series: list[SeriesIn] = Field(..., min_length=1)
+
+
+class Scores(BaseModel):
+    mae: float = Field(..., description="mean absolute error over the points")
+    mase: float | None = Field(
+        ..., description="MAE over the seasonal-naive MAE of the history before each origin; null if that is 0"
+    )
+    coverage: dict[str, float] = Field(..., description="by level: the share of actuals inside the interval")
+
+
+class BacktestWindow(Scores):
+    cutoff: int = Field(..., description="position of the last value the forecast knew")
+    cutoff_timestamp: str | None = None
+    timestamps: list[str] | None = Field(None, description="of the forecast steps, when the series had time")
+    actual: list[float]
+    mean: list[float]
+    intervals: dict[str, Interval] = Field(default_factory=dict)
+
+
+class SeriesBacktest(Scores):
+    id: str
+    windows: list[BacktestWindow]
+
+
+class CrossValidationResponse(BaseModel):
+    model: str
+    version: str
+    horizon: int
+    n_windows: int
+    step_size: int
+    level: list[float]
+    series: list[SeriesBacktest]
+    overall: Scores
+
+
+class AnomaliesRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{**_BACKTEST_EXAMPLE, "level": 99}]})
+
+    model: str | None = Field(None, max_length=300, description="`name` or `name@version`; the default model if absent")
+    level: Annotated[float, Strict()] = Field(99, description="interval level in percent; outside it is an anomaly")
+    detection_size: int | None = Field(
+        None, ge=1, strict=True, description="score the last N values; all with a full window before them if absent"
+    )
+    series: list[SeriesIn] = Field(..., min_length=1)
+
+
+class SeriesAnomalies(BaseModel):
+    id: str
+    index: list[int] = Field(..., description="positions of the scored values in the series")
+    timestamps: list[str] | None = None
+    actual: list[float]
+    mean: list[float] = Field(..., description="the one-step forecast made from the values before each one")
+    lo: list[float]
+    hi: list[float]
+    score: list[float] = Field(..., description="(actual - mean) / the interval's half-width: beyond +-1 is outside")
+    anomaly: list[bool]
+    anomalies: list[int] = Field(..., description="positions of the values outside the interval")
+
+
+class AnomaliesResponse(BaseModel):
+    model: str
+    version: str
+    level: float
+    anomalies: int = Field(..., description="values outside the interval, over all series")
+    scored: int
+    series: list[SeriesAnomalies]

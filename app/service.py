@@ -132,9 +132,7 @@ class ModelService:
                 f"{len(job.series)} series in one request; the limit is {limits.max_series_per_request} "
                 "(GATECAST_MAX_SERIES_PER_REQUEST): split the request"
             )
-        horizon = card.horizon if job.horizon is None else job.horizon
-        if not 1 <= horizon <= card.horizon:
-            raise InvalidInput(f"horizon {horizon} is out of range: {self.name} forecasts 1 to {card.horizon} steps")
+        horizon = self.horizon(job.horizon)
         levels = check_levels(job.levels)
         check_unique_ids([s.id for s in job.series])
         if not card.covariates.empty:
@@ -151,6 +149,14 @@ class ModelService:
             future_index(s.id, len(s.values), horizon, card.freq, s.timestamps, s.start, s.freq) for s in job.series
         ]
         return Plan(horizon, levels, windows, future)
+
+    def horizon(self, asked: int | None) -> int:
+        """The horizon a request asked for (None: the model's own), refused when the model cannot forecast it."""
+        card = self.card
+        horizon = card.horizon if asked is None else asked
+        if not 1 <= horizon <= card.horizon:
+            raise InvalidInput(f"horizon {horizon} is out of range: {self.name} forecasts 1 to {card.horizon} steps")
+        return horizon
 
     def _plan_with_covariates(self, series: Sequence[SeriesInput], horizon: int, levels: list[float]) -> Plan:
         """Series by series: the window, and its covariate inputs in contract.signature order."""

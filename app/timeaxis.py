@@ -63,6 +63,25 @@ def future_index(
     return future
 
 
+def value_index(
+    series_id: str,
+    n_values: int,
+    model_freq: str,
+    timestamps: Sequence[datetime] | pd.DatetimeIndex | None,
+    start: datetime | None,
+    freq: str | None,
+) -> pd.DatetimeIndex | None:
+    """Timestamps of the values themselves, with their freq, checked as `future_index` checks them; None when
+    the series came without time information."""
+    future = future_index(series_id, n_values, 1, model_freq, timestamps, start, freq)
+    if future is None:
+        return None
+    try:
+        return pd.date_range(end=future[0] - future.freq, periods=n_values, freq=future.freq)
+    except _TIME_ERRORS as exc:
+        raise InvalidInput(f"series {series_id!r}: the values' timestamps cannot be placed ({exc}); {RANGE}") from None
+
+
 def _stamps(series_id: str, timestamps: Sequence[datetime] | pd.DatetimeIndex, n_values: int) -> pd.DatetimeIndex:
     if len(timestamps) != n_values:
         raise InvalidInput(

@@ -18,7 +18,7 @@ from starlette.datastructures import QueryParams
 
 from app.errors import BadRequest, InvalidInput, UnsupportedMediaType
 from app.registry import ModelRepository
-from app.schemas import EXAMPLE_VALUES, ErrorBody, ForecastRequest, ForecastResponse
+from app.schemas import EXAMPLE_VALUES, ErrorBody, ForecastRequest, ForecastResponse, SeriesIn
 from app.service import ForecastJob, ForecastResult, SeriesInput
 from contract.longformat import read_long_csv, split_long_frame
 
@@ -117,11 +117,11 @@ def _decoder(content_type: str, body: bytes, request: Request) -> Callable[[], D
 
 def decode_json(body: bytes) -> Decoded:
     request = ForecastRequest.model_validate_json(body)
-    series = [
-        SeriesInput(s.id, s.values, s.timestamps, s.start, s.freq, s.covariates, s.future_covariates)
-        for s in request.series
-    ]
-    return request.model, ForecastJob(series, request.horizon, request.level)
+    return request.model, ForecastJob([series_input(s) for s in request.series], request.horizon, request.level)
+
+
+def series_input(s: SeriesIn) -> SeriesInput:
+    return SeriesInput(s.id, s.values, s.timestamps, s.start, s.freq, s.covariates, s.future_covariates)
 
 
 def decode_csv(body: bytes, model: str | None, horizon: int | None, level: list[float]) -> Decoded:
@@ -155,7 +155,7 @@ def render_json(result: ForecastResult) -> bytes:
     """A ForecastResponse. Numbers are written as float32 arrays (orjson.OPT_SERIALIZE_NUMPY): the shortest
     decimal that reads back to the same float32 (8.766272, not 8.766271591186523). The model computes in
     float32, so the longer digits were never information, and they were half of the answer's bytes."""
-    keys = {level: _level_key(level) for level in result.levels}
+    keys = {level: level_key(level) for level in result.levels}
     mean = result.mean.astype(np.float32)
     bounds = {
         keys[level]: (lo.astype(np.float32), hi.astype(np.float32)) for level, (lo, hi) in result.intervals.items()
@@ -191,8 +191,8 @@ def render_csv(result: ForecastResult) -> str:
         "forecast": result.mean.ravel(),
     }
     for level, (lo, hi) in result.intervals.items():
-        columns[f"forecast-lo-{_level_key(level)}"] = lo.ravel()
-        columns[f"forecast-hi-{_level_key(level)}"] = hi.ravel()
+        columns[f"forecast-lo-{level_key(level)}"] = lo.ravel()
+        columns[f"forecast-hi-{level_key(level)}"] = hi.ravel()
     buffer = io.StringIO()
     pd.DataFrame(columns).to_csv(buffer, index=False)
     return buffer.getvalue()
@@ -207,5 +207,5 @@ def spreadsheet_safe(text: str) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
-def _level_key(level: float) -> str:
+def level_key(level: float) -> str:
     return str(int(level)) if float(level).is_integer() else str(level)

@@ -1,0 +1,200 @@
+"""The unmodified nixtla client (TimeGPT's SDK, from PyPI) against `gatecast serve`."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import zstandard
+from nixtla import NixtlaClient
+from nixtla._http import ApiError
+
+from tests.live import running_server
+from tests.synthetic import seasonal_series
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_artifact: Path, covariate_artifact: Path) -> Iterator[str]:
+    repo = tmp_path_factory.mktemp("timegpt") / "models"
+    for name, artifact in (("tiny", tiny_artifact), ("tinycov", covariate_artifact)):
+        (repo / name / "1").mkdir(parents=True)
+        shutil.copy(artifact, repo / name / "1" / "model.onnx")
+    env = {"GATECAST_API_KEYS": "k-1", "GATECAST_DEFAULT_MODEL": "tiny", "GATECAST_MAX_BODY_BYTES": "4000000"}
+    with running_server(repo, **env) as (url, _):
+        yield url
+
+
+def client(url: str, key: str = "k-1") -> NixtlaClient:
+    return NixtlaClient(api_key=key, base_url=url, max_retries=1)
+
+
+def frame(n: int = 240, ids: tuple[str, ...] = ("a", "b")) -> pd.DataFrame:
+    parts = []
+    for i, uid in enumerate(ids):
+        y = seasonal_series(n, seed=10 + i)
+        parts.append(pd.DataFrame({"unique_id": uid, "ds": pd.date_range("2024-01-01", periods=n, freq="h"), "y": y}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def gatecast_forecast(url: str, values: np.ndarray, h: int, model: str = "tiny", **extra: object) -> dict:
+    body = {"model": model, "horizon": h, "level": [80], "series": [{"id": "s", "values": values.tolist(), **extra}]}
+    r = httpx.post(f"{url}/forecast", json=body, headers={"x-api-key": "k-1"})
+    assert r.status_code == 200, r.text
+    return r.json()["forecasts"][0]
+
+
+def test_forecast_equals_gatecasts_own(server: str) -> None:
+    df = frame()
+    out = client(server).forecast(df, h=12, model="tiny", level=[80])
+    assert list(out.columns) == ["unique_id", "ds", "TimeGPT", "TimeGPT-hi-80", "TimeGPT-lo-80"]
+    for uid, part in out.groupby("unique_id"):
+        own = gatecast_forecast(server, df[df.unique_id == uid].y.to_numpy(), 12)
+        np.testing.assert_allclose(part.TimeGPT, own["mean"], rtol=1e-6)
+        np.testing.assert_allclose(part["TimeGPT-lo-80"], own["intervals"]["80"]["lo"], rtol=1e-5)
+        assert part.ds.iloc[0] == pd.Timestamp("2024-01-11 00:00")
+
+
+def test_timegpt_model_names_mean_the_default_model_and_quantiles_work(server: str) -> None:
+    df = frame(ids=("a",))
+    by_default = client(server).forecast(df, h=6, quantiles=[0.1, 0.5, 0.9])  # model="timegpt-2.1"
+    named = client(server).forecast(df, h=6, model="tiny")
+    np.testing.assert_allclose(by_default["TimeGPT-q-50"], named.TimeGPT)
+    assert (by_default["TimeGPT-q-10"] < by_default["TimeGPT-q-50"]).all()
+    assert (by_default["TimeGPT-q-90"] > by_default["TimeGPT-q-50"]).all()
+    assert client(server).list_models() == ["tiny", "tinycov"]
+
+
+def test_cross_validation_rows_cutoffs_and_actuals(server: str) -> None:
+    df = frame()
+    out = client(server).cross_validation(df, h=12, n_windows=3, model="tiny", level=[90])
+    assert len(out) == 2 * 3 * 12 and out.cutoff.nunique() == 3
+    assert out.groupby("unique_id").cutoff.max().eq(pd.Timestamp("2024-01-10 11:00")).all()
+    merged = out.merge(df, on=["unique_id", "ds"], suffixes=("", "_sent"))
+    np.testing.assert_allclose(merged.y, merged.y_sent)
+    first = out[(out.unique_id == "a")].iloc[:12]
+    cut = int(((df.unique_id == "a") & (df.ds <= first.cutoff.iloc[0])).sum())
+    own = gatecast_forecast(server, df[df.unique_id == "a"].y.to_numpy()[:cut], 12)
+    np.testing.assert_allclose(first.TimeGPT, own["mean"], rtol=1e-6)
+
+
+def test_add_history_gives_in_sample_forecasts(server: str) -> None:
+    out = client(server).forecast(frame(ids=("a",)), h=12, model="tiny", add_history=True)
+    assert len(out) > 12 and out.ds.is_monotonic_increasing and out.TimeGPT.notna().all()
+
+
+def spiky(n: int = 300, at: int = 250) -> pd.DataFrame:
+    df = frame(n, ids=("a",))
+    df.loc[at, "y"] += 40.0
+    return df
+
+
+def test_online_anomaly_detection_flags_an_injected_spike(server: str) -> None:
+    out = client(server).detect_anomalies_online(spiky(), h=12, detection_size=100, level=99, model="tiny")
+    assert len(out) == 100
+    flagged = out[out.anomaly]
+    assert pd.Timestamp("2024-01-11 10:00") in set(flagged.ds)
+    assert len(flagged) <= 5, flagged
+
+
+def test_batch_anomaly_detection_flags_an_injected_spike(server: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the client announces the method's rename in 1.0
+        out = client(server).detect_anomalies(spiky(), level=99, model="tiny")
+    assert len(out) == 300 - 30
+    assert pd.Timestamp("2024-01-11 10:00") in set(out[out.anomaly].ds)
+    assert out.anomaly.mean() <= 0.05
+
+
+def test_covariates_map_by_position_to_the_models(server: str) -> None:
+    n = 240
+    df = frame(n, ids=("a",))
+    rng = np.random.default_rng(0)
+    df["plan"] = rng.normal(size=n)
+    df["load"] = rng.normal(size=n)
+    future = pd.DataFrame(
+        {"unique_id": "a", "ds": pd.date_range(df.ds.iloc[-1] + pd.Timedelta(hours=1), periods=12, freq="h")}
+    )
+    future["plan"] = rng.normal(size=12)
+    out = client(server).forecast(df, h=12, X_df=future, hist_exog_list=["load"], model="tinycov")
+    own = gatecast_forecast(
+        server,
+        df.y.to_numpy(),
+        12,
+        model="tinycov",
+        start="2024-01-01T00:00:00",
+        freq="h",
+        covariates={"load": df.load.tolist(), "plan": df.plan.tolist()},
+        future_covariates={"plan": future.plan.tolist()},
+    )
+    np.testing.assert_allclose(out.TimeGPT, own["mean"], rtol=1e-5)
+    with pytest.raises(ApiError) as refused:
+        client(server).forecast(df[["unique_id", "ds", "y"]], h=12, model="tinycov")
+    assert refused.value.status_code == 422 and "future ['plan']" in refused.value.body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"h": 48}, "horizon 48 is out of range"),
+        ({"h": 12, "finetune_steps": 5}, "does not fine-tune"),
+        ({"h": 12, "model": "nope"}, "nope"),
+    ],
+)
+def test_what_gatecast_cannot_do_is_refused_with_what_to_do(server: str, options: dict, words: str) -> None:
+    with pytest.raises(ApiError) as refused:
+        client(server).forecast(frame(ids=("a",)), **{"model": "tiny", **options})
+    assert refused.value.status_code in (404, 422) and words in refused.value.body["detail"]
+
+
+def test_keys_are_gatecasts(server: str) -> None:
+    assert client(server).validate_api_key() is True
+    assert client(server, key="wrong").validate_api_key() is False
+    with pytest.raises(ApiError) as refused:
+        client(server, key="wrong").forecast(frame(ids=("a",)), h=6, model="tiny")
+    assert refused.value.status_code == 401
+
+
+def test_large_payloads_arrive_zstd_compressed(server: str) -> None:
+    """Over 1 MB the client compresses with zstd (it cannot be told not to). With covariates it sends every
+    value (no trimming to the input size): 20 series x 4,000 rows x 3 columns is about 2.6 MB of JSON."""
+    df = frame(n=4000, ids=tuple(f"s{i:02d}" for i in range(20)))
+    rng = np.random.default_rng(1)
+    df["plan"], df["load"] = rng.normal(size=len(df)), rng.normal(size=len(df))
+    last = df.groupby("unique_id").ds.max()
+    future = pd.DataFrame(
+        [(uid, t + pd.Timedelta(hours=k + 1)) for uid, t in last.items() for k in range(12)],
+        columns=["unique_id", "ds"],
+    )
+    future["plan"] = rng.normal(size=len(future))
+    whole = client(server).forecast(df, h=12, X_df=future, hist_exog_list=["load"], model="tinycov")
+    recent = client(server).forecast(
+        df.groupby("unique_id").tail(200), h=12, X_df=future, hist_exog_list=["load"], model="tinycov"
+    )
+    assert whole.unique_id.nunique() == 20
+    np.testing.assert_allclose(whole.TimeGPT, recent.TimeGPT, rtol=1e-6)
+
+
+def test_compressed_bodies_are_bounded_and_checked(server: str) -> None:
+    body = b'{"series": [{"id": "a", "values": [' + b",".join([b"1.5"] * 100) + b"]}]}"
+    headers = {"x-api-key": "k-1", "content-type": "application/json"}
+    plain = httpx.post(f"{server}/forecast", content=body, headers=headers)
+    for coding, packed in (("zstd", zstandard.ZstdCompressor().compress(body)), ("gzip", gzip.compress(body))):
+        r = httpx.post(f"{server}/forecast", content=packed, headers={**headers, "content-encoding": coding})
+        assert r.status_code == 200 and r.json() == plain.json(), r.text
+    bomb = zstandard.ZstdCompressor().compress(b" " * 5_000_000)  # a few hundred bytes that inflate past the limit
+    r = httpx.post(f"{server}/forecast", content=bomb, headers={**headers, "content-encoding": "zstd"})
+    assert r.status_code == 413 and "inflates to more than" in r.json()["message"]
+    r = httpx.post(f"{server}/forecast", content=b"not zstd", headers={**headers, "content-encoding": "zstd"})
+    assert r.status_code == 400 and "not valid zstd" in r.json()["message"]
+    r = httpx.post(f"{server}/forecast", content=body, headers={**headers, "content-encoding": "br"})
+    assert r.status_code == 415
+    assert httpx.get(f"{server}/v2/health/ready").status_code == 200
