@@ -198,3 +198,11 @@ def test_compressed_bodies_are_bounded_and_checked(server: str) -> None:
     r = httpx.post(f"{server}/forecast", content=body, headers={**headers, "content-encoding": "br"})
     assert r.status_code == 415
     assert httpx.get(f"{server}/v2/health/ready").status_code == 200
+
+
+def test_missing_values_are_refused_by_position(server: str) -> None:
+    y = [1.0] * 60
+    y[7] = None  # the client writes NaN as null
+    body = {"series": {"y": y, "sizes": [60]}, "model": "tiny", "h": 6, "freq": "h"}
+    r = httpx.post(f"{server}/v2/forecast", json=body, headers={"authorization": "Bearer k-1"})
+    assert r.status_code == 422 and "value 7 is missing (NaN)" in r.json()["detail"], r.text

@@ -351,7 +351,7 @@ def _covariates(
 
 def _column(name: str, values: list[float | None]) -> np.ndarray:
     """JSON numbers (null for NaN, as the client writes it) -> float64."""
-    return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+    return np.asarray(values, dtype=np.float64)  # numpy reads None as NaN, in C
 
 
 def _starts(values: list[str] | None, n: int) -> list[datetime | None]:
