@@ -155,6 +155,13 @@ def test_what_gatecast_cannot_do_is_refused_with_what_to_do(server: str, options
     assert refused.value.status_code in (404, 422) and words in refused.value.body["detail"]
 
 
+@pytest.mark.parametrize("route", ["/v2/forecast", "/v2/anomaly_detection", "/v2/cross_validation"])
+def test_sizes_beyond_any_series_are_a_422_not_an_overflow(server: str, route: str) -> None:
+    body = {"model": "tiny", "h": 6, "freq": "h", "series": {"sizes": [2**70, 3], "y": [1.0, 2.0, 3.0]}}
+    r = httpx.post(f"{server}{route}", json=body, headers={"authorization": "Bearer k-1"})
+    assert r.status_code == 422 and "series.sizes" in r.json()["detail"], r.text
+
+
 def test_keys_are_gatecasts(server: str) -> None:
     assert client(server).validate_api_key() is True
     assert client(server, key="wrong").validate_api_key() is False

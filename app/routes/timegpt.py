@@ -49,7 +49,9 @@ class TimeGPTSeries(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     y: list[Number | None] = Field(..., description="the series' values, one after another")
-    sizes: list[Annotated[int, Strict(), Field(ge=0)]] = Field(..., min_length=1, description="values per series")
+    sizes: list[Annotated[int, Strict(), Field(ge=0, le=2**31 - 1)]] = Field(
+        ..., min_length=1, description="values per series"
+    )
     X: list[list[Number | None]] | None = Field(None, description="covariate columns aligned with y")
     X_future: list[list[Number | None]] | None = Field(None, description="future covariate columns, h per series")
     start_datetime: list[str] | None = Field(None, description="ISO 8601 time of each series' first value")
