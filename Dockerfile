@@ -26,10 +26,11 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     GATECAST_HOST=0.0.0.0 \
     GATECAST_PORT=8000 \
+    GATECAST_GRPC_PORT=8001 \
     GATECAST_MODEL_REPOSITORY=/srv/gatecast/models
 WORKDIR /srv/gatecast
 USER 10001:10001
-EXPOSE 8000
+EXPOSE 8000 8001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/v2/health/ready', timeout=2).status != 200)"]
 # uvicorn drains in-flight requests on SIGTERM (up to 30 s), then runs the shutdown of every worker.

@@ -6,7 +6,7 @@ CONFIGS := training/configs/etth1-lstm.toml training/configs/etth1-gru.toml trai
            training/configs/vix-gru.toml training/configs/m4-hourly-gru.toml training/configs/etth1-lstm-cov.toml \
            training/configs/etth1-gru-cov.toml training/configs/vix-gru-cov.toml
 
-.PHONY: serve test lint models bench bench-accuracy bench-claims bench-memory soak reliability docs-pages clean venv-serve venv-dev
+.PHONY: serve test lint grpc-code models bench bench-accuracy bench-claims bench-memory soak reliability docs-pages clean venv-serve venv-dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ test: venv-dev
 lint: venv-dev
 	$(BIN)/ruff check app contract training tests bench
 	$(BIN)/mypy app contract
+
+## Regenerate app/oip_grpc/inference_pb2*.py(i) from inference.proto (grpcio-tools pinned in the dev extra;
+## tests/test_grpc.py fails when the committed files differ from what this writes).
+grpc-code: venv-dev
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. app/oip_grpc/inference.proto
 
 ## Retrain, evaluate and export every committed model (needs the data in ../shared/data).
 models: venv-dev

@@ -27,6 +27,7 @@ from app.schemas import ForecastRequest
 from app.settings import Settings, get_settings
 
 log = logging.getLogger("gatecast")
+GRPC_GRACE_S = 10.0  # calls in progress at shutdown get this long to finish
 
 DESCRIPTION = """LSTM and GRU forecasters served from ONNX with onnxruntime.
 
@@ -48,6 +49,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Sized after the models are loaded: what the worker holds by now is not available to requests.
     app.state.memory_budget = MemoryBudget(derive_budget(settings.memory_budget_mb, settings.workers))
     app.state.started = True
+    grpc_server = None
+    if settings.grpc_port:
+        from app.oip_grpc import server as oip_grpc  # grpcio loads only when gRPC is served
+
+        grpc_server = await oip_grpc.start(settings, repository, app.state.memory_budget)
     poll = settings.repository_poll_s
     watcher = asyncio.create_task(_watch(repository, poll)) if poll else None
     hangup = _reload_on_sighup(repository)
@@ -60,6 +66,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if watcher:
             watcher.cancel()
         publisher.cancel()
+        if grpc_server is not None:
+            await grpc_server.stop(grace=GRPC_GRACE_S)
         await repository.close()
         executor.shutdown(wait=True)
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # this worker's live gauges go with it

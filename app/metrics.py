@@ -64,6 +64,12 @@ HTTP_DURATION = Histogram(
     ["route", "method", "status_class"],
     buckets=LATENCY_BUCKETS,
 )
+GRPC_DURATION = Histogram(
+    "gatecast_grpc_request_duration_seconds",
+    "gRPC call duration, by method and status code.",
+    ["method", "code"],
+    buckets=LATENCY_BUCKETS,
+)
 INFERENCE_DURATION = Histogram(
     "gatecast_inference_duration_seconds",
     "Duration of one onnxruntime run (one batch).",
@@ -116,7 +122,7 @@ class ProcessValue:
 
 PUBLISH_EVERY_S = 1.0
 IN_FLIGHT = ProcessValue(
-    Gauge("gatecast_requests_in_flight", "HTTP requests being handled.", multiprocess_mode="livesum")
+    Gauge("gatecast_requests_in_flight", "HTTP requests and gRPC calls being handled.", multiprocess_mode="livesum")
 )
 MEMORY_ADMITTED = ProcessValue(
     Gauge(

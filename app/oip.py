@@ -15,17 +15,10 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
+from app import oip_service
 from app.errors import BadRequest, InvalidInput
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
-DATATYPES: dict[str, type[np.generic]] = {
-    "FP32": np.float32,
-    "FP64": np.float64,
-    "FP16": np.float16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-}
-_FLOAT_MAX: dict[type[np.generic], float] = {k: float(np.finfo(k).max) for k in (np.float16, np.float32, np.float64)}
 Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
 Parameters = dict[Annotated[str, Field(max_length=64)], Scalar]
 # What gatecast reads of each parameters object; any other key is refused by name.
@@ -89,12 +82,7 @@ def _check_parameters(where: str, parameters: dict[str, Any] | None, known: set[
 def input_array(tensor: InputTensor, blobs: memoryview) -> np.ndarray:
     """One input in its declared shape, as floats: FP16/FP32/FP64 as sent (binary data is a view of the body,
     not a copy), integers as float64. Binary data is read from `blobs` (one input only)."""
-    kind = DATATYPES.get(tensor.datatype)
-    if kind is None:
-        raise InvalidInput(
-            f"input {tensor.name!r} has datatype {tensor.datatype!r}; send {', '.join(DATATYPES)} (FP32 is native)"
-        )
-    count = math.prod(tensor.shape)  # 1 for a scalar (shape []); shapes are bounded by the schema
+    oip_service.datatype(tensor.name, tensor.datatype)
     size = (tensor.parameters or {}).get("binary_data_size")
     if size is not None:
         if type(size) is not int or size < 0:
@@ -103,26 +91,16 @@ def input_array(tensor: InputTensor, blobs: memoryview) -> np.ndarray:
             raise InvalidInput(
                 f"input {tensor.name!r}: binary_data_size is {size} but {len(blobs)} bytes follow the header"
             )
-        itemsize = np.dtype(kind).itemsize
-        if size != count * itemsize:
-            raise InvalidInput(
-                f"input {tensor.name!r}: shape {tensor.shape} of {tensor.datatype} needs {count * itemsize} bytes, "
-                f"binary_data_size is {size}"
-            )
-        array = np.frombuffer(blobs, dtype=np.dtype(kind).newbyteorder("<"))
-    else:
-        if blobs:
-            raise InvalidInput(f"{len(blobs)} bytes follow the JSON header but no input declares binary_data_size")
-        if tensor.data is None:
-            raise InvalidInput(f"input {tensor.name!r} has neither `data` nor binary_data_size")
-        array = _json_numbers(tensor, count)
-    _check_range(tensor, array, kind)
-    if array.dtype.kind != "f":
-        array = array.astype(np.float64)
-    return array.reshape(tensor.shape)
+        return oip_service.from_bytes(tensor.name, tensor.datatype, tensor.shape, blobs)
+    if blobs:
+        raise InvalidInput(f"{len(blobs)} bytes follow the JSON header but no input declares binary_data_size")
+    if tensor.data is None:
+        raise InvalidInput(f"input {tensor.name!r} has neither `data` nor binary_data_size")
+    return oip_service.checked(tensor.name, tensor.datatype, _json_numbers(tensor), tensor.shape)
 
 
-def _json_numbers(tensor: InputTensor, count: int) -> np.ndarray:
+def _json_numbers(tensor: InputTensor) -> np.ndarray:
+    count = math.prod(tensor.shape)  # 1 for a scalar (shape []); shapes are bounded by the schema
     try:
         raw = np.asarray(tensor.data)
     except (ValueError, TypeError, OverflowError) as exc:  # ragged nesting, odd types
@@ -134,25 +112,6 @@ def _json_numbers(tensor: InputTensor, count: int) -> np.ndarray:
             "(numbers only, within the datatype's range)"
         )
     return raw.reshape(-1)
-
-
-def _check_range(tensor: InputTensor, array: np.ndarray, kind: type[np.generic]) -> None:
-    if not array.size:
-        return
-    float_max = _FLOAT_MAX.get(kind)
-    if float_max is not None:
-        # One reduction for the common case: the largest magnitude is NaN or inf exactly when a value is.
-        if not float(np.abs(array).max()) <= float_max:
-            if not np.isfinite(array).all():
-                raise InvalidInput(f"input {tensor.name!r} holds NaN or Infinity (or a number beyond float range)")
-            raise InvalidInput(f"input {tensor.name!r}: a value exceeds {tensor.datatype}'s range")
-        return
-    # An integer datatype; JSON data may still hold fractions or huge numbers.
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise InvalidInput(f"input {tensor.name!r} holds NaN or Infinity (or a number beyond float range)")
-    info = np.iinfo(np.dtype(kind))
-    if array.min() < info.min or array.max() > info.max or not np.array_equal(array, np.round(array)):
-        raise InvalidInput(f"input {tensor.name!r}: {tensor.datatype} holds whole numbers in [{info.min}, {info.max}]")
 
 
 def encode(

@@ -1,5 +1,6 @@
-"""The one error mapping: any exception, raised by any route, middleware or the HTTP protocol layer, becomes
-a status, a body and headers here and nowhere else.
+"""The one error mapping: any exception, raised by any route, middleware, the HTTP protocol layer or the gRPC
+server, becomes a status, a body and headers here and nowhere else (app.oip_grpc.server turns the status
+into a gRPC code and sends the same message).
 
 Three body shapes, chosen by path: `{"error": code, "message": what to fix}` on gatecast's routes,
 `{"error": message}` on the Open Inference Protocol's `/v2/...` routes, as that protocol defines (tritonclient
@@ -96,9 +97,14 @@ def describe(errors: Sequence[Any]) -> str:
     return "; ".join(parts) + more
 
 
+def count(problem: Problem) -> None:
+    """Every error answered, on any protocol, counts once by reason."""
+    metrics.ERRORS.labels(reason=problem.code).inc()
+
+
 def body(problem: Problem, path: str) -> bytes:
     """The JSON body in the shape of the route at `path`; counts the error by reason."""
-    metrics.ERRORS.labels(reason=problem.code).inc()
+    count(problem)
     if path in TIMEGPT_PATHS:
         return json.dumps({"detail": problem.message, "error": problem.code}).encode()
     if path.startswith(PROTOCOL_PREFIX):

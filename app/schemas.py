@@ -64,6 +64,12 @@ class ForecastRequest(BaseModel):
     level: list[Annotated[float, Strict()]] = Field(
         default_factory=list, max_length=20, description="interval coverage levels in percent, e.g. [80, 95]"
     )
+    quantiles: list[Annotated[float, Strict()]] = Field(
+        default_factory=list,
+        max_length=20,
+        description="probabilities strictly between 0 and 1, e.g. [0.1, 0.5, 0.9]: bounds of the same conformal "
+        "intervals (quantile q is the upper bound at level 2q - 1 above 0.5, the lower one at 1 - 2q below it)",
+    )
     series: list[SeriesIn] = Field(..., min_length=1)
 
 
@@ -76,6 +82,9 @@ class SeriesForecast(BaseModel):
     id: str
     mean: list[float] = Field(..., description="point forecast, one value per step")
     intervals: dict[str, Interval] = Field(default_factory=dict, description="by level, e.g. '80'")
+    quantiles: dict[str, list[float]] | None = Field(
+        None, description="by probability, e.g. '0.9', one value per step; only when the request asked for quantiles"
+    )
     # Not `datetime`: OpenAPI's date-time needs a UTC offset, and a series sent without one (local sensor
     # time, as in ETT) is answered without one too.
     timestamps: list[str] | None = Field(
@@ -88,6 +97,7 @@ class ForecastResponse(BaseModel):
     version: str
     horizon: int
     level: list[float]
+    quantiles: list[float] | None = Field(None, description="the quantiles asked for, when any were")
     forecasts: list[SeriesForecast]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import sys
 import tempfile
 from pathlib import Path
 
@@ -24,6 +26,8 @@ def serve(
     if models:
         os.environ["GATECAST_MODEL_REPOSITORY"] = str(Path(models).resolve())
     get_settings.cache_clear()
+    if settings.grpc_port:
+        _check_free(host, settings.grpc_port)
     made_dir = None
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         made_dir = tempfile.mkdtemp(prefix="gatecast-metrics-")
@@ -47,3 +51,16 @@ def serve(
     finally:
         if made_dir:
             shutil.rmtree(made_dir, ignore_errors=True)
+
+
+def _check_free(host: str, port: int) -> None:
+    """The workers listen for gRPC with SO_REUSEPORT, which would let them share the port with another server
+    started by the same user in silence: bind it once without that first, and stop if anything holds it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, port))
+    except OSError as exc:
+        sys.exit(
+            f"gatecast: gRPC port {host}:{port} is not free ({exc.strerror}); set GATECAST_GRPC_PORT, or 0 for no gRPC"
+        )

@@ -3,14 +3,14 @@
 
 What happens in between is written here once, so a route added later inherits all of it:
 
-    check     series and points per request, the horizon, the levels, unique ids
+    check     series and points per request, the horizon, the levels and quantiles, unique ids
     window    the artifact's input rules: minimum length, cut to the trained window, finite values, magnitude
     time      future timestamps from `timestamps` or `start` + `freq` (app.timeaxis)
     covariate the card's covariates by name and role: none missing, none unknown, lengths that match, the
               calendar computed from the time information (contract.covariates)
     admit     the answer's memory, charged to the request's ticket (app.admission)
     predict   the batcher: concurrent requests share onnxruntime runs; a failed run is retried per request
-    finish    finite outputs only, conformal intervals at the requested levels
+    finish    finite outputs only, conformal intervals at the requested levels, quantiles from the same table
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ class ForecastJob:
     series: Sequence[SeriesInput]
     horizon: int | None = None  # None: the model's own
     levels: Sequence[float] = ()  # interval coverage in percent
+    quantiles: Sequence[float] = ()  # probabilities strictly between 0 and 1
 
 
 @dataclass
@@ -77,6 +78,7 @@ class ForecastResult:
     scale: np.ndarray  # (B,) float64, the unit of the intervals
     intervals: dict[float, tuple[np.ndarray, np.ndarray]]  # level -> lower, upper (B, horizon)
     timestamps: list[pd.DatetimeIndex | None] = field(default_factory=list)
+    quantiles: dict[float, np.ndarray] = field(default_factory=dict)  # probability -> (B, horizon), ascending
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,8 @@ class ModelService:
 
     async def forecast(self, job: ForecastJob) -> ForecastResult:
         plan = self.check(job)
-        self._admit(len(plan.windows), plan.horizon, len(plan.levels), any(f is not None for f in plan.future))
+        per_step = 1 + 2 * len(plan.levels) + len(job.quantiles)
+        self._admit(len(plan.windows), plan.horizon, per_step, any(f is not None for f in plan.future))
         started = time.perf_counter()
         try:
             forecasts, scales = await self.batcher.submit(plan.windows)
@@ -134,6 +137,7 @@ class ModelService:
             )
         horizon = self.horizon(job.horizon)
         levels = check_levels(job.levels)
+        check_quantiles(job.quantiles)
         check_unique_ids([s.id for s in job.series])
         if not card.covariates.empty:
             return self._plan_with_covariates(job.series, horizon, levels)
@@ -310,11 +314,11 @@ class ModelService:
                 f"must stay below {MAX_ABS_VALUE:.2g}: rescale the series (e.g. divide by 1e6) and scale back"
             )
 
-    def _admit(self, series: int, horizon: int, levels: int, timestamps: bool) -> None:
+    def _admit(self, series: int, horizon: int, per_step: int, timestamps: bool) -> None:
         ticket = admission.current_ticket.get()
         if ticket is not None:
-            cost = admission.answer_cost(series, horizon, levels, timestamps)
-            ticket.charge(cost, lambda: f"an answer of {series} series x {horizon} steps x {1 + 2 * levels} values")
+            cost = admission.answer_cost(series, horizon, per_step, timestamps)
+            ticket.charge(cost, lambda: f"an answer of {series} series x {horizon} steps x {per_step} values")
 
     def _finish(
         self, job: ForecastJob, plan: Plan, forecasts: list[np.ndarray], scales: list[np.ndarray]
@@ -334,8 +338,19 @@ class ModelService:
         for level in plan.levels:
             width = self._width(level)[None, :horizon] * scale[:, None]  # (B, H)
             intervals[level] = (mean - width, mean + width)
+        # Quantile q is a bound of the symmetric conformal interval at level |2q - 1|: the lower one below the
+        # median, the upper one above it, the mean at 0.5.
+        quantiles = {}
+        for q in sorted(job.quantiles):
+            if q == 0.5:
+                quantiles[0.5] = mean.copy()
+                continue
+            offset = self._width(round(abs(2 * q - 1) * 100, 9))[None, :horizon] * scale[:, None]
+            quantiles[float(q)] = mean - offset if q < 0.5 else mean + offset
         ids = [s.id for s in job.series]
-        return ForecastResult(self.name, self.version, horizon, plan.levels, ids, mean, scale, intervals, plan.future)
+        return ForecastResult(
+            self.name, self.version, horizon, plan.levels, ids, mean, scale, intervals, plan.future, quantiles
+        )
 
     def _width(self, level: float) -> np.ndarray:
         """Conformal half-width per step in units of the window's scale (cached per level)."""
@@ -356,6 +371,16 @@ def check_levels(levels: Sequence[float]) -> list[float]:
     if len(set(levels)) != len(levels):
         raise InvalidInput(f"level {list(levels)} repeats a value; list each level once")
     return sorted(float(level) for level in levels)
+
+
+def check_quantiles(quantiles: Sequence[float]) -> None:
+    if len(quantiles) > MAX_LEVELS:
+        raise InvalidInput(f"{len(quantiles)} quantiles were asked for; ask for at most {MAX_LEVELS}")
+    for q in quantiles:
+        if not math.isfinite(q) or not 0 < q < 1:
+            raise InvalidInput(f"quantile {q} is out of range: quantiles are probabilities strictly between 0 and 1")
+    if len(set(quantiles)) != len(quantiles):
+        raise InvalidInput(f"quantiles {list(quantiles)} repeat a value; list each quantile once")
 
 
 def check_unique_ids(ids: list[str]) -> None:

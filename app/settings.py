@@ -17,6 +17,13 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="listen address")
     port: int = Field(8000, ge=1, le=65535, description="listen port")
+    grpc_port: int = Field(
+        8001,
+        ge=0,
+        le=65535,
+        description="Open Inference Protocol v2 over gRPC (tritonclient.grpc, KServe) on this port, same address; "
+        "0: off",
+    )
     workers: int = Field(
         0,
         ge=0,

@@ -387,7 +387,7 @@ def main() -> None:
     print(f"    latency {result['raw']['latency']}\n    throughput {raw_runs}")
 
     gatecast = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", "PORT"]
-    quiet = {"GATECAST_LOG_LEVEL": "warning"}
+    quiet = {"GATECAST_LOG_LEVEL": "warning", "GATECAST_GRPC_PORT": str(free_port())}  # gRPC on, as by default
     sweeps = result["contestants"]
 
     print("gatecast serve (the README's command, its defaults)", flush=True)

@@ -14,6 +14,9 @@ from training.data import data_dir
 # read it from there, and skip without it.
 for _name in [n for n in os.environ if n.startswith("GATECAST_") and n != "GATECAST_DATA_DIR"]:
     del os.environ[_name]
+# No gRPC server in the apps tests build in this process (tests/test_grpc.py starts real servers for it): its
+# generated messages would clash with tritonclient's, which tests import.
+os.environ["GATECAST_GRPC_PORT"] = "0"
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED_MODELS = ROOT / "models"

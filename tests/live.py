@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,12 +42,19 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: f
 def running_server(
     repository: Path, workers: int = 1, cgroup_procs: Path | None = None, **env: str
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`gatecast serve` on a free port; with `cgroup_procs`, the process joins that cgroup before it starts."""
+    """`gatecast serve` on a free port; with `cgroup_procs`, the process joins that cgroup before it starts.
+    gRPC is off unless the test gives GATECAST_GRPC_PORT. The server's output goes to `server-<port>.log` beside
+    the model folder (tests read it), or in a temporary folder for the checkout's own models; its end is shown
+    when the server fails to start."""
     port = free_port()
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("GATECAST_")}  # only what the test says
-    environ = {**inherited, "GATECAST_MODEL_REPOSITORY": str(repository), **env}
+    environ = {**inherited, "GATECAST_MODEL_REPOSITORY": str(repository), "GATECAST_GRPC_PORT": "0", **env}
     environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    log = open(repository.parent / f"server-{port}.log", "wb")  # noqa: SIM115 - closed below
+    folder = repository.parent
+    if folder.resolve() == ROOT:  # never a log file in the checkout
+        folder = Path(tempfile.mkdtemp(prefix="gatecast-server-"))
+    log_path = folder / f"server-{port}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
     command = [
         sys.executable,
         "-m",
@@ -70,7 +78,10 @@ def running_server(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, proc)
+        try:
+            wait_ready(url, proc)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"{exc}; its log: {log_path.read_text(errors='replace')[-2000:]}") from None
         yield url, proc
     finally:
         if proc.poll() is None:

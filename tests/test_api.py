@@ -71,6 +71,37 @@ def test_intervals_nest_by_level_and_surround_the_mean(client: TestClient) -> No
     assert np.all(hi["95"] >= hi["80"]) and np.all(hi["80"] >= hi["50"]) and np.all(hi["50"] >= mean)
 
 
+def test_quantiles_are_the_bounds_of_the_conformal_intervals(client: TestClient) -> None:
+    body = {"series": [{"id": "a", "values": values()}], "level": [80], "quantiles": [0.9, 0.1, 0.5, 0.975]}
+    r = client.post("/forecast", json=body)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    f = answer["forecasts"][0]
+    assert answer["quantiles"] == [0.1, 0.5, 0.9, 0.975] and list(f["quantiles"]) == ["0.1", "0.5", "0.9", "0.975"]
+    assert f["quantiles"]["0.1"] == f["intervals"]["80"]["lo"] and f["quantiles"]["0.9"] == f["intervals"]["80"]["hi"]
+    assert f["quantiles"]["0.5"] == f["mean"]
+    wide = client.post("/forecast", json={"series": body["series"], "level": [95]}).json()["forecasts"][0]
+    assert f["quantiles"]["0.975"] == wide["intervals"]["95"]["hi"]
+    plain = client.post("/forecast", json={"series": body["series"]}).json()
+    assert "quantiles" not in plain and "quantiles" not in plain["forecasts"][0]  # only when asked
+    csv = client.post(
+        "/forecast?h=3&quantiles=0.1,0.9",
+        content=long_csv(["a"]),
+        headers={"content-type": "text/csv", "accept": "text/csv"},
+    )
+    assert csv.status_code == 200, csv.text
+    assert csv.text.splitlines()[0] == "unique_id,ds,forecast,forecast-q-0.1,forecast-q-0.9"
+
+
+@pytest.mark.parametrize(
+    ("quantiles", "message"),
+    [([0.0], "strictly between 0 and 1"), ([1.5], "strictly between 0 and 1"), ([0.2, 0.2], "repeat a value")],
+)
+def test_quantiles_out_of_range_are_refused(client: TestClient, quantiles: list[float], message: str) -> None:
+    r = client.post("/forecast", json={"series": [{"id": "a", "values": values()}], "quantiles": quantiles})
+    assert r.status_code == 422 and message in r.json()["message"], r.text
+
+
 def test_horizon_alias_and_truncation(client: TestClient) -> None:
     full = client.post("/forecast", json={"series": [{"id": "a", "values": values()}]}).json()
     short = client.post("/forecast", json={"h": 5, "series": [{"id": "a", "values": values()}]}).json()

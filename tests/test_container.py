@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
+import tritonclient.grpc as tgrpc
 
 from tests.live import free_port, wait_ready
 
@@ -59,12 +60,16 @@ def image() -> str:
     return name
 
 
+GRPC_PORTS: dict[str, int] = {}  # container name -> the host port of its gRPC server
+
+
 @pytest.fixture
 def container(image: str) -> Iterator[tuple[str, str]]:
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     name = f"gatecast-test-{port}"
-    podman("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000", image)
+    podman("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000", "-p", f"127.0.0.1:{grpc_port}:8001", image)
     url = f"http://127.0.0.1:{port}"
+    GRPC_PORTS[name] = grpc_port
     try:
         try:
             wait_ready(url, timeout=90)
@@ -101,6 +106,11 @@ def test_container_serves_forecasts_and_metrics_as_non_root(container: tuple[str
     np.testing.assert_allclose(r.json()["forecasts"][0]["mean"], want, rtol=1e-5)
     metrics = httpx.get(f"{url}/metrics").text
     assert 'gatecast_series_forecast_total{model="etth1-lstm",version="1"} 1.0' in metrics
+    with tgrpc.InferenceServerClient(f"127.0.0.1:{GRPC_PORTS[name]}") as client:  # OIP v2 over gRPC, port 8001
+        values_input = tgrpc.InferInput("values", [1, 168], "FP32")
+        values_input.set_data_from_numpy(np.asarray([values], dtype=np.float32))
+        over_grpc = client.infer("etth1-lstm", [values_input]).as_numpy("forecast")[0]
+    np.testing.assert_allclose(over_grpc, want, rtol=1e-5)
     assert podman("exec", name, "id", "-u").stdout.strip() == "10001"
     health = podman("inspect", name, "--format", "{{json .Config.Healthcheck}}").stdout
     assert "/v2/health/ready" in health

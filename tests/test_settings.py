@@ -45,8 +45,10 @@ def test_provider_choice() -> None:
 
 
 def test_the_tests_do_not_see_the_callers_gatecast_settings() -> None:
-    """tests/conftest.py removes them: a developer's GATECAST_MODEL_REPOSITORY or keys cannot steer a test."""
-    assert [n for n in os.environ if n.startswith("GATECAST_") and n != "GATECAST_DATA_DIR"] == []
+    """tests/conftest.py removes them: a developer's GATECAST_MODEL_REPOSITORY or keys cannot steer a test. It sets
+    one itself: no gRPC server in the apps built in the test process."""
+    left = {n: v for n, v in os.environ.items() if n.startswith("GATECAST_") and n != "GATECAST_DATA_DIR"}
+    assert left == {"GATECAST_GRPC_PORT": "0"}
 
 
 def test_one_worker_per_usable_cpu_by_default_each_with_one_onnxruntime_thread() -> None:

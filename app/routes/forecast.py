@@ -73,6 +73,15 @@ _QUERY = [
         "explode": True,
         "description": "CSV bodies: interval levels, repeated (level=80&level=95) or comma-separated (level=80,95)",
     },
+    {
+        "name": "quantiles",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "array", "items": {"type": "number"}},
+        "style": "form",
+        "explode": True,
+        "description": "CSV bodies: quantiles, repeated or comma-separated (quantiles=0.1,0.9): columns forecast-q-0.1",
+    },
 ]
 
 
@@ -85,7 +94,7 @@ _QUERY = [
 )
 async def post_forecast(request: Request) -> Response:
     """JSON: a `ForecastRequest`. CSV (`Content-Type: text/csv`): columns `unique_id, ds, y` as pandas
-    writes a long-format DataFrame, with `model`, `h` and `level` as query parameters. Answers JSON,
+    writes a long-format DataFrame, with `model`, `h`, `level` and `quantiles` as query parameters. Answers JSON,
     or CSV when `Accept: text/csv`. CSV ids are text, answered exactly as sent, except that an id a
     spreadsheet would run as a formula (starting with = + - @, tab or carriage return) is prefixed with '."""
     # app.middleware calls this directly (a DirectRoute): no FastAPI dependencies here, the repository comes
@@ -110,21 +119,24 @@ def _decoder(content_type: str, body: bytes, request: Request) -> Callable[[], D
             raise BadRequest("the body is empty; send a JSON ForecastRequest (see /docs)")
         return lambda: decode_json(body)
     if media in ("text/csv", "application/csv"):
-        model, h, level = _csv_options(request.query_params)  # parsed only here: JSON requests never need them
-        return lambda: decode_csv(body, model, h, level)
+        model, h, level, quantiles = _csv_options(request.query_params)  # JSON requests never need them
+        return lambda: decode_csv(body, model, h, level, quantiles)
     raise UnsupportedMediaType(f"Content-Type {media!r} is not read here; send application/json or text/csv")
 
 
 def decode_json(body: bytes) -> Decoded:
     request = ForecastRequest.model_validate_json(body)
-    return request.model, ForecastJob([series_input(s) for s in request.series], request.horizon, request.level)
+    series = [series_input(s) for s in request.series]
+    return request.model, ForecastJob(series, request.horizon, request.level, request.quantiles)
 
 
 def series_input(s: SeriesIn) -> SeriesInput:
     return SeriesInput(s.id, s.values, s.timestamps, s.start, s.freq, s.covariates, s.future_covariates)
 
 
-def decode_csv(body: bytes, model: str | None, horizon: int | None, level: list[float]) -> Decoded:
+def decode_csv(
+    body: bytes, model: str | None, horizon: int | None, level: list[float], quantiles: list[float] | None = None
+) -> Decoded:
     """A `unique_id, ds, y` table (as pandas writes it) -> one series per id, with its timestamps. Other
     columns are covariates by name, and rows after a series' last `y` (left empty) carry its future
     covariates; the model service refuses, by name, any the model does not read."""
@@ -138,17 +150,20 @@ def decode_csv(body: bytes, model: str | None, horizon: int | None, level: list[
     series = [
         SeriesInput(s.id, s.values, s.timestamps, None, s.freq, s.covariates or None, s.future or None) for s in parsed
     ]
-    return model, ForecastJob(series, horizon, level)
+    return model, ForecastJob(series, horizon, level, quantiles or ())
 
 
-def _csv_options(query: QueryParams) -> tuple[str | None, int | None, list[float]]:
-    """`model`, `h` and `level` (repeated, `level=80&level=95`, or comma-separated, `level=80,95`)."""
+def _csv_options(query: QueryParams) -> tuple[str | None, int | None, list[float], list[float]]:
+    """`model`, `h`, `level` and `quantiles` (lists repeated, `level=80&level=95`, or comma-separated)."""
     try:
         h = int(query["h"]) if "h" in query else None
         levels = [float(v) for item in query.getlist("level") for v in item.split(",")]
+        quantiles = [float(v) for item in query.getlist("quantiles") for v in item.split(",")]
     except ValueError as exc:
-        raise InvalidInput(f"query parameters h (an integer) and level (numbers) could not be read: {exc}") from exc
-    return query.get("model"), h, levels
+        raise InvalidInput(
+            f"query parameters h (an integer), level and quantiles (numbers) could not be read: {exc}"
+        ) from exc
+    return query.get("model"), h, levels, quantiles
 
 
 def render_json(result: ForecastResult) -> bytes:
@@ -160,6 +175,7 @@ def render_json(result: ForecastResult) -> bytes:
     bounds = {
         keys[level]: (lo.astype(np.float32), hi.astype(np.float32)) for level, (lo, hi) in result.intervals.items()
     }
+    quantiles = {quantile_key(q): values.astype(np.float32) for q, values in result.quantiles.items()}
     forecasts = []
     for i, series_id in enumerate(result.ids):
         entry: dict[str, Any] = {
@@ -167,22 +183,26 @@ def render_json(result: ForecastResult) -> bytes:
             "mean": mean[i],
             "intervals": {key: {"lo": lo[i], "hi": hi[i]} for key, (lo, hi) in bounds.items()},
         }
+        if quantiles:
+            entry["quantiles"] = {key: values[i] for key, values in quantiles.items()}
         future = result.timestamps[i]
         if future is not None:
             entry["timestamps"] = [t.isoformat() for t in future]
         forecasts.append(entry)
-    answer = {
+    answer: dict[str, Any] = {
         "model": result.model,
         "version": result.version,
         "horizon": result.horizon,
         "level": result.levels,
         "forecasts": forecasts,
     }
+    if quantiles:
+        answer["quantiles"] = list(result.quantiles)
     return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def render_csv(result: ForecastResult) -> str:
-    """Long format: unique_id, ds (or step), forecast, forecast-lo-80, forecast-hi-80, ..."""
+    """Long format: unique_id, ds (or step), forecast, forecast-lo-80, forecast-hi-80, ..., forecast-q-0.9, ..."""
     h = result.horizon
     steps = np.arange(1, h + 1)
     columns: dict[str, Any] = {
@@ -193,6 +213,8 @@ def render_csv(result: ForecastResult) -> str:
     for level, (lo, hi) in result.intervals.items():
         columns[f"forecast-lo-{level_key(level)}"] = lo.ravel()
         columns[f"forecast-hi-{level_key(level)}"] = hi.ravel()
+    for q, values in result.quantiles.items():
+        columns[f"forecast-q-{quantile_key(q)}"] = values.ravel()
     buffer = io.StringIO()
     pd.DataFrame(columns).to_csv(buffer, index=False)
     return buffer.getvalue()
@@ -209,3 +231,8 @@ def spreadsheet_safe(text: str) -> str:
 
 def level_key(level: float) -> str:
     return str(int(level)) if float(level).is_integer() else str(level)
+
+
+def quantile_key(q: float) -> str:
+    """0.1 -> '0.1': the shortest text that reads back as the same number."""
+    return repr(float(q))

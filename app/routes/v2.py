@@ -9,21 +9,19 @@ and checks; each row of `values` is one series.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from app import __version__, oip
+from app import oip, oip_service
 from app.deps import RepositoryDep
-from app.errors import InvalidInput
 from app.registry import ModelRepository, version_key
 from app.schemas import ProtocolError, Readiness
-from app.service import ForecastJob, ModelService, SeriesInput
+from app.service import ModelService
 from app.settings import Settings
 from contract import signature
-from contract.covariates import calendar_channels
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ProtocolError} for code in (400, 401, 403, 404, 413, 415, 422, 500, 503)
@@ -33,7 +31,7 @@ router = APIRouter(prefix="/v2", tags=["open inference protocol v2"], responses=
 
 @router.get("")
 async def server_metadata() -> dict[str, Any]:
-    return {"name": "gatecast", "version": __version__, "extensions": ["binary_tensor_data", "model_repository"]}
+    return oip_service.server_metadata()
 
 
 @router.get("/health/live")
@@ -52,32 +50,6 @@ async def ready(request: Request, repository: RepositoryDep) -> Response:
         "failed": repository.failures,
     }
     return JSONResponse(body, status_code=200 if is_ready else 503)
-
-
-def _metadata(service: ModelService, repository: RepositoryDep) -> dict[str, Any]:
-    """The graph signature (contract.signature) with this model's horizon and covariate channels; -1 marks a
-    dynamic axis. A covariate input's `parameters.channels` names its channels in order."""
-    card = service.card
-    lengths = {"horizon": card.horizon, **signature.channels(card.covariates)}
-    names = {
-        signature.PAST.name: list(card.covariates.past),
-        signature.FUTURE.name: list(card.covariates.future),
-        signature.CALENDAR.name: calendar_channels(card.covariates.calendar),
-    }
-
-    def tensor(spec: signature.TensorSpec) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": spec.name, "datatype": "FP32", "shape": [lengths.get(a, -1) for a in spec.axes]}
-        if spec.name in names:
-            out["parameters"] = {"channels": names[spec.name]}
-        return out
-
-    return {
-        "name": service.name,
-        "versions": sorted(repository.models[service.name], key=version_key),
-        "platform": "onnxruntime_onnx",
-        "inputs": [tensor(spec) for spec in signature.inputs(card.covariates)],
-        "outputs": [tensor(spec) for spec in signature.OUTPUTS],
-    }
 
 
 # --- statistics and configuration extensions (before /models/{name}, which would take "stats" as a name) -------
@@ -157,12 +129,12 @@ def _config(service: ModelService, settings: Settings) -> dict[str, Any]:
 
 @router.get("/models/{name}")
 async def model_metadata(name: str, repository: RepositoryDep) -> dict[str, Any]:
-    return _metadata(repository.get(name), repository)
+    return oip_service.model_metadata(repository.get(name), repository)
 
 
 @router.get("/models/{name}/versions/{version}")
 async def model_version_metadata(name: str, version: str, repository: RepositoryDep) -> dict[str, Any]:
-    return _metadata(repository.get(name, version), repository)
+    return oip_service.model_metadata(repository.get(name, version), repository)
 
 
 @router.get("/models/{name}/ready")
@@ -194,67 +166,12 @@ async def infer(request: Request) -> Response:
     service = repository.get(request.path_params["name"], request.path_params.get("version"))
     body = await request.body()
     inference, blobs = oip.decode(body, request.headers.get(oip.HEADER_LENGTH))
-    job = _job(service, inference, blobs)
-    result = await service.forecast(job)
-    outputs = {signature.FORECAST.name: result.mean, signature.SCALE.name: result.scale}
-    content, header_length = oip.encode(service.name, service.version, inference, outputs)
+    tensors = [oip_service.Tensor(t.name, t.shape, partial(oip.input_array, t, blobs)) for t in inference.inputs]
+    result = await service.forecast(oip_service.forecast_job(service, tensors))
+    content, header_length = oip.encode(service.name, service.version, inference, oip_service.outputs(result))
     if header_length is None:
         return Response(content, media_type="application/json")
     return Response(content, media_type="application/octet-stream", headers={oip.HEADER_LENGTH: str(header_length)})
-
-
-def _job(service: ModelService, inference: oip.InferenceRequest, blobs: memoryview) -> ForecastJob:
-    """One series per row of `values`; each covariate input (one per role, contract.signature) is split into
-    the model service's covariates by channel name, so the service checks them as it checks JSON ones."""
-    card = service.card
-    specs = {spec.name: spec for spec in signature.inputs(card.covariates)}
-    names = [t.name for t in inference.inputs]
-    unknown = [n for n in names if n not in specs]
-    missing = [n for n in specs if n not in names]
-    if unknown or missing or len(set(names)) != len(names):
-        raise InvalidInput(
-            f"inputs {names}: {service.name} takes exactly the inputs {list(specs)}, FP32, each once "
-            f"(shapes in GET /v2/models/{service.name})"
-        )
-    tensors = {t.name: t for t in inference.inputs}
-    values_tensor = tensors[signature.INPUT.name]
-    if len(values_tensor.shape) != 2:
-        raise InvalidInput(f"input {values_tensor.name!r} has shape {values_tensor.shape}; it must be [batch, time]")
-    values = oip.input_array(values_tensor, blobs)
-    batch, steps = values.shape
-    arrays = {}
-    for name in (n for n in names if n != signature.INPUT.name):
-        tensor = tensors[name]
-        width = signature.channels(card.covariates)[specs[name].axes[-1]]
-        length = steps if specs[name].axes[1] == "time" else steps + card.horizon
-        if list(tensor.shape) != [batch, length, width]:
-            raise InvalidInput(
-                f"input {name!r} has shape {tensor.shape}; with values of shape {list(values.shape)} it must be "
-                f"[{batch}, {length}, {width}]"
-            )
-        arrays[name] = oip.input_array(tensor, blobs)
-    series = []
-    for i, row in enumerate(values):
-        covariates: dict[str, np.ndarray] = {}
-        ahead: dict[str, np.ndarray] = {}
-        if signature.PAST.name in arrays:
-            for k, name in enumerate(card.covariates.past):
-                covariates[name] = arrays[signature.PAST.name][i, :, k]
-        if signature.FUTURE.name in arrays:
-            for k, name in enumerate(card.covariates.future):
-                covariates[name] = arrays[signature.FUTURE.name][i, :steps, k]
-                ahead[name] = arrays[signature.FUTURE.name][i, steps:, k]
-        calendar = arrays[signature.CALENDAR.name][i] if signature.CALENDAR.name in arrays else None
-        series.append(
-            SeriesInput(
-                f"{values_tensor.name}[{i}]",
-                row,
-                covariates=covariates or None,
-                future_covariates=ahead or None,
-                calendar=calendar,
-            )
-        )
-    return ForecastJob(series)
 
 
 # --- repository extension ------------------------------------------------------------------------------
@@ -262,15 +179,7 @@ def _job(service: ModelService, inference: oip.InferenceRequest, blobs: memoryvi
 
 @router.post("/repository/index")
 async def repository_index(repository: RepositoryDep) -> list[dict[str, str]]:
-    rows = []
-    for name, versions in (await repository.discover()).items():
-        for version in versions:
-            state = "READY" if version in repository.models.get(name, {}) else "UNAVAILABLE"
-            row = {"name": name, "version": version, "state": state}
-            if f"{name}@{version}" in repository.failures:
-                row["reason"] = repository.failures[f"{name}@{version}"]
-            rows.append(row)
-    return rows
+    return await oip_service.repository_index(repository)
 
 
 @router.post("/repository/models/{name}/load")

@@ -1,0 +1,315 @@
+"""The gRPC server of one worker process, on its event loop beside uvicorn's HTTP.
+
+Every call passes what an HTTP request passes in app.middleware, in the same order and with the same code:
+API keys from the `authorization` (`Bearer <key>`) or `x-api-key` metadata (app.auth, with the HTTP path the
+call stands for, so health stays open and load/unload need an admin key); the message size
+(GATECAST_MAX_BODY_BYTES, enforced by grpcio before the message is read); a memory ticket (app.admission)
+charged with the message and the answer; GATECAST_REQUEST_TIMEOUT_S; the model service (app.service, through
+app.oip_service, as HTTP's /v2 infer); the one error mapping (app.problems), whose HTTP status becomes the
+gRPC status code below, with the same message; request metrics by method and code.
+
+Several workers each listen on the port with SO_REUSEPORT, and the kernel spreads connections over them
+(`gatecast serve` checks first that nothing else holds the port).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+from grpc import aio
+
+from app import admission, auth, metrics, oip_service, problems
+from app.admission import MemoryBudget
+from app.errors import GatecastError, InvalidInput, RequestTimeout
+from app.oip_grpc import inference_pb2 as pb
+from app.oip_grpc import inference_pb2_grpc as pb_grpc
+from app.registry import ModelRepository
+from app.settings import Settings
+
+log = logging.getLogger("gatecast.grpc")
+T = TypeVar("T")
+
+# gRPC's code for each HTTP status gatecast answers: the mapping grpc documents from HTTP, read the other way
+# (a request too large for the server is RESOURCE_EXHAUSTED, as grpcio answers an oversized message itself).
+CODES: dict[int, grpc.StatusCode] = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    405: grpc.StatusCode.UNIMPLEMENTED,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    415: grpc.StatusCode.INVALID_ARGUMENT,
+    422: grpc.StatusCode.INVALID_ARGUMENT,
+    431: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    500: grpc.StatusCode.INTERNAL,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
+MAX_DIMS = 8  # as the HTTP codec's schema
+# gRPC's typed tensor field for each datatype gatecast reads (FP16 has none: it comes as raw bytes only).
+CONTENTS = {"FP32": "fp32_contents", "FP64": "fp64_contents", "INT32": "int_contents", "INT64": "int64_contents"}
+_CONTENT_DTYPES = {"fp32_contents": np.float32, "fp64_contents": np.float64, "int_contents": np.int32}
+_CONTENT_DTYPES["int64_contents"] = np.int64
+_ALL_CONTENTS = (*CONTENTS.values(), "bool_contents", "uint_contents", "uint64_contents", "bytes_contents")
+
+
+class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, settings: Settings, repository: ModelRepository, budget: MemoryBudget | None) -> None:
+        self.settings = settings
+        self.repository = repository
+        self.budget = budget
+
+    # --- the guard around every call ---------------------------------------------------------------------
+
+    async def _guarded(
+        self,
+        method: str,
+        path: str,
+        context: aio.ServicerContext[Any, Any],
+        message_bytes: int,
+        work: Callable[[], Awaitable[T]],
+        http_method: str = "GET",
+    ) -> T:
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        metrics.IN_FLIGHT.value += 1
+        ticket = self.budget.ticket() if self.budget is not None else None
+        token = admission.current_ticket.set(ticket)
+        failure: BaseException | None = None
+        try:
+            try:
+                auth.check(http_method, path, _headers(context.invocation_metadata()), self.settings)
+                if ticket is not None:
+                    ticket.charge(admission.REQUEST_BYTES + admission.BODY_COPIES * message_bytes, "this message")
+                async with asyncio.timeout(self.settings.request_timeout_s):
+                    return await work()
+            except TimeoutError:
+                limit = self.settings.request_timeout_s
+                failure = RequestTimeout(
+                    f"the call took longer than {limit} s (GATECAST_REQUEST_TIMEOUT_S); retry or send less"
+                )
+            except Exception as exc:  # noqa: BLE001 - mapped below; nothing may end the worker
+                if not isinstance(exc, GatecastError):
+                    log.exception("unexpected error on gRPC %s", method)
+                failure = exc
+            problem = problems.problem_of(failure, "gRPC", method)
+            problems.count(problem)
+            code = (
+                grpc.StatusCode.DEADLINE_EXCEEDED
+                if isinstance(failure, RequestTimeout)
+                else CODES.get(problem.status, grpc.StatusCode.UNKNOWN)
+            )
+            await context.abort(code, problem.message, tuple(problem.headers.items()))
+            raise AssertionError("unreachable: abort raises")  # pragma: no cover
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED  # the client went away or its deadline passed
+            raise
+        finally:
+            admission.current_ticket.reset(token)
+            if ticket is not None:
+                ticket.release()
+            metrics.IN_FLIGHT.value -= 1
+            metrics.GRPC_DURATION.labels(method=method, code=code.name).observe(time.perf_counter() - started)
+
+    # --- health and metadata -------------------------------------------------------------------------------
+
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: Any) -> pb.ServerLiveResponse:
+        async def work() -> pb.ServerLiveResponse:
+            return pb.ServerLiveResponse(live=True)
+
+        return await self._guarded("ServerLive", "/v2/health/live", context, 0, work)
+
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: Any) -> pb.ServerReadyResponse:
+        async def work() -> pb.ServerReadyResponse:
+            return pb.ServerReadyResponse(ready=bool(self.repository.models))
+
+        return await self._guarded("ServerReady", "/v2/health/ready", context, 0, work)
+
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: Any) -> pb.ModelReadyResponse:
+        """False for a model or version that is not loaded (a readiness question has a yes or no answer)."""
+
+        async def work() -> pb.ModelReadyResponse:
+            versions = self.repository.models.get(request.name, {})
+            return pb.ModelReadyResponse(ready=bool(versions) and (not request.version or request.version in versions))
+
+        return await self._guarded("ModelReady", f"/v2/models/{request.name}/ready", context, 0, work)
+
+    async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Any) -> pb.ServerMetadataResponse:
+        async def work() -> pb.ServerMetadataResponse:
+            return pb.ServerMetadataResponse(**oip_service.server_metadata())
+
+        return await self._guarded("ServerMetadata", "/v2", context, 0, work)
+
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Any) -> pb.ModelMetadataResponse:
+        async def work() -> pb.ModelMetadataResponse:
+            service = self.repository.get(request.name, request.version or None)
+            meta = oip_service.model_metadata(service, self.repository)
+            tensors = {
+                key: [
+                    pb.ModelMetadataResponse.TensorMetadata(name=t["name"], datatype=t["datatype"], shape=t["shape"])
+                    for t in meta[key]
+                ]
+                for key in ("inputs", "outputs")
+            }
+            return pb.ModelMetadataResponse(
+                name=meta["name"], versions=meta["versions"], platform=meta["platform"], **tensors
+            )
+
+        return await self._guarded("ModelMetadata", f"/v2/models/{request.name}", context, 0, work)
+
+    # --- inference -----------------------------------------------------------------------------------------
+
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
+        async def work() -> pb.ModelInferResponse:
+            service = self.repository.get(request.model_name, request.model_version or None)
+            _check_parameters("the request", request.parameters)
+            raw = list(request.raw_input_contents)
+            if raw and len(raw) != len(request.inputs):
+                raise InvalidInput(
+                    f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs; send one per input "
+                    "(in the order of `inputs`), or none and each input's `contents`"
+                )
+            tensors = [_tensor(t, raw[i] if raw else None) for i, t in enumerate(request.inputs)]
+            result = await service.forecast(oip_service.forecast_job(service, tensors))
+            return _response(request, service.name, service.version, oip_service.outputs(result))
+
+        path = f"/v2/models/{request.model_name}/infer"
+        return await self._guarded("ModelInfer", path, context, request.ByteSize(), work, "POST")
+
+    # --- repository extension ------------------------------------------------------------------------------
+
+    async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: Any) -> pb.RepositoryIndexResponse:
+        async def work() -> pb.RepositoryIndexResponse:
+            _one_repository(request.repository_name)
+            rows = await oip_service.repository_index(self.repository)
+            models = [pb.RepositoryIndexResponse.ModelIndex(**row) for row in rows]
+            if request.ready:
+                models = [m for m in models if m.state == "READY"]
+            return pb.RepositoryIndexResponse(models=models)
+
+        return await self._guarded("RepositoryIndex", "/v2/repository/index", context, 0, work, "POST")
+
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: Any
+    ) -> pb.RepositoryModelLoadResponse:
+        async def work() -> pb.RepositoryModelLoadResponse:
+            _one_repository(request.repository_name)
+            _check_parameters(f"loading {request.model_name!r}", request.parameters)
+            await self.repository.load(request.model_name)
+            return pb.RepositoryModelLoadResponse()
+
+        path = f"/v2/repository/models/{request.model_name}/load"
+        return await self._guarded("RepositoryModelLoad", path, context, request.ByteSize(), work, "POST")
+
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: Any
+    ) -> pb.RepositoryModelUnloadResponse:
+        async def work() -> pb.RepositoryModelUnloadResponse:
+            _one_repository(request.repository_name)
+            # tritonclient always sends unload_dependents; gatecast's models have none, so either value holds.
+            asked = {k: v for k, v in request.parameters.items() if k != "unload_dependents"}
+            _check_parameters(f"unloading {request.model_name!r}", asked)
+            await self.repository.unload(request.model_name)
+            return pb.RepositoryModelUnloadResponse()
+
+        path = f"/v2/repository/models/{request.model_name}/unload"
+        return await self._guarded("RepositoryModelUnload", path, context, request.ByteSize(), work, "POST")
+
+
+# --- decoding and encoding ------------------------------------------------------------------------------
+
+
+def _headers(metadata: Iterable[tuple[str, str | bytes]] | None) -> dict[str, str]:
+    """Text metadata as the header mapping app.auth reads (gRPC metadata keys are lower case already)."""
+    return {k: v for k, v in (metadata or ()) if isinstance(v, str)}
+
+
+def _one_repository(name: str) -> None:
+    if name:
+        raise InvalidInput(f"repository_name is {name!r}; gatecast serves one model repository: leave it empty")
+
+
+def _check_parameters(where: str, parameters: Any) -> None:
+    """gatecast reads no request, input or output parameters: each one sent is refused by name, never ignored."""
+    if len(parameters):
+        raise InvalidInput(f"{where}: parameters {sorted(parameters)} are not supported over gRPC; send none")
+
+
+def _tensor(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None) -> oip_service.Tensor:
+    name, declared, shape = tensor.name, tensor.datatype, list(tensor.shape)
+    _check_parameters(f"input {name!r}", tensor.parameters)
+    if len(shape) > MAX_DIMS or any(d < 0 for d in shape):
+        raise InvalidInput(f"input {name!r} has shape {shape}; at most {MAX_DIMS} axes, none negative")
+    oip_service.datatype(name, declared)
+    sent = [f for f in _ALL_CONTENTS if len(getattr(tensor.contents, f))]
+    if raw is not None:
+        if sent:
+            raise InvalidInput(f"input {name!r} has both raw_input_contents and contents ({sent}); send one of them")
+        return oip_service.Tensor(name, shape, lambda: oip_service.from_bytes(name, declared, shape, raw))
+    field = CONTENTS.get(declared)
+    if field is None:
+        raise InvalidInput(
+            f"input {name!r}: {declared} data comes as raw_input_contents only (gRPC has no typed field)"
+        )
+    if sent and sent != [field]:
+        raise InvalidInput(f"input {name!r} is {declared}, read from contents.{field}; it sent {sent}")
+
+    def read() -> np.ndarray:
+        values = np.asarray(getattr(tensor.contents, field), dtype=_CONTENT_DTYPES[field])
+        return oip_service.checked(name, declared, values, shape)
+
+    return oip_service.Tensor(name, shape, read)
+
+
+def _response(
+    request: pb.ModelInferRequest, model: str, version: str, outputs: dict[str, np.ndarray]
+) -> pb.ModelInferResponse:
+    """The outputs asked for (all when none are named), each as raw little-endian FP32 in raw_output_contents."""
+    wanted: Sequence[str] = list(outputs)
+    if request.outputs:
+        wanted = []
+        for item in request.outputs:
+            if item.name not in outputs:
+                raise InvalidInput(f"output {item.name!r} is unknown; outputs are {sorted(outputs)}")
+            _check_parameters(f"output {item.name!r}", item.parameters)
+            wanted.append(item.name)
+    arrays = [outputs[name].astype("<f4") for name in wanted]
+    return pb.ModelInferResponse(
+        model_name=model,
+        model_version=version,
+        id=request.id,
+        outputs=[
+            pb.ModelInferResponse.InferOutputTensor(name=name, datatype="FP32", shape=list(array.shape))
+            for name, array in zip(wanted, arrays, strict=True)
+        ],
+        raw_output_contents=[array.tobytes() for array in arrays],
+    )
+
+
+# --- the server -------------------------------------------------------------------------------------------
+
+
+def address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def start(settings: Settings, repository: ModelRepository, budget: MemoryBudget | None) -> aio.Server:
+    """Listen on GATECAST_GRPC_PORT; the caller stops the server (`await server.stop(grace)`)."""
+    server = aio.server(
+        options=[
+            ("grpc.so_reuseport", 1),  # one listener per worker (see the module's doc)
+            ("grpc.max_receive_message_length", settings.max_body_bytes),
+            ("grpc.max_send_message_length", -1),
+        ]
+    )
+    service = InferenceService(settings, repository, budget)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(service, server)  # type: ignore[no-untyped-call]
+    server.add_insecure_port(address(settings.host, settings.grpc_port))
+    await server.start()
+    log.info("OIP v2 gRPC on %s", address(settings.host, settings.grpc_port))
+    return server
