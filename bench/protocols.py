@@ -4,7 +4,8 @@
    with binary tensors (tritonclient.http) and OIP v2 over gRPC (tritonclient.grpc); 1 and 32 series per call,
    the three interleaved round by round so that the machine's drift hits them alike;
 2. throughput at 16 calls in flight from the asyncio clients (tritonclient.http.aio, tritonclient.grpc.aio), in
-   series per second; the Python clients run on the same cores as the server, as they would beside it;
+   series per second; gRPC over one connection (the client's default: one worker process serves it) and over
+   several; the Python clients run on the same cores as the server;
 3. cross-validation: windows per second of `POST /cross_validation` (every window of a request in batched
    onnxruntime runs) against the same windows asked one `/forecast` call each, one after another.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -43,6 +45,7 @@ from tests.live import free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 HORIZON = 24
+CONNECTIONS = 4  # gRPC connections for the second gRPC throughput figure
 
 
 @contextmanager
@@ -112,9 +115,17 @@ async def _throughput_async(url: str, address: str, x: np.ndarray, seconds: floa
     grpc_input.set_data_from_numpy(x)
     http = thttp_aio.InferenceServerClient(url.removeprefix("http://"), conn_limit=inflight)
     grpc = tgrpc_aio.InferenceServerClient(address)
+    # gRPC multiplexes every call of a channel over one connection, which one worker process serves; channels
+    # with their own subchannel pool open their own connections, which the kernel spreads over the workers.
+    own = [("grpc.use_local_subchannel_pool", 1)]
+    spread = [tgrpc_aio.InferenceServerClient(address, channel_args=own) for _ in range(CONNECTIONS)]
+    turn = itertools.cycle(spread)
     calls: dict[str, Callable[[], Any]] = {
         "OIP v2 HTTP, binary tensors (tritonclient.http.aio)": lambda: http.infer(MODEL, [http_input]),
-        "OIP v2 gRPC (tritonclient.grpc.aio)": lambda: grpc.infer(MODEL, [grpc_input]),
+        "OIP v2 gRPC, one connection (tritonclient.grpc.aio)": lambda: grpc.infer(MODEL, [grpc_input]),
+        f"OIP v2 gRPC, {CONNECTIONS} connections (tritonclient.grpc.aio)": lambda: next(turn).infer(
+            MODEL, [grpc_input]
+        ),
     }
     out = {}
     try:
@@ -132,8 +143,8 @@ async def _throughput_async(url: str, address: str, x: np.ndarray, seconds: floa
             counts = await asyncio.gather(*(worker(started + seconds) for _ in range(inflight)))
             out[name] = sum(counts) * len(x) / (time.perf_counter() - started)
     finally:
-        await http.close()
-        await grpc.close()
+        for client in (http, grpc, *spread):
+            await client.close()
     return out
 
 

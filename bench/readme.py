@@ -2,6 +2,7 @@
 
 - `models`: the committed models' cards (models/<name>/<version>/model.onnx) and reports (reports/<name>/);
 - `serving` and `scaling`: docs/benchmarks/serving.json;
+- `protocols`: docs/benchmarks/protocols.json (gRPC beside HTTP, cross-validation);
 - `settings` and `config`: the server's settings (app/settings.py) and the training config keys
   (training/config.py), each described where it is defined;
 - `accuracy`: docs/benchmarks/accuracy.json and the published tables in bench/accuracy.py.
@@ -242,7 +243,37 @@ def config_section() -> str:
     return "\n".join(lines) + "\n"
 
 
+def protocols_section() -> str:
+    """gRPC beside HTTP and cross-validation throughput, from docs/benchmarks/protocols.json."""
+    path = BENCH / "protocols.json"
+    r = json.loads(path.read_text())
+    lines = [
+        f"Measured by `python -m bench.protocols` at commit {measured_at(path)}, {r['machine']['cpus']} CPUs, "
+        f"`gatecast serve` with its defaults, `{r['model']}`, {r['series_length']}-point series, the Python clients "
+        "on the same cores ([docs/benchmarks/protocols.md](docs/benchmarks/protocols.md)):",
+        "",
+        "| one call at a time | p50, 1 series | p99, 1 series | p50, 32 series |",
+        "|---|---|---|---|",
+    ]
+    for name, one in r["latency"]["1"].items():
+        many = r["latency"]["32"][name]
+        lines.append(f"| {name} | {one['p50_ms']:.2f} ms | {one['p99_ms']:.2f} ms | {many['p50_ms']:.2f} ms |")
+    lines += ["", "| 16 calls in flight | series/s, 1 series per call | series/s, 32 series per call |"]
+    lines.append("|---|---|---|")
+    for name, one in r["throughput"]["1"].items():
+        lines.append(f"| {name} | {one:,.0f} | {r['throughput']['32'][name]:,.0f} |")
+    lines.append("")
+    for c in r["cross_validation"]:
+        lines.append(
+            f"- `POST /cross_validation`, {c['series']} series x {c['n_windows']} windows: "
+            f"**{c['cross_validation_windows_per_s']:,.0f} windows/s**, against "
+            f"{c['forecast_calls_windows_per_s']:,.0f} windows/s as one `/forecast` call per window."
+        )
+    return "\n".join(lines) + "\n"
+
+
 SECTIONS: dict[str, Callable[[], str]] = {
+    "protocols": protocols_section,
     "settings": settings_section,
     "config": config_section,
     "models": models_section,
