@@ -122,6 +122,11 @@ def detection_cutoffs(series: SeriesInput, n: int, detect: int | None, step: int
     """Origins that forecast each of the last `detect` values (all that have a full window before them when
     None) from `step` values before it at most: every `step` values, from the first value scored."""
     available = n - min_window
+    if detect is None and available < 1:
+        raise InvalidInput(
+            f"series {series.id!r} has {n} values; a value is scored against the forecast from the {min_window} "
+            f"values before it: send at least {min_window + 1} values"
+        )
     if detect is None:
         detect = available
     if available < 1 or detect > available:

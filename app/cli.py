@@ -106,7 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--models", default=None, help="model folder; default: GATECAST_MODEL_REPOSITORY or ./models")
     serve.set_defaults(func=cmd_serve)
     bench = sub.add_parser("bench", help="run a benchmark or page generator from bench/ (see `gatecast bench -h`)")
-    suites = ["serving", "protocols", "accuracy", "claims", "memory_cost", "soak", "reliability", "docs_pages", "readme"]
+    suites = [
+        "serving",
+        "protocols",
+        "accuracy",
+        "claims",
+        "memory_cost",
+        "soak",
+        "reliability",
+        "docs_pages",
+        "readme",
+    ]
     bench.add_argument("suite", choices=suites)
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark (see --help of each)")
     bench.add_argument("--root", default=".", help="source checkout holding bench/")

@@ -162,6 +162,26 @@ def test_sizes_beyond_any_series_are_a_422_not_an_overflow(server: str, route: s
     assert r.status_code == 422 and "series.sizes" in r.json()["detail"], r.text
 
 
+def test_a_series_too_short_to_score_is_refused_by_name(server: str) -> None:
+    df = pd.concat([spiky(), frame(n=20, ids=("short",))])
+    with pytest.raises(ApiError) as refused:
+        client(server).detect_anomalies(df, model="tiny", freq="h")
+    # TimeGPT's protocol carries no ids: series are named by position (the second one here).
+    detail = refused.value.body["detail"]
+    assert refused.value.status_code == 422 and "series '#1' has 20 values" in detail and "at least 31" in detail
+
+
+def test_the_clients_plot_draws_gatecasts_forecast(server: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    df = frame(ids=("a",))
+    forecast = client(server).forecast(df, h=12, model="tiny", level=[80])
+    figure = client(server).plot(df, forecast, level=[80], engine="matplotlib")
+    lines = [line.get_label() for ax in figure.axes for line in ax.get_lines()]
+    assert "TimeGPT" in lines and "y" in lines
+
+
 def test_keys_are_gatecasts(server: str) -> None:
     assert client(server).validate_api_key() is True
     assert client(server, key="wrong").validate_api_key() is False

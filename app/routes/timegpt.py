@@ -163,12 +163,8 @@ async def anomaly_detection(body: TimeGPTRequest, repository: RepositoryDep) -> 
     _refuse_unsupported(body)
     level = _one_level(body.level)
     series = _series(body, service, future_h=None)
-    cutoffs = [
-        backtest.detection_cutoffs(s, len(s.values), None, 1, service.card.min_window)
-        if len(s.values) > service.card.min_window
-        else []
-        for s in series
-    ]
+    # A series too short to score a single value is refused by name, not left out of the answer.
+    cutoffs = [backtest.detection_cutoffs(s, len(s.values), None, 1, service.card.min_window) for s in series]
     return _answer(await _scored(service, series, cutoffs, 1, level, online=False))
 
 
