@@ -338,6 +338,17 @@ def test_keys_limits_and_memory_admission(tmp_path: Path, tiny_artifact: Path) -
         assert grpc_infer(c, windows(2), headers=KEY).as_numpy("scale").shape == (2,)
 
 
+def test_the_time_limit_answers_deadline_exceeded_and_the_server_goes_on(tmp_path: Path, tiny_artifact: Path) -> None:
+    repo = make_repo(tmp_path, tiny_artifact)
+    port = free_port()
+    env = {"GATECAST_GRPC_PORT": str(port), "GATECAST_REQUEST_TIMEOUT_S": "0.05", "GATECAST_INLINE_MAX_SERIES": "0"}
+    with running_server(repo, **env), tgrpc.InferenceServerClient(f"127.0.0.1:{port}") as c:
+        with pytest.raises(InferenceServerException, match="GATECAST_REQUEST_TIMEOUT_S") as caught:
+            grpc_infer(c, windows(5000, n=400))
+        assert caught.value.status() == "StatusCode.DEADLINE_EXCEEDED"
+        assert grpc_infer(c, windows(1)).as_numpy("forecast").shape == (1, 12)
+
+
 def test_two_workers_share_the_port_and_a_taken_port_stops_the_start(tmp_path: Path, tiny_artifact: Path) -> None:
     repo = make_repo(tmp_path, tiny_artifact)
     port = free_port()
