@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.datastructures import QueryParams
 
 from app.errors import BadRequest, InvalidInput, UnsupportedMediaType
+from app.fastdecode import ForecastJobSpec, decode_common
 from app.registry import ModelRepository
 from app.schemas import EXAMPLE_VALUES, ErrorBody, ForecastRequest, ForecastResponse, SeriesIn
 from app.service import ForecastJob, ForecastResult, SeriesInput
@@ -109,7 +110,7 @@ async def post_forecast(request: Request) -> Response:
     return Response(render_json(result), media_type="application/json")
 
 
-Decoded = tuple[str | None, ForecastJob]  # the model asked for, and the job for its service
+Decoded = ForecastJobSpec
 
 
 def _decoder(content_type: str, body: bytes, request: Request) -> Callable[[], Decoded]:
@@ -125,6 +126,9 @@ def _decoder(content_type: str, body: bytes, request: Request) -> Callable[[], D
 
 
 def decode_json(body: bytes) -> Decoded:
+    common = decode_common(body)
+    if common is not None:
+        return common
     request = ForecastRequest.model_validate_json(body)
     series = [series_input(s) for s in request.series]
     return request.model, ForecastJob(series, request.horizon, request.level, request.quantiles)

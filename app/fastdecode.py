@@ -1,0 +1,52 @@
+"""A fast decode of the commonest /forecast body: series of `{id, values}` and the request's options.
+
+pydantic's validation of a 32 x 168 body costs ~170 us of the ~490 us a request spends outside onnxruntime;
+msgspec reads the same body, with the same strictness, in about a third of that. This path only ever accepts
+what `app.schemas.ForecastRequest` accepts, with the same meaning: a field it does not know (timestamps,
+covariates, ...), `horizon` and `h` together, or anything it refuses sends the body to pydantic, which then
+answers it or writes the error message. tests/test_fastdecode.py checks the two agree on generated bodies.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta, Struct
+
+from app.service import ForecastJob, SeriesInput
+
+ForecastJobSpec = tuple[str | None, ForecastJob]  # the model asked for, and the job for its service
+
+
+class _Series(Struct, forbid_unknown_fields=True):
+    # As app.schemas.SeriesIn (id and values only): floats refuse bools and strings, ints are read as floats,
+    # and a number beyond float64 is refused; JSON itself has no NaN or Infinity.
+    id: Annotated[str, Meta(min_length=1, max_length=256)]
+    values: Annotated[list[float], Meta(min_length=1)]
+
+
+class _Request(Struct, forbid_unknown_fields=True):
+    series: Annotated[list[_Series], Meta(min_length=1)]
+    model: Annotated[str, Meta(max_length=300)] | None = None
+    horizon: int | None = None  # bools and floats refused, as pydantic's strict int
+    h: int | None = None
+    level: Annotated[list[float], Meta(max_length=20)] = []
+    quantiles: Annotated[list[float], Meta(max_length=20)] = []
+
+
+_DECODER = msgspec.json.Decoder(_Request)
+
+
+def decode_common(body: bytes) -> ForecastJobSpec | None:
+    """The body's model and job when it is of the common shape and valid; None sends it to pydantic
+    (`ForecastRequest.model_validate_json`), which answers it or writes the error message."""
+    try:
+        fast = _DECODER.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if fast.horizon is not None and fast.h is not None:
+        return None  # which alias wins is pydantic's rule: ask it
+    horizon = fast.horizon if fast.horizon is not None else fast.h
+    series = [SeriesInput(s.id, s.values) for s in fast.series]
+    return fast.model, ForecastJob(series, horizon, fast.level, fast.quantiles)
