@@ -21,13 +21,17 @@ FROM ${PYTHON_IMAGE}
 RUN groupadd --gid 10001 gatecast && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin gatecast
 COPY --from=build /opt/venv /opt/venv
 COPY models /srv/gatecast/models
+# The embedded stream store (an SQLite file): a volume, as the rest of the filesystem may be read-only.
+RUN mkdir -p /var/lib/gatecast && chown 10001:10001 /var/lib/gatecast
+VOLUME /var/lib/gatecast
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     GATECAST_HOST=0.0.0.0 \
     GATECAST_PORT=8000 \
     GATECAST_GRPC_PORT=8001 \
-    GATECAST_MODEL_REPOSITORY=/srv/gatecast/models
+    GATECAST_MODEL_REPOSITORY=/srv/gatecast/models \
+    GATECAST_STATE_DIR=/var/lib/gatecast
 WORKDIR /srv/gatecast
 USER 10001:10001
 EXPOSE 8000 8001

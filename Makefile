@@ -6,7 +6,7 @@ CONFIGS := training/configs/etth1-lstm.toml training/configs/etth1-gru.toml trai
            training/configs/vix-gru.toml training/configs/m4-hourly-gru.toml training/configs/etth1-lstm-cov.toml \
            training/configs/etth1-gru-cov.toml training/configs/vix-gru-cov.toml
 
-.PHONY: serve test lint grpc-code models bench bench-protocols bench-accuracy bench-claims bench-memory soak reliability docs-pages clean venv-serve venv-dev
+.PHONY: serve test lint grpc-code models bench bench-streams bench-protocols bench-accuracy bench-claims bench-memory soak reliability docs-pages clean venv-serve venv-dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ models: venv-dev
 bench: venv-dev
 	./scripts/system-deps.sh
 	$(BIN)/python -m bench.serving --sustain-s 600
+
+## Live feeds: appends with 10,000 streams (SQLite, Redis) against /forecast, ETTh1 replayed -> docs/benchmarks/streams.*
+bench-streams: venv-dev
+	./scripts/system-deps.sh
+	$(BIN)/python -m bench.streams
 
 ## gRPC beside HTTP, and cross-validation windows/s, with the clients users hold -> docs/benchmarks/protocols.*
 bench-protocols: venv-dev

@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     suites = [
         "serving",
         "protocols",
+        "streams",
         "accuracy",
         "claims",
         "memory_cost",

@@ -7,6 +7,8 @@ GatecastError                       base; `status` is the HTTP status, `message`
 ├── Forbidden (403)                 an action switched off by a setting (model control)
 ├── NotFound (404)                  unknown model, version or route
 ├── MethodNotAllowed (405)          a route that exists, asked with another method; carries `allow`
+├── Conflict (409)                  the request contradicts stored state: a reading already received, a
+│                                   stream setting that can no longer change, the store's stream limit
 ├── PayloadTooLarge (413)           body bytes, series per request, points per series, or a request bigger
 │                                   than the worker's whole memory budget
 ├── HeaderTooLarge (431)            request line and headers over GATECAST_MAX_HEADER_BYTES or _COUNT
@@ -64,6 +66,11 @@ class MethodNotAllowed(GatecastError):
     def __init__(self, message: str, allow: str = "") -> None:
         super().__init__(message)
         self.allow = allow
+
+
+class Conflict(GatecastError):
+    status = 409
+    code = "conflict"
 
 
 class PayloadTooLarge(GatecastError):

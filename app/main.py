@@ -22,9 +22,11 @@ from app.admission import MemoryBudget, derive_budget
 from app.auth import DOCS_ASSETS
 from app.middleware import DirectRoute, ServingMiddleware
 from app.registry import ModelRepository
-from app.routes import backtest, forecast, models, timegpt, v2
+from app.routes import backtest, forecast, models, streams, timegpt, v2
 from app.schemas import ForecastRequest
 from app.settings import Settings, get_settings
+from app.stream_store import open_store
+from app.streams import Streams
 
 log = logging.getLogger("gatecast")
 GRPC_GRACE_S = 10.0  # calls in progress at shutdown get this long to finish
@@ -54,6 +56,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from app.oip_grpc import server as oip_grpc  # grpcio loads only when gRPC is served
 
         grpc_server = await oip_grpc.start(settings, repository, app.state.memory_budget)
+    store = open_store(settings.stream_store, settings.state_dir)
+    app.state.streams = Streams(
+        store, repository, settings.max_streams, settings.stream_max_append, settings.stream_idle_ttl_s
+    )
+    sweeper = asyncio.create_task(_sweep_streams(app.state.streams))
     poll = settings.repository_poll_s
     watcher = asyncio.create_task(_watch(repository, poll)) if poll else None
     hangup = _reload_on_sighup(repository)
@@ -66,9 +73,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if watcher:
             watcher.cancel()
         publisher.cancel()
+        sweeper.cancel()
         if grpc_server is not None:
             await grpc_server.stop(grace=GRPC_GRACE_S)
         await repository.close()
+        await store.close()
         executor.shutdown(wait=True)
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # this worker's live gauges go with it
             multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
@@ -78,6 +87,21 @@ async def _watch(repository: ModelRepository, every: float) -> None:
     while True:
         await asyncio.sleep(every)
         await _sync(repository, "poll")
+
+
+async def _sweep_streams(streams: Streams) -> None:
+    """Removes idle streams and publishes how many there are; every worker does, which is harmless: a sweep
+    deletes only what is idle, whoever runs it."""
+    every = min(60.0, streams.idle_ttl_s / 10)
+    while True:
+        try:
+            removed = await streams.sweep()
+            if removed:
+                log.info("removed %d streams idle for more than %g s", removed, streams.idle_ttl_s)
+            metrics.STREAMS.set(await streams.store.count())
+        except Exception:  # a store that is down now may be back at the next pass
+            log.exception("the stream sweep failed")
+        await asyncio.sleep(every)
 
 
 async def _publish_metrics(every: float) -> None:
@@ -144,6 +168,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(timegpt.router)
     app.include_router(models.router)
     app.include_router(v2.router)
+    app.include_router(streams.router)
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     problems.install(app)

@@ -103,6 +103,40 @@ MEMORY_BUDGET = Gauge(
     multiprocess_mode="livesum",
 )
 
+# Live feeds (app.streams): forecast quality scored as the actual values arrive, per model and version (never
+# per stream). Rolling MAE = rate(abs_error) / rate(scored); MASE = rate(scaled_error) / rate(scaled_scored);
+# coverage at a level = rate(interval_hits{level}) / rate(scored) (deploy/grafana, deploy/prometheus/alerts.yml).
+_MV = ["model", "version"]
+STREAM_READINGS = Counter("gatecast_stream_readings_total", "Readings appended to streams.", _MV)
+STREAM_ANOMALIES = Counter(
+    "gatecast_stream_anomalies_total", "Readings outside the anomaly interval of the forecast made before them.", _MV
+)
+STREAM_SCORED = Counter(
+    "gatecast_stream_scored_total",
+    "(reading, forecast) pairs scored: each reading against every forecast step that predicted it.",
+    _MV,
+)
+STREAM_ABS_ERROR = Counter("gatecast_stream_abs_error_total", "Sum of |actual - forecast| over scored pairs.", _MV)
+STREAM_SCALED_SCORED = Counter(
+    "gatecast_stream_scaled_scored_total", "Scored pairs whose history had a seasonal-naive error (MASE's).", _MV
+)
+STREAM_SCALED_ERROR = Counter(
+    "gatecast_stream_scaled_error_total",
+    "Sum of |actual - forecast| / the seasonal-naive MAE of the forecast's history, over those pairs.",
+    _MV,
+)
+STREAM_INTERVAL_HITS = Counter(
+    "gatecast_stream_interval_hits_total",
+    "Scored pairs whose actual fell inside the forecast's interval at `level` (80, 95, 99).",
+    [*_MV, "level"],
+)
+STREAM_CONFLICTS = Counter(
+    "gatecast_stream_conflicts_total", "Stream writes redone because another request changed the stream first."
+)
+STREAMS = Gauge(
+    "gatecast_streams", "Streams in the store (every worker reads the same store).", multiprocess_mode="max"
+)
+
 
 class ProcessValue:
     """A gauge that changes several times on every request, kept as a number in this process and written to

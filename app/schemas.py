@@ -231,3 +231,108 @@ class AnomaliesResponse(BaseModel):
     anomalies: int = Field(..., description="values outside the interval, over all series")
     scored: int
     series: list[SeriesAnomalies]
+
+
+# --- live feeds (app.streams) -----------------------------------------------------------------------------
+
+
+class StreamSettings(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra={
+            "examples": [
+                {"model": "etth1-lstm", "level": [80, 95], "anomaly_level": 99, "start": "2018-02-13T00:00:00"}
+            ]
+        },
+    )
+
+    model: str | None = Field(None, max_length=300, description="`name` or `name@version`; the default model if absent")
+    level: list[Annotated[float, Strict()]] = Field(
+        default_factory=list, max_length=20, description="interval levels of the answers, in percent"
+    )
+    anomaly_level: Annotated[float, Strict()] = Field(
+        99, description="a reading outside the interval at this level of the forecast made before it is an anomaly"
+    )
+    horizon: int | None = Field(
+        None,
+        validation_alias=AliasChoices("horizon", "h"),
+        strict=True,
+        description="steps of the answers' forecasts (alias `h`); the model's when absent",
+    )
+    freq: str | None = Field(
+        None, max_length=32, description="pandas offset alias of the readings (h, 15min, D); the model's when absent"
+    )
+    start: datetime | None = Field(
+        None, description="time of the first reading: readings then carry time without `timestamps`"
+    )
+
+
+class StreamReadings(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"values": [31.2]}]})
+
+    values: list[FiniteFloat] = Field(..., min_length=1, description="new readings, oldest first")
+    timestamps: list[datetime] | None = Field(
+        None, description="one per value: each one step of the stream's freq after the previous reading"
+    )
+    covariates: dict[str, list[FiniteFloat]] | None = Field(
+        None, description="name -> one value per reading: the model's past and future covariates"
+    )
+    future_covariates: dict[str, list[FiniteFloat]] | None = Field(
+        None, description="name -> one value per step of the model's horizon, for the forecast after these readings"
+    )
+    backfill: bool = Field(
+        False,
+        description="history to start from: one forecast, after the last reading, and no anomaly flags or quality "
+        "scores for these readings (the model runs once instead of once per reading)",
+    )
+
+
+class StreamForecast(BaseModel):
+    model: str
+    version: str
+    mean: list[float]
+    intervals: dict[str, Interval] = Field(default_factory=dict)
+    timestamps: list[str] | None = None
+
+
+class StreamAnomaly(BaseModel):
+    index: int = Field(..., description="position of the reading in the stream (0: its first reading ever)")
+    timestamp: str | None = None
+    value: float
+    mean: float = Field(..., description="the one-step forecast made before the reading arrived")
+    lo: float
+    hi: float
+    score: float = Field(..., description="(value - mean) / the interval's half-width: beyond +-1 is outside")
+
+
+class StreamAppended(BaseModel):
+    id: str
+    points: int = Field(..., description="readings received, ever")
+    forecast: StreamForecast | None = Field(
+        ..., description="after the last reading; null until the stream holds the model's minimum window"
+    )
+    needs: int = Field(..., description="readings still needed before the first forecast (0 once there is one)")
+    anomalies: list[StreamAnomaly] = Field(
+        ..., description="readings of this append outside the anomaly interval of the forecast made before them"
+    )
+
+
+class StreamInfo(BaseModel):
+    id: str
+    model: str
+    level: list[float]
+    anomaly_level: float
+    horizon: int | None
+    freq: str | None
+    points: int
+    last_timestamp: str | None
+    recent: list[float] = Field(..., description="the last readings, as many as the model reads, oldest first")
+    created: str
+    forecast: StreamForecast | None = Field(..., description="the last forecast, null before the first")
+
+
+class StreamPage(BaseModel):
+    streams: list[str] = Field(..., description="stream ids in ascending order")
+    next: str | None = Field(..., description="pass as `after` for the next page; null on the last")
+    total: int = Field(..., description="streams in the store")

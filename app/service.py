@@ -352,6 +352,11 @@ class ModelService:
             self.name, self.version, horizon, plan.levels, ids, mean, scale, intervals, plan.future, quantiles
         )
 
+    def half_width(self, level: float) -> np.ndarray:
+        """Half-width of the interval at `level` (percent) per step of the model's horizon, in units of a
+        forecast's `scale`."""
+        return self._width(level)
+
     def _width(self, level: float) -> np.ndarray:
         """Conformal half-width per step in units of the window's scale (cached per level)."""
         width = self._widths.get(level)

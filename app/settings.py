@@ -96,6 +96,21 @@ class Settings(BaseSettings):
         1000, ge=1, description="idle connections per worker; beyond it the one idle longest is closed"
     )
 
+    # Live feeds (app.streams).
+    stream_store: str = Field(
+        "",
+        description="where streams live: empty for an SQLite file in `state_dir` (one host; survives restarts), "
+        "`sqlite:///path`, or `redis://host:6379/0` so every replica serves every stream",
+    )
+    state_dir: Path = Field(Path("state"), description="folder of the embedded stream store")
+    max_streams: int = Field(100_000, ge=1, description="streams the store holds; creating more gets 409")
+    stream_idle_ttl_s: float = Field(
+        7 * 24 * 3600.0, gt=0, description="streams without a write for this long are removed"
+    )
+    stream_max_append: int = Field(
+        1000, ge=1, description="readings in one append; more get 413 (the model runs once per reading)"
+    )
+
     model_control: bool = Field(False, description="enables POST /v2/repository/models/{name}/load and /unload")
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -126,6 +141,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
+
+    @field_validator("stream_store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        from app.stream_store import check_url
+
+        return check_url(value)
 
     @field_validator("workers")
     @classmethod

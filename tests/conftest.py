@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ for _name in [n for n in os.environ if n.startswith("GATECAST_") and n != "GATEC
 # No gRPC server in the apps tests build in this process (tests/test_grpc.py starts real servers for it): its
 # generated messages would clash with tritonclient's, which tests import.
 os.environ["GATECAST_GRPC_PORT"] = "0"
+# Streams of in-process apps go to a folder of this run, never to the checkout's state/.
+os.environ["GATECAST_STATE_DIR"] = tempfile.mkdtemp(prefix="gatecast-state-")
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED_MODELS = ROOT / "models"

@@ -35,7 +35,7 @@ def test_prometheus_config_is_valid() -> None:
 
 @needs_promtool
 def test_alert_rules_are_valid_and_pass_their_unit_tests() -> None:
-    assert "5 rules found" in run("promtool", "check", "rules", "alerts.yml", cwd=PROM)
+    assert "6 rules found" in run("promtool", "check", "rules", "alerts.yml", cwd=PROM)
     assert "SUCCESS" in run("promtool", "test", "rules", "alerts_test.yml", cwd=PROM)
 
 
@@ -70,8 +70,9 @@ def test_dashboard_covers_the_required_views_with_real_metric_names() -> None:
         used |= {re.sub(r"_(bucket|sum|count|total)$", "", n) for n in re.findall(r"gatecast_[a-z_]+", expr)}
     assert used <= {n.removesuffix("_total") for n in defined} | defined, used
     titles = " ".join(p["title"] for p in json.loads(DASHBOARD.read_text())["panels"]).lower()
-    for view in ("p50", "p99", "throughput", "batch size", "queue wait", "errors", "loaded models"):
+    for view in ("p50", "p99", "throughput", "batch size", "queue wait", "errors", "loaded models", "mae", "mase"):
         assert view in titles, view
+    assert "coverage" in titles and "anomalies" in titles
 
 
 def test_compose_file_follows_the_compose_spec() -> None:
@@ -88,9 +89,10 @@ def test_compose_file_follows_the_compose_spec() -> None:
 def test_kubernetes_manifests_follow_the_schemas() -> None:
     manifests = sorted(str(p) for p in (ROOT / "deploy" / "kubernetes").glob("*.yaml"))
     out = run(sys.executable, "-m", "kubernetes_validate", "--strict", "-k", "1.30.0", *manifests)
-    kinds = {d["kind"] for p in manifests for d in yaml.safe_load_all(Path(p).read_text())}
-    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"} <= kinds
-    assert out.count("passed") == len(manifests)
+    resources = [d for p in manifests for d in yaml.safe_load_all(Path(p).read_text())]
+    kinds = {d["kind"] for d in resources}
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "PersistentVolumeClaim"} <= kinds
+    assert out.count("passed") == len(resources)  # each resource of each file
 
 
 def test_deployment_is_hardened_and_probes_the_health_routes() -> None:

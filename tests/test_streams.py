@@ -1,0 +1,305 @@
+"""Live feeds (app.streams) on the embedded store: the forecast after each append equals /forecast on the same
+window, appends of many readings equal one-by-one appends, spikes are flagged, bad appends change nothing,
+streams survive a restart, limits answer by name, and forecast quality reaches /metrics per model."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.main import create_app
+from app.settings import Settings
+from tests.synthetic import seasonal_series
+
+MIN_WINDOW, WINDOW, HORIZON = 30, 48, 12  # the tiny model (tests/synthetic.tiny_config)
+
+
+def make_app(repository: Path, state: Path, **settings: Any) -> TestClient:
+    return TestClient(create_app(Settings(model_repository=repository, state_dir=state, **settings)))
+
+
+@pytest.fixture
+def client(repository: Path, tmp_path: Path) -> Iterator[TestClient]:
+    with make_app(repository, tmp_path / "state") as c:
+        yield c
+
+
+def series(n: int, seed: int = 5) -> list[float]:
+    return [round(float(v), 4) for v in seasonal_series(n, seed=seed)]
+
+
+def put(client: TestClient, stream: str, **body: Any) -> Any:
+    r = client.put(f"/streams/{stream}", json={"model": "tiny", **body})
+    assert r.status_code in (200, 201), r.text
+    return r.json()
+
+
+def append(client: TestClient, stream: str, values: list[float], **body: Any) -> Any:
+    r = client.post(f"/streams/{stream}/points", json={"values": values, **body})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def forecast(client: TestClient, values: list[float], level: list[float], **series: Any) -> Any:
+    body = {"model": "tiny", "level": level, "series": [{"id": "x", "values": values, **series}]}
+    r = client.post("/forecast", json=body)
+    assert r.status_code == 200, r.text
+    return r.json()["forecasts"][0]
+
+
+def test_each_append_answers_the_forecast_of_forecast_on_the_same_window(client: TestClient) -> None:
+    created = client.put("/streams/s1", json={"model": "tiny", "level": [80, 95], "start": "2024-01-01T00:00:00"})
+    assert created.status_code == 201 and created.json()["points"] == 0
+    values = series(60)
+    for i, v in enumerate(values):
+        out = append(client, "s1", [v])
+        assert out["points"] == i + 1
+        if i + 1 < MIN_WINDOW:
+            assert out["forecast"] is None and out["needs"] == MIN_WINDOW - i - 1
+            continue
+        assert out["needs"] == 0
+        alone = forecast(client, values[: i + 1], [80, 95], start="2024-01-01T00:00:00", freq="h")
+        np.testing.assert_allclose(out["forecast"]["mean"], alone["mean"], rtol=1e-6)
+        np.testing.assert_allclose(out["forecast"]["intervals"]["95"]["hi"], alone["intervals"]["95"]["hi"], rtol=1e-6)
+        assert out["forecast"]["timestamps"] == alone["timestamps"]
+    got = client.get("/streams/s1").json()
+    assert got["points"] == 60 and got["recent"] == pytest.approx(values[-WINDOW:])
+    assert got["last_timestamp"] == "2024-01-03T11:00:00"
+    assert got["forecast"]["mean"] == out["forecast"]["mean"]
+
+
+def test_many_readings_at_once_equal_one_at_a_time(client: TestClient) -> None:
+    values = series(90, seed=8)
+    values[70] += 40.0  # a spike, to compare anomalies too
+    put(client, "one", level=[80])
+    put(client, "many", level=[80])
+    one_anomalies = []
+    for v in values:
+        one_anomalies += append(client, "one", [v])["anomalies"]
+    many_anomalies = []
+    for part in (values[:10], values[10:45], values[45:46], values[46:]):
+        many_anomalies += append(client, "many", part)["anomalies"]
+    a, b = client.get("/streams/one").json(), client.get("/streams/many").json()
+    assert a["points"] == b["points"] == 90
+    np.testing.assert_allclose(a["forecast"]["mean"], b["forecast"]["mean"], rtol=1e-6)
+    assert [x["index"] for x in one_anomalies] == [x["index"] for x in many_anomalies]
+    assert 70 in [x["index"] for x in one_anomalies]
+    for x, y in zip(one_anomalies, many_anomalies, strict=True):
+        assert x["lo"] == pytest.approx(y["lo"], rel=1e-6) and x["value"] == y["value"]
+
+
+def test_a_spike_is_flagged_and_normal_readings_are_not(client: TestClient) -> None:
+    put(client, "sensor", anomaly_level=99)
+    values = series(200, seed=11)
+    flagged = [a["index"] for v in values for a in append(client, "sensor", [v])["anomalies"]]
+    assert len(flagged) <= 0.03 * (200 - MIN_WINDOW), flagged  # the synthetic series has no anomalies
+    last = client.get("/streams/sensor").json()["forecast"]
+    spike = last["mean"][0] + 20 * max(1.0, abs(last["mean"][0]))
+    out = append(client, "sensor", [float(spike)])
+    assert [a["index"] for a in out["anomalies"]] == [200]
+    assert out["anomalies"][0]["score"] > 1 and out["anomalies"][0]["value"] == pytest.approx(spike)
+
+
+def _state(client: TestClient, stream: str) -> Any:
+    got = client.get(f"/streams/{stream}")
+    assert got.status_code == 200
+    return got.json()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"values": [1.0], "timestamps": ["2024-01-02T11:00:00"]}, 409, "not after the last reading"),
+        ({"values": [1.0], "timestamps": ["2024-01-01T00:00:00"]}, 409, "received already"),
+        ({"values": [1.0], "timestamps": ["2024-01-02T13:00:00"]}, 422, "due at 2024-01-02T12:00:00"),
+        ({"values": [1.0, 2.0], "timestamps": ["2024-01-02T12:00:00"]}, 422, "one timestamp per value"),
+        ({"values": [1.0, 2.0], "timestamps": ["2024-01-02T12:00:00"] * 2}, 422, "due at 2024-01-02T13:00:00"),
+        ({"values": [1.0], "timestamps": ["2024-01-02T12:00:00+01:00"]}, 422, "time zone"),
+        ({"values": []}, 422, "values"),
+        ({"values": ["1.0"]}, 422, "values.0"),
+        ({"values": [True]}, 422, "values.0"),
+        ({"values": [1.0], "covariates": {"load": [1.0]}}, 422, "univariate"),
+        ({"values": [1.0], "extra": 1}, 422, "extra"),
+        ({"values": [1.0] * 1001}, 413, "GATECAST_STREAM_MAX_APPEND"),
+    ],
+)
+def test_bad_appends_are_refused_by_name_and_change_nothing(
+    client: TestClient, body: dict[str, Any], status: int, words: str
+) -> None:
+    put(client, "s", level=[80], start="2024-01-01T00:00:00")
+    append(client, "s", series(36))  # the last reading is at 2024-01-02T11:00
+    assert client.put("/streams/s", json={"model": "tiny", "level": [95]}).status_code == 200  # settings may change
+    before = _state(client, "s")
+    r = client.post("/streams/s/points", json=body)
+    assert r.status_code == status, r.text
+    assert words in r.text
+    assert _state(client, "s") == before
+
+
+def test_non_finite_values_and_unknown_streams(client: TestClient) -> None:
+    put(client, "s")
+    before = _state(client, "s")
+    json_body = {"content-type": "application/json"}
+    r = client.post("/streams/s/points", content=b'{"values": [1.0, NaN]}', headers=json_body)
+    assert r.status_code == 422 and "finite" in r.text
+    r = client.post("/streams/s/points", content=b'{"values": [1e400]}', headers=json_body)
+    assert r.status_code == 422
+    assert _state(client, "s") == before
+    r = client.post("/streams/nope/points", json={"values": [1.0]})
+    assert r.status_code == 404 and "PUT /streams/nope" in r.json()["message"]
+    assert client.get("/streams/nope").status_code == 404
+    assert client.delete("/streams/nope").status_code == 404
+    r = client.put("/streams/bad%20id", json={"model": "tiny"})
+    assert r.status_code == 422 and "not allowed" in r.text
+    assert client.put("/streams/s2", json={"model": "nope"}).status_code == 404
+    r = client.put("/streams/s2", json={"model": "tiny", "level": [100]})
+    assert r.status_code == 422 and "level" in r.text
+    r = client.put("/streams/s2", json={"model": "tiny", "horizon": 99})
+    assert r.status_code == 422 and "horizon" in r.text
+    r = client.put("/streams/s2", json={"model": "tiny", "freq": "fortnight"})
+    assert r.status_code == 422 and "offset alias" in r.text
+    assert client.get("/streams/s2").status_code == 404
+
+
+def test_time_settings_are_fixed_once_readings_arrived(client: TestClient) -> None:
+    put(client, "s", start="2024-01-01T00:00:00")
+    append(client, "s", [1.0])
+    r = client.put("/streams/s", json={"model": "tiny", "freq": "D"})
+    assert r.status_code == 409 and "DELETE it" in r.text
+    assert _state(client, "s")["freq"] is None
+
+
+def test_streams_survive_a_restart(repository: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    values = series(50)
+    with make_app(repository, state) as c:
+        put(c, "kept", level=[80])
+        first = append(c, "kept", values)
+    with make_app(repository, state) as c:
+        got = _state(c, "kept")
+        assert got["points"] == 50 and got["forecast"]["mean"] == first["forecast"]["mean"]
+        out = append(c, "kept", [values[-1]])
+        assert out["points"] == 51
+
+
+def test_limits_listing_and_delete(repository: Path, tmp_path: Path) -> None:
+    with make_app(repository, tmp_path / "state", max_streams=3) as c:
+        for name in ("b", "a", "c"):
+            put(c, name)
+        r = c.put("/streams/d", json={"model": "tiny"})
+        assert r.status_code == 409 and "GATECAST_MAX_STREAMS" in r.text
+        assert c.put("/streams/a", json={"model": "tiny", "level": [90]}).status_code == 200  # updates still work
+        page = c.get("/streams", params={"limit": 2}).json()
+        assert page == {"streams": ["a", "b"], "next": "b", "total": 3}
+        last = c.get("/streams", params={"after": "b", "limit": 2}).json()
+        assert last == {"streams": ["c"], "next": None, "total": 3}
+        assert c.get("/streams", params={"limit": 0}).status_code == 422
+        assert c.delete("/streams/b").status_code == 204
+        assert c.get("/streams/b").status_code == 404
+        assert c.put("/streams/d", json={"model": "tiny"}).status_code == 201
+
+
+def test_idle_streams_are_removed(repository: Path, tmp_path: Path) -> None:
+    with make_app(repository, tmp_path / "state", stream_idle_ttl_s=0.3) as c:
+        put(c, "idle")
+        put(c, "busy")
+        for _ in range(4):
+            time.sleep(0.1)
+            append(c, "busy", [1.0])
+        assert c.get("/streams/idle").status_code == 404
+        assert c.get("/streams/busy").status_code == 200
+
+
+def _samples(client: TestClient, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    text = client.get("/metrics").text
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                out[tuple(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
+def test_forecast_quality_is_exported_per_model(client: TestClient) -> None:
+    def total(name: str, **labels: str) -> float:
+        want = {"model": "tiny", "version": "1", **labels}
+        return sum(v for k, v in _samples(client, name).items() if all(dict(k).get(a) == b for a, b in want.items()))
+
+    before = {n: total(n) for n in ("gatecast_stream_scored_total", "gatecast_stream_readings_total")}
+    put(client, "q", level=[80])
+    n = 80
+    values = series(n, seed=2)
+    for v in values[:40]:
+        append(client, "q", [v])
+    append(client, "q", values[40:])
+    # Origins at 30..79 readings; the one at `at` predicted readings at..at+11 that arrived (before reading n).
+    pairs = sum(min(HORIZON, n - at) for at in range(MIN_WINDOW, n))
+    assert total("gatecast_stream_scored_total") - before["gatecast_stream_scored_total"] == pairs
+    assert total("gatecast_stream_readings_total") - before["gatecast_stream_readings_total"] == n
+    hits80 = total("gatecast_stream_interval_hits_total", level="80")
+    hits99 = total("gatecast_stream_interval_hits_total", level="99")
+    assert 0 < hits80 <= hits99 <= total("gatecast_stream_scored_total")
+    assert total("gatecast_stream_abs_error_total") > 0
+    assert not any("stream" in dict(k) for k in _samples(client, "gatecast_stream_scored_total"))
+
+
+def test_a_covariate_model_reads_its_covariates_from_the_stream(tmp_path: Path, covariate_artifact: Path) -> None:
+    import shutil
+
+    from tests.synthetic import covariate_dataset
+
+    repo = tmp_path / "models"
+    (repo / "tinycov" / "1").mkdir(parents=True)
+    shutil.copy(covariate_artifact, repo / "tinycov" / "1" / "model.onnx")
+    data = covariate_dataset().series[0]
+    y = data.values[:100].round(4).tolist()
+    load, plan = (data.covariates[name][:100].round(4).tolist() for name in ("load", "plan"))
+    start = "2024-01-01T00:00:00"
+    with make_app(repo, tmp_path / "state") as c:
+        info = c.get("/models/tinycov").json()["versions"][0]
+        ahead = info["horizon"]
+        c.put("/streams/cov", json={"model": "tinycov", "start": start})
+        out = None
+        for lo, hi in ((0, 50), (50, 64)):
+            out = append(
+                c,
+                "cov",
+                y[lo:hi],
+                covariates={"load": load[lo:hi], "plan": plan[lo:hi]},
+                future_covariates={"plan": plan[hi : hi + ahead]},
+            )
+        assert out is not None and out["forecast"] is not None
+        body = {
+            "model": "tinycov",
+            "series": [
+                {
+                    "id": "x",
+                    "values": y[:64],
+                    "start": start,
+                    "covariates": {"load": load[:64], "plan": plan[:64]},
+                    "future_covariates": {"plan": plan[64 : 64 + ahead]},
+                }
+            ],
+        }
+        alone = c.post("/forecast", json=body)
+        assert alone.status_code == 200, alone.text
+        np.testing.assert_allclose(out["forecast"]["mean"], alone.json()["forecasts"][0]["mean"], rtol=1e-5)
+        r = c.post("/streams/cov/points", json={"values": [1.0], "covariates": {"plan": [1.0]}})
+        assert r.status_code == 422 and "load" in r.text
+
+
+def test_streams_need_the_api_key_like_every_route(repository: Path, tmp_path: Path) -> None:
+    with make_app(repository, tmp_path / "state", api_keys=["s3cret"]) as c:
+        assert c.put("/streams/k", json={"model": "tiny"}).status_code == 401
+        assert c.get("/streams").status_code == 401
+        ok = c.put("/streams/k", json={"model": "tiny"}, headers={"authorization": "Bearer s3cret"})
+        assert ok.status_code == 201
+        assert c.post("/streams/k/points", json={"values": [1.0]}).status_code == 401
+        assert c.get("/streams/k", headers={"x-api-key": "s3cret"}).json()["points"] == 0
