@@ -23,7 +23,7 @@ from app.auth import DOCS_ASSETS
 from app.middleware import DirectRoute, ServingMiddleware
 from app.registry import ModelRepository
 from app.routes import backtest, forecast, models, streams, timegpt, v2
-from app.schemas import ForecastRequest
+from app.schemas import ForecastRequest, StreamReadings
 from app.settings import Settings, get_settings
 from app.stream_store import open_store
 from app.streams import Streams
@@ -142,6 +142,7 @@ DIRECT_ROUTES = (
     DirectRoute("POST", "/forecast", forecast.post_forecast),
     DirectRoute("POST", "/v2/models/{name}/infer", v2.infer),
     DirectRoute("POST", "/v2/models/{name}/versions/{version}/infer", v2.infer),
+    DirectRoute("POST", "/streams/{stream_id}/points", streams.append),
 )
 
 
@@ -184,14 +185,16 @@ def outermost(app: FastAPI, middleware: Callable[..., ASGIApp], **options: Any) 
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's schema plus ForecastRequest, which /forecast reads itself (JSON or CSV) and refers to."""
+    """FastAPI's schema plus the bodies the direct routes read themselves and refer to: ForecastRequest
+    (/forecast, JSON or CSV) and StreamReadings (stream appends)."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-    request_schema = ForecastRequest.model_json_schema(ref_template="#/components/schemas/{model}")
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    components.update(request_schema.pop("$defs", {}))
-    components["ForecastRequest"] = request_schema
+    for body in (ForecastRequest, StreamReadings):
+        request_schema = body.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(request_schema.pop("$defs", {}))
+        components[body.__name__] = request_schema
     app.openapi_schema = schema
     return schema
 

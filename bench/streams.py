@@ -95,9 +95,12 @@ def fill(url: str, n: int, history: np.ndarray) -> float:
 
 
 def appends(url: str, n: int, level: float, seconds: float) -> dict[str, Any]:
-    command = ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{round(seconds)}s", "-s", str(LUA), url, "--", str(n), str(level)]
-    subprocess.run([*command[:4], "-d2s", *command[5:]], capture_output=True, check=True)  # warm-up
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    def command(duration: float) -> list[str]:
+        script = ["-s", str(LUA), url, "--", str(n), str(level)]
+        return ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{round(duration)}s", *script]
+
+    subprocess.run(command(2), capture_output=True, check=True)  # warm-up
+    out = subprocess.run(command(seconds), capture_output=True, text=True, check=True).stdout
     stats = json.loads(out.strip().splitlines()[-1])
     return {
         "rps": stats["requests"] / (stats["duration_us"] / 1e6),

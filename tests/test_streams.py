@@ -151,6 +151,10 @@ def test_non_finite_values_and_unknown_streams(client: TestClient) -> None:
     assert r.status_code == 422 and "finite" in r.text
     r = client.post("/streams/s/points", content=b'{"values": [1e400]}', headers=json_body)
     assert r.status_code == 422
+    r = client.post("/streams/s/points", content=b'{"values": [1.0', headers=json_body)
+    assert r.status_code == 400 and r.json()["error"] == "malformed_json"
+    r = client.post("/streams/s/points", content=b"y\n1.0\n", headers={"content-type": "text/csv"})
+    assert r.status_code == 415 and "application/json" in r.text
     assert _state(client, "s") == before
     r = client.post("/streams/nope/points", json={"values": [1.0]})
     assert r.status_code == 404 and "PUT /streams/nope" in r.json()["message"]
