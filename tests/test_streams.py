@@ -307,3 +307,29 @@ def test_streams_need_the_api_key_like_every_route(repository: Path, tmp_path: P
         assert ok.status_code == 201
         assert c.post("/streams/k/points", json={"values": [1.0]}).status_code == 401
         assert c.get("/streams/k", headers={"x-api-key": "s3cret"}).json()["points"] == 0
+
+
+@pytest.mark.data
+def test_a_spike_in_real_etth1_is_flagged_and_the_false_alarm_rate_is_low(tmp_path: Path, capsys: Any) -> None:
+    """The committed ETTh1 model on 500 readings of ETTh1's test split (taken as free of anomalies), then one
+    reading far outside the forecast."""
+    from tests.conftest import COMMITTED_MODELS
+    from training.data import load_etth1
+
+    values = load_etth1().series[0].values
+    start = 14400 - 2880  # the test split
+    with make_app(COMMITTED_MODELS, tmp_path / "state") as c:
+        put(c, "ett", model="etth1-lstm", level=[95], anomaly_level=99)
+        history = [round(float(v), 3) for v in values[start - 168 : start]]
+        append(c, "ett", history, backfill=True)
+        flagged = 0
+        for lo in range(start, start + 500, 50):
+            flagged += len(append(c, "ett", [round(float(v), 3) for v in values[lo : lo + 50]])["anomalies"])
+        rate = flagged / 500
+        with capsys.disabled():
+            print(f"\nETTh1 test split, 500 readings: {flagged} flagged at 99% ({rate:.1%} false alarms)")
+        assert rate <= 0.02
+        last = _state(c, "ett")["forecast"]
+        half = last["intervals"]["95"]["hi"][0] - last["mean"][0]
+        out = append(c, "ett", [last["mean"][0] + 6 * half])
+        assert [a["index"] for a in out["anomalies"]] == [500 + 168]
