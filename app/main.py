@@ -23,7 +23,7 @@ from app.auth import DOCS_ASSETS
 from app.middleware import DirectRoute, ServingMiddleware
 from app.registry import ModelRepository
 from app.routes import backtest, forecast, models, streams, timegpt, v2
-from app.schemas import ForecastRequest, StreamReadings
+from app.schemas import ForecastRequest, StreamReadings, StreamSettings
 from app.settings import Settings, get_settings
 from app.stream_store import open_store
 from app.streams import Streams
@@ -186,12 +186,12 @@ def outermost(app: FastAPI, middleware: Callable[..., ASGIApp], **options: Any) 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's schema plus the bodies the direct routes read themselves and refer to: ForecastRequest
-    (/forecast, JSON or CSV) and StreamReadings (stream appends)."""
+    (/forecast, JSON or CSV), StreamReadings and StreamSettings (streams)."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for body in (ForecastRequest, StreamReadings):
+    for body in (ForecastRequest, StreamReadings, StreamSettings):
         request_schema = body.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(request_schema.pop("$defs", {}))
         components[body.__name__] = request_schema

@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import compile_path
 from starlette.types import Scope, Send
 
 from app import metrics
@@ -139,7 +140,27 @@ def raw_response(problem: Problem, path: str = "") -> bytes:
 async def _handle(request: Request, exc: Exception) -> Response:
     """Only the known kinds below reach here (all client errors or ours on purpose); anything else is logged
     and answered by the middleware."""
-    return response(problem_of(exc, request.method, request.url.path), request.url.path)
+    path = request.url.path
+    if isinstance(exc, StarletteHTTPException) and exc.status_code == 405:
+        # Starlette names the methods of the first route that matched; a path served by several routes (GET,
+        # PUT and DELETE /streams/{id}) answers all of theirs, as the schema documents them.
+        allow = _allowed(request.app, path) or (exc.headers or {}).get("Allow", "")
+        exc = MethodNotAllowed(f"{path} does not answer {request.method}; it answers {allow}", allow)
+    return response(problem_of(exc, request.method, path), path)
+
+
+_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
+
+
+def _allowed(app: FastAPI, path: str) -> str:
+    table = getattr(app.state, "allowed_methods", None)
+    if table is None:
+        table = [
+            (compile_path(template)[0], ", ".join(sorted(m.upper() for m in item if m in _METHODS)))
+            for template, item in app.openapi()["paths"].items()
+        ]
+        app.state.allowed_methods = table
+    return next((methods for regex, methods in table if regex.match(path)), "")
 
 
 def install(app: FastAPI) -> None:

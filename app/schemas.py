@@ -261,10 +261,13 @@ class StreamSettings(BaseModel):
         description="steps of the answers' forecasts (alias `h`); the model's when absent",
     )
     freq: str | None = Field(
-        None, max_length=32, description="pandas offset alias of the readings (h, 15min, D); the model's when absent"
+        None,
+        min_length=1,
+        max_length=32,
+        description="pandas offset alias of the readings (h, 15min, D); the model's when absent",
     )
-    start: datetime | None = Field(
-        None, description="time of the first reading: readings then carry time without `timestamps`"
+    start: Annotated[datetime, Strict()] | None = Field(
+        None, description="time of the first reading (ISO 8601): readings then carry time without `timestamps`"
     )
 
 
@@ -272,8 +275,8 @@ class StreamReadings(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"values": [31.2]}]})
 
     values: list[FiniteFloat] = Field(..., min_length=1, description="new readings, oldest first")
-    timestamps: list[datetime] | None = Field(
-        None, description="one per value: each one step of the stream's freq after the previous reading"
+    timestamps: list[Annotated[datetime, Strict()]] | None = Field(
+        None, description="one per value (ISO 8601): each one step of the stream's freq after the previous reading"
     )
     covariates: dict[str, list[FiniteFloat]] | None = Field(
         None, description="name -> one value per reading: the model's past and future covariates"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -46,9 +47,10 @@ def test_provider_choice() -> None:
 
 def test_the_tests_do_not_see_the_callers_gatecast_settings() -> None:
     """tests/conftest.py removes them: a developer's GATECAST_MODEL_REPOSITORY or keys cannot steer a test. It sets
-    one itself: no gRPC server in the apps built in the test process."""
+    two itself: no gRPC server in the apps built in the test process, and streams in a folder of the run."""
     left = {n: v for n, v in os.environ.items() if n.startswith("GATECAST_") and n != "GATECAST_DATA_DIR"}
-    assert left == {"GATECAST_GRPC_PORT": "0"}
+    assert set(left) == {"GATECAST_GRPC_PORT", "GATECAST_STATE_DIR"} and left["GATECAST_GRPC_PORT"] == "0"
+    assert Path(left["GATECAST_STATE_DIR"]).resolve().is_relative_to(Path(tempfile.gettempdir()).resolve())
 
 
 def test_one_worker_per_usable_cpu_by_default_each_with_one_onnxruntime_thread() -> None:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
 import orjson
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel
 
 from app.errors import InvalidInput, UnsupportedMediaType
 from app.schemas import ErrorBody, StreamAppended, StreamInfo, StreamPage, StreamReadings, StreamSettings
 from app.streams import Readings, StreamConfig, Streams, StreamState, check_id
 
 router = APIRouter(tags=["streams"])
+Body = TypeVar("Body", bound=BaseModel)
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 415, 422, 503)
 }
@@ -22,6 +24,20 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 def _streams(request: Request) -> Streams:
     streams: Streams = request.app.state.streams
     return streams
+
+
+def _body(schema: str) -> dict[str, Any]:
+    """The request body for the schema: these routes read their JSON themselves (pydantic's JSON mode, where
+    timestamps are ISO 8601 strings and numbers are never read as times)."""
+    ref = {"schema": {"$ref": f"#/components/schemas/{schema}"}}
+    return {"requestBody": {"required": True, "content": {"application/json": ref}}}
+
+
+async def _read(request: Request, model: type[Body]) -> Body:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in ("application/json", ""):
+        raise UnsupportedMediaType(f"Content-Type {media!r} is not read here; send application/json")
+    return model.model_validate_json(await request.body())
 
 
 def _json(content: Any, status: int = 200) -> Response:
@@ -48,22 +64,16 @@ def info(state: StreamState) -> dict[str, Any]:
     "/streams/{stream_id}",
     response_model=StreamInfo,
     responses={**_ERRORS, 201: {"model": StreamInfo}},
+    openapi_extra=_body("StreamSettings"),
     summary="Create a stream bound to a model, or change its settings",
 )
-async def put_stream(stream_id: str, body: StreamSettings, request: Request) -> Response:
+async def put_stream(stream_id: str, request: Request) -> Response:
     """201 when created, 200 when updated. Readings are kept across an update; a new model forecasts from the
     next reading on. `freq` and `start` are fixed once readings arrived."""
+    body = await _read(request, StreamSettings)
     config = StreamConfig(body.model, body.level, body.anomaly_level, body.horizon, body.freq, body.start)
     created, state = await _streams(request).put(stream_id, config)
     return _json(info(state), 201 if created else 200)
-
-
-_READINGS_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StreamReadings"}}},
-    }
-}
 
 
 # app.middleware calls `append` directly (a DirectRoute, like /forecast: FastAPI's routing was a large part of
@@ -72,7 +82,7 @@ _READINGS_BODY = {
     "/streams/{stream_id}/points",
     response_model=StreamAppended,
     responses=_ERRORS,
-    openapi_extra=_READINGS_BODY,
+    openapi_extra=_body("StreamReadings"),
     summary="Append readings: the updated forecast and the anomalies among them",
 )
 async def append_route(stream_id: str, request: Request) -> Response:
@@ -83,10 +93,7 @@ async def append_route(stream_id: str, request: Request) -> Response:
 
 
 async def append(request: Request) -> Response:
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media not in ("application/json", ""):
-        raise UnsupportedMediaType(f"Content-Type {media!r} is not read here; send application/json")
-    body = StreamReadings.model_validate_json(await request.body())
+    body = await _read(request, StreamReadings)
     stream_id = request.path_params["stream_id"]
     readings = Readings(body.values, body.timestamps, body.covariates, body.future_covariates, body.backfill)
     done = await _streams(request).append(stream_id, readings)
