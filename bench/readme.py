@@ -275,25 +275,19 @@ def protocols_section() -> str:
 
 def streams_section() -> str:
     """Live feeds: appends against /forecast, memory per stream, ETTh1 replayed, from docs/benchmarks/streams.json."""
+    from bench.streams import appends_table  # its imports (the test helpers) only when this block renders
+
     path = BENCH / "streams.json"
     r = json.loads(path.read_text())
-    s, f, rep = r["stores"], r["forecast_full_window"], r["replay"]
+    rep = r["replay"]
     lines = [
         f"Measured by `python -m bench.streams` at commit {measured_at(path)}, {r['machine']['cpus']} CPUs, "
         f"`gatecast serve` with its defaults, `{r['model']}`, one-reading appends to {r['streams']:,} streams "
         f"(random stream each, {r['connections']} connections) against `/forecast` carrying the whole window "
         "([docs/benchmarks/streams.md](docs/benchmarks/streams.md)):",
         "",
-        "| | requests/s | p50 | p99 | memory per stream |",
-        "|---|---|---|---|---|",
     ]
-    for name, label in (("sqlite", "append, embedded store (SQLite)"), ("redis", "append, Redis")):
-        x = s[name]
-        lines.append(
-            f"| {label} | {x['rps']:,.0f} | {x['p50_ms']:.2f} ms | {x['p99_ms']:.2f} ms "
-            f"| {x['bytes_per_stream'] / 1024:.1f} KiB |"
-        )
-    lines.append(f"| `/forecast`, whole window | {f['rps']:,.0f} | {f['p50_ms']:.2f} ms | {f['p99_ms']:.2f} ms | - |")
+    lines += appends_table(r)
     cov = rep["coverage"]
     lines += [
         "",

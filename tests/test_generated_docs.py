@@ -15,7 +15,9 @@ import pytest
 import bench.accuracy
 import bench.claims
 import bench.memory_cost
+import bench.protocols
 import bench.serving
+import bench.streams
 from bench import readme
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +49,8 @@ def test_every_generated_block_of_the_readme_has_a_renderer() -> None:
         pytest.param("serving", bench.serving.render, id="serving"),
         pytest.param("accuracy", bench.accuracy.render, id="accuracy"),
         pytest.param("claims", bench.claims.render, id="claims"),
+        pytest.param("protocols", bench.protocols.render, id="protocols"),
+        pytest.param("streams", bench.streams.render, id="streams"),
     ],
 )
 def test_each_benchmark_page_is_its_json_rendered(page: str, render: Callable[[dict[str, Any]], str]) -> None:
