@@ -100,14 +100,32 @@ def appends(url: str, n: int, level: float, seconds: float) -> dict[str, Any]:
         return ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{round(duration)}s", *script]
 
     subprocess.run(command(2), capture_output=True, check=True)  # warm-up
+    time.sleep(1.5)  # every worker publishes
+    before = batches(url)
     out = subprocess.run(command(seconds), capture_output=True, text=True, check=True).stdout
+    time.sleep(1.5)
+    after = batches(url)
     stats = json.loads(out.strip().splitlines()[-1])
     return {
         "rps": stats["requests"] / (stats["duration_us"] / 1e6),
         "p50_ms": stats["p50_us"] / 1e3,
         "p99_ms": stats["p99_us"] / 1e3,
         "errors": stats["socket_errors"] + stats["non_2xx"],
+        # Appends to different streams share onnxruntime runs: series per run while wrk appended.
+        "series_per_run": (after[0] - before[0]) / max(1.0, after[1] - before[1]),
     }
+
+
+def batches(url: str) -> tuple[float, float]:
+    """(series, runs) so far, from gatecast_batch_size_series."""
+    total = runs = 0.0
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
+        for s in family.samples:
+            if s.name == "gatecast_batch_size_series_sum":
+                total += s.value
+            elif s.name == "gatecast_batch_size_series_count":
+                runs += s.value
+    return total, runs
 
 
 def full_window(url: str, history: np.ndarray, seconds: float, tmp: Path) -> dict[str, Any]:
@@ -115,8 +133,13 @@ def full_window(url: str, history: np.ndarray, seconds: float, tmp: Path) -> dic
     path.write_text(body(history[-WINDOW:][None, :].astype(np.float32)))
     load = Load("/forecast", path)
     wrk(url, load, CONNECTIONS, 2)
+    time.sleep(1.5)
+    before = batches(url)
     stats = wrk(url, load, CONNECTIONS, seconds)
+    time.sleep(1.5)
+    after = batches(url)
     return {
+        "series_per_run": (after[0] - before[0]) / max(1.0, after[1] - before[1]),
         "rps": stats["rps"],
         "p50_ms": stats["p50_us"] / 1e3,
         "p99_ms": stats["p99_us"] / 1e3,
@@ -225,16 +248,19 @@ def main() -> None:
 def appends_table(r: dict[str, Any]) -> list[str]:
     """Appends on each store against /forecast with the whole window (this page and the README)."""
     s, f = r["stores"], r["forecast_full_window"]
-    lines = ["| path | requests/s | p50 | p99 | errors | memory per stream |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| path | requests/s | p50 | p99 | errors | series per onnxruntime run | memory per stream |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, label in (("sqlite", "append, embedded store (SQLite)"), ("redis", "append, Redis")):
         x = s[name]
         lines.append(
             f"| {label} | {x['rps']:,.0f} | {x['p50_ms']:.2f} ms | {x['p99_ms']:.2f} ms | {x['errors']} "
-            f"| {x['bytes_per_stream'] / 1024:.1f} KiB |"
+            f"| {x['series_per_run']:.1f} | {x['bytes_per_stream'] / 1024:.1f} KiB |"
         )
     lines.append(
         f"| `/forecast`, whole window ({f['request_bytes']:,} bytes a request) | {f['rps']:,.0f} "
-        f"| {f['p50_ms']:.2f} ms | {f['p99_ms']:.2f} ms | {f['errors']} | - |"
+        f"| {f['p50_ms']:.2f} ms | {f['p99_ms']:.2f} ms | {f['errors']} | {f['series_per_run']:.1f} | - |"
     )
     return lines
 
