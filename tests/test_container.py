@@ -149,3 +149,25 @@ def test_sigterm_drains_in_flight_requests_then_exits(container: tuple[str, str]
     assert took < 30, f"shutdown took {took:.1f}s, past the 30 s grace period"
     logs = podman("logs", name).stdout + podman("logs", name).stderr
     assert "Finished server process" in logs
+
+
+def test_streams_live_in_the_state_volume_under_a_read_only_root(image: str) -> None:
+    """As compose runs it (read-only root, a tmpfs /tmp): streams go to /var/lib/gatecast and outlive a restart."""
+    port = free_port()
+    name = f"gatecast-test-{port}"
+    podman("run", "-d", "--read-only", "--tmpfs", "/tmp", "--name", name, "-p", f"127.0.0.1:{port}:8000", image)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, timeout=90)
+        assert httpx.put(f"{url}/streams/tank", json={"model": "etth1-lstm"}).status_code == 201
+        values = (30 + 5 * np.sin(np.arange(170) * 2 * np.pi / 24)).round(3).tolist()
+        r = httpx.post(f"{url}/streams/tank/points", json={"values": values, "backfill": True})
+        assert r.status_code == 200 and r.json()["forecast"] is not None, r.text
+        podman("restart", "-t", "30", name)
+        wait_ready(url, timeout=90)
+        kept = httpx.get(f"{url}/streams/tank").json()
+        assert kept["points"] == 170 and kept["forecast"] == r.json()["forecast"]
+    except TimeoutError:
+        pytest.fail("container never became ready:\n" + podman("logs", name, check=False).stdout)
+    finally:
+        podman("rm", "-f", "-v", "-t", "0", name, check=False)
