@@ -157,6 +157,8 @@ class Streams:
                     )
                 continue  # created meanwhile by another request: update it instead
             state = _decode(record.data)
+            if state.points and freq is None:
+                freq = state.freq  # left out of an update: kept (it cannot change anyway)
             if state.points and (freq != state.freq or config.start is not None):
                 raise Conflict(
                     f"stream {stream_id!r} has {state.points} readings: its `freq` and `start` cannot change; "
@@ -193,7 +195,8 @@ class Streams:
     async def _read(self, stream_id: str) -> Record | None:
         record = await self.store.get(stream_id)
         if record is not None and record.touched < time.time() - self.idle_ttl_s:
-            return None  # idle past its time: the next sweep deletes it
+            await self.store.delete(stream_id)  # idle past its time: gone now, not at the next sweep
+            return None
         return record
 
     def _not_found(self, stream_id: str) -> NotFound:

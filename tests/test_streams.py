@@ -173,11 +173,15 @@ def test_non_finite_values_and_unknown_streams(client: TestClient) -> None:
 
 
 def test_time_settings_are_fixed_once_readings_arrived(client: TestClient) -> None:
-    put(client, "s", start="2024-01-01T00:00:00")
+    put(client, "s", start="2024-01-01T00:00:00", freq="h")
     append(client, "s", [1.0])
     r = client.put("/streams/s", json={"model": "tiny", "freq": "D"})
     assert r.status_code == 409 and "DELETE it" in r.text
-    assert _state(client, "s")["freq"] is None
+    r = client.put("/streams/s", json={"model": "tiny", "start": "2024-02-01T00:00:00"})
+    assert r.status_code == 409
+    assert _state(client, "s")["freq"] == "h"
+    updated = client.put("/streams/s", json={"model": "tiny", "level": [90]})  # freq left out: kept
+    assert updated.status_code == 200 and updated.json()["freq"] == "h" and updated.json()["level"] == [90.0]
 
 
 def test_streams_survive_a_restart(repository: Path, tmp_path: Path) -> None:
@@ -219,6 +223,9 @@ def test_idle_streams_are_removed(repository: Path, tmp_path: Path) -> None:
             append(c, "busy", [1.0])
         assert c.get("/streams/idle").status_code == 404
         assert c.get("/streams/busy").status_code == 200
+        time.sleep(0.4)
+        assert c.put("/streams/busy", json={"model": "tiny"}).status_code == 201  # idle, so created anew
+        assert _state(c, "busy")["points"] == 0
 
 
 def _samples(client: TestClient, name: str) -> dict[tuple[tuple[str, str], ...], float]:
