@@ -134,6 +134,11 @@ class ModelVersionInfo(BaseModel):
         ..., description="the inputs beside the values, by role: past, future and calendar (computed from time)"
     )
     metrics: dict[str, Any]
+    validation: dict[str, Any] | None = Field(
+        None,
+        description="the model against naive and seasonal naive on its validation split (MASE) and the verdict; "
+        "null for artifacts trained before it was recorded",
+    )
     trained_at: str
     sha256: str
 

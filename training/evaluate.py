@@ -4,6 +4,8 @@ calibrated on the validation split, a markdown report and plots under reports/<m
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,12 @@ from training.data import Dataset, check_covariates, covariate_windows, mase_sca
 from training.model import Forecaster
 
 LEVELS = (0.8, 0.95)
+log = logging.getLogger("gatecast.evaluate")
+
+
+def red(text: str) -> str:
+    """For a warning that must not be missed: red on a terminal, plain in a log file."""
+    return f"\033[31m{text}\033[0m" if sys.stderr.isatty() else text
 
 
 @dataclass
@@ -102,12 +110,41 @@ def baseline_forecasts(config: RunConfig, dataset: Dataset, test: SplitForecasts
     return out
 
 
+def validation_verdict(val: SplitForecasts, dataset: Dataset, season: int, horizon: int) -> dict[str, Any]:
+    """The model against naive and seasonal naive on the validation windows (MASE, the series' own scale): the
+    data the run chose its weights on, so a user learns before the test split, or their own data, whether the
+    model beats the forecasts that need no training."""
+    series_scale = np.array([mase_scale(s, season) for s in dataset.series])[val.series_index]
+    mase = {
+        name: float(np.mean(np.mean(np.abs(val.actuals - f), axis=1) / series_scale))
+        for name, f in (
+            ("model", val.forecasts),
+            ("naive", baselines.naive(val.inputs, horizon)),
+            ("seasonal_naive", baselines.seasonal_naive(val.inputs, horizon, season)),
+        )
+    }
+    best = min(("naive", "seasonal_naive"), key=lambda name: mase[name])
+    beats = mase["model"] < mase["naive"] and mase["model"] < mase["seasonal_naive"]
+    if beats:
+        verdict = f"beats naive and seasonal naive on validation (MASE {mase['model']:.3f} against {mase[best]:.3f})"
+    else:
+        worse = mase["model"] / mase[best] - 1
+        verdict = (
+            f"LOSES to {best.replace('_', ' ')} on validation: MASE {mase['model']:.3f} against {mase[best]:.3f} "
+            f"({worse:.0%} worse); serve {best.replace('_', ' ')} instead, or change the configuration"
+        )
+    return {"split": "val", "windows": int(len(val.actuals)), "mase": mase, "beats_naive": beats, "verdict": verdict}
+
+
 def evaluate(
     model: Forecaster, config: RunConfig, dataset: Dataset
 ) -> tuple[dict[str, Any], Conformal, SplitForecasts]:
     season = config.season or dataset.season
     val = collect(model, dataset, "val", 1)
     cal = conformal.calibrate(val.actuals, val.forecasts, val.scales)
+    validation = validation_verdict(val, dataset, season, config.model.horizon)
+    if not validation["beats_naive"]:
+        log.warning(red(f"{config.name}: {validation['verdict']}"))
     test = collect(model, dataset, "test", config.evaluate.stride)
 
     series_scale = np.array([mase_scale(s, season) for s in dataset.series])
@@ -124,6 +161,7 @@ def evaluate(
         "season": season,
         "scores": scores,
         "coverage": {},
+        "validation": validation,
     }
     for level in LEVELS:
         lo, hi = conformal.interval(test.forecasts, test.scales, cal, level)
@@ -201,6 +239,8 @@ def write_report(
         for name, s in result["m4"].items():
             lines.append(f"| {name} | {s['smape']:.3f} | {s['mase']:.3f} | {s['owa']:.3f} |")
     lines += [
+        "",
+        f"Validation verdict: {result['validation']['verdict']}." if "validation" in result else "",
         "",
         f"Split-conformal intervals calibrated on {cal.calibration_windows} validation windows. Empirical "
         "coverage on the test split: "

@@ -28,6 +28,7 @@ def version_info(loaded: ModelService) -> ModelVersionInfo:
         interval_levels=[round(level * 100, 2) for level in card.conformal.levels],
         covariates=card.covariates.to_json(),
         metrics=card.metrics,
+        validation=card.metrics.get("validation"),
         trained_at=card.trained_at,
         sha256=card.sha256,
     )
