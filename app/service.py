@@ -32,6 +32,8 @@ from app.stats import ModelStats
 from app.timeaxis import future_index
 from contract.card import ModelCard
 from contract.covariates import calendar_matrix
+from contract.intervals import spread as window_spread
+from contract.intervals import unit as interval_unit
 from contract.windows import MAX_ABS_VALUE, last_window
 
 MAX_LEVELS = 20
@@ -75,7 +77,7 @@ class ForecastResult:
     levels: list[float]  # ascending
     ids: list[str]
     mean: np.ndarray  # (B, horizon) float64
-    scale: np.ndarray  # (B,) float64, the unit of the intervals
+    scale: np.ndarray  # (B,) float64, the unit of the intervals (the graph's scale, floored: contract.intervals)
     intervals: dict[float, tuple[np.ndarray, np.ndarray]]  # level -> lower, upper (B, horizon)
     timestamps: list[pd.DatetimeIndex | None] = field(default_factory=list)
     quantiles: dict[float, np.ndarray] = field(default_factory=dict)  # probability -> (B, horizon), ascending
@@ -325,7 +327,11 @@ class ModelService:
     ) -> ForecastResult:
         horizon = plan.horizon
         mean = np.stack(forecasts)[:, :horizon].astype(np.float64)  # (B, H)
-        scale = np.asarray(scales, dtype=np.float64).reshape(-1)  # (B,)
+        scale = np.asarray(scales, dtype=np.float64).reshape(-1)  # (B,) the graph's
+        floor = self.card.conformal.scale_floor
+        if floor:  # the unit of the widths, as calibration computed it (contract.intervals)
+            values = [w[0] if isinstance(w, tuple) else w for w in plan.windows]
+            scale = interval_unit(scale, window_spread(values), floor)
         # float32 values summed in float64 cannot overflow: the sum is finite exactly when every value is.
         if not math.isfinite(float(mean.sum()) + float(scale.sum())):
             finite = np.isfinite(mean).all(axis=1) & np.isfinite(scale)

@@ -14,8 +14,8 @@ from typing import Any
 
 from contract.covariates import CovariateError, Covariates
 
-SCHEMA_VERSION = "2"  # 2 added `covariates`
-READABLE_SCHEMAS = ("1", "2")  # a schema-1 file is a univariate model: no covariates
+SCHEMA_VERSION = "3"  # 2 added `covariates`, 3 `conformal.scale_floor` (older servers must not misread its widths)
+READABLE_SCHEMAS = ("1", "2", "3")  # a schema-1 file is a univariate model: no covariates; 1 and 2 have no floor
 PREFIX = "gatecast."
 
 # Keys stored as JSON rather than plain strings.
@@ -38,6 +38,9 @@ class Conformal:
     levels: list[float]
     quantiles: list[list[float]]
     calibration_windows: int
+    # The unit of the widths is max(scale, scale_floor x the window's spread) (contract.intervals); 0 in cards
+    # written before the floor, whose unit is the graph's scale alone.
+    scale_floor: float = 0.0
 
     def half_width_factors(self, level: float) -> list[float]:
         """Score quantile per step for a coverage `level` in (0, 1), linear between grid levels.
@@ -155,3 +158,6 @@ class ModelCard:
         for row in self.conformal.quantiles:
             if len(row) != self.horizon or not all(math.isfinite(q) and q >= 0 for q in row):
                 raise ContractError("gatecast.conformal.quantiles rows need `horizon` finite values >= 0")
+        floor = self.conformal.scale_floor
+        if not (isinstance(floor, int | float) and math.isfinite(floor) and floor >= 0):
+            raise ContractError(f"gatecast.conformal.scale_floor is {floor!r}; expected a finite number >= 0")

@@ -39,7 +39,7 @@ def test_round_trip_through_metadata_props() -> None:
     c = card()
     props = c.to_props()
     assert all(isinstance(v, str) for v in props.values())
-    assert props[PREFIX + "schema"] == "2"
+    assert props[PREFIX + "schema"] == "3"
     assert ModelCard.from_props(props) == c
 
 

@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from contract.card import ModelCard
+from contract.card import Conformal, ModelCard
 from tests.synthetic import seasonal_dataset, tiny_config
 from training.conformal import calibrate, coverage, interval
 from training.export import ExportValidationError, export_onnx, validate
@@ -104,7 +104,33 @@ def test_conformal_quantiles_give_nominal_coverage_on_exchangeable_data() -> Non
     actual = rng.normal(size=(4000, 3))
     forecasts = np.zeros_like(actual)
     scales = np.ones(4000)
-    cal = calibrate(actual[:2000], forecasts[:2000], scales[:2000])
+    windows = rng.normal(size=(4000, 24))
+    cal = calibrate(actual[:2000], forecasts[:2000], scales[:2000], windows[:2000])
     for level in (0.8, 0.95):
-        lo, hi = interval(forecasts[2000:], scales[2000:], cal, level)
+        lo, hi = interval(forecasts[2000:], scales[2000:], windows[2000:], cal, level)
         assert abs(coverage(actual[2000:], lo, hi) - level) < 0.02
+
+
+def test_a_window_with_no_volatility_still_gets_intervals_as_wide_as_its_errors() -> None:
+    """The issue's case: exactly periodic windows make the graph's scale (mean lagged difference) nearly 0 while
+    the forecast is still off. The unit's floor, learned on calibration windows, keeps their width."""
+    rng = np.random.default_rng(1)
+    t = np.arange(48)
+    n = 3000
+    amplitude = rng.uniform(1, 5, size=(n, 1))
+    periodic = rng.uniform(size=n) < 0.2  # a fifth of the windows repeat exactly; the rest are noisy
+    windows = amplitude * np.sin(2 * np.pi * t / 24) + np.where(periodic[:, None], 0, rng.normal(size=(n, 48)))
+    lagged = np.abs(windows[:, 24:] - windows[:, :-24]).mean(axis=1)
+    scales = np.maximum(lagged, 1e-4 * np.abs(windows).max(axis=1))  # the graph's scale, with its own floor
+    errors = rng.normal(scale=0.3 * amplitude[:, 0:1], size=(n, 4))  # errors in proportion to the amplitude
+    forecasts = np.zeros((n, 4))
+    cal = calibrate(errors[:2000], forecasts[:2000], scales[:2000], windows[:2000])
+    assert cal.scale_floor > 0
+    lo, hi = interval(forecasts[2000:], scales[2000:], windows[2000:], cal, 0.95)
+    smooth = periodic[2000:]
+    # The floor is a floor: the smooth windows are covered less than the others, but far from never.
+    assert coverage(errors[2000:][smooth], lo[smooth], hi[smooth]) > 0.7
+    assert abs(coverage(errors[2000:], lo, hi) - 0.95) < 0.03  # and the whole stays calibrated
+    unfloored = Conformal(cal.levels, cal.quantiles, cal.calibration_windows)
+    lo0, hi0 = interval(forecasts[2000:], scales[2000:], windows[2000:], unfloored, 0.95)
+    assert coverage(errors[2000:][smooth], lo0[smooth], hi0[smooth]) < 0.1

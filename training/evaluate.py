@@ -141,7 +141,7 @@ def evaluate(
 ) -> tuple[dict[str, Any], Conformal, SplitForecasts]:
     season = config.season or dataset.season
     val = collect(model, dataset, "val", 1)
-    cal = conformal.calibrate(val.actuals, val.forecasts, val.scales)
+    cal = conformal.calibrate(val.actuals, val.forecasts, val.scales, val.inputs)
     validation = validation_verdict(val, dataset, season, config.model.horizon)
     if not validation["beats_naive"]:
         log.warning(red(f"{config.name}: {validation['verdict']}"))
@@ -164,7 +164,7 @@ def evaluate(
         "validation": validation,
     }
     for level in LEVELS:
-        lo, hi = conformal.interval(test.forecasts, test.scales, cal, level)
+        lo, hi = conformal.interval(test.forecasts, test.scales, test.inputs, cal, level)
         result["coverage"][str(round(level * 100))] = conformal.coverage(test.actuals, lo, hi)
     if dataset.name == "m4_hourly":
         result["m4"] = m4_official(dataset, test, candidates, season)
@@ -285,7 +285,9 @@ def _plot(config: RunConfig, test: SplitForecasts, cal: Conformal, path: Path) -
         ax.plot(t_fut, test.actuals[i], color="black", lw=1.2, label="actual")
         ax.plot(t_fut, test.forecasts[i], color="tab:blue", lw=1.2, label="forecast")
         for level, alpha in ((0.95, 0.15), (0.8, 0.3)):
-            lo, hi = conformal.interval(test.forecasts[i : i + 1], test.scales[i : i + 1], cal, level)
+            lo, hi = conformal.interval(
+                test.forecasts[i : i + 1], test.scales[i : i + 1], test.inputs[i : i + 1], cal, level
+            )
             ax.fill_between(t_fut, lo[0], hi[0], color="tab:blue", alpha=alpha, lw=0, label=f"{int(level * 100)}%")
         ax.set_title(f"origin {int(test.origins[i])} (series {int(test.series_index[i])})", fontsize=9)
     axes[0, 0].legend(fontsize=7, ncol=6, loc="upper left")
