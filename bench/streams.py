@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,7 +35,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.settings import available_cpus
 from bench.serving import MODEL, Load, body, wrk
-from tests.live import free_port, wait_ready
+from tests.live import running_server
 from tests.redis_server import redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,21 +45,10 @@ WINDOW = 168
 
 
 @contextmanager
-def gatecast(env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("GATECAST_")}
-    environ.update({"GATECAST_GRPC_PORT": "0", "GATECAST_LOG_LEVEL": "warning", **env})
-    command = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
-    proc = subprocess.Popen(
-        command, cwd=ROOT, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, proc)
+def gatecast(env: dict[str, str], repository: Path = ROOT / "models") -> Iterator[str]:
+    """`gatecast serve` with its defaults (one worker per CPU), gRPC off, on the given store."""
+    with running_server(repository, workers=available_cpus(), GATECAST_LOG_LEVEL="warning", **env) as (url, _):
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
 
 
 def series() -> np.ndarray:
@@ -162,7 +149,7 @@ def replay(models: Path, values: np.ndarray, start: int, end: int, tmp: Path) ->
     """ETTh1's test split through a stream of the committed model, copied as `replay` so its counters are alone."""
     repo = tmp / "replay-models"
     shutil.copytree(models / MODEL, repo / "replay")
-    with gatecast({"GATECAST_MODEL_REPOSITORY": str(repo), "GATECAST_STATE_DIR": str(tmp / "replay-state")}) as url:
+    with gatecast({"GATECAST_STATE_DIR": str(tmp / "replay-state")}, repo) as url:
         with httpx.Client(base_url=url, timeout=120) as http:
             assert http.put("/streams/ett", json={"model": "replay", "anomaly_level": 99}).status_code == 201
             warm = [round(float(v), 3) for v in values[start - WINDOW : start]]
