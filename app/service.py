@@ -384,6 +384,11 @@ def check_levels(levels: Sequence[float]) -> list[float]:
     return sorted(float(level) for level in levels)
 
 
+def level_key(level: float) -> str:
+    """The one spelling of a level in every answer's keys: 80 -> '80', 99.5 -> '99.5'."""
+    return str(int(level)) if float(level).is_integer() else str(level)
+
+
 def check_quantiles(quantiles: Sequence[float]) -> None:
     if len(quantiles) > MAX_LEVELS:
         raise InvalidInput(f"{len(quantiles)} quantiles were asked for; ask for at most {MAX_LEVELS}")

@@ -35,7 +35,7 @@ import pandas as pd
 from app import backtest, metrics
 from app.errors import Conflict, InvalidInput, NotFound, Overloaded, PayloadTooLarge
 from app.registry import ModelRepository
-from app.service import ModelService, SeriesInput, check_levels
+from app.service import ModelService, SeriesInput, check_levels, level_key
 from app.stream_store import Created, Record, StreamStore
 from app.timeaxis import positive_offset
 
@@ -292,7 +292,7 @@ class Streams:
                 naive = backtest.mase_scale(history, card.season)
                 mean = result.mean[w].astype(np.float32).tobytes()
                 origins.append(Origin(first_new - n_old + c, made_by, float(result.scale[w]), naive, mean))
-            forecast = _render(service, result, len(cutoffs) - 1, state.horizon or card.horizon, windows.indexes[0])
+            forecast = _render(result, len(cutoffs) - 1, state.horizon or card.horizon, windows.indexes[0])
         anomalies: list[dict[str, Any]] = []
         quality: dict[str, Quality] = {}
         if not readings.backfill:
@@ -455,11 +455,7 @@ def _covariates(state: StreamState, readings: Readings, k: int) -> dict[str, np.
     return out
 
 
-def _render(
-    service: ModelService, result: Any, row: int, horizon: int, index: pd.DatetimeIndex | None
-) -> dict[str, Any]:
-    from app.routes.forecast import level_key  # one spelling of level keys for every answer
-
+def _render(result: Any, row: int, horizon: int, index: pd.DatetimeIndex | None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "model": result.model,
         "version": result.version,

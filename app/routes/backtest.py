@@ -11,7 +11,7 @@ from fastapi import APIRouter, Response
 
 from app import backtest
 from app.deps import RepositoryDep
-from app.routes.forecast import level_key, series_input
+from app.routes.forecast import series_input
 from app.schemas import (
     AnomaliesRequest,
     AnomaliesResponse,
@@ -19,7 +19,7 @@ from app.schemas import (
     CrossValidationResponse,
     ErrorBody,
 )
-from app.service import check_levels
+from app.service import check_levels, level_key
 
 router = APIRouter(tags=["backtest"])
 _ERRORS: dict[int | str, dict[str, Any]] = {

@@ -20,7 +20,7 @@ from app.errors import BadRequest, InvalidInput, UnsupportedMediaType
 from app.fastdecode import ForecastJobSpec, decode_common
 from app.registry import ModelRepository
 from app.schemas import EXAMPLE_VALUES, ErrorBody, ForecastRequest, ForecastResponse, SeriesIn
-from app.service import ForecastJob, ForecastResult, SeriesInput
+from app.service import ForecastJob, ForecastResult, SeriesInput, level_key
 from contract.longformat import read_long_csv, split_long_frame
 
 router = APIRouter(tags=["forecast"])
@@ -231,10 +231,6 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 def spreadsheet_safe(text: str) -> str:
     """Prefix a cell a spreadsheet would evaluate with ' so it is shown as text (OWASP's CSV-injection rule)."""
     return "'" + text if text.startswith(_FORMULA_START) else text
-
-
-def level_key(level: float) -> str:
-    return str(int(level)) if float(level).is_integer() else str(level)
 
 
 def quantile_key(q: float) -> str:

@@ -28,8 +28,7 @@ from app import backtest
 from app.deps import RepositoryDep
 from app.errors import InvalidInput
 from app.registry import ModelRepository
-from app.routes.forecast import level_key
-from app.service import ForecastJob, ModelService, SeriesInput, check_levels
+from app.service import ForecastJob, ModelService, SeriesInput, check_levels, level_key
 
 
 class TimeGPTError(BaseModel):
