@@ -139,6 +139,14 @@ class ModelVersionInfo(BaseModel):
         description="the model against naive and seasonal naive on its validation split (MASE) and the verdict; "
         "null for artifacts trained before it was recorded",
     )
+    transform: str = Field(
+        "none", description="log: the model forecasts the logarithm of the series and refuses values <= 0"
+    )
+    members: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="an ensemble's members (cell, input window, hidden size): one graph answers their median, "
+        "blended with naive by metrics.ensemble.naive_weight; empty for a single model",
+    )
     trained_at: str
     sha256: str
 

@@ -277,8 +277,9 @@ class ModelService:
             and all(isinstance(s.values, list) and len(s.values) == n for s in series)
         ):
             values = np.asarray([s.values for s in series], dtype=np.float64)
-            if np.abs(values).max() <= MAX_ABS_VALUE:
-                return list(values[:, -self.card.trained_window :].astype(np.float32))
+            window = values[:, -self.card.trained_window :]
+            if np.abs(values).max() <= MAX_ABS_VALUE and not (self.card.positive_only and window.min() <= 0):
+                return list(window.astype(np.float32))
         return [self._window(s) for s in series]
 
     def _window(self, series: SeriesInput) -> np.ndarray:
@@ -298,9 +299,16 @@ class ModelService:
         if values.dtype.kind != "f":
             values = values.astype(np.float64)
         # One reduction for the common case: the largest magnitude is NaN or inf exactly when a value is.
+        window = last_window(values, card.trained_window)
         if not float(np.abs(values).max()) <= MAX_ABS_VALUE:  # float(): a float16 array would cast the limit
-            self._refuse_values(series.id, values, last_window(values, card.trained_window))
-        return last_window(values, card.trained_window).astype(np.float32)
+            self._refuse_values(series.id, values, window)
+        if card.positive_only and not float(window.min()) > 0:
+            bad = len(values) - len(window) + int(np.argmin(window > 0))
+            raise InvalidInput(
+                f"series {series.id!r}: value {bad} is {values[bad]}; model {card.name!r} forecasts the logarithm "
+                f"of the series and needs every value of its last {card.trained_window} to be > 0"
+            )
+        return window.astype(np.float32)
 
     @staticmethod
     def _refuse_values(series_id: str, values: np.ndarray, window: np.ndarray) -> None:

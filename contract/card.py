@@ -14,12 +14,17 @@ from typing import Any
 
 from contract.covariates import CovariateError, Covariates
 
-SCHEMA_VERSION = "3"  # 2 added `covariates`, 3 `conformal.scale_floor` (older servers must not misread its widths)
-READABLE_SCHEMAS = ("1", "2", "3")  # a schema-1 file is a univariate model: no covariates; 1 and 2 have no floor
+# 2 added `covariates`, 3 `conformal.scale_floor` (older servers must not misread its widths), 4 `transform` and
+# `members` (an older server would pass values <= 0 to a log model).
+SCHEMA_VERSION = "4"
+READABLE_SCHEMAS = ("1", "2", "3", "4")  # schema 1: no covariates; 1 and 2: no floor; 1-3: no transform, one member
+TRANSFORMS = ("none", "log")
 PREFIX = "gatecast."
 
 # Keys stored as JSON rather than plain strings.
-_JSON_KEYS = ("input_window", "conformal", "metrics", "versions", "dataset", "covariates")
+_JSON_KEYS = ("input_window", "conformal", "metrics", "versions", "dataset", "covariates", "members")
+# The schema that added each later key: an older file lacks it and means the field's default.
+_ADDED_IN = {"covariates": 2, "transform": 4, "members": 4}
 _INT_KEYS = ("horizon", "seed", "season")
 
 
@@ -79,6 +84,10 @@ class ModelCard:
     versions: dict[str, str]
     sha256: str
     covariates: Covariates = Covariates()
+    transform: str = "none"  # "log": the graph forecasts in log units and needs every window value > 0
+    # An ensemble's members (seeds seed, seed+1, ...), each {"cell", "input_window", "hidden_size"}; the graph
+    # returns their median, blended with naive per `metrics`. Empty: one model.
+    members: list[dict[str, Any]] = field(default_factory=list)
     schema: str = SCHEMA_VERSION
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -89,6 +98,11 @@ class ModelCard:
     @property
     def trained_window(self) -> int:
         return int(self.input_window["trained"])
+
+    @property
+    def positive_only(self) -> bool:
+        """Whether every value of a window must be > 0 (a log model)."""
+        return self.transform == "log"
 
     def to_props(self) -> dict[str, str]:
         """Serialise to ONNX metadata_props (str -> str)."""
@@ -118,8 +132,8 @@ class ModelCard:
             if name == "extra":
                 continue
             key = PREFIX + name
-            if name == "covariates" and schema == "1":
-                continue  # the default: none
+            if int(schema) < _ADDED_IN.get(name, 1):
+                continue  # a key this schema did not have: the field's default
             if key not in props:
                 raise ContractError(f"metadata key {key!r} is missing")
             raw = props[key]
@@ -144,8 +158,12 @@ class ModelCard:
 
     def check(self) -> None:
         """Raise ContractError when the card is internally inconsistent."""
-        if self.cell not in ("lstm", "gru", "rnn"):
-            raise ContractError(f"gatecast.cell is {self.cell!r}; expected lstm, gru or rnn")
+        if self.cell not in ("lstm", "gru", "rnn") and not (self.cell == "mixed" and self.members):
+            raise ContractError(f"gatecast.cell is {self.cell!r}; expected lstm, gru, rnn (mixed: an ensemble)")
+        if self.transform not in TRANSFORMS:
+            raise ContractError(f"gatecast.transform is {self.transform!r}; expected one of {list(TRANSFORMS)}")
+        if not isinstance(self.members, list) or not all(isinstance(m, dict) for m in self.members):
+            raise ContractError("gatecast.members must be a list of objects (one per ensemble member)")
         if self.horizon < 1:
             raise ContractError(f"gatecast.horizon is {self.horizon}; expected >= 1")
         if not 1 <= self.min_window <= self.trained_window:

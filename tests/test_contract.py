@@ -39,8 +39,20 @@ def test_round_trip_through_metadata_props() -> None:
     c = card()
     props = c.to_props()
     assert all(isinstance(v, str) for v in props.values())
-    assert props[PREFIX + "schema"] == "3"
+    assert props[PREFIX + "schema"] == "4"
     assert ModelCard.from_props(props) == c
+    ensemble = card(cell="mixed", transform="log", members=[{"cell": "gru", "input_window": 16, "hidden_size": 8}])
+    assert ModelCard.from_props(ensemble.to_props()) == ensemble
+
+
+def test_a_schema_3_file_is_one_plain_model_and_schema_4_must_say_what_it_is() -> None:
+    props = card().to_props()
+    del props[PREFIX + "transform"], props[PREFIX + "members"]
+    with pytest.raises(ContractError, match="gatecast.transform"):
+        ModelCard.from_props(props)
+    props[PREFIX + "schema"] = "3"
+    old = ModelCard.from_props(props)
+    assert old.transform == "none" and old.members == [] and not old.positive_only
 
 
 @pytest.mark.parametrize("key", ["gatecast.horizon", "gatecast.conformal", "gatecast.input_window"])
@@ -67,6 +79,8 @@ def test_newer_schema_is_refused() -> None:
     "overrides",
     [
         pytest.param({"cell": "tcn"}, id="cell"),
+        pytest.param({"cell": "mixed"}, id="mixed-without-members"),
+        pytest.param({"transform": "sqrt"}, id="transform"),
         pytest.param({"horizon": 3}, id="quantile-rows-vs-horizon"),
         pytest.param({"input_window": {"min": 20, "trained": 16}}, id="window"),
         pytest.param({"conformal": Conformal([0.9, 0.5], [[1, 1], [1, 1]], 3)}, id="levels-order"),

@@ -130,7 +130,10 @@ def test_training_that_stops_while_improving_says_so(project: Path, caplog: pyte
     config = config_file(project, "pump.toml", "pump", project / "pump.csv", train={"epochs": 1, "batch_size": 64})
     with caplog.at_level(logging.WARNING, logger="gatecast.train"):
         pipeline.run_train(config, project, progress=False)
-    assert any("best epoch is the last of 1" in r.getMessage() for r in caplog.records)
+    assert any("the epoch cap (1) stopped training" in r.getMessage() for r in caplog.records)
+    pipeline.run_evaluate(config, project)
+    report = (project / "reports" / "pump" / "report.md").read_text()
+    assert "the epoch cap stopped it while validation was still improving" in report
 
 
 def test_the_commands_end_with_a_message_not_a_traceback(project: Path) -> None:

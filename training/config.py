@@ -4,7 +4,7 @@ of its field); `keys_table()` renders them all, and docs/configuration.md is gen
 from __future__ import annotations
 
 import tomllib
-from dataclasses import MISSING, Field, dataclass, field, fields
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ from training.fields import doc
 from training.model import ForecasterConfig
 
 GAP_POLICIES = ("interpolate", "keep", "refuse")
+LR_SCHEDULES = ("none", "plateau", "cosine")
 
 
 @dataclass
@@ -24,6 +25,38 @@ class TrainConfig:
     train_stride: int = doc(1, "distance between consecutive training windows")
     max_batches_per_epoch: int = doc(0, "0: a full pass per epoch; else a random subset (large global data sets)")
     grad_clip: float = doc(1.0, "gradient norm clip")
+    lr_schedule: str = doc(
+        "none",
+        "plateau: halve the learning rate after half of `patience` epochs without a better validation loss; "
+        "cosine: anneal it to 0 over `epochs`; none: constant",
+    )
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"[train] lr_schedule {self.lr_schedule!r} is unknown; use one of {list(LR_SCHEDULES)}")
+
+
+@dataclass
+class EnsembleConfig:
+    members: int = doc(
+        1, "forecasters trained (seeds seed, seed+1, ...) and exported as one graph returning their median"
+    )
+    input_windows: list[int] = doc([], "the members' input windows, taken in turn; empty: [model] input_window")
+    cells: list[str] = doc([], "the members' cells, taken in turn; empty: [model] cell")
+    naive_blend: bool = doc(
+        False,
+        "choose on the validation split the weight w (0-1) of the naive or seasonal naive forecast, whichever "
+        "serves best, and export (1 - w) x model + w x naive in the graph: the model cannot lose much to naive",
+    )
+
+    def __post_init__(self) -> None:
+        if self.members < 1:
+            raise ValueError(f"[ensemble] members is {self.members}; it must be >= 1")
+
+    @property
+    def single(self) -> bool:
+        """One plain forecaster: the graph is the member itself."""
+        return self.members == 1 and not self.naive_blend
 
 
 @dataclass
@@ -70,6 +103,7 @@ class RunConfig:
     )
     model: ForecasterConfig = field(default_factory=ForecasterConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     split: SplitConfig | None = None  # [split], for data files; None: its defaults
     source: str = ""  # the TOML file this came from (not a key)
@@ -77,6 +111,16 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.gaps not in GAP_POLICIES:
             raise ValueError(f"gaps {self.gaps!r} is unknown; use one of {', '.join(GAP_POLICIES)}")
+        self.member_configs()  # raises ValueError naming a member window or cell the model cannot take
+
+    def member_configs(self) -> list[tuple[int, ForecasterConfig]]:
+        """(seed, model config) of each ensemble member: the [model] section with the member's window and cell."""
+        ens, out = self.ensemble, []
+        for k in range(ens.members):
+            window = ens.input_windows[k % len(ens.input_windows)] if ens.input_windows else self.model.input_window
+            cell = ens.cells[k % len(ens.cells)] if ens.cells else self.model.cell
+            out.append((self.seed + k, replace(self.model, input_window=window, cell=cell)))
+        return out
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
@@ -86,7 +130,13 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "") -> RunConfig:
-        sections = {"model": ForecasterConfig, "train": TrainConfig, "evaluate": EvalConfig, "split": SplitConfig}
+        sections = {
+            "model": ForecasterConfig,
+            "train": TrainConfig,
+            "ensemble": EnsembleConfig,
+            "evaluate": EvalConfig,
+            "split": SplitConfig,
+        }
         keys = {f.name for f in fields(cls)} - {"source"}
         kwargs: dict[str, Any] = {}
         for key, value in raw.items():
@@ -114,6 +164,7 @@ SECTIONS: list[tuple[str, type]] = [
     ("", RunConfig),
     ("model", ForecasterConfig),
     ("train", TrainConfig),
+    ("ensemble", EnsembleConfig),
     ("evaluate", EvalConfig),
     ("split", SplitConfig),
 ]

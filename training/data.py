@@ -194,6 +194,17 @@ def _read_m4(path: Path) -> dict[str, np.ndarray]:
     return {str(i): row.dropna().to_numpy(dtype=np.float64) for i, row in frame.iterrows()}
 
 
+def check_positive(dataset: Dataset) -> None:
+    """A log model reads log values: refuse, naming the first series, data with a value <= 0."""
+    for series in dataset.series:
+        bad = np.flatnonzero(~(series.values > 0))
+        if len(bad):
+            raise ValueError(
+                f'series {series.id!r}: value {int(bad[0])} is {series.values[bad[0]]}; [model] transform = "log" '
+                'needs every value > 0 (shift the series, or use transform = "none")'
+            )
+
+
 def load_m4_hourly(root: Path | None = None) -> Dataset:
     """M4 Hourly: the last 48 training points of each series are the validation split; test is official."""
     root = (root or data_dir()) / "m4"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,16 +16,12 @@ from contract.card import Conformal
 from training import baselines, conformal
 from training import metrics as M
 from training.config import RunConfig
+from training.console import red
 from training.data import Dataset, check_covariates, covariate_windows, mase_scale, windows
-from training.model import Forecaster
+from training.ensemble import AnyForecaster, Ensemble
 
 LEVELS = (0.8, 0.95)
 log = logging.getLogger("gatecast.evaluate")
-
-
-def red(text: str) -> str:
-    """For a warning that must not be missed: red on a terminal, plain in a log file."""
-    return f"\033[31m{text}\033[0m" if sys.stderr.isatty() else text
 
 
 @dataclass
@@ -42,7 +37,7 @@ class SplitForecasts:
 
 @torch.no_grad()
 def predict(
-    model: Forecaster, inputs: np.ndarray, covariates: list[np.ndarray] | None = None, batch_size: int = 1024
+    model: AnyForecaster, inputs: np.ndarray, covariates: list[np.ndarray] | None = None, batch_size: int = 1024
 ) -> tuple[np.ndarray, np.ndarray]:
     """Forecasts (N, H) and scales (N,) in float64, batched on the CPU."""
     model = model.cpu().eval()
@@ -56,7 +51,7 @@ def predict(
     return np.concatenate(fs), np.concatenate(ss)
 
 
-def collect(model: Forecaster, dataset: Dataset, split: str, stride: int) -> SplitForecasts:
+def collect(model: AnyForecaster, dataset: Dataset, split: str, stride: int) -> SplitForecasts:
     window, horizon, cov = model.config.input_window, model.config.horizon, model.config.covariates
     check_covariates(dataset, cov)
     parts = []
@@ -137,7 +132,7 @@ def validation_verdict(val: SplitForecasts, dataset: Dataset, season: int, horiz
 
 
 def evaluate(
-    model: Forecaster, config: RunConfig, dataset: Dataset
+    model: AnyForecaster, config: RunConfig, dataset: Dataset
 ) -> tuple[dict[str, Any], Conformal, SplitForecasts]:
     season = config.season or dataset.season
     val = collect(model, dataset, "val", 1)
@@ -163,6 +158,12 @@ def evaluate(
         "coverage": {},
         "validation": validation,
     }
+    if isinstance(model, Ensemble):
+        result["ensemble"] = {
+            "members": model.describe(),
+            "naive_weight": float(model.naive_weight),
+            "naive_lag": model.naive_lag,
+        }
     for level in LEVELS:
         lo, hi = conformal.interval(test.forecasts, test.scales, test.inputs, cal, level)
         result["coverage"][str(round(level * 100))] = conformal.coverage(test.actuals, lo, hi)
@@ -242,13 +243,19 @@ def write_report(
         "",
         f"Validation verdict: {result['validation']['verdict']}." if "validation" in result else "",
         "",
+        *_ensemble_lines(result.get("ensemble")),
         f"Split-conformal intervals calibrated on {cal.calibration_windows} validation windows. Empirical "
         "coverage on the test split: "
         + ", ".join(f"{k}% -> {v * 100:.1f}%" for k, v in result["coverage"].items())
         + ".",
         "",
         f"Training: best epoch {train_info['best_epoch']}, {train_info['epochs_run']} epochs, "
-        f"{train_info['seconds_per_epoch']:.1f} s/epoch, {train_info['seconds']:.0f} s in all.",
+        f"{train_info['seconds_per_epoch']:.1f} s/epoch, {train_info['seconds']:.0f} s in all"
+        + (
+            " - the epoch cap stopped it while validation was still improving (raise [train] epochs)."
+            if train_info.get("hit_cap")
+            else "."
+        ),
         "",
         "![forecasts](forecasts.png)",
         "",
@@ -256,6 +263,18 @@ def write_report(
     path = out_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _ensemble_lines(ensemble: dict[str, Any] | None) -> list[str]:
+    if not ensemble:
+        return []
+    members = ", ".join(f"{m['cell']} (window {m['input_window']})" for m in ensemble["members"])
+    kind = "naive" if ensemble["naive_lag"] == 1 else f"seasonal naive (lag {ensemble['naive_lag']})"
+    return [
+        f"Ensemble: the median of {len(ensemble['members'])} members, {members}; weight of {kind} chosen on "
+        f"validation: {ensemble['naive_weight']:.2f}.",
+        "",
+    ]
 
 
 def step_ranges(steps: list[int]) -> str:

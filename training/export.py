@@ -26,7 +26,7 @@ from contract.card import Conformal, ModelCard
 from contract.covariates import Covariates, probe_covariates
 from contract.windows import PROBE_BATCH_SIZES, probe_lengths
 from training.artifacts import CONFIG_KEY
-from training.model import Forecaster
+from training.ensemble import AnyForecaster, Ensemble
 from training.train import WindowSet
 
 
@@ -57,7 +57,7 @@ def weights_sha256(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def export_onnx(model: Forecaster, path: Path, spec: ExportSpec = ExportSpec()) -> None:
+def export_onnx(model: AnyForecaster, path: Path, spec: ExportSpec = ExportSpec()) -> None:
     """Write the graph (no metadata yet). Uses the TorchScript exporter: it emits native LSTM/GRU/RNN ops
     with `linear_before_reset=1` for GRU, and keeps the time axis dynamic for every cell (the dynamo
     exporter in torch 2.13 specialises it for nn.RNN)."""
@@ -103,7 +103,7 @@ def probe_inputs(cov: Covariates, values: np.ndarray, horizon: int, rng: np.rand
 
 
 def validation_windows(
-    model: Forecaster, real: WindowSet | None, spec: ExportSpec, seed: int = 0
+    model: AnyForecaster, real: WindowSet | None, spec: ExportSpec, seed: int = 0
 ) -> list[tuple[str, Inputs]]:
     """Named input batches: random walks at several offsets and magnitudes, real windows, several lengths."""
     rng = np.random.default_rng(seed)
@@ -136,7 +136,7 @@ def _cut(real: WindowSet, cov: Covariates, picks: np.ndarray, length: int) -> In
     return {k: v.astype(np.float32) for k, v in out.items()}
 
 
-def validate(model: Forecaster, path: Path, real: WindowSet | None = None, spec: ExportSpec = ExportSpec()) -> int:
+def validate(model: AnyForecaster, path: Path, real: WindowSet | None = None, spec: ExportSpec = ExportSpec()) -> int:
     """Compare onnxruntime with PyTorch on every validation window; return the number of checks."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     cfg = model.config
@@ -165,7 +165,7 @@ def validate(model: Forecaster, path: Path, real: WindowSet | None = None, spec:
 
 
 def build_card(
-    model: Forecaster,
+    model: AnyForecaster,
     name: str,
     version: str,
     freq: str,
@@ -180,10 +180,11 @@ def build_card(
 ) -> ModelCard:
     """The card of an export; `config` names the run's config file (training.artifacts reads it back)."""
     cfg = model.config
+    ensemble = isinstance(model, Ensemble)
     return ModelCard(
         name=name,
         version=version,
-        cell=cfg.cell,
+        cell=model.cell if ensemble else cfg.cell,
         input_window={"min": cfg.min_window, "trained": cfg.input_window},
         horizon=cfg.horizon,
         freq=freq,
@@ -193,6 +194,8 @@ def build_card(
         conformal=cal,
         metrics=metrics,
         covariates=cfg.covariates,
+        transform=cfg.transform,
+        members=model.describe() if ensemble else [],
         trained_at=datetime.now(UTC).replace(microsecond=0).isoformat(),
         seed=seed,
         versions={

@@ -21,6 +21,7 @@ from contract.covariates import Covariates
 from training.fields import doc
 
 CELLS = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
+TRANSFORMS = ("none", "log")
 
 
 @dataclass
@@ -36,6 +37,11 @@ class ForecasterConfig:
         1, "the interval scale is the mean |y[t] - y[t-lag]| of the window: use the season for seasonal data"
     )
     seasonal_skip: int = doc(0, "> 0: the head predicts a correction to the last `seasonal_skip` values, repeated")
+    transform: str = doc(
+        "none",
+        "log: the network reads and forecasts log values (errors become relative, forecasts stay positive); "
+        "every value in training and in a request must be > 0",
+    )
     past_covariates: list[str] = doc(
         [], "columns known up to the forecast origin only (e.g. a sensor's other channels)"
     )
@@ -45,6 +51,8 @@ class ForecasterConfig:
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
             raise ValueError(f"cell {self.cell!r} is unknown; use one of {sorted(CELLS)}")
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"transform {self.transform!r} is unknown; use one of {list(TRANSFORMS)}")
         if not 1 <= self.min_window <= self.input_window:
             raise ValueError(f"min_window {self.min_window} must be in [1, input_window={self.input_window}]")
         if not 1 <= self.interval_lag < self.min_window:
@@ -98,8 +106,17 @@ class Forecaster(nn.Module):
         )
         self.head = nn.Linear(config.hidden_size + config.horizon * self.ahead_channels, config.horizon)
 
+    def to_model_units(self, values: torch.Tensor) -> torch.Tensor:
+        """Raw values -> the units the network works in (their log with transform = "log"). The clamp only
+        keeps the graph finite: the server refuses values <= 0 for such a model before they get here."""
+        return torch.log(values.clamp_min(1e-30)) if self.config.transform == "log" else values
+
+    def from_model_units(self, values: torch.Tensor) -> torch.Tensor:
+        return torch.exp(values) if self.config.transform == "log" else values
+
     def normalize(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B, T) raw -> (B, T) normalised, plus loc (B, 1) and scale (B, 1) in raw units."""
+        """(B, T) raw -> (B, T) normalised, plus loc (B, 1) and scale (B, 1) in model units."""
+        values = self.to_model_units(values)
         magnitude = values.abs().amax(dim=1, keepdim=True).clamp_min(1e-30)  # (B, 1)
         unit = values / magnitude  # (B, T) in [-1, 1]
         loc = unit.mean(dim=1, keepdim=True)  # (B, 1)
@@ -160,7 +177,7 @@ class Forecaster(nn.Module):
     def forward(self, values: torch.Tensor, *covariates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T) raw values, and the covariate inputs -> forecast (B, H) in raw units and the interval scale (B,)."""
         y, loc, scale = self.forward_normalized(values, *covariates)
-        return y * scale + loc, self.interval_scale(values)
+        return self.from_model_units(y * scale + loc), self.interval_scale(values)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -55,6 +55,7 @@ def run_evaluate(config: RunConfig, root: Path = Path("."), force: bool = False)
         "epochs_run": len(history),
         "seconds": ckpt["seconds"],
         "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])),
+        "hit_cap": bool(ckpt.get("hit_cap", False)),
     }
     write_report(config, dataset, result, test, cal, train_info, p.report)
     evaluation = {"checkpoint_sha256": weights_sha256(model), "evaluation": result, "conformal": cal.__dict__}

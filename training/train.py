@@ -16,8 +16,11 @@ import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from training import baselines
 from training.config import RunConfig
-from training.data import Dataset, check_covariates, covariate_windows, windows
+from training.console import red
+from training.data import Dataset, check_covariates, check_positive, covariate_windows, mase_scale, windows
+from training.ensemble import Ensemble, fit_naive_weight
 from training.model import Forecaster, ForecasterConfig
 
 log = logging.getLogger("gatecast.train")
@@ -25,17 +28,22 @@ log = logging.getLogger("gatecast.train")
 
 @dataclass
 class TrainResult:
-    model: Forecaster
+    model: Forecaster | Ensemble
     best_epoch: int
     best_val_loss: float
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    hit_cap: bool = False  # the epoch cap, not validation, ended training
+    members: list[TrainResult] = field(default_factory=list)  # an ensemble's, each trained on its own
 
 
 def seed_everything(seed: int) -> torch.Generator:
     torch.manual_seed(seed)
     np.random.seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
+    # Recurrent gradients over long windows decay into denormal floats, which the CPU handles ~10x slower:
+    # one GRU step on a batch of 336-step windows took 1.20 s with them and 0.24 s flushed to zero.
+    torch.set_flush_denormal(True)
     return torch.Generator().manual_seed(seed)
 
 
@@ -77,7 +85,7 @@ def split_windows(
 def normalized_l1(model: Forecaster, x: torch.Tensor, y: torch.Tensor, *covariates: torch.Tensor) -> torch.Tensor:
     """L1 on the window-normalised scale, so every series weighs the same whatever its units."""
     pred, loc, scale = model.forward_normalized(x, *covariates)
-    return (pred - (y - loc) / scale).abs().mean()
+    return (pred - (model.to_model_units(y) - loc) / scale).abs().mean()
 
 
 @torch.no_grad()
@@ -95,20 +103,78 @@ def evaluate_loss(model: Forecaster, data: WindowSet, batch_size: int, dev: torc
 
 
 def train(config: RunConfig, dataset: Dataset, progress: bool = True) -> TrainResult:
-    generator = seed_everything(config.seed)
+    """The run's model: one forecaster, or ([ensemble]) every member and their validated combination."""
+    if config.ensemble.single:
+        return train_member(config, config.seed, config.model, dataset, progress)
+    members = [
+        train_member(config, seed, model_config, dataset, progress, f"{config.name}[{k}]")
+        for k, (seed, model_config) in enumerate(config.member_configs())
+    ]
+    ensemble = Ensemble([m.model for m in members])
+    if config.ensemble.naive_blend:
+        fit_blend(ensemble, config, dataset)
+    return TrainResult(
+        model=ensemble,
+        best_epoch=max(m.best_epoch for m in members),
+        best_val_loss=float(np.mean([m.best_val_loss for m in members])),
+        history=[{**h, "member": k} for k, m in enumerate(members) for h in m.history],
+        seconds=sum(m.seconds for m in members),
+        hit_cap=any(m.hit_cap for m in members),
+        members=members,
+    )
+
+
+def fit_blend(ensemble: Ensemble, config: RunConfig, dataset: Dataset) -> None:
+    """Set the ensemble's naive weight and lag from the validation split (training.ensemble.fit_naive_weight)."""
+    from training.evaluate import collect  # evaluation reads models; training only borrows its window walk
+
+    season = config.season or dataset.season
+    horizon = ensemble.config.horizon
+    val = collect(ensemble, dataset, "val", 1)
+    scales = np.array([mase_scale(s, season) for s in dataset.series])[val.series_index]
+    naive = {"naive": baselines.naive(val.inputs, horizon)}
+    if 1 < season < ensemble.config.min_window:
+        naive["seasonal_naive"] = baselines.seasonal_naive(val.inputs, horizon, season)
+    weight, kind, tried = fit_naive_weight(val.forecasts, naive, val.actuals, scales)
+    ensemble.naive_lag = season if kind == "seasonal_naive" else 1
+    ensemble.naive_weight.fill_(weight)
+    log.info(
+        "%s: naive blend on validation: weight %.2f of %s (MASE %.4f; the model alone %.4f)",
+        config.name,
+        weight,
+        kind.replace("_", " "),
+        min(tried.values()),
+        tried["model"],
+    )
+
+
+def train_member(
+    config: RunConfig,
+    seed: int,
+    mc: ForecasterConfig,
+    dataset: Dataset,
+    progress: bool = True,
+    label: str | None = None,
+) -> TrainResult:
+    """One forecaster of model config `mc`, trained with the run's [train] settings from `seed`."""
+    name = label or config.name
+    generator = seed_everything(seed)
     dev = device()
-    mc, tc = config.model, config.train
+    tc = config.train
+    if mc.transform == "log":
+        check_positive(dataset)
     train_set = split_windows(dataset, "train", mc.input_window, mc.horizon, tc.train_stride, mc)
     val_set = split_windows(dataset, "val", mc.input_window, mc.horizon, 1, mc)
     if len(train_set) == 0 or len(val_set) == 0:
         raise ValueError(
-            f"{config.name}: no training or validation windows (window {mc.input_window}, horizon "
+            f"{name}: no training or validation windows (window {mc.input_window}, horizon "
             f"{mc.horizon}); the series are too short for this configuration"
         )
-    log.info("%s: %d train windows, %d val windows, device %s", config.name, len(train_set), len(val_set), dev)
+    log.info("%s: %d train windows, %d val windows, device %s", name, len(train_set), len(val_set), dev)
 
     model = Forecaster(mc).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    schedule = lr_schedule(optimizer, config)
     xt, yt = torch.from_numpy(train_set.x), torch.from_numpy(train_set.y)
     ct = [torch.from_numpy(c) for c in train_set.covariates]
     batches = (len(xt) + tc.batch_size - 1) // tc.batch_size
@@ -119,7 +185,7 @@ def train(config: RunConfig, dataset: Dataset, progress: bool = True) -> TrainRe
     best_state: dict[str, torch.Tensor] = {}
     started = time.perf_counter()
     with logging_redirect_tqdm():  # log lines print above the progress bar, not through it
-        bar = tqdm(range(1, tc.epochs + 1), disable=not progress, desc=config.name, unit="epoch")
+        bar = tqdm(range(1, tc.epochs + 1), disable=not progress, desc=name, unit="epoch")
         for epoch in bar:
             epoch_start = time.perf_counter()
             model.train()
@@ -136,48 +202,77 @@ def train(config: RunConfig, dataset: Dataset, progress: bool = True) -> TrainRe
             train_loss = running / batches
             val_loss = evaluate_loss(model, val_set, tc.batch_size, dev)
             seconds = time.perf_counter() - epoch_start
-            best.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "seconds": seconds})
+            lr = optimizer.param_groups[0]["lr"]
+            if isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                schedule.step(val_loss)
+            elif schedule is not None:
+                schedule.step()
+            best.history.append(
+                {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "seconds": seconds, "lr": lr}
+            )
             bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", s_per_epoch=f"{seconds:.1f}")
-            log.info("%s epoch %d: train %.4f val %.4f (%.1fs)", config.name, epoch, train_loss, val_loss, seconds)
+            log.info("%s epoch %d: train %.4f val %.4f (%.1fs)", name, epoch, train_loss, val_loss, seconds)
             if val_loss < best.best_val_loss:
                 best.best_val_loss, best.best_epoch = val_loss, epoch
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             elif epoch - best.best_epoch >= tc.patience:
-                log.info("%s: early stop at epoch %d (best %d)", config.name, epoch, best.best_epoch)
+                log.info("%s: early stop at epoch %d (best %d)", name, epoch, best.best_epoch)
                 break
     model.load_state_dict(best_state)
     model.eval()
     best.seconds = time.perf_counter() - started
-    if best.best_epoch == len(best.history):
+    best.hit_cap = best.best_epoch == len(best.history) == tc.epochs
+    if best.hit_cap:
         log.warning(
-            "%s: the best epoch is the last of %d: training stopped while the validation loss was still "
-            "improving; raise [train] epochs",
-            config.name,
-            len(best.history),
+            red(
+                f"{name}: the epoch cap ({tc.epochs}) stopped training while the validation loss was still "
+                "improving (the best epoch is the last): raise [train] epochs"
+            )
         )
     return best
 
 
+def lr_schedule(optimizer: torch.optim.Optimizer, config: RunConfig) -> torch.optim.lr_scheduler.LRScheduler | None:
+    tc = config.train
+    if tc.lr_schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(tc.patience // 2 - 1, 0))
+    if tc.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tc.epochs)
+    return None
+
+
 def save_checkpoint(result: TrainResult, config: RunConfig, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {
-            "state_dict": result.model.state_dict(),
-            "model_config": config.model.to_dict(),
-            "best_epoch": result.best_epoch,
-            "best_val_loss": result.best_val_loss,
-            "history": result.history,
-            "seconds": result.seconds,
-        },
-        path,
-    )
+    model = result.model
+    ckpt: dict[str, Any] = {
+        "state_dict": model.state_dict(),
+        "model_config": config.model.to_dict(),
+        "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val_loss,
+        "history": result.history,
+        "seconds": result.seconds,
+        "hit_cap": result.hit_cap,
+    }
+    if isinstance(model, Ensemble):
+        ckpt["members"] = [
+            {"model_config": m.model.config.to_dict(), "best_epoch": m.best_epoch, "seconds": m.seconds}
+            for m in result.members
+        ]
+        ckpt["naive_lag"] = model.naive_lag
+    torch.save(ckpt, path)
 
 
-def load_checkpoint(path: Path, config: ForecasterConfig | None = None) -> tuple[Forecaster, dict[str, Any]]:
-    """Weights from `path` into a model built from `config` (the run's), else from the saved config."""
+def load_checkpoint(path: Path, config: ForecasterConfig | None = None) -> tuple[Forecaster | Ensemble, dict[str, Any]]:
+    """Weights from `path` into a model built from `config` (the run's), else from the saved config; an
+    ensemble's members from their saved configs."""
     # weights_only: a checkpoint is tensors and plain data; nothing is unpickled beyond that.
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    model = Forecaster(config or ForecasterConfig(**ckpt["model_config"]))
+    model: Forecaster | Ensemble
+    if "members" in ckpt:
+        members = [Forecaster(ForecasterConfig(**m["model_config"])) for m in ckpt["members"]]
+        model = Ensemble(members, naive_lag=ckpt["naive_lag"])
+    else:
+        model = Forecaster(config or ForecasterConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
     return model, ckpt

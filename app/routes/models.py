@@ -29,6 +29,8 @@ def version_info(loaded: ModelService) -> ModelVersionInfo:
         covariates=card.covariates.to_json(),
         metrics=card.metrics,
         validation=card.metrics.get("validation"),
+        transform=card.transform,
+        members=card.members,
         trained_at=card.trained_at,
         sha256=card.sha256,
     )

@@ -1,0 +1,148 @@
+"""Ensembles in one graph, the validated naive blend, and log models: trained, exported, validated against
+PyTorch in onnxruntime and served through the one model service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+from contract.card import ModelCard
+from tests.synthetic import tiny_config
+from training.config import RunConfig
+from training.data import Dataset, Series
+from training.ensemble import Ensemble, fit_naive_weight, median
+from training.model import Forecaster, ForecasterConfig
+from training.pipeline import build_artifact
+
+
+def _config(name: str, **sections: dict[str, object]) -> RunConfig:
+    raw = tiny_config(name).__dict__
+    base = {
+        "name": name,
+        "dataset": "synthetic",
+        "seed": 0,
+        "model": raw["model"].to_dict(),
+        "train": {"epochs": 2, "batch_size": 64, "train_stride": 4, "patience": 2},
+        "evaluate": {"stride": 6, "stat_model": ""},
+    }
+    for key, value in sections.items():
+        base[key] = {**base.get(key, {}), **value}  # type: ignore[dict-item]
+    return RunConfig.from_dict(base)
+
+
+def _seasonal(n: int = 900, seed: int = 0) -> Dataset:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    values = 50 + 10 * np.sin(2 * np.pi * t / 24) + np.cumsum(rng.normal(scale=0.3, size=n)) + rng.normal(size=n)
+    return Dataset("seasonal", "y", "h", 24, [Series("s", values, 600, 750, n)])
+
+
+def _walk(n: int = 900) -> Dataset:
+    values = np.cumsum(np.random.default_rng(3).normal(size=n)) + 100
+    return Dataset("walk", "y", "h", 24, [Series("w", values, 600, 750, n)])
+
+
+def test_median_is_the_middle_member_or_the_mean_of_the_middle_two() -> None:
+    stack = torch.tensor([[[1.0, 9.0]], [[3.0, 5.0]], [[2.0, 7.0]]])  # (N=3, B=1, H=2)
+    assert median(stack).tolist() == [[2.0, 7.0]]
+    assert median(stack[:2]).tolist() == [[2.0, 7.0]]  # (1+3)/2, (9+5)/2
+    assert median(stack[:1]).tolist() == [[1.0, 9.0]]
+
+
+def test_members_read_their_own_window() -> None:
+    """A member trained on 48 steps reads the last 48 of a 96-step window, exactly as it does alone."""
+    torch.manual_seed(0)
+    short = Forecaster(
+        ForecasterConfig(cell="gru", hidden_size=4, num_layers=1, input_window=48, min_window=30, horizon=6)
+    )
+    long = Forecaster(
+        ForecasterConfig(cell="lstm", hidden_size=4, num_layers=1, input_window=96, min_window=40, horizon=6)
+    )
+    ens = Ensemble([short, long]).eval()
+    x = torch.randn(3, 96).cumsum(1)
+    with torch.no_grad():
+        got = ens.member_forecasts(x)
+        assert torch.allclose(got[0], short(x[:, -48:])[0]) and torch.allclose(got[1], long(x)[0])
+        assert torch.allclose(ens(x)[0], (got[0] + got[1]) / 2)
+    assert ens.config.input_window == 96 and ens.config.min_window == 40 and ens.cell == "mixed"
+
+
+def test_fit_naive_weight_picks_naive_on_a_random_walk_and_nothing_when_the_model_is_right() -> None:
+    rng = np.random.default_rng(0)
+    actuals = rng.normal(size=(200, 4)).cumsum(1)
+    naive = np.zeros_like(actuals)
+    noisy = actuals + rng.normal(scale=5.0, size=actuals.shape)
+    w, kind, _ = fit_naive_weight(noisy, {"naive": naive}, actuals, np.ones(200))
+    assert w >= 0.5 and kind == "naive"
+    w, _, tried = fit_naive_weight(actuals + 0.01, {"naive": naive}, actuals, np.ones(200))
+    assert w == 0.0 and tried["model"] < tried["naive w=0.05"]
+
+
+def test_an_ensemble_with_mixed_windows_and_cells_exports_as_one_graph_and_is_served(tmp_path: Path) -> None:
+    config = _config("ens", ensemble={"members": 3, "input_windows": [48, 72], "cells": ["gru", "lstm"]})
+    path = tmp_path / "models" / "ens" / "1" / "model.onnx"
+    built = build_artifact(config, _seasonal(), path)  # validates the ONNX graph against PyTorch
+    card: ModelCard = built["card"]
+    assert card.cell == "mixed" and card.trained_window == 72 and card.schema == "4"
+    assert [m["input_window"] for m in card.members] == [48, 72, 48]
+    assert [m["cell"] for m in card.members] == ["gru", "lstm", "gru"]
+    assert built["evaluation"]["ensemble"]["naive_weight"] == 0.0  # no blend asked for
+    model: Ensemble = built["model"]
+    x = _seasonal().series[0].values[-72:]
+    with torch.no_grad():
+        want = model(torch.tensor(x[None], dtype=torch.float32))[0].numpy()[0]
+    with TestClient(create_app(Settings(model_repository=tmp_path / "models"))) as c:
+        r = c.post("/forecast", json={"model": "ens", "series": [{"id": "a", "values": x.tolist()}]})
+        assert r.status_code == 200, r.text
+        np.testing.assert_allclose(r.json()["forecasts"][0]["mean"], want, rtol=1e-4, atol=1e-3)
+        shown = c.get("/models/ens").json()["versions"][0]
+        assert shown["members"] == card.members
+        short = c.post("/forecast", json={"model": "ens", "series": [{"id": "a", "values": x[:25].tolist()}]})
+        assert short.status_code == 422 and "at least 30" in short.json()["message"]
+
+
+def test_naive_blend_keeps_a_random_walk_model_level_with_naive(tmp_path: Path) -> None:
+    """One epoch on a random walk loses to naive by 84% (tests/test_verdict.py); with the validated blend the
+    exported graph is mostly naive and level with it on validation."""
+    config = _config("walk", train={"epochs": 1}, ensemble={"naive_blend": True})
+    built = build_artifact(config, _walk(), tmp_path / "models" / "walk" / "1" / "model.onnx")
+    blend = built["evaluation"]["ensemble"]
+    assert blend["naive_weight"] >= 0.5 and blend["naive_lag"] == 1
+    mase = built["evaluation"]["validation"]["mase"]
+    assert mase["model"] <= mase["naive"] * 1.02
+
+
+def test_a_log_model_forecasts_positive_values_and_refuses_non_positive_input(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    t = np.arange(900)
+    values = np.exp(3 + 1.5 * np.sin(2 * np.pi * t / 24) + rng.normal(scale=0.1, size=900))  # 3 to 90, daily
+    dataset = Dataset("peaky", "y", "h", 24, [Series("p", values, 600, 750, 900)])
+    config = _config("peaky", model={"transform": "log"})
+    built = build_artifact(config, dataset, tmp_path / "models" / "peaky" / "1" / "model.onnx")
+    assert built["card"].transform == "log"
+    with TestClient(create_app(Settings(model_repository=tmp_path / "models"))) as c:
+        ok = c.post("/forecast", json={"model": "peaky", "series": [{"id": "a", "values": values[-48:].tolist()}]})
+        assert ok.status_code == 200 and min(ok.json()["forecasts"][0]["mean"]) > 0
+        bad = values[-48:].copy()
+        bad[40] = 0.0
+        for body in (
+            {"model": "peaky", "series": [{"id": "a", "values": bad.tolist()}]},
+            {"model": "peaky", "series": [{"id": "a", "values": bad.tolist()}, {"id": "b", "values": bad.tolist()}]},
+        ):
+            r = c.post("/forecast", json=body)
+            assert r.status_code == 422, r.text
+            assert "value 40 is 0.0" in r.json()["message"] and "> 0" in r.json()["message"]
+        assert c.get("/models/peaky").json()["versions"][0]["transform"] == "log"
+
+
+def test_log_training_refuses_data_with_a_value_at_or_below_zero() -> None:
+    dataset = _seasonal()
+    dataset.series[0].values[10] = -1.0
+    with pytest.raises(ValueError, match=r"series 's': value 10 is -1.0; \[model\] transform = \"log\""):
+        build_artifact(_config("neg", model={"transform": "log"}), dataset, Path("/nonexistent/model.onnx"))
