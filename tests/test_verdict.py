@@ -3,11 +3,12 @@ loses, and the verdict travels in the artifact to GET /models/{name}."""
 
 from __future__ import annotations
 
+import json
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -70,8 +71,20 @@ def test_a_run_that_loses_warns_and_the_artifact_carries_the_verdict(
 
 
 def test_artifacts_from_before_the_verdict_show_none(tmp_path: Path) -> None:
-    committed = Path(__file__).resolve().parent.parent / "models" / "vix-lstm"
-    repo = tmp_path / "old"
-    shutil.copytree(committed, repo / "vix-lstm")
-    with TestClient(create_app(Settings(model_repository=repo))) as c:
-        assert c.get("/models/vix-lstm").json()["versions"][0]["validation"] is None
+    """A schema-3 file as exported before the verdict (the committed model with its card set back)."""
+    committed = Path(__file__).resolve().parent.parent / "models" / "vix-lstm" / "1" / "model.onnx"
+    proto = onnx.load(str(committed))
+    props = {p.key: p.value for p in proto.metadata_props}
+    metrics = json.loads(props["gatecast.metrics"])
+    del metrics["validation"]
+    props.update({"gatecast.metrics": json.dumps(metrics), "gatecast.schema": "3"})
+    del props["gatecast.transform"], props["gatecast.members"]
+    del proto.metadata_props[:]
+    for key, value in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    (tmp_path / "old" / "vix-lstm" / "1").mkdir(parents=True)
+    onnx.save(proto, str(tmp_path / "old" / "vix-lstm" / "1" / "model.onnx"))
+    with TestClient(create_app(Settings(model_repository=tmp_path / "old"))) as c:
+        shown = c.get("/models/vix-lstm").json()["versions"][0]
+    assert shown["validation"] is None and shown["transform"] == "none" and shown["members"] == []
