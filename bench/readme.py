@@ -125,7 +125,17 @@ def _verdict(m: dict[str, Any]) -> str:
         f"{level}% intervals covered {c * 100:.1f}% ({_points(c - int(level) / 100)} points)"
         for level, c in coverage.items()
     ]
-    return text + ". " + ", ".join(parts) + "."
+    text += ". " + ", ".join(parts) + "."
+    ensemble = m["metrics"].get("ensemble")
+    if ensemble:
+        kind = "naive" if ensemble["naive_lag"] == 1 else "seasonal naive"
+        text += (
+            f" One graph: the median of {len(ensemble['members'])} members, blended with {kind} at weight "
+            f"{ensemble['naive_weight']:.2f} (chosen on validation)."
+        )
+    validation = m["metrics"].get("validation")
+    text += f" Validation verdict: {validation['verdict']}." if validation else ""
+    return text
 
 
 def _m4_line() -> str:
