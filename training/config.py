@@ -188,6 +188,8 @@ def _default(f: Field[Any]) -> str:
         return repr(f.default_factory()).replace("'", '"')
     if f.default is MISSING:
         return "(required)"
+    if isinstance(f.default, bool):
+        return "true" if f.default else "false"
     if f.default is None:
         return "(inferred)" if f.name in ("freq", "season") else "none"
     return repr(f.default).replace("'", '"')

@@ -126,7 +126,7 @@ def validation_verdict(val: SplitForecasts, dataset: Dataset, season: int, horiz
         worse = mase["model"] / mase[best] - 1
         verdict = (
             f"LOSES to {best.replace('_', ' ')} on validation: MASE {mase['model']:.3f} against {mase[best]:.3f} "
-            f"({worse:.0%} worse); serve {best.replace('_', ' ')} instead, or change the configuration"
+            f"({worse:.0%} worse); serve {best.replace('_', ' ')} instead, or set [ensemble] naive_blend = true"
         )
     return {"split": "val", "windows": int(len(val.actuals)), "mase": mase, "beats_naive": beats, "verdict": verdict}
 

@@ -43,6 +43,8 @@ def write_config(name: str, data: Path, root: Path, cell: str = "gru") -> Path:
     values: dict[str, dict[str, Any]] = {
         "": {"name": name, "dataset": str(data), "freq": dataset.freq, "season": dataset.season, "gaps": gaps},
         "model": model,
+        # A user's own series may be near a random walk (a price): keep the model within reach of naive.
+        "ensemble": {"naive_blend": True},
     }
     lines = [
         f"# {name}: a gatecast model of {data.name}. Every key is listed with its meaning (docs/configuration.md);",
