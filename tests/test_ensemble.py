@@ -92,7 +92,10 @@ def test_an_ensemble_with_mixed_windows_and_cells_exports_as_one_graph_and_is_se
     assert card.cell == "mixed" and card.trained_window == 72 and card.schema == "4"
     assert [m["input_window"] for m in card.members] == [48, 72, 48]
     assert [m["cell"] for m in card.members] == ["gru", "lstm", "gru"]
-    assert built["evaluation"]["ensemble"]["naive_weight"] == 0.0  # no blend asked for
+    evaluation = built["evaluation"]
+    assert evaluation["ensemble"]["naive_weight"] == 0.0  # no blend asked for
+    curve = evaluation["ensemble"]["test_mase_by_members"]  # what each member buys: the last is the whole
+    assert len(curve) == 3 and curve[-1] == pytest.approx(evaluation["scores"]["model"]["mase"], rel=1e-4)
     model: Ensemble = built["model"]
     x = _seasonal().series[0].values[-72:]
     with torch.no_grad():

@@ -18,7 +18,7 @@ from training import metrics as M
 from training.config import RunConfig
 from training.console import red
 from training.data import Dataset, check_covariates, covariate_windows, mase_scale, windows
-from training.ensemble import AnyForecaster, Ensemble
+from training.ensemble import AnyForecaster, Ensemble, median
 
 LEVELS = (0.8, 0.95)
 log = logging.getLogger("gatecast.evaluate")
@@ -49,6 +49,22 @@ def predict(
         fs.append(f.double().numpy())
         ss.append(s.double().numpy())
     return np.concatenate(fs), np.concatenate(ss)
+
+
+@torch.no_grad()
+def member_curve(model: Ensemble, test: SplitForecasts) -> list[np.ndarray]:
+    """The ensemble's test forecasts cut to its first k members, k = 1..N (with the same naive weight): what
+    each member buys."""
+    stacks = []
+    for i in range(0, len(test.inputs), 1024):
+        part = slice(i, i + 1024)
+        covs = [torch.from_numpy(c[part].astype(np.float32)) for c in test.covariates]
+        x = torch.from_numpy(test.inputs[part].astype(np.float32))
+        stacks.append(torch.cat([model.member_forecasts(x, *covs), model.naive(x).unsqueeze(0)]).double().numpy())
+    forecasts = np.concatenate(stacks, axis=1)  # (N + 1, windows, H): the members, then naive
+    members, naive = forecasts[:-1], forecasts[-1]
+    w = float(model.naive_weight)
+    return [(1 - w) * median(torch.from_numpy(members[:k])).numpy() + w * naive for k in range(1, len(members) + 1)]
 
 
 def collect(model: AnyForecaster, dataset: Dataset, split: str, stride: int) -> SplitForecasts:
@@ -164,11 +180,18 @@ def evaluate(
             "naive_weight": float(model.naive_weight),
             "naive_lag": model.naive_lag,
         }
+        curve = member_curve(model, test)
+        result["ensemble"]["test_mase_by_members"] = [
+            float(np.mean(np.mean(np.abs(test.actuals - f), axis=1) / window_scale)) for f in curve
+        ]
     for level in LEVELS:
         lo, hi = conformal.interval(test.forecasts, test.scales, test.inputs, cal, level)
         result["coverage"][str(round(level * 100))] = conformal.coverage(test.actuals, lo, hi)
     if dataset.name == "m4_hourly":
         result["m4"] = m4_official(dataset, test, candidates, season)
+        if isinstance(model, Ensemble):
+            by_k = m4_official(dataset, test, {str(k + 1): f for k, f in enumerate(curve)}, season)
+            result["ensemble"]["m4_owa_by_members"] = [by_k[str(k + 1)]["owa"] for k in range(len(curve))]
     return result, cal, test
 
 
