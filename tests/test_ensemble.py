@@ -149,3 +149,18 @@ def test_log_training_refuses_data_with_a_value_at_or_below_zero() -> None:
     dataset.series[0].values[10] = -1.0
     with pytest.raises(ValueError, match=r"series 's': value 10 is -1.0; \[model\] transform = \"log\""):
         build_artifact(_config("neg", model={"transform": "log"}), dataset, Path("/nonexistent/model.onnx"))
+
+
+def test_members_trained_in_worker_processes_match_members_trained_in_turn() -> None:
+    """[ensemble] workers only changes where members train: same seeds, same weights (up to float noise)."""
+    from training.train import train
+
+    dataset = _seasonal()
+    x = torch.tensor(dataset.series[0].values[-48:][None], dtype=torch.float32)
+    forecasts = []
+    for workers in (1, 2):
+        result = train(_config("w", ensemble={"members": 2, "workers": workers}), dataset, progress=False)
+        assert len(result.members) == 2 and [len(m.history) for m in result.members] == [2, 2]
+        with torch.no_grad():
+            forecasts.append(result.model(x)[0].numpy())
+    np.testing.assert_allclose(forecasts[0], forecasts[1], rtol=1e-4, atol=1e-4)

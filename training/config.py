@@ -43,6 +43,7 @@ class EnsembleConfig:
     )
     input_windows: list[int] = doc([], "the members' input windows, taken in turn; empty: [model] input_window")
     cells: list[str] = doc([], "the members' cells, taken in turn; empty: [model] cell")
+    workers: int = doc(0, "members trained at once, each in its own process with a share of the cores; 0: one per core")
     naive_blend: bool = doc(
         False,
         "choose on the validation split the weight w (0-1) of the naive or seasonal naive forecast, whichever "
@@ -52,6 +53,8 @@ class EnsembleConfig:
     def __post_init__(self) -> None:
         if self.members < 1:
             raise ValueError(f"[ensemble] members is {self.members}; it must be >= 1")
+        if self.workers < 0:
+            raise ValueError(f"[ensemble] workers is {self.workers}; it must be >= 0 (0: one per core)")
 
     @property
     def single(self) -> bool:
