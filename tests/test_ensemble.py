@@ -164,3 +164,26 @@ def test_members_trained_in_worker_processes_match_members_trained_in_turn() -> 
         with torch.no_grad():
             forecasts.append(result.model(x)[0].numpy())
     np.testing.assert_allclose(forecasts[0], forecasts[1], rtol=1e-4, atol=1e-4)
+
+
+def test_an_ensemble_of_covariate_models_cuts_each_input_to_its_member(tmp_path: Path) -> None:
+    """Past inputs cover a member's window, future and calendar inputs its window and horizon: the graph, checked
+    against PyTorch at every probe length (build_artifact), and each member against itself alone."""
+    from tests.synthetic import covariate_config, covariate_dataset
+
+    config = covariate_config("covens")
+    config.ensemble = type(config.ensemble)(members=2, input_windows=[48, 36])
+    config.model = type(config.model)(**{**config.model.to_dict(), "min_window": 30})
+    built = build_artifact(config, covariate_dataset(), tmp_path / "models" / "covens" / "1" / "model.onnx")
+    model: Ensemble = built["model"]
+    assert built["card"].members[1]["input_window"] == 36 and built["card"].covariates == config.model.covariates
+    rng = np.random.default_rng(0)
+    x = torch.tensor(rng.normal(size=(2, 48)).cumsum(1) + 10, dtype=torch.float32)
+    past = torch.tensor(rng.normal(size=(2, 48, 1)), dtype=torch.float32)
+    future = torch.tensor(rng.normal(size=(2, 48 + 12, 1)), dtype=torch.float32)
+    calendar = torch.tensor(rng.uniform(-1, 1, size=(2, 48 + 12, 4)), dtype=torch.float32)
+    with torch.no_grad():
+        both = model.member_forecasts(x, past, future, calendar)
+        short = model.members[1]
+        alone = short(x[:, -36:], past[:, -36:], future[:, -48:], calendar[:, -48:])[0]
+    assert torch.allclose(both[1], alone)
