@@ -272,8 +272,7 @@ def write_report(
         + ", ".join(f"{k}% -> {v * 100:.1f}%" for k, v in result["coverage"].items())
         + ".",
         "",
-        f"Training: best epoch {train_info['best_epoch']}, {train_info['epochs_run']} epochs, "
-        f"{train_info['seconds_per_epoch']:.1f} s/epoch, {train_info['seconds']:.0f} s in all"
+        _training_line(train_info)
         + (
             " - the epoch cap stopped it while validation was still improving (raise [train] epochs)."
             if train_info.get("hit_cap")
@@ -286,6 +285,20 @@ def write_report(
     path = out_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _training_line(info: dict[str, Any]) -> str:
+    members = info.get("members")
+    if not members:
+        return (
+            f"Training: best epoch {info['best_epoch']}, {info['epochs_run']} epochs, "
+            f"{info['seconds_per_epoch']:.1f} s/epoch, {info['seconds']:.0f} s in all"
+        )
+    each = "; ".join(
+        f"window {m['input_window']}: best epoch {m['best_epoch']} of {m['epochs_run']}, {m['seconds']:.0f} s"
+        for m in members
+    )
+    return f"Training: {len(members)} members ({each}), {info['seconds']:.0f} s in all (wall clock)"
 
 
 def _ensemble_lines(ensemble: dict[str, Any] | None) -> list[str]:

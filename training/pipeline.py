@@ -57,6 +57,16 @@ def run_evaluate(config: RunConfig, root: Path = Path("."), force: bool = False)
         "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])),
         "hit_cap": bool(ckpt.get("hit_cap", False)),
     }
+    if "members" in ckpt:  # an ensemble: each member's record; `seconds` is the wall clock of them all
+        train_info["members"] = [
+            {
+                "input_window": m["model_config"]["input_window"],
+                "best_epoch": m["best_epoch"],
+                "epochs_run": sum(1 for h in history if h.get("member") == k),
+                "seconds": m["seconds"],
+            }
+            for k, m in enumerate(ckpt["members"])
+        ]
     write_report(config, dataset, result, test, cal, train_info, p.report)
     evaluation = {"checkpoint_sha256": weights_sha256(model), "evaluation": result, "conformal": cal.__dict__}
     p.evaluation.write_text(json.dumps(evaluation))
