@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
-from msgspec import Meta, Struct
+from msgspec import UNSET, Meta, Struct, UnsetType
 
 from app.service import ForecastJob, SeriesInput
 
@@ -29,8 +29,10 @@ class _Series(Struct, forbid_unknown_fields=True):
 class _Request(Struct, forbid_unknown_fields=True):
     series: Annotated[list[_Series], Meta(min_length=1)]
     model: Annotated[str, Meta(max_length=300)] | None = None
-    horizon: int | None = None  # bools and floats refused, as pydantic's strict int
-    h: int | None = None
+    # Bools and floats refused, as pydantic's strict int. UNSET tells an absent key from a null one: pydantic
+    # refuses both aliases present, even as nulls.
+    horizon: int | None | UnsetType = UNSET
+    h: int | None | UnsetType = UNSET
     level: Annotated[list[float], Meta(max_length=20)] = []
     quantiles: Annotated[list[float], Meta(max_length=20)] = []
 
@@ -45,8 +47,9 @@ def decode_common(body: bytes) -> ForecastJobSpec | None:
         fast = _DECODER.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    if fast.horizon is not None and fast.h is not None:
-        return None  # which alias wins is pydantic's rule: ask it
-    horizon = fast.horizon if fast.horizon is not None else fast.h
+    if fast.horizon is not UNSET and fast.h is not UNSET:
+        return None  # both aliases: pydantic writes the error
+    horizon = fast.h if isinstance(fast.horizon, UnsetType) else fast.horizon
+    horizon = None if isinstance(horizon, UnsetType) else horizon
     series = [SeriesInput(s.id, s.values) for s in fast.series]
     return fast.model, ForecastJob(series, horizon, fast.level, fast.quantiles)

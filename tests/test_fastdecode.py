@@ -90,6 +90,7 @@ def test_fast_path_agrees_with_pydantic(body: dict[str, Any]) -> None:
         b'{"series":[{"id":"a","values":[]}]}',
         b'{"series":[]}',
         b'{"series":[{"id":"a","values":[1]}],"horizon":3,"h":4}',
+        b'{"series":[{"id":"a","values":[1]}],"horizon":null,"h":null}',
         b'{"series":[{"id":"a","values":[1],"timestamps":["2024-01-01"]}]}',
         b'\xef\xbb\xbf{"series":[{"id":"a","values":[1]}]}',
         b'{"series":[{"id":"a","values":[1]}]} trailing',

@@ -9,7 +9,9 @@ import logging
 import multiprocessing
 import os
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,10 +46,20 @@ def seed_everything(seed: int) -> torch.Generator:
     torch.manual_seed(seed)
     np.random.seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    # Recurrent gradients over long windows decay into denormal floats, which the CPU handles ~10x slower:
-    # one GRU step on a batch of 336-step windows took 1.20 s with them and 0.24 s flushed to zero.
-    torch.set_flush_denormal(True)
     return torch.Generator().manual_seed(seed)
+
+
+@contextmanager
+def denormals_flushed() -> Iterator[None]:
+    """Recurrent gradients over long windows decay into denormal floats, which the CPU handles ~5x slower:
+    one GRU step on a batch of 336-step windows took 1.20 s with them and 0.24 s flushed to zero. The flag is
+    the thread's floating-point mode, so it is set only while training: whatever shares the process afterwards
+    (a test run, an evaluation) gets IEEE floats back."""
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def device() -> torch.device:
@@ -239,7 +251,7 @@ def train_member(
     best = TrainResult(model=model, best_epoch=-1, best_val_loss=float("inf"))
     best_state: dict[str, torch.Tensor] = {}
     started = time.perf_counter()
-    with logging_redirect_tqdm():  # log lines print above the progress bar, not through it
+    with denormals_flushed(), logging_redirect_tqdm():  # log lines print above the progress bar, not through it
         bar = tqdm(range(1, tc.epochs + 1), disable=not progress, desc=name, unit="epoch")
         for epoch in bar:
             epoch_start = time.perf_counter()
