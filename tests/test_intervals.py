@@ -4,10 +4,10 @@ written into the card by calibration and applied by the model service; older car
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from fastapi.testclient import TestClient
@@ -55,21 +55,27 @@ def test_an_exactly_periodic_window_keeps_a_width(repository: Path) -> None:
 
 
 def test_cards_without_a_floor_serve_the_graphs_scale(tmp_path: Path) -> None:
+    """A card calibrated before the floor existed (the committed model's, with its floor taken out)."""
     repo = tmp_path / "models"
-    shutil.copytree(ROOT / "models" / "vix-lstm", repo / "vix-lstm")
+    (repo / "vix-lstm" / "1").mkdir(parents=True)
+    proto = onnx.load(str(ROOT / "models" / "vix-lstm" / "1" / "model.onnx"))
+    for entry in proto.metadata_props:
+        if entry.key == PREFIX + "conformal":
+            conformal = json.loads(entry.value)
+            del conformal["scale_floor"]
+            entry.value = json.dumps(conformal)
+    onnx.save(proto, str(repo / "vix-lstm" / "1" / "model.onnx"))
     window = (20 + np.cumsum(np.random.default_rng(0).normal(size=60))).round(3).tolist()
     half, _ = _widths(repo, "vix-lstm", window)
-    onnx = repo / "vix-lstm" / "1" / "model.onnx"
-    model_card = ModelCard.from_props(dict(_props(onnx)))
+    path = repo / "vix-lstm" / "1" / "model.onnx"
+    model_card = ModelCard.from_props(dict(_props(path)))
     cal = model_card.conformal
     assert cal.scale_floor == 0.0
-    session = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = np.asarray([window[-model_card.trained_window :]])
     graph_scale = float(session.run(None, {"values": x.astype(np.float32)})[1][0])
     assert half == pytest.approx(cal.half_width_factors(0.95)[0] * graph_scale, rel=1e-4)
 
 
 def _props(path: Path) -> list[tuple[str, str]]:
-    import onnx
-
     return [(p.key, p.value) for p in onnx.load(str(path), load_external_data=False).metadata_props]
