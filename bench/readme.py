@@ -229,8 +229,13 @@ def accuracy_section() -> str:
         lines.append(f"| {name.upper()}, gatecast GRU | " + " | ".join(ours) + " |")
         published = [" / ".join(f"{row[0]:.3f}" for row in DLINEAR[name][int(h)][:3]) for h in horizons]
         lines.append(f"| {name.upper()}, DLinear / NLinear / PatchTST/42 | " + " | ".join(published) + " |")
-    lines += ["", *[f"- {v[0].upper() + v[1:]}." for v in verdicts(r)]]
+    lines += ["", *[f"- {_sentence(v)}." for v in verdicts(r)]]
     return "\n".join(lines) + "\n"
+
+
+def _sentence(verdict: str) -> str:
+    """Capitalised, unless it starts with a model's name (vix-gru, not Vix-gru)."""
+    return verdict if "-" in verdict.split(":")[0] else verdict[0].upper() + verdict[1:]
 
 
 def settings_section() -> str:
