@@ -19,6 +19,7 @@ from training.data import Dataset, Series
 from training.ensemble import Ensemble, fit_naive_weight, median
 from training.model import Forecaster, ForecasterConfig
 from training.pipeline import build_artifact
+from training.train import l1_loss
 
 
 def _config(name: str, **sections: dict[str, object]) -> RunConfig:
@@ -187,3 +188,34 @@ def test_an_ensemble_of_covariate_models_cuts_each_input_to_its_member(tmp_path:
         short = model.members[1]
         alone = short(x[:, -36:], past[:, -36:], future[:, -48:], calendar[:, -48:])[0]
     assert torch.allclose(both[1], alone)
+
+
+def test_the_log_loss_is_the_mean_absolute_error_of_the_log_forecast() -> None:
+    """[train] loss = "log": |log f - log y|, the relative error sMAPE counts, whatever the window's spread."""
+    torch.manual_seed(0)
+    model = Forecaster(
+        ForecasterConfig(
+            cell="gru", hidden_size=8, num_layers=1, input_window=48, min_window=24, horizon=6, transform="log"
+        )
+    ).eval()
+    rng = np.random.default_rng(0)
+    steady = 100 + rng.normal(size=(1, 54))
+    swinging = np.exp(3 + 1.7 * np.sin(np.arange(54) * 2 * np.pi / 24))[None, :]  # 5 to 110 each day
+    series = torch.tensor(np.concatenate([steady, swinging]), dtype=torch.float32)
+    x, y = series[:, :48], series[:, 48:]
+    with torch.no_grad():
+        forecast, _ = model(x)
+        expected = (forecast.log() - y.log()).abs().mean()
+        torch.testing.assert_close(l1_loss(model, x, y, kind="log"), expected, rtol=1e-5, atol=1e-6)
+        # The window loss divides each window's log error by its spread: the swinging one weighs far less.
+        pred, loc, scale = model.forward_normalized(x)
+        assert float(scale[1]) > 10 * float(scale[0])
+        assert not torch.allclose(l1_loss(model, x, y), expected)
+
+
+def test_the_log_loss_needs_a_log_model_and_an_unknown_loss_is_named() -> None:
+    with pytest.raises(ValueError, match=r'\[train\] loss = "log" needs \[model\] transform = "log"'):
+        _config("noloss", train={"loss": "log"})
+    with pytest.raises(ValueError, match=r"\[train\] loss 'huber' is unknown; use one of \['window', 'log'\]"):
+        _config("noloss", train={"loss": "huber"})
+    assert _config("logloss", model={"transform": "log"}, train={"loss": "log"}).train.loss == "log"

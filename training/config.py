@@ -13,6 +13,7 @@ from training.model import ForecasterConfig
 
 GAP_POLICIES = ("interpolate", "keep", "refuse")
 LR_SCHEDULES = ("none", "plateau", "cosine")
+LOSSES = ("window", "log")
 
 
 @dataclass
@@ -30,10 +31,17 @@ class TrainConfig:
         "plateau: halve the learning rate after half of `patience` epochs without a better validation loss; "
         "cosine: anneal it to 0 over `epochs`; none: constant",
     )
+    loss: str = doc(
+        "window",
+        "window: L1 on each window's normalised scale, every window weighs the same; log: L1 of the log values "
+        "(with [model] transform = \"log\"), a relative error, weighed as sMAPE weighs it",
+    )
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"[train] lr_schedule {self.lr_schedule!r} is unknown; use one of {list(LR_SCHEDULES)}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"[train] loss {self.loss!r} is unknown; use one of {list(LOSSES)}")
 
 
 @dataclass
@@ -114,6 +122,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.gaps not in GAP_POLICIES:
             raise ValueError(f"gaps {self.gaps!r} is unknown; use one of {', '.join(GAP_POLICIES)}")
+        if self.train.loss == "log" and self.model.transform != "log":
+            raise ValueError('[train] loss = "log" needs [model] transform = "log" (the series must be positive)')
         self.member_configs()  # raises ValueError naming a member window or cell the model cannot take
 
     def member_configs(self) -> list[tuple[int, ForecasterConfig]]:

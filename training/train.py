@@ -97,14 +97,21 @@ def split_windows(
     return WindowSet(np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.float32), extras)
 
 
-def normalized_l1(model: Forecaster, x: torch.Tensor, y: torch.Tensor, *covariates: torch.Tensor) -> torch.Tensor:
-    """L1 on the window-normalised scale, so every series weighs the same whatever its units."""
+def l1_loss(
+    model: Forecaster, x: torch.Tensor, y: torch.Tensor, *covariates: torch.Tensor, kind: str = "window"
+) -> torch.Tensor:
+    """window: L1 on the window-normalised scale, so every window weighs the same whatever its units and
+    spread. log: L1 of the log values (a log model's units), |log f - log y|, the relative error sMAPE counts,
+    so a series that swings from 10 to 300 weighs as much per step as a steady one, not less."""
     pred, loc, scale = model.forward_normalized(x, *covariates)
-    return (pred - (model.to_model_units(y) - loc) / scale).abs().mean()
+    target = model.to_model_units(y)
+    if kind == "log":
+        return (pred * scale + loc - target).abs().mean()
+    return (pred - (target - loc) / scale).abs().mean()
 
 
 @torch.no_grad()
-def evaluate_loss(model: Forecaster, data: WindowSet, batch_size: int, dev: torch.device) -> float:
+def evaluate_loss(model: Forecaster, data: WindowSet, batch_size: int, dev: torch.device, kind: str) -> float:
     model.eval()
     total, count = 0.0, 0
     for i in range(0, len(data), batch_size * 4):
@@ -112,7 +119,7 @@ def evaluate_loss(model: Forecaster, data: WindowSet, batch_size: int, dev: torc
         xb = torch.from_numpy(data.x[part]).to(dev)
         yb = torch.from_numpy(data.y[part]).to(dev)
         covs = [torch.from_numpy(c[part]).to(dev) for c in data.covariates]
-        total += float(normalized_l1(model, xb, yb, *covs)) * len(xb)
+        total += float(l1_loss(model, xb, yb, *covs, kind=kind)) * len(xb)
         count += len(xb)
     return total / max(count, 1)
 
@@ -260,14 +267,14 @@ def train_member(
             running = 0.0
             for b in range(batches):
                 idx = order[b * tc.batch_size : (b + 1) * tc.batch_size]
-                loss = normalized_l1(model, xt[idx].to(dev), yt[idx].to(dev), *(c[idx].to(dev) for c in ct))
+                loss = l1_loss(model, xt[idx].to(dev), yt[idx].to(dev), *(c[idx].to(dev) for c in ct), kind=tc.loss)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
                 optimizer.step()
                 running += float(loss.detach())
             train_loss = running / batches
-            val_loss = evaluate_loss(model, val_set, tc.batch_size, dev)
+            val_loss = evaluate_loss(model, val_set, tc.batch_size, dev, tc.loss)
             seconds = time.perf_counter() - epoch_start
             lr = optimizer.param_groups[0]["lr"]
             if isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
