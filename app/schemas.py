@@ -282,6 +282,11 @@ class StreamSettings(BaseModel):
     start: Annotated[datetime, Strict()] | None = Field(
         None, description="time of the first reading (ISO 8601): readings then carry time without `timestamps`"
     )
+    adaptive: Annotated[bool, Strict()] = Field(
+        False,
+        description="intervals that adapt: each level's width is widened or narrowed as the readings show how "
+        "often it covers, so coverage holds on data unlike the model's (anomaly flags keep the model's widths)",
+    )
 
 
 class StreamReadings(BaseModel):
@@ -339,6 +344,10 @@ class StreamInfo(BaseModel):
     model: str
     level: list[float]
     anomaly_level: float
+    adaptive: bool
+    widening: dict[str, float] = Field(
+        ..., description="level -> factor on the model's interval width (1 unless `adaptive`)"
+    )
     horizon: int | None
     freq: str | None
     points: int

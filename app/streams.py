@@ -7,6 +7,9 @@ readings at once gives the same answer and the same state as appending them one 
 each new origin is made (all k in one job), each reading is judged against the forecast made just before it,
 and the last forecast is the answer, equal to /forecast on the same window.
 
+A stream with `adaptive` intervals widens or narrows them as the readings show how well they cover
+(app.adaptive); its anomaly flags keep the model's widths.
+
 Forecast quality is scored as the actual values arrive: each reading against every forecast that predicted
 it (one per step of the horizon), exported per model and version, never per stream (app.metrics).
 
@@ -32,7 +35,7 @@ import msgspec
 import numpy as np
 import pandas as pd
 
-from app import backtest, metrics
+from app import adaptive, backtest, metrics
 from app.errors import Conflict, InvalidInput, NotFound, Overloaded, PayloadTooLarge
 from app.registry import ModelRepository
 from app.service import ModelService, SeriesInput, check_levels, level_key
@@ -68,6 +71,9 @@ class StreamState(msgspec.Struct):
     last_time: str | None = None  # ISO timestamp of the last reading, when the stream has time
     origins: list[Origin] = []  # forecasts whose steps have readings still to come
     forecast: bytes = b""  # the last answer's forecast, JSON
+    adaptive: bool = False  # whether the answers' intervals adapt to the coverage seen (app.adaptive)
+    adapted_to: str = ""  # model@version the multipliers were learned for; another one starts them afresh
+    log_widths: dict[float, float] = {}  # level -> log multiplier of the model's half-width (absent: 0)
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -82,6 +88,7 @@ class StreamConfig:
     horizon: int | None
     freq: str | None
     start: datetime | None  # the time of the first reading (with freq or the model's)
+    adaptive: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,6 +150,7 @@ class Streams:
             record = await self._read(stream_id)
             if record is None:
                 state = StreamState(stream_id, model, levels, config.anomaly_level, config.horizon, freq, time.time())
+                state.adaptive = config.adaptive
                 if config.start is not None:
                     # The time of the reading before the first: the first append then lands on `start`.
                     offset = positive_offset(stream_id, freq or service.card.freq)
@@ -169,7 +177,11 @@ class Streams:
                 state.last_time = (pd.Timestamp(config.start) - offset).isoformat()
             if model != state.model:
                 state.origins, state.forecast = [], b""
+            if not config.adaptive:
+                state.adapted_to, state.log_widths = "", {}
+            state.log_widths = {level: m for level, m in state.log_widths.items() if level in levels}
             state.model, state.levels, state.anomaly_level = model, levels, config.anomaly_level
+            state.adaptive = config.adaptive
             state.horizon, state.freq = config.horizon, freq
             if await self.store.replace(stream_id, record.rev, _encode(state)):
                 return False, state
@@ -282,21 +294,28 @@ class Streams:
             cutoffs = cutoffs[-1:]
         levels = state.levels
         origins = list(state.origins)
-        forecast = None
+        made_by = f"{service.name}@{service.version}"
+        windows = None
         if cutoffs:
             windows = await backtest.run_windows(service, [series], [cutoffs], card.horizon, levels)
             result = windows.result
-            made_by = f"{service.name}@{service.version}"
             for w, c in enumerate(cutoffs):
                 history = values[:c][-max(card.trained_window, card.season + 1) :]
                 naive = backtest.mase_scale(history, card.season)
                 mean = result.mean[w].astype(np.float32).tobytes()
                 origins.append(Origin(first_new - n_old + c, made_by, float(result.scale[w]), naive, mean))
-            forecast = _render(result, len(cutoffs) - 1, state.horizon or card.horizon, windows.indexes[0])
+        if state.adaptive and state.adapted_to != made_by:  # multipliers of another model's widths mean nothing
+            state.adapted_to, state.log_widths = made_by, {}
         anomalies: list[dict[str, Any]] = []
         quality: dict[str, Quality] = {}
         if not readings.backfill:
             anomalies, quality = self._judge(state, service, origins, new, first_new, last_time, offset)
+        forecast = None
+        if windows is not None:  # after the judging: the answer's intervals carry the multipliers it left
+            widen = {level: widening(state, level) for level in levels}
+            forecast = _render(
+                windows.result, len(cutoffs) - 1, state.horizon or card.horizon, windows.indexes[0], widen
+            )
         points = state.points + len(new)
         keep = max(card.trained_window, card.min_window, card.season + 1)
         state.values = values[-keep:].tobytes()
@@ -319,12 +338,15 @@ class Streams:
         offset: pd.DateOffset,
     ) -> tuple[list[dict[str, Any]], dict[str, Quality]]:
         """Each new reading against the forecast made just before it (the anomaly flag), and against every
-        forecast that predicted it (the quality scores)."""
+        forecast that predicted it (the quality scores; and the adaptive multipliers of the stream's levels,
+        updated in `state`, from the forecasts of the model version they are for)."""
         by_at = {o.at: o for o in origins}
         horizon = service.card.horizon
         anomalies = []
         quality: dict[str, Quality] = defaultdict(Quality)
-        widths = {level: service.half_width(level) for level in (state.anomaly_level, *QUALITY_LEVELS)}
+        adapt = state.levels if state.adaptive else []
+        widths = {level: service.half_width(level) for level in (state.anomaly_level, *QUALITY_LEVELS, *adapt)}
+        log_widths = dict(state.log_widths)
         for i, value in enumerate(new):
             at = first_new + i
             before = by_at.get(at)
@@ -358,7 +380,37 @@ class Streams:
                     q.scaled_error += error / o.naive
                 for level in QUALITY_LEVELS:
                     q.hits[level] += error <= float(widths[level][step]) * o.scale
+            if adapt:
+                self._adapt(log_widths, adapt, widths, origins, at, float(value), state.adapted_to, horizon)
+        state.log_widths = log_widths
         return anomalies, dict(quality)
+
+    @staticmethod
+    def _adapt(
+        log_widths: dict[float, float],
+        levels: Sequence[float],
+        widths: Mapping[float, np.ndarray],
+        origins: Sequence[Origin],
+        at: int,
+        value: float,
+        made_by: str,
+        horizon: int,
+    ) -> None:
+        """One reading's step of each level's multiplier (app.adaptive), from the forecasts that predicted it."""
+        errors, steps, scales = [], [], []
+        for o in origins:
+            step = at - o.at
+            if 0 <= step < horizon and o.made_by == made_by:
+                errors.append(abs(value - float(np.frombuffer(o.mean, dtype=np.float32)[step])))
+                steps.append(step)
+                scales.append(o.scale)
+        if not errors:
+            return
+        error, scale = np.asarray(errors), np.asarray(scales)
+        for level in levels:
+            log_m = log_widths.get(level, 0.0)
+            misses = int(np.count_nonzero(error > widths[level][steps] * scale * np.exp(log_m)))
+            log_widths[level] = adaptive.step(log_m, level, misses, len(errors))
 
 
 def check_id(stream_id: str) -> str:
@@ -455,18 +507,28 @@ def _covariates(state: StreamState, readings: Readings, k: int) -> dict[str, np.
     return out
 
 
-def _render(result: Any, row: int, horizon: int, index: pd.DatetimeIndex | None) -> dict[str, Any]:
+def widening(state: StreamState, level: float) -> float:
+    """The factor on the model's half-width of the stream's level-% intervals: 1 unless adaptive."""
+    return float(np.exp(state.log_widths.get(level, 0.0))) if state.adaptive else 1.0
+
+
+def _render(
+    result: Any, row: int, horizon: int, index: pd.DatetimeIndex | None, widen: Mapping[float, float]
+) -> dict[str, Any]:
+    mean = result.mean[row, :horizon]
+    intervals = {}
+    for level, (lo, hi) in result.intervals.items():
+        factor = widen.get(level, 1.0)
+        if factor != 1.0:  # the bounds are symmetric about the mean (app.service)
+            lo, hi = mean - factor * (mean - lo[row, :horizon]), mean + factor * (hi[row, :horizon] - mean)
+        else:
+            lo, hi = lo[row, :horizon], hi[row, :horizon]
+        intervals[level_key(level)] = {"lo": lo.astype(np.float32).tolist(), "hi": hi.astype(np.float32).tolist()}
     out: dict[str, Any] = {
         "model": result.model,
         "version": result.version,
-        "mean": result.mean[row, :horizon].astype(np.float32).tolist(),
-        "intervals": {
-            level_key(level): {
-                "lo": lo[row, :horizon].astype(np.float32).tolist(),
-                "hi": hi[row, :horizon].astype(np.float32).tolist(),
-            }
-            for level, (lo, hi) in result.intervals.items()
-        },
+        "mean": mean.astype(np.float32).tolist(),
+        "intervals": intervals,
     }
     if index is not None:
         future = pd.date_range(index[-1] + index.freq, periods=horizon, freq=index.freq)

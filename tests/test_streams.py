@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from app import adaptive
 from app.main import create_app
 from app.settings import Settings
 from tests.synthetic import seasonal_series
@@ -340,3 +341,87 @@ def test_a_spike_in_real_etth1_is_flagged_and_the_false_alarm_rate_is_low(tmp_pa
         half = last["intervals"]["95"]["hi"][0] - last["mean"][0]
         out = append(c, "ett", [last["mean"][0] + 6 * half])
         assert [a["index"] for a in out["anomalies"]] == [500 + 168]
+
+
+def _coverage(answers: list[tuple[int, Any]], values: list[float], level: str) -> float:
+    """Share of readings inside the `level` interval of every answer that predicted them (answer i was given
+    after reading i, so its step s predicts reading i + 1 + s)."""
+    hits = checks = 0
+    for i, forecast in answers:
+        bounds = forecast["intervals"][level]
+        for s, (lo, hi) in enumerate(zip(bounds["lo"], bounds["hi"], strict=True)):
+            if i + 1 + s < len(values):
+                hits += lo <= values[i + 1 + s] <= hi
+                checks += 1
+    return hits / checks
+
+
+@pytest.mark.parametrize("kind", ["faster season", "level shifts"])
+def test_adaptive_intervals_hold_their_coverage_on_series_unlike_the_model_s(client: TestClient, kind: str) -> None:
+    # The tiny model learned a 24-step season with noise of sd 0.5. On a 7-step season its widths are far too
+    # wide (everything is covered); with sudden level shifts its 95% interval is too narrow.
+    rng = np.random.default_rng(3)
+    t = np.arange(1000)
+    if kind == "faster season":
+        raw = 50 + 10 * np.sin(2 * np.pi * t / 7) + rng.normal(0, 0.5, len(t))
+    else:
+        shifts = rng.normal(0, 5.0, len(t)) * (rng.random(len(t)) < 0.05)  # a jump every 20 readings or so
+        raw = 50 + 10 * np.sin(2 * np.pi * t / 24) + rng.normal(0, 0.5, len(t)) + np.cumsum(shifts)
+    values = [round(float(v), 4) for v in raw]
+    coverage = {}
+    for stream, adapts in (("fixed", False), ("adaptive", True)):
+        put(client, stream, level=[80, 95], adaptive=adapts)
+        append(client, stream, values[:WINDOW], backfill=True)
+        answers = [(i, append(client, stream, [values[i]])["forecast"]) for i in range(WINDOW, len(values))]
+        settled = answers[400:]  # after the multipliers have had 400 readings to move from the model's widths
+        coverage[stream] = {level: _coverage(settled, values, level) for level in ("80", "95")}
+    info = _state(client, "adaptive")
+    if kind == "faster season":  # the premise: the model's own widths cover everything
+        assert coverage["fixed"]["80"] > 0.97 and info["widening"]["80"] < 0.7, (coverage, info)
+    else:
+        assert coverage["fixed"]["95"] < 0.88 and info["widening"]["95"] > 1.2, (coverage, info)
+    assert abs(coverage["adaptive"]["80"] - 0.8) < 0.03 and abs(coverage["adaptive"]["95"] - 0.95) < 0.03, coverage
+    assert info["adaptive"] and _state(client, "fixed")["widening"] == {"80": 1.0, "95": 1.0}
+    # The answer's intervals carry the widening; /forecast on the same window answers the model's widths.
+    alone = forecast(client, values, [80])["intervals"]["80"]
+    mean = info["forecast"]["mean"][0]
+    assert info["forecast"]["intervals"]["80"]["hi"][0] - mean == pytest.approx(
+        info["widening"]["80"] * (alone["hi"][0] - mean), rel=1e-4
+    )
+
+
+def test_adaptive_multipliers_move_alike_for_one_append_of_many_and_many_of_one(client: TestClient) -> None:
+    rng = np.random.default_rng(4)
+    values = [round(float(v), 4) for v in 50 + 10 * np.sin(np.arange(160) / 3.8) + rng.normal(0, 2.0, 160)]
+    put(client, "one", level=[80, 95], adaptive=True)
+    put(client, "many", level=[80, 95], adaptive=True)
+    for v in values:
+        append(client, "one", [v])
+    for part in (values[:40], values[40:41], values[41:120], values[120:]):
+        append(client, "many", part)
+    a, b = _state(client, "one"), _state(client, "many")
+    assert a["widening"] == pytest.approx(b["widening"], rel=1e-9) and a["widening"]["80"] != 1.0
+    for level in ("80", "95"):
+        assert a["forecast"]["intervals"][level]["lo"] == pytest.approx(b["forecast"]["intervals"][level]["lo"])
+
+
+def test_adaptive_multipliers_start_afresh_when_turned_off(client: TestClient) -> None:
+    rng = np.random.default_rng(5)
+    values = [float(v) for v in 50 + 10 * np.sin(np.arange(120) / 3.8) + rng.normal(0, 2.0, 120)]
+    put(client, "s", level=[80], adaptive=True)
+    for v in values:
+        append(client, "s", [v])
+    assert _state(client, "s")["widening"]["80"] != 1.0
+    put(client, "s", level=[80, 95], adaptive=True)  # a new level starts at the model's width; 80 keeps its own
+    kept = _state(client, "s")["widening"]
+    assert kept["80"] != 1.0 and kept["95"] == 1.0
+    put(client, "s", level=[80], adaptive=False)
+    assert _state(client, "s")["widening"] == {"80": 1.0}
+    put(client, "s", level=[80], adaptive=True)  # on again: from the model's width, one reading's step away
+    out = append(client, "s", [values[-1]])["forecast"]
+    widening = _state(client, "s")["widening"]["80"]
+    assert abs(np.log(widening)) <= adaptive.RATE + 1e-12
+    alone = forecast(client, [*values, values[-1]][-WINDOW:], [80])["intervals"]["80"]
+    assert out["intervals"]["80"]["hi"][0] - out["mean"][0] == pytest.approx(
+        widening * (alone["hi"][0] - out["mean"][0]), rel=1e-4
+    )

@@ -12,7 +12,8 @@ from pydantic import BaseModel
 
 from app.errors import InvalidInput, UnsupportedMediaType
 from app.schemas import ErrorBody, StreamAppended, StreamInfo, StreamPage, StreamReadings, StreamSettings
-from app.streams import Readings, StreamConfig, Streams, StreamState, check_id
+from app.service import level_key
+from app.streams import Readings, StreamConfig, Streams, StreamState, check_id, widening
 
 router = APIRouter(tags=["streams"])
 Body = TypeVar("Body", bound=BaseModel)
@@ -50,6 +51,8 @@ def info(state: StreamState) -> dict[str, Any]:
         "model": state.model,
         "level": state.levels,
         "anomaly_level": state.anomaly_level,
+        "adaptive": state.adaptive,
+        "widening": {level_key(level): widening(state, level) for level in state.levels},
         "horizon": state.horizon,
         "freq": state.freq,
         "points": state.points,
@@ -71,7 +74,9 @@ async def put_stream(stream_id: str, request: Request) -> Response:
     """201 when created, 200 when updated. Readings are kept across an update; a new model forecasts from the
     next reading on. `freq` and `start` are fixed once readings arrived."""
     body = await _read(request, StreamSettings)
-    config = StreamConfig(body.model, body.level, body.anomaly_level, body.horizon, body.freq, body.start)
+    config = StreamConfig(
+        body.model, body.level, body.anomaly_level, body.horizon, body.freq, body.start, body.adaptive
+    )
     created, state = await _streams(request).put(stream_id, config)
     return _json(info(state), 201 if created else 200)
 
