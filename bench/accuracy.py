@@ -6,6 +6,7 @@ One GRU per dataset and horizon, input 336 (the DLinear protocol's; Informer use
 train-fitted z-score scale, every test origin (ETTm1: every 4th, stated in the output).
 
   python -m bench.accuracy [--quick] [--out docs/benchmarks]    (make bench-accuracy; needs ../shared/data)
+  python -m bench.accuracy --cards-only | --live-only            (train nothing; update those parts)
 """
 
 from __future__ import annotations
@@ -237,6 +238,23 @@ def transfer() -> dict[str, Any]:
     return out
 
 
+def live() -> dict[str, Any]:
+    """bench.live_intervals through a server on the committed models, its streams in a scratch folder."""
+    import tempfile
+
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from app.settings import Settings
+    from bench import live_intervals
+
+    with (
+        tempfile.TemporaryDirectory() as state,
+        TestClient(create_app(Settings(model_repository=ROOT / "models", state_dir=Path(state)))) as client,
+    ):
+        return live_intervals.run(client)
+
+
 def financial() -> dict[str, Any]:
     out: dict[str, Any] = {name: card_metrics(name)["scores"] for name in ("vix-lstm", "vix-gru")}
     dataset = data.load("exchange")
@@ -255,11 +273,19 @@ def main() -> None:
         action="store_true",
         help="train nothing: read the committed models' cards into the existing accuracy.json (after a re-export)",
     )
+    parser.add_argument(
+        "--live-only",
+        action="store_true",
+        help="train nothing: feed the committed models live through streams (bench.live_intervals) into accuracy.json",
+    )
     args = parser.parse_args()
-    if args.cards_only:
+    if args.cards_only or args.live_only:
         path = args.out / "accuracy.json"
         result = json.loads(path.read_text())
-        result["m4"], result["committed"], result["transfer"] = m4_table(), committed(), transfer()
+        if args.cards_only:
+            result["m4"], result["committed"], result["transfer"] = m4_table(), committed(), transfer()
+        if args.live_only:
+            result["live"] = live()
         path.write_text(json.dumps(result, indent=2))
         (args.out / "accuracy.md").write_text(render(result))
         print(f"cards read into {path}")
@@ -286,6 +312,9 @@ def main() -> None:
     result["committed"] = committed()
     print("committed models on data they did not train on", flush=True)
     result["transfer"] = transfer()
+    save()
+    print("committed models fed live through streams", flush=True)
+    result["live"] = live()
     save()
     (args.out / "accuracy.md").write_text(render(result))
     print(f"done in {result['seconds'] / 60:.1f} min -> {args.out / 'accuracy.md'}")
@@ -321,6 +350,9 @@ def coverage_verdicts(r: dict[str, Any]) -> list[str]:
         },
         "committed models on data they did not train on": {
             f"{name} on {m['data']}": m["coverage"] for name, m in r.get("transfer", {}).items()
+        },
+        "committed models fed live, reading by reading, through streams with adaptive intervals": {
+            pair: m["coverage"]["adaptive"] for pair, m in r.get("live", {}).get("live", {}).items()
         },
     }
     out = []
@@ -418,6 +450,7 @@ def coverage_tables(r: dict[str, Any]) -> list[str]:
                 f"{_pct(m['coverage'], '95')} | {m['mase']:.3f} | {m['naive_mase']:.3f} |"
             )
         lines.append("")
+    lines += live_tables(r.get("live"))
     runs = [("ETTh1", h, res) for h, res in r.get("etth1", {}).items()]
     runs += [("ETTm1", h, res) for h, res in r.get("ettm1", {}).items()]
     runs += [("exchange rates", h, res) for h, res in r.get("financial", {}).get("exchange", {}).items()]
@@ -434,6 +467,44 @@ def coverage_tables(r: dict[str, Any]) -> list[str]:
             f"| {d} | {h} | {_pct(res['coverage'], '80')} | {_pct(res['coverage'], '95')} |" for d, h, res in runs
         ]
         lines.append("")
+    return lines
+
+
+def live_tables(live: dict[str, Any] | None) -> list[str]:
+    if not live:
+        return []
+    lines = [
+        "## Committed models fed live through streams (bench.live_intervals)",
+        "",
+        "Each series' test split appended one reading at a time to two streams (`PUT /streams/{id}`), one with the "
+        'model\'s widths and one with `"adaptive": true` (app.adaptive, rate '
+        f"{live['rate']:g}); every answer's intervals scored against the readings that followed it, every step of "
+        "the horizon. Widening: the adaptive streams' final factor on the model's width (median over series).",
+        "",
+        "| model | data | readings | 80% model's widths | 80% adaptive | 95% model's widths | 95% adaptive | "
+        "widening 80 / 95 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for pair, m in live["live"].items():
+        fixed, adapted = m["coverage"]["fixed"], m["coverage"]["adaptive"]
+        lines.append(
+            f"| {pair.split(' on ')[0]} | {m['data']} | {m['readings']} | {_pct(fixed, '80')} | "
+            f"{_pct(adapted, '80')} | {_pct(fixed, '95')} | {_pct(adapted, '95')} | "
+            f"{m['widening']['80']:.2f} / {m['widening']['95']:.2f} |"
+        )
+    rates = list(next(iter(live["sweep"].values())))
+    lines += [
+        "",
+        "The rate, chosen on the validation splits (the same replay, offline; rate 0: the model's widths), as "
+        "80% / 95% coverage:",
+        "",
+        "| model on data | " + " | ".join(f"rate {rate}" for rate in rates) + " |",
+        "|---|" + "---|" * len(rates),
+    ]
+    for pair, by_rate in live["sweep"].items():
+        cells = [f"{c['80'] * 100:.1f} / {c['95'] * 100:.1f}" for c in by_rate.values()]
+        lines.append(f"| {pair} | " + " | ".join(cells) + " |")
+    lines.append("")
     return lines
 
 
