@@ -170,6 +170,8 @@ def test_non_finite_values_and_unknown_streams(client: TestClient) -> None:
     assert r.status_code == 422 and "horizon" in r.text
     r = client.put("/streams/s2", json={"model": "tiny", "freq": "fortnight"})
     assert r.status_code == 422 and "offset alias" in r.text
+    r = client.put("/streams/s2", json={"model": "tiny", "adaptive": "yes"})
+    assert r.status_code == 422 and "adaptive" in r.text
     assert client.get("/streams/s2").status_code == 404
 
 
