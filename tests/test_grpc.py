@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -346,7 +347,18 @@ def test_the_time_limit_answers_deadline_exceeded_and_the_server_goes_on(tmp_pat
         with pytest.raises(InferenceServerException, match="GATECAST_REQUEST_TIMEOUT_S") as caught:
             grpc_infer(c, windows(5000, n=400))
         assert caught.value.status() == "StatusCode.DEADLINE_EXCEEDED"
-        assert grpc_infer(c, windows(1)).as_numpy("forecast").shape == (1, 12)
+        # The server goes on: a small call is answered once onnxruntime has finished the abandoned batch, which
+        # it cannot cut short (on a loaded 2-core machine that can outlast the next call's own 0.05 s).
+        for _ in range(100):
+            try:
+                answer = grpc_infer(c, windows(1))
+                break
+            except InferenceServerException as exc:
+                assert exc.status() == "StatusCode.DEADLINE_EXCEEDED", exc
+                time.sleep(0.1)
+        else:
+            pytest.fail("no call was answered in 10 s after the time limit cut one short")
+        assert answer.as_numpy("forecast").shape == (1, 12)
 
 
 def test_two_workers_share_the_port_and_a_taken_port_stops_the_start(tmp_path: Path, tiny_artifact: Path) -> None:
