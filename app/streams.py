@@ -175,10 +175,10 @@ class Streams:
             if config.start is not None:  # no readings yet (checked above): place the first
                 offset = positive_offset(stream_id, freq or service.card.freq)
                 state.last_time = (pd.Timestamp(config.start) - offset).isoformat()
+            if model != state.model or not config.adaptive:  # another model's widths: its multipliers mean nothing
+                state.adapted_to, state.log_widths = "", {}
             if model != state.model:
                 state.origins, state.forecast = [], b""
-            if not config.adaptive:
-                state.adapted_to, state.log_widths = "", {}
             state.log_widths = {level: m for level, m in state.log_widths.items() if level in levels}
             state.model, state.levels, state.anomaly_level = model, levels, config.anomaly_level
             state.adaptive = config.adaptive

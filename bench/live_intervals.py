@@ -59,8 +59,7 @@ def live(client: TestClient, model: str, data_name: str) -> dict[str, Any]:
     modes = ("fixed", "adaptive")
     coverage: dict[str, dict[str, float]] = {}
     widening: list[dict[str, float]] = []
-    readings, started = 0, time.perf_counter()
-    weights = []
+    readings, scored, started = 0, 0, time.perf_counter()
     for series in dataset.series:
         lo, hi = series.split("test")
         values = series.values
@@ -85,14 +84,13 @@ def live(client: TestClient, model: str, data_name: str) -> dict[str, Any]:
         for mode, got in per_mode.items():
             coverage.setdefault(mode, {})
             for level, value in _coverage(got, at, values, hi).items():
-                coverage[mode][level] = coverage[mode].get(level, 0.0) + value * len(got)
-        weights.append(len(at))
-    total = sum(weights)
+                coverage[mode][level] = coverage[mode].get(level, 0.0) + value * len(at)
+        scored += len(at)
     return {
         "data": data_name,
         "series": len(dataset.series),
-        "readings": total,
-        "coverage": {mode: {level: v / total for level, v in c.items()} for mode, c in coverage.items()},
+        "readings": scored,
+        "coverage": {mode: {level: v / scored for level, v in c.items()} for mode, c in coverage.items()},
         "widening": {level: float(np.median([w[level] for w in widening])) for level in LEVELS},
         "appends_per_s": readings / (time.perf_counter() - started),
     }

@@ -348,7 +348,7 @@ def test_the_time_limit_answers_deadline_exceeded_and_the_server_goes_on(tmp_pat
             grpc_infer(c, windows(5000, n=400))
         assert caught.value.status() == "StatusCode.DEADLINE_EXCEEDED"
         # The server goes on: a small call is answered once onnxruntime has finished the abandoned batch, which
-        # it cannot cut short (on a loaded 2-core machine that can outlast the next call's own 0.05 s).
+        # the server lets run to its end (on a loaded 2-core machine that can outlast the next call's own 0.05 s).
         for _ in range(100):
             try:
                 answer = grpc_infer(c, windows(1))

@@ -407,7 +407,7 @@ def test_adaptive_multipliers_move_alike_for_one_append_of_many_and_many_of_one(
         assert a["forecast"]["intervals"][level]["lo"] == pytest.approx(b["forecast"]["intervals"][level]["lo"])
 
 
-def test_adaptive_multipliers_start_afresh_when_turned_off(client: TestClient) -> None:
+def test_adaptive_multipliers_start_afresh_when_turned_off_or_bound_to_another_model(client: TestClient) -> None:
     rng = np.random.default_rng(5)
     values = [float(v) for v in 50 + 10 * np.sin(np.arange(120) / 3.8) + rng.normal(0, 2.0, 120)]
     put(client, "s", level=[80], adaptive=True)
@@ -417,13 +417,18 @@ def test_adaptive_multipliers_start_afresh_when_turned_off(client: TestClient) -
     put(client, "s", level=[80, 95], adaptive=True)  # a new level starts at the model's width; 80 keeps its own
     kept = _state(client, "s")["widening"]
     assert kept["80"] != 1.0 and kept["95"] == 1.0
-    put(client, "s", level=[80], adaptive=False)
+    put(client, "s", model="tiny@1", level=[80], adaptive=True)  # another binding: another model's widths
     assert _state(client, "s")["widening"] == {"80": 1.0}
-    put(client, "s", level=[80], adaptive=True)  # on again: from the model's width, one reading's step away
+    for v in values[-20:]:
+        append(client, "s", [v])
+    assert _state(client, "s")["widening"]["80"] != 1.0
+    put(client, "s", model="tiny@1", level=[80], adaptive=False)
+    assert _state(client, "s")["widening"] == {"80": 1.0}
+    put(client, "s", model="tiny@1", level=[80], adaptive=True)  # on again: one reading's step from the model's width
     out = append(client, "s", [values[-1]])["forecast"]
     widening = _state(client, "s")["widening"]["80"]
     assert abs(np.log(widening)) <= adaptive.RATE + 1e-12
-    alone = forecast(client, [*values, values[-1]][-WINDOW:], [80])["intervals"]["80"]
+    alone = forecast(client, [*values, *values[-20:], values[-1]][-WINDOW:], [80])["intervals"]["80"]
     assert out["intervals"]["80"]["hi"][0] - out["mean"][0] == pytest.approx(
         widening * (alone["hi"][0] - out["mean"][0]), rel=1e-4
     )
