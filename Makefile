@@ -34,11 +34,13 @@ serve: venv-serve
 test: venv-dev
 	./scripts/system-deps.sh
 	$(BIN)/ruff check app contract training tests bench
+	$(BIN)/ruff format --check app contract training tests bench
 	$(BIN)/mypy app contract
 	$(BIN)/pytest -q
 
 lint: venv-dev
 	$(BIN)/ruff check app contract training tests bench
+	$(BIN)/ruff format --check app contract training tests bench
 	$(BIN)/mypy app contract
 
 ## Regenerate app/oip_grpc/inference_pb2*.py(i) from inference.proto (grpcio-tools pinned in the dev extra;

@@ -85,8 +85,8 @@ class ModelCard:
     sha256: str
     covariates: Covariates = Covariates()
     transform: str = "none"  # "log": the graph forecasts in log units and needs every window value > 0
-    # An ensemble's members (seeds seed, seed+1, ...), each {"cell", "input_window", "hidden_size"}; the graph
-    # returns their median, blended with naive per `metrics`. Empty: one model.
+    # An ensemble's members (seeds seed, seed+1, ...), each {"cell", "input_window", "hidden_size", "patch_len"};
+    # the graph returns their median, blended with naive per `metrics`. Empty: one model.
     members: list[dict[str, Any]] = field(default_factory=list)
     schema: str = SCHEMA_VERSION
     extra: dict[str, str] = field(default_factory=dict)

@@ -115,3 +115,42 @@ def test_seasonal_skip_exports_with_parity(tmp_path) -> None:  # type: ignore[no
     ).eval()
     export_onnx(m, tmp_path / "m.onnx")
     assert validate(m, tmp_path / "m.onnx") > 0
+
+
+def test_patches_are_the_last_whole_segments_in_time_order() -> None:
+    m = Forecaster(ForecasterConfig(cell="gru", hidden_size=4, input_window=10, min_window=6, horizon=2, patch_len=3))
+    steps = torch.arange(2 * 10 * 2, dtype=torch.float32).reshape(2, 10, 2)  # (B, T, K)
+    segments = m._segments(steps)
+    assert segments.shape == (2, 3, 6)
+    # the oldest step (10 % 3 = 1) is left out; each segment holds its 3 steps' channels in time order
+    for b in range(2):
+        for j in range(3):
+            torch.testing.assert_close(segments[b, j], steps[b, 1 + 3 * j : 4 + 3 * j].flatten())
+
+
+def test_patch_len_must_fit_the_shortest_window() -> None:
+    with pytest.raises(ValueError, match="patch_len 24 must be in"):
+        ForecasterConfig(input_window=48, min_window=12, horizon=6, patch_len=24)
+
+
+def test_patched_model_exports_with_parity_at_lengths_that_are_not_multiples(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The graph cuts T % patch_len steps off a dynamic time axis: checked against PyTorch at every probe
+    length (contract.windows) and at lengths that leave 1 and patch_len - 1 steps over."""
+    import onnxruntime as ort
+
+    from training.export import export_onnx, validate
+
+    torch.manual_seed(0)
+    config = ForecasterConfig(
+        cell="gru", hidden_size=8, input_window=48, min_window=12, horizon=6, seasonal_skip=12, patch_len=12
+    )
+    m = Forecaster(config).eval()
+    export_onnx(m, tmp_path / "m.onnx")
+    assert validate(m, tmp_path / "m.onnx") > 0
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    rng = np.random.default_rng(0)
+    for length in (12, 13, 23, 47, 48):
+        x = rng.normal(size=(3, length)).astype(np.float32)
+        got = session.run(None, {session.get_inputs()[0].name: x})[0]
+        want = m(torch.from_numpy(x))[0].detach().numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

@@ -34,7 +34,7 @@ class TrainConfig:
     loss: str = doc(
         "window",
         "window: L1 on each window's normalised scale, every window weighs the same; log: L1 of the log values "
-        "(with [model] transform = \"log\"), a relative error, weighed as sMAPE weighs it",
+        '(with [model] transform = "log"), a relative error, weighed as sMAPE weighs it',
     )
 
     def __post_init__(self) -> None:

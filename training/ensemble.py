@@ -55,7 +55,12 @@ class Ensemble(nn.Module):
     def describe(self) -> list[dict[str, object]]:
         """The card's `members`: what each member is."""
         return [
-            {"cell": m.config.cell, "input_window": m.config.input_window, "hidden_size": m.config.hidden_size}
+            {
+                "cell": m.config.cell,
+                "input_window": m.config.input_window,
+                "hidden_size": m.config.hidden_size,
+                "patch_len": m.config.patch_len,
+            }
             for m in self.members
         ]
 

@@ -37,6 +37,12 @@ class ForecasterConfig:
         1, "the interval scale is the mean |y[t] - y[t-lag]| of the window: use the season for seasonal data"
     )
     seasonal_skip: int = doc(0, "> 0: the head predicts a correction to the last `seasonal_skip` values, repeated")
+    patch_len: int = doc(
+        1,
+        "> 1: the encoder reads the window in segments of this many steps, one segment per recurrent step "
+        "(SegRNN): a 336-step window of 24-step days is 14 recurrent steps, not 336; the oldest "
+        "len % patch_len values are left out",
+    )
     transform: str = doc(
         "none",
         "log: the network reads and forecasts log values (errors become relative, forecasts stay positive); "
@@ -59,6 +65,8 @@ class ForecasterConfig:
             raise ValueError(f"interval_lag {self.interval_lag} must be in [1, min_window={self.min_window})")
         if not 0 <= self.seasonal_skip <= self.min_window:
             raise ValueError(f"seasonal_skip {self.seasonal_skip} must be in [0, min_window={self.min_window}]")
+        if not 1 <= self.patch_len <= self.min_window:
+            raise ValueError(f"patch_len {self.patch_len} must be in [1, min_window={self.min_window}]")
         if self.horizon < 1 or self.hidden_size < 1 or self.num_layers < 1:
             raise ValueError("horizon, hidden_size and num_layers must be >= 1")
         _ = self.covariates  # raises CovariateError (a ValueError) naming a bad declaration
@@ -98,7 +106,7 @@ class Forecaster(nn.Module):
         cov = config.covariates
         self.ahead_channels = len(cov.future) + 2 * len(cov.calendar)  # per horizon step, into the head
         self.rnn = rnn_cls(
-            input_size=1 + len(cov.past) + self.ahead_channels,
+            input_size=config.patch_len * (1 + len(cov.past) + self.ahead_channels),
             hidden_size=config.hidden_size,
             num_layers=config.num_layers,
             dropout=config.dropout if config.num_layers > 1 else 0.0,
@@ -142,7 +150,7 @@ class Forecaster(nn.Module):
         calendar (B, T+H, 2C), each present when its role has names."""
         x, loc, scale = self.normalize(values)
         steps, ahead = self._covariate_steps(values.shape[1], covariates)
-        out, _ = self.rnn(torch.cat([x.unsqueeze(-1), *steps], dim=-1) if steps else x.unsqueeze(-1))  # (B, T, hid)
+        out, _ = self.rnn(self._segments(torch.cat([x.unsqueeze(-1), *steps], dim=-1) if steps else x.unsqueeze(-1)))
         state = out[:, -1]
         if ahead:
             state = torch.cat([state, torch.cat(ahead, dim=-1).flatten(1)], dim=1)  # (B, hidden + H * ahead)
@@ -152,6 +160,15 @@ class Forecaster(nn.Module):
             repeats = -(-self.config.horizon // season)
             y = y + x[:, -season:].repeat(1, repeats)[:, : self.config.horizon]  # (B, H)
         return y, loc, scale
+
+    def _segments(self, steps: torch.Tensor) -> torch.Tensor:
+        """(B, T, K) -> (B, T // p, p * K): consecutive segments of p steps ending at the last step, the
+        oldest T % p steps left out (T is the graph's dynamic time axis: the exporter traces the arithmetic)."""
+        p = self.config.patch_len
+        if p == 1:
+            return steps
+        kept = steps[:, steps.shape[1] % p :]
+        return kept.reshape(kept.shape[0], -1, p * kept.shape[2])
 
     def _covariate_steps(
         self, t: int, covariates: tuple[torch.Tensor, ...]
