@@ -390,6 +390,16 @@ def verdicts(r: dict[str, Any]) -> list[str]:
         ]
         if naive_wins:
             out.append(f"{name.upper()}: the naive forecast is as good or better at H {', '.join(naive_wins)}")
+    m4 = r.get("m4")
+    if m4:
+        owa, winner, best = m4["gatecast"]["model"]["owa"], m4["official"]["118"]["owa"], m4["official"]["238"]["owa"]
+        seconds = m4.get("training_seconds")
+        trained = f"; trained in {seconds / 60:.1f} min on 2 CPU cores (target 45)" if seconds else ""
+        out.append(
+            f"M4 Hourly (official test): OWA {owa:.3f}, {'below' if owa <= winner else 'ABOVE'} the M4 winner "
+            f"ES-RNN's {winner:.3f}, {'below' if owa <= best else 'above'} the best hourly entry's {best:.3f}"
+            f"{trained}"
+        )
     for name, m in r.get("committed", {}).items():
         if m["dataset"] in ("vix", "exchange"):
             verb = "below" if m["mase"]["model"] <= m["mase"]["naive"] else "ABOVE"
