@@ -154,3 +154,26 @@ def test_patched_model_exports_with_parity_at_lengths_that_are_not_multiples(tmp
         got = session.run(None, {session.get_inputs()[0].name: x})[0]
         want = m(torch.from_numpy(x))[0].detach().numpy()
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_patched_model_with_covariates_exports_with_parity(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Each segment carries its steps' covariate channels too: past, future and calendar, checked against
+    PyTorch at the contract's probe lengths and batch sizes (export.validate)."""
+    from training.export import export_onnx, validate
+
+    torch.manual_seed(0)
+    config = ForecasterConfig(
+        cell="lstm",
+        hidden_size=8,
+        input_window=48,
+        min_window=12,
+        horizon=6,
+        patch_len=12,
+        past_covariates=["load"],
+        future_covariates=["plan"],
+        calendar=["hour_of_day"],
+    )
+    m = Forecaster(config).eval()
+    assert m.rnn.input_size == 12 * (1 + 1 + 1 + 2)
+    export_onnx(m, tmp_path / "m.onnx")
+    assert validate(m, tmp_path / "m.onnx") > 0
