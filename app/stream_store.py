@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -135,6 +136,25 @@ def unavailable(store: str, exc: BaseException) -> Overloaded:
     return Overloaded(f"the stream store ({store}) did not answer: {exc}; try again", 1.0, "store_unavailable")
 
 
+BUSY_TIMEOUT_S = 10.0  # how long a statement waits for another process's lock before the call is a 503
+
+
+def switch_to_wal(db: sqlite3.Connection) -> None:
+    """Puts the file in WAL mode, waiting for the other workers that are doing the same. On a new file, workers
+    that start together each read it, then each ask for the exclusive lock the switch needs; SQLite refuses
+    all but one at once ("database is locked") rather than call its busy handler, which would deadlock them.
+    So the wait is here: a short, jittered retry until the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.005, 0.05))
+
+
 class SqliteStore:
     """One file, shared by the worker processes of one host (WAL mode: readers never wait for the writer).
     Every call runs on one thread of its own, which owns the connection: the event loop never waits on disk."""
@@ -154,8 +174,8 @@ class SqliteStore:
 
     def _open(self) -> None:
         # isolation_level=None: statements autocommit; create() opens its own transaction.
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
-        db.execute("PRAGMA journal_mode=WAL")
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
+        switch_to_wal(db)
         db.execute("PRAGMA synchronous=NORMAL")  # WAL: a crash can lose the last commits, never corrupt the file
         db.execute(
             "CREATE TABLE IF NOT EXISTS streams "
