@@ -55,7 +55,12 @@ def test_the_readme_walkthrough_trains_and_serves_a_model_beside_the_committed_o
     port = free_port()
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
-        ["bash", "-c", f"exec {serve}"], cwd=tmp_path, env={**env, "GATECAST_PORT": str(port)}, stdout=log, stderr=log
+        ["bash", "-c", f"exec {serve}"],
+        cwd=tmp_path,
+        # Free ports for both protocols: the README's defaults (8000, 8001) may be taken on a shared machine.
+        env={**env, "GATECAST_PORT": str(port), "GATECAST_GRPC_PORT": str(free_port())},
+        stdout=log,
+        stderr=log,
     )
     url = f"http://127.0.0.1:{port}"
     try:
