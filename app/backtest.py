@@ -12,13 +12,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from app.errors import InvalidInput, PayloadTooLarge
-from app.service import ForecastJob, ForecastResult, ModelService, SeriesInput
+from app.jobs import ForecastJob, ForecastResult, SeriesInput
 from app.timeaxis import value_index
+
+if TYPE_CHECKING:  # the service calls this module (calibration on history): its type only, no import cycle
+    from app.service import ModelService
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,8 @@ class ServingMiddleware:
                     raise  # not the time limit: the server is shutting down
                 await self._answer(scope, send_wrapper, status, _timeout(self.settings.request_timeout_s))
             except Exception as exc:  # noqa: BLE001 - the one place nothing may escape from
-                if not isinstance(exc, GatecastError):
+                # A gatecast error, or a body that failed validation (422), is an answer, not a fault to log.
+                if not isinstance(exc, GatecastError) and problems.problem_of(exc).status >= 500:
                     log.exception("unexpected error on %s %s", scope["method"], scope["path"])
                 await self._answer(scope, send_wrapper, status, exc)
         finally:

@@ -15,8 +15,9 @@ import numpy as np
 
 from app import __version__
 from app.errors import InvalidInput
+from app.jobs import ForecastJob, ForecastResult, SeriesInput
 from app.registry import ModelRepository, version_key
-from app.service import ForecastJob, ForecastResult, ModelService, SeriesInput
+from app.service import ModelService
 from contract import signature
 from contract.covariates import calendar_channels
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, Strict
+
+from app.calibration import READINGS
 
 # Strict: "1.5" (a string) is refused instead of converted; allow_inf_nan=False refuses NaN and Infinity.
 FiniteFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
@@ -70,12 +72,25 @@ class ForecastRequest(BaseModel):
         description="probabilities strictly between 0 and 1, e.g. [0.1, 0.5, 0.9]: bounds of the same conformal "
         "intervals (quantile q is the upper bound at level 2q - 1 above 0.5, the lower one at 1 - 2q below it)",
     )
+    calibration: Literal["model", "history"] = Field(
+        "model",
+        description='interval widths: "model", the model\'s conformal table (calibrated on its validation split); '
+        f'"history", those widths rescaled per series on forecasts of its own past (the last {READINGS} values sent), '
+        "for series unlike the model's training data. Costs one forecast per past value scored",
+    )
     series: list[SeriesIn] = Field(..., min_length=1)
 
 
 class Interval(BaseModel):
     lo: list[float]
     hi: list[float]
+
+
+class SeriesCalibration(BaseModel):
+    checks: int = Field(..., description="past (forecast, value) pairs the factors rest on")
+    widening: dict[str, float] = Field(
+        ..., description="by level, e.g. '80': the factor on the model's interval half-width"
+    )
 
 
 class SeriesForecast(BaseModel):
@@ -89,6 +104,9 @@ class SeriesForecast(BaseModel):
     # time, as in ETT) is answered without one too.
     timestamps: list[str] | None = Field(
         None, description="ISO 8601 timestamps of the forecast steps, in the time zone (or none) of the input"
+    )
+    calibration: SeriesCalibration | None = Field(
+        None, description='only with calibration "history": what the widths learned from the series\' past'
     )
 
 

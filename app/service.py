@@ -10,6 +10,7 @@ What happens in between is written here once, so a route added later inherits al
               calendar computed from the time information (contract.covariates)
     admit     the answer's memory, charged to the request's ticket (app.admission)
     predict   the batcher: concurrent requests share onnxruntime runs; a failed run is retried per request
+    calibrate with `calibration: "history"`, the widths rescaled on forecasts of each series' past (app.calibration)
     finish    finite outputs only, conformal intervals at the requested levels, quantiles from the same table
 """
 
@@ -19,14 +20,15 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 
 import numpy as np
 import pandas as pd
 
 from app import admission
 from app.batcher import Batcher, Window
+from app.calibration import calibrate
 from app.errors import InvalidInput, PayloadTooLarge
+from app.jobs import CALIBRATIONS, Calibration, ForecastJob, ForecastResult, SeriesInput
 from app.runtime import Runtime
 from app.stats import ModelStats
 from app.timeaxis import future_index
@@ -43,44 +45,6 @@ MAX_LEVELS = 20
 class Limits:
     max_series_per_request: int
     max_points_per_series: int
-
-
-@dataclass(frozen=True)
-class SeriesInput:
-    """One series as a route decoded it. Time information is optional and only places the forecast."""
-
-    id: str
-    values: np.ndarray | Sequence[float]  # raw observations, oldest first
-    timestamps: Sequence[datetime] | pd.DatetimeIndex | None = None
-    start: datetime | None = None
-    freq: str | None = None
-    covariates: Mapping[str, np.ndarray | Sequence[float]] | None = None  # name -> aligned with values
-    future_covariates: Mapping[str, np.ndarray | Sequence[float]] | None = None  # name -> the steps ahead
-    # Calendar channels computed by the client (len(values) + the model's horizon, 2 per feature), for protocols
-    # without time information (OIP v2); JSON and CSV send time, and the service computes them.
-    calendar: np.ndarray | None = None
-
-
-@dataclass(frozen=True)
-class ForecastJob:
-    series: Sequence[SeriesInput]
-    horizon: int | None = None  # None: the model's own
-    levels: Sequence[float] = ()  # interval coverage in percent
-    quantiles: Sequence[float] = ()  # probabilities strictly between 0 and 1
-
-
-@dataclass
-class ForecastResult:
-    model: str
-    version: str
-    horizon: int
-    levels: list[float]  # ascending
-    ids: list[str]
-    mean: np.ndarray  # (B, horizon) float64
-    scale: np.ndarray  # (B,) float64, the unit of the intervals (the graph's scale, floored: contract.intervals)
-    intervals: dict[float, tuple[np.ndarray, np.ndarray]]  # level -> lower, upper (B, horizon)
-    timestamps: list[pd.DatetimeIndex | None] = field(default_factory=list)
-    quantiles: dict[float, np.ndarray] = field(default_factory=dict)  # probability -> (B, horizon), ascending
 
 
 @dataclass(frozen=True)
@@ -114,12 +78,16 @@ class ModelService:
 
     async def forecast(self, job: ForecastJob) -> ForecastResult:
         plan = self.check(job)
+        calibration = None
+        if job.calibration == "history":  # forecasts of the series' past first: a job of their own, as guarded
+            levels = sorted({*plan.levels, *(quantile_level(q) for q in job.quantiles if q != 0.5)})
+            calibration = await calibrate(self, job.series, plan.horizon, levels)
         per_step = 1 + 2 * len(plan.levels) + len(job.quantiles)
         self._admit(len(plan.windows), plan.horizon, per_step, any(f is not None for f in plan.future))
         started = time.perf_counter()
         try:
             forecasts, scales = await self.batcher.submit(plan.windows)
-            result = self._finish(job, plan, forecasts, scales)
+            result = self._finish(job, plan, forecasts, scales, calibration)
         except Exception:
             self.stats.fail.add(time.perf_counter() - started)
             raise
@@ -138,6 +106,8 @@ class ModelService:
                 "(GATECAST_MAX_SERIES_PER_REQUEST): split the request"
             )
         horizon = self.horizon(job.horizon)
+        if job.calibration not in CALIBRATIONS:
+            raise InvalidInput(f"calibration {job.calibration!r} is not known: use one of {list(CALIBRATIONS)}")
         levels = check_levels(job.levels)
         check_quantiles(job.quantiles)
         check_unique_ids([s.id for s in job.series])
@@ -331,7 +301,12 @@ class ModelService:
             ticket.charge(cost, lambda: f"an answer of {series} series x {horizon} steps x {per_step} values")
 
     def _finish(
-        self, job: ForecastJob, plan: Plan, forecasts: list[np.ndarray], scales: list[np.ndarray]
+        self,
+        job: ForecastJob,
+        plan: Plan,
+        forecasts: list[np.ndarray],
+        scales: list[np.ndarray],
+        calibration: Calibration | None,
     ) -> ForecastResult:
         horizon = plan.horizon
         mean = np.stack(forecasts)[:, :horizon].astype(np.float64)  # (B, H)
@@ -348,9 +323,14 @@ class ModelService:
                 f"the forecast of series {bad!r} is not finite: its values are too large or too spread for float32; "
                 "rescale the series and scale the forecast back"
             )
+
+        def half_width(level: float) -> np.ndarray:  # (B, H)
+            unit = scale if calibration is None else scale * calibration.widening[level]
+            return self._width(level)[None, :horizon] * unit[:, None]
+
         intervals = {}
         for level in plan.levels:
-            width = self._width(level)[None, :horizon] * scale[:, None]  # (B, H)
+            width = half_width(level)
             intervals[level] = (mean - width, mean + width)
         # Quantile q is a bound of the symmetric conformal interval at level |2q - 1|: the lower one below the
         # median, the upper one above it, the mean at 0.5.
@@ -359,11 +339,21 @@ class ModelService:
             if q == 0.5:
                 quantiles[0.5] = mean.copy()
                 continue
-            offset = self._width(round(abs(2 * q - 1) * 100, 9))[None, :horizon] * scale[:, None]
+            offset = half_width(quantile_level(q))
             quantiles[float(q)] = mean - offset if q < 0.5 else mean + offset
         ids = [s.id for s in job.series]
         return ForecastResult(
-            self.name, self.version, horizon, plan.levels, ids, mean, scale, intervals, plan.future, quantiles
+            self.name,
+            self.version,
+            horizon,
+            plan.levels,
+            ids,
+            mean,
+            scale,
+            intervals,
+            plan.future,
+            quantiles,
+            calibration,
         )
 
     def half_width(self, level: float) -> np.ndarray:
@@ -390,6 +380,11 @@ def check_levels(levels: Sequence[float]) -> list[float]:
     if len(set(levels)) != len(levels):
         raise InvalidInput(f"level {list(levels)} repeats a value; list each level once")
     return sorted(float(level) for level in levels)
+
+
+def quantile_level(q: float) -> float:
+    """The level (percent) of the symmetric interval that quantile q bounds: 0.1 and 0.9 -> 80."""
+    return round(abs(2 * q - 1) * 100, 9)
 
 
 def level_key(level: float) -> str:

@@ -37,8 +37,9 @@ import pandas as pd
 
 from app import adaptive, backtest, metrics
 from app.errors import Conflict, InvalidInput, NotFound, Overloaded, PayloadTooLarge
+from app.jobs import SeriesInput
 from app.registry import ModelRepository
-from app.service import ModelService, SeriesInput, check_levels, level_key
+from app.service import ModelService, check_levels, level_key
 from app.stream_store import Created, Record, StreamStore
 from app.timeaxis import positive_offset
 

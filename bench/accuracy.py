@@ -189,49 +189,61 @@ TRANSFER = {"vix-gru": "exchange", "vix-lstm": "exchange", "etth1-gru": "ettm1",
 
 def transfer() -> dict[str, Any]:
     """Interval coverage (80/95%) and MASE against naive of committed models on data they did not train on, as
-    the server answers them (POST /forecast), with each model's own conformal table."""
+    the server answers them (POST /forecast): with each model's own conformal table, and calibrated on each
+    request's history (`"calibration": "history"`, the READINGS values before the window sent along)."""
     import numpy as np
     from fastapi.testclient import TestClient
 
+    from app.calibration import READINGS
     from app.main import create_app
     from app.settings import Settings
-    from training.data import windows
+
+    def answers(client: TestClient, name: str, rows: list[np.ndarray], mode: str, per_request: int) -> dict[str, Any]:
+        mean, bounds = [], {"80": [], "95": []}
+        for i in range(0, len(rows), per_request):
+            body = {
+                "model": name,
+                "level": [80, 95],
+                "calibration": mode,
+                "series": [
+                    {"id": str(i + j), "values": row.tolist()} for j, row in enumerate(rows[i : i + per_request])
+                ],
+            }
+            answer = client.post("/forecast", json=body)
+            answer.raise_for_status()
+            for f in answer.json()["forecasts"]:
+                mean.append(f["mean"])
+                for level in bounds:
+                    bounds[level].append((f["intervals"][level]["lo"], f["intervals"][level]["hi"]))
+        return {"mean": np.asarray(mean), "bounds": {level: np.asarray(b) for level, b in bounds.items()}}
+
+    def coverage(y: np.ndarray, bounds: dict[str, np.ndarray]) -> dict[str, float]:
+        return {level: float(np.mean((y >= b[:, 0]) & (y <= b[:, 1]))) for level, b in bounds.items()}
 
     out: dict[str, Any] = {}
     with TestClient(create_app(Settings(model_repository=ROOT / "models"))) as client:
         for name, data_name in TRANSFER.items():
             info = client.get(f"/models/{name}").json()["versions"][-1]
             window, horizon = info["input_window"]["trained"], info["horizon"]
-            dataset = data.load(data_name)
-            xs, ys = [], []
-            for series in dataset.series:
-                x, y = windows(series, "test", window, horizon, horizon)
-                xs.append(x)
-                ys.append(y)
-            x, y = np.concatenate(xs), np.concatenate(ys)
-            mean, bounds = [], {"80": [], "95": []}
-            for i in range(0, len(x), 64):
-                body = {
-                    "model": name,
-                    "level": [80, 95],
-                    "series": [{"id": str(i + j), "values": row.tolist()} for j, row in enumerate(x[i : i + 64])],
-                }
-                answer = client.post("/forecast", json=body)
-                answer.raise_for_status()
-                for f in answer.json()["forecasts"]:
-                    mean.append(f["mean"])
-                    for level in bounds:
-                        bounds[level].append((f["intervals"][level]["lo"], f["intervals"][level]["hi"]))
-            m = np.asarray(mean)
+            xs, histories, ys = [], [], []
+            for series in data.load(data_name).series:
+                lo, hi = series.split("test")
+                for t in range(max(lo, window), hi - horizon + 1, horizon):  # as training.data.windows
+                    xs.append(series.values[t - window : t])
+                    histories.append(series.values[max(0, t - window - READINGS) : t])
+                    ys.append(series.values[t : t + horizon])
+            x, y = np.asarray(xs), np.asarray(ys)
+            own = answers(client, name, xs, "model", 64)
+            # 8 series a request: each costs up to READINGS past forecasts, and a request may hold 10,000.
+            calibrated = answers(client, name, histories, "history", 8)
             step = np.mean(np.abs(np.diff(x, axis=1)), axis=1)  # each window's own naive scale
             out[name] = {
                 "data": data_name,
                 "windows": len(x),
-                "coverage": {
-                    level: float(np.mean((y >= np.asarray(b)[:, 0]) & (y <= np.asarray(b)[:, 1])))
-                    for level, b in bounds.items()
-                },
-                "mase": float(np.mean(np.mean(np.abs(y - m), axis=1) / step)),
+                "coverage": coverage(y, own["bounds"]),
+                "coverage_history": coverage(y, calibrated["bounds"]),
+                "history_values": READINGS,
+                "mase": float(np.mean(np.mean(np.abs(y - own["mean"]), axis=1) / step)),
                 "naive_mase": float(np.mean(np.mean(np.abs(y - x[:, -1:]), axis=1) / step)),
             }
             print(f"  {name} on {data_name}: {out[name]}", flush=True)
@@ -348,8 +360,13 @@ def coverage_verdicts(r: dict[str, Any]) -> list[str]:
             **{f"ETTm1 H {h}": res["coverage"] for h, res in r.get("ettm1", {}).items()},
             **{f"exchange H {h}": res["coverage"] for h, res in r.get("financial", {}).get("exchange", {}).items()},
         },
-        "committed models on data they did not train on": {
+        "committed models on data they did not train on (POST /forecast, the model's own widths)": {
             f"{name} on {m['data']}": m["coverage"] for name, m in r.get("transfer", {}).items()
+        },
+        "the same, with the widths calibrated on each request's history (`calibration: history`)": {
+            f"{name} on {m['data']}": m["coverage_history"]
+            for name, m in r.get("transfer", {}).items()
+            if "coverage_history" in m
         },
         "committed models fed live, reading by reading, through streams with adaptive intervals": {
             pair: m["coverage"]["adaptive"] for pair, m in r.get("live", {}).get("live", {}).items()
@@ -448,16 +465,23 @@ def coverage_tables(r: dict[str, Any]) -> list[str]:
         lines += [
             "## Committed models on data they did not train on",
             "",
-            "Served by `POST /forecast` with each model's own conformal table; the test split of the data, one "
-            "origin per horizon. MASE on each window's own naive scale (mean |y[t] - y[t-1]|).",
+            "Served by `POST /forecast`, the test split of the data, one origin per horizon: with each model's own "
+            'conformal table (the window alone sent), and with `"calibration": "history"` (the values before '
+            "the window sent too, up to the number in the table: the widths rescaled on forecasts of that past, "
+            "app/calibration.py). MASE on each window's own naive scale (mean |y[t] - y[t-1]|).",
             "",
-            "| model | data | windows | 80% interval | 95% interval | MASE | naive MASE |",
-            "|---|---|---|---|---|---|---|",
+            "| model | data | windows | 80% interval | 95% interval | 80%, history | 95%, history | history values "
+            "| MASE | naive MASE |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, m in moved.items():
+            history = m.get("coverage_history")
+            calibrated = (
+                f"{_pct(history, '80')} | {_pct(history, '95')} | {m['history_values']}" if history else "– | – | –"
+            )
             lines.append(
                 f"| {name} | {m['data']} | {m['windows']} | {_pct(m['coverage'], '80')} | "
-                f"{_pct(m['coverage'], '95')} | {m['mase']:.3f} | {m['naive_mase']:.3f} |"
+                f"{_pct(m['coverage'], '95')} | {calibrated} | {m['mase']:.3f} | {m['naive_mase']:.3f} |"
             )
         lines.append("")
     lines += live_tables(r.get("live"))

@@ -47,7 +47,7 @@ def _result(series: int, horizon: int, levels: int, stamps: bool):  # type: igno
     import numpy as np
     import pandas as pd
 
-    from app.service import ForecastResult
+    from app.jobs import ForecastResult
 
     rng = np.random.default_rng(0)
     mean = rng.normal(size=(series, horizon)) * 10 + 20

@@ -313,3 +313,31 @@ def test_the_shared_data_sets_carry_their_covariates() -> None:
     past, calendar = test.covariates
     assert past.shape == (len(test), 168, 2) and calendar.shape == (len(test), 168 + 24, 4)
     assert set(load_vix().series[0].covariates) == {"OPEN", "HIGH", "LOW"}
+
+
+def test_history_calibration_forecasts_the_past_with_the_covariates_known_then(client: TestClient) -> None:
+    """Each past forecast reads the covariates up to its origin, the planned future ones from the values sent
+    after it (then the future_covariates), and time: its widening equals one computed from plain forecasts."""
+    payload = series_payload(60)
+    got = forecast(client, payload, level=[80], calibration="history")
+    assert got.status_code == 200, got.text
+    calibration = got.json()["forecasts"][0]["calibration"]
+    values, load = payload["values"], payload["covariates"]["load"]  # type: ignore[index]
+    plan = payload["covariates"]["plan"] + payload["future_covariates"]["plan"]  # type: ignore[index, operator]
+    start = pd.Timestamp(payload["start"])  # type: ignore[arg-type]
+    ratios = []
+    for c in range(30, 60):  # the tiny model's min_window to the last value
+        past = {
+            "id": "s0",
+            "values": values[:c],
+            "start": start.isoformat(),
+            "covariates": {"load": load[:c], "plan": plan[:c]},
+            "future_covariates": {"plan": plan[c : c + H]},
+        }
+        f = forecast(client, past, level=[80]).json()["forecasts"][0]
+        steps = min(H, 60 - c)
+        mean, hi = np.asarray(f["mean"][:steps]), np.asarray(f["intervals"]["80"]["hi"][:steps])
+        ratios.extend(np.abs(np.asarray(values[c : c + steps]) - mean) / (hi - mean))
+    ratios.sort()
+    assert calibration["checks"] == len(ratios)
+    assert calibration["widening"]["80"] == pytest.approx(ratios[int(np.ceil((len(ratios) + 1) * 0.8)) - 1], rel=1e-4)

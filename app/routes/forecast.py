@@ -18,9 +18,10 @@ from starlette.datastructures import QueryParams
 
 from app.errors import BadRequest, InvalidInput, UnsupportedMediaType
 from app.fastdecode import ForecastJobSpec, decode_common
+from app.jobs import ForecastJob, ForecastResult, SeriesInput
 from app.registry import ModelRepository
 from app.schemas import EXAMPLE_VALUES, ErrorBody, ForecastRequest, ForecastResponse, SeriesIn
-from app.service import ForecastJob, ForecastResult, SeriesInput, level_key
+from app.service import level_key
 from contract.longformat import read_long_csv, split_long_frame
 
 router = APIRouter(tags=["forecast"])
@@ -83,6 +84,13 @@ _QUERY = [
         "explode": True,
         "description": "CSV bodies: quantiles, repeated or comma-separated (quantiles=0.1,0.9): columns forecast-q-0.1",
     },
+    {
+        "name": "calibration",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "enum": ["model", "history"], "default": "model"},
+        "description": "CSV bodies: interval widths from the model's table, or rescaled on each series' history",
+    },
 ]
 
 
@@ -120,8 +128,8 @@ def _decoder(content_type: str, body: bytes, request: Request) -> Callable[[], D
             raise BadRequest("the body is empty; send a JSON ForecastRequest (see /docs)")
         return lambda: decode_json(body)
     if media in ("text/csv", "application/csv"):
-        model, h, level, quantiles = _csv_options(request.query_params)  # JSON requests never need them
-        return lambda: decode_csv(body, model, h, level, quantiles)
+        model, h, level, quantiles, calibration = _csv_options(request.query_params)  # JSON never needs them
+        return lambda: decode_csv(body, model, h, level, quantiles, calibration)
     raise UnsupportedMediaType(f"Content-Type {media!r} is not read here; send application/json or text/csv")
 
 
@@ -131,7 +139,7 @@ def decode_json(body: bytes) -> Decoded:
         return common
     request = ForecastRequest.model_validate_json(body)
     series = [series_input(s) for s in request.series]
-    return request.model, ForecastJob(series, request.horizon, request.level, request.quantiles)
+    return request.model, ForecastJob(series, request.horizon, request.level, request.quantiles, request.calibration)
 
 
 def series_input(s: SeriesIn) -> SeriesInput:
@@ -139,7 +147,12 @@ def series_input(s: SeriesIn) -> SeriesInput:
 
 
 def decode_csv(
-    body: bytes, model: str | None, horizon: int | None, level: list[float], quantiles: list[float] | None = None
+    body: bytes,
+    model: str | None,
+    horizon: int | None,
+    level: list[float],
+    quantiles: list[float] | None = None,
+    calibration: str = "model",
 ) -> Decoded:
     """A `unique_id, ds, y` table (as pandas writes it) -> one series per id, with its timestamps. Other
     columns are covariates by name, and rows after a series' last `y` (left empty) carry its future
@@ -154,11 +167,12 @@ def decode_csv(
     series = [
         SeriesInput(s.id, s.values, s.timestamps, None, s.freq, s.covariates or None, s.future or None) for s in parsed
     ]
-    return model, ForecastJob(series, horizon, level, quantiles or ())
+    return model, ForecastJob(series, horizon, level, quantiles or (), calibration)
 
 
-def _csv_options(query: QueryParams) -> tuple[str | None, int | None, list[float], list[float]]:
-    """`model`, `h`, `level` and `quantiles` (lists repeated, `level=80&level=95`, or comma-separated)."""
+def _csv_options(query: QueryParams) -> tuple[str | None, int | None, list[float], list[float], str]:
+    """`model`, `h`, `level`, `quantiles` (lists repeated, `level=80&level=95`, or comma-separated) and
+    `calibration` (the model service refuses a value it does not know)."""
     try:
         h = int(query["h"]) if "h" in query else None
         levels = [float(v) for item in query.getlist("level") for v in item.split(",")]
@@ -167,7 +181,7 @@ def _csv_options(query: QueryParams) -> tuple[str | None, int | None, list[float
         raise InvalidInput(
             f"query parameters h (an integer), level and quantiles (numbers) could not be read: {exc}"
         ) from exc
-    return query.get("model"), h, levels, quantiles
+    return query.get("model"), h, levels, quantiles, query.get("calibration", "model")
 
 
 def render_json(result: ForecastResult) -> bytes:
@@ -180,6 +194,7 @@ def render_json(result: ForecastResult) -> bytes:
         keys[level]: (lo.astype(np.float32), hi.astype(np.float32)) for level, (lo, hi) in result.intervals.items()
     }
     quantiles = {quantile_key(q): values.astype(np.float32) for q, values in result.quantiles.items()}
+    calibration = result.calibration
     forecasts = []
     for i, series_id in enumerate(result.ids):
         entry: dict[str, Any] = {
@@ -192,6 +207,11 @@ def render_json(result: ForecastResult) -> bytes:
         future = result.timestamps[i]
         if future is not None:
             entry["timestamps"] = [t.isoformat() for t in future]
+        if calibration is not None:
+            entry["calibration"] = {
+                "checks": int(calibration.checks[i]),
+                "widening": {level_key(level): float(f[i]) for level, f in calibration.widening.items()},
+            }
         forecasts.append(entry)
     answer: dict[str, Any] = {
         "model": result.model,

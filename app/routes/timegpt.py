@@ -27,8 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field, Strict
 from app import backtest
 from app.deps import RepositoryDep
 from app.errors import InvalidInput
+from app.jobs import ForecastJob, SeriesInput
 from app.registry import ModelRepository
-from app.service import ForecastJob, ModelService, SeriesInput, check_levels, level_key
+from app.service import ModelService, check_levels, level_key
 
 
 class TimeGPTError(BaseModel):

@@ -1,0 +1,106 @@
+"""Intervals calibrated on the series' own history (`"calibration": "history"`), for series unlike the model's.
+
+A model's conformal table holds on data like its validation split. On another market or sensor its intervals
+can be far too narrow (a model of VIX, which mean-reverts, on exchange rates, which wander) or too wide. A
+stream corrects them online as readings arrive (app.adaptive); one request can correct them from the history it
+sends. The service forecasts from every origin among the last READINGS values, as it was known then (the window
+before the origin, through app.backtest), and measures each miss against the model's half-width at that step
+and level. The level-% quantile of those ratios is the factor that makes the model's widths cover that share of
+the history's values; the answer's intervals are the model's widths times that factor.
+
+It is split conformal prediction with the series' own past as the calibration set, at the finite-sample rank
+ceil((n + 1) level) of the n ratios. It assumes the next values miss as the scored ones did. The choice of
+pooled factors over the last READINGS values, against per-step factors and recency weights, was made on the
+committed models' unseen data (docs/benchmarks/accuracy.md states the coverage it reached).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from app import backtest
+from app.errors import InvalidInput, PayloadTooLarge
+from app.jobs import Calibration, SeriesInput
+
+if TYPE_CHECKING:  # the service calls this module with itself
+    from app.service import ModelService
+
+READINGS = 1024  # the last values scored at most: more cost model runs and say less about the present
+
+
+def cutoffs(n: int, min_window: int) -> list[int]:
+    """Origins of the forecasts scored in a history of n values: each one with a window before it and at least
+    one value after it, among the last READINGS values."""
+    return list(range(max(min_window, n - READINGS), n))
+
+
+def checks_for(readings: int, horizon: int) -> int:
+    """(forecast, value) pairs scored when `readings` values follow the first origin: value j (from 1) is
+    predicted by the min(j, horizon) forecasts made before it."""
+    return sum(min(j, horizon) for j in range(1, readings + 1))
+
+
+def needed_checks(level: float) -> int:
+    """The fewest ratios whose level-% conformal quantile is finite: ceil((n + 1) level / 100) <= n."""
+    return math.ceil(level / (100.0 - level) - 1e-9)
+
+
+async def calibrate(
+    service: ModelService, series: Sequence[SeriesInput], horizon: int, levels: Sequence[float]
+) -> Calibration:
+    """Factors on the model's half-widths, per series and level, from forecasts of each series' own history."""
+    card = service.card
+    if not levels:
+        raise InvalidInput(
+            'calibration "history" rescales intervals: ask for `level` (e.g. [80, 95]) or `quantiles` as well'
+        )
+    need = needed_checks(max(levels))
+    if checks_for(READINGS, horizon) < need:
+        raise InvalidInput(
+            f"the {max(levels):g}% interval cannot be calibrated on a history: it needs {need} scored forecast "
+            f"steps and the last {READINGS} values of a series give at most {checks_for(READINGS, horizon)} at "
+            f'horizon {horizon}; ask for a lower level, or use calibration "model"'
+        )
+    origins = []
+    for s in series:
+        n = len(s.values)
+        cut = cutoffs(n, card.min_window)
+        got = checks_for(len(cut), horizon)
+        if got < need:
+            more = next(r for r in range(1, READINGS + 1) if checks_for(r, horizon) >= need) - len(cut)
+            raise InvalidInput(
+                f"series {s.id!r}: calibrating the {max(levels):g}% interval on its history needs {need} scored "
+                f"forecast steps and its {n} values give {got} (the first {card.min_window} are the first window): "
+                f'send at least {more} more values, or use calibration "model"'
+            )
+        origins.append(cut)
+    total = sum(len(c) for c in origins)
+    limit = service.limits.max_series_per_request
+    if total > limit:
+        raise PayloadTooLarge(
+            f'calibration "history" forecasts from {total} past origins here (up to {READINGS} per series); the '
+            f"limit is {limit} forecast windows a request (GATECAST_MAX_SERIES_PER_REQUEST): send fewer series a "
+            "request, or shorter histories"
+        )
+    windows = await backtest.run_windows(service, series, origins, horizon, levels)
+    result = windows.result
+    checks = np.zeros(len(series), dtype=np.int64)
+    widening = {level: np.ones(len(series)) for level in levels}
+    for b, s in enumerate(series):
+        rows = np.flatnonzero(windows.series == b)
+        actual = backtest.actuals(np.asarray(s.values, dtype=np.float64), windows.cutoffs[rows], horizon)
+        known = ~np.isnan(actual)
+        mean = result.mean[rows]
+        error = np.abs(actual - mean)[known]
+        checks[b] = error.size
+        for level in levels:
+            # A zero width (a constant window) still counts: any miss is then a very large ratio.
+            half = np.maximum(result.intervals[level][1][rows] - mean, 1e-12 * np.maximum(1.0, np.abs(mean)))
+            ratios = np.sort(error / half[known])
+            rank = min(ratios.size, math.ceil((ratios.size + 1) * level / 100.0 - 1e-9))  # 1-based
+            widening[level][b] = float(ratios[rank - 1])
+    return Calibration(checks, widening)

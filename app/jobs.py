@@ -1,0 +1,65 @@
+"""What a route hands the model service and gets back: the series it decoded (`SeriesInput`), the job's
+options (`ForecastJob`) and the answer (`ForecastResult`). Plain data, so every module that builds or reads a job
+(the routes, cross-validation, calibration, streams) needs only this module, not the service itself."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class SeriesInput:
+    """One series as a route decoded it. Time information is optional and only places the forecast."""
+
+    id: str
+    values: np.ndarray | Sequence[float]  # raw observations, oldest first
+    timestamps: Sequence[datetime] | pd.DatetimeIndex | None = None
+    start: datetime | None = None
+    freq: str | None = None
+    covariates: Mapping[str, np.ndarray | Sequence[float]] | None = None  # name -> aligned with values
+    future_covariates: Mapping[str, np.ndarray | Sequence[float]] | None = None  # name -> the steps ahead
+    # Calendar channels computed by the client (len(values) + the model's horizon, 2 per feature), for protocols
+    # without time information (OIP v2); JSON and CSV send time, and the service computes them.
+    calendar: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ForecastJob:
+    series: Sequence[SeriesInput]
+    horizon: int | None = None  # None: the model's own
+    levels: Sequence[float] = ()  # interval coverage in percent
+    quantiles: Sequence[float] = ()  # probabilities strictly between 0 and 1
+    # "model": the widths of the model's conformal table; "history": those widths rescaled on each series' own
+    # past (app.calibration)
+    calibration: str = "model"
+
+
+CALIBRATIONS = ("model", "history")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The factors that rescaled each series' interval widths, learned on its own history (app.calibration)."""
+
+    checks: np.ndarray  # (B,) how many (past forecast, later value) pairs each series' factors rest on
+    widening: dict[float, np.ndarray]  # level -> (B,) factor on the model's half-width
+
+
+@dataclass
+class ForecastResult:
+    model: str
+    version: str
+    horizon: int
+    levels: list[float]  # ascending
+    ids: list[str]
+    mean: np.ndarray  # (B, horizon) float64
+    scale: np.ndarray  # (B,) float64, the unit of the intervals (the graph's scale, floored: contract.intervals)
+    intervals: dict[float, tuple[np.ndarray, np.ndarray]]  # level -> lower, upper (B, horizon)
+    timestamps: list[pd.DatetimeIndex | None] = field(default_factory=list)
+    quantiles: dict[float, np.ndarray] = field(default_factory=dict)  # probability -> (B, horizon), ascending
+    calibration: Calibration | None = None  # when the job asked for "history"
