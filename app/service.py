@@ -8,9 +8,9 @@ What happens in between is written here once, so a route added later inherits al
     time      future timestamps from `timestamps` or `start` + `freq` (app.timeaxis)
     covariate the card's covariates by name and role: none missing, none unknown, lengths that match, the
               calendar computed from the time information (contract.covariates)
+    calibrate with `calibration: "history"`, the widths rescaled on forecasts of each series' past (app.calibration)
     admit     the answer's memory, charged to the request's ticket (app.admission)
     predict   the batcher: concurrent requests share onnxruntime runs; a failed run is retried per request
-    calibrate with `calibration: "history"`, the widths rescaled on forecasts of each series' past (app.calibration)
     finish    finite outputs only, conformal intervals at the requested levels, quantiles from the same table
 """
 
