@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -39,7 +40,8 @@ class ForecastJob:
     calibration: str = "model"
 
 
-CALIBRATIONS = ("model", "history")
+CalibrationMode = Literal["model", "history"]
+CALIBRATIONS: tuple[str, ...] = get_args(CalibrationMode)
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, Strict
 
 from app.calibration import READINGS
+from app.jobs import CalibrationMode
 
 # Strict: "1.5" (a string) is refused instead of converted; allow_inf_nan=False refuses NaN and Infinity.
 FiniteFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
@@ -72,7 +73,7 @@ class ForecastRequest(BaseModel):
         description="probabilities strictly between 0 and 1, e.g. [0.1, 0.5, 0.9]: bounds of the same conformal "
         "intervals (quantile q is the upper bound at level 2q - 1 above 0.5, the lower one at 1 - 2q below it)",
     )
-    calibration: Literal["model", "history"] = Field(
+    calibration: CalibrationMode = Field(
         "model",
         description='interval widths: "model", the model\'s conformal table (calibrated on its validation split); '
         f'"history", those widths rescaled per series on forecasts of its own past (the last {READINGS} values sent), '

@@ -18,7 +18,7 @@ from starlette.datastructures import QueryParams
 
 from app.errors import BadRequest, InvalidInput, UnsupportedMediaType
 from app.fastdecode import ForecastJobSpec, decode_common
-from app.jobs import ForecastJob, ForecastResult, SeriesInput
+from app.jobs import CALIBRATIONS, ForecastJob, ForecastResult, SeriesInput
 from app.registry import ModelRepository
 from app.schemas import EXAMPLE_VALUES, ErrorBody, ForecastRequest, ForecastResponse, SeriesIn
 from app.service import level_key
@@ -88,7 +88,7 @@ _QUERY = [
         "name": "calibration",
         "in": "query",
         "required": False,
-        "schema": {"type": "string", "enum": ["model", "history"], "default": "model"},
+        "schema": {"type": "string", "enum": list(CALIBRATIONS), "default": "model"},
         "description": "CSV bodies: interval widths from the model's table, or rescaled on each series' history",
     },
 ]
