@@ -216,7 +216,13 @@ def accuracy_section() -> str:
     horizons = [str(h) for h in PUBLISHED_HORIZONS]
     lines = [
         f"From `python -m bench.accuracy` (docs/benchmarks/accuracy.md, commit {measured_at(path)}): one GRU per "
-        "horizon, input 336; MSE on the z-scored scale, univariate OT, beside the published DLinear-paper table "
+        "horizon, input 336"
+        + "".join(
+            f" ({name.upper()}: read in segments of {changes['patch_len']} steps, chosen on validation)"
+            for name, changes in r.get("formulations", {}).items()
+            if changes.get("patch_len", 1) > 1
+        )
+        + "; MSE on the z-scored scale, univariate OT, beside the published DLinear-paper table "
         "(../shared/data/BENCHMARKS.md):",
         "",
         "| | " + " | ".join(f"H {h}" for h in horizons) + " |",

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from contract.card import Conformal
+from contract.card import Conformal, ModelCard
 from training import artifacts, data
 from training.config import RunConfig
+from training.ensemble import AnyForecaster
 from training.evaluate import evaluate, write_report
 from training.export import ExportSpec, attach_metadata, build_card, export_onnx, validate, weights_sha256
 from training.train import load_checkpoint, save_checkpoint, split_windows, train
@@ -138,8 +139,21 @@ def build_artifact(config: RunConfig, dataset: data.Dataset, path: Path, progres
     """Train, evaluate and export in memory (no runs/ or reports/): for tests and quick experiments."""
     result = train(config, dataset, progress=progress)
     evaluation, cal, _ = evaluate(result.model, config, dataset)
+    card = export_evaluated(result.model, config, dataset, evaluation, cal, path)
+    return {"evaluation": evaluation, "model": result.model, "card": card}
+
+
+def export_evaluated(
+    model: AnyForecaster,
+    config: RunConfig,
+    dataset: data.Dataset,
+    evaluation: dict[str, Any],
+    cal: Conformal,
+    path: Path,
+) -> ModelCard:
+    """An evaluated model to `path` (ONNX with its card), checked against PyTorch on test windows; the card."""
     card = build_card(
-        result.model,
+        model,
         name=config.name,
         version=config.version,
         freq=config.freq or dataset.freq,
@@ -150,8 +164,8 @@ def build_artifact(config: RunConfig, dataset: data.Dataset, path: Path, progres
         metrics=evaluation,
         seed=config.seed,
     )
-    export_onnx(result.model, path)
+    export_onnx(model, path)
     attach_metadata(path, card)
     real = split_windows(dataset, "test", config.model.input_window, config.model.horizon, config=config.model)
-    validate(result.model, path, real)
-    return {"evaluation": evaluation, "model": result.model, "card": card}
+    validate(model, path, real)
+    return card
