@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, Strict
 
-from app.calibration import READINGS
+from app.calibration import HORIZONS, READINGS
 from app.jobs import CalibrationMode
 
 # Strict: "1.5" (a string) is refused instead of converted; allow_inf_nan=False refuses NaN and Infinity.
@@ -76,7 +76,8 @@ class ForecastRequest(BaseModel):
     calibration: CalibrationMode = Field(
         "model",
         description='interval widths: "model", the model\'s conformal table (calibrated on its validation split); '
-        f'"history", those widths rescaled per series on forecasts of its own past (the last {READINGS} values sent), '
+        f'"history", those widths rescaled per series on forecasts of its own past (the last {READINGS} values sent, '
+        f"or {HORIZONS} horizons' worth when longer), "
         "for series unlike the model's training data. Costs one forecast per past value scored",
     )
     series: list[SeriesIn] = Field(..., min_length=1)

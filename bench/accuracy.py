@@ -151,8 +151,8 @@ def run(cfg: RunConfig, dataset: data.Dataset, serve: bool = False) -> dict[str,
     return out
 
 
-# Test origins each benchmark model is served on, evenly spaced: with calibration "history" each costs READINGS
-# past forecasts (about 0.7 s for ETTm1's 336-step GRU on a core), so every origin would take hours.
+# Test origins each benchmark model is served on, evenly spaced: with calibration "history" each costs 1024 or
+# more past forecasts (app.calibration.readings), so every origin would take hours on 2 cores.
 SERVED_ORIGINS = 128
 
 
@@ -161,7 +161,7 @@ def served_coverage(
 ) -> dict[str, Any]:
     """The trained model exported as a user would, served (POST /forecast) at about SERVED_ORIGINS test origins:
     80/95% coverage with its own conformal table, and with the widths calibrated on each request's history."""
-    from app.calibration import READINGS
+    from app.calibration import readings
 
     started = time.time()
     window, horizon = cfg.model.input_window, cfg.model.horizon
@@ -170,16 +170,18 @@ def served_coverage(
         lo, hi = series.split("test")
         spots += [(series.values, t) for t in range(max(lo, window), hi - horizon + 1)]
     spots = spots[:: max(1, len(spots) // SERVED_ORIGINS)]
-    histories = [values[max(0, t - window - READINGS) : t] for values, t in spots]
+    scored = readings(horizon)
+    histories = [values[max(0, t - window - scored) : t] for values, t in spots]
     y = np.asarray([values[t : t + horizon] for values, t in spots])
     with tempfile.TemporaryDirectory() as repo:
         export_evaluated(model, cfg, dataset, evaluation, cal, Path(repo) / cfg.name / "1" / "model.onnx")
         with serving(Path(repo)) as client:
             own = served(client, cfg.name, [h[-window:] for h in histories], "model", 64)
-            calibrated = served(client, cfg.name, histories, "history", 8)
+            # About 8,192 past forecasts a request: a request may hold 10,000 (GATECAST_MAX_SERIES_PER_REQUEST).
+            calibrated = served(client, cfg.name, histories, "history", max(1, 8192 // scored))
     return {
         "origins": len(spots),
-        "history_values": READINGS,
+        "history_values": scored,
         "coverage": covered(y, own["bounds"]),
         "coverage_history": covered(y, calibrated["bounds"]),
         "seconds": time.time() - started,
@@ -297,8 +299,8 @@ TRANSFER = {"vix-gru": "exchange", "vix-lstm": "exchange", "etth1-gru": "ettm1",
 def transfer() -> dict[str, Any]:
     """Interval coverage (80/95%) and MASE against naive of committed models on data they did not train on, as
     the server answers them (POST /forecast): with each model's own conformal table, and calibrated on each
-    request's history (`"calibration": "history"`, the READINGS values before the window sent along)."""
-    from app.calibration import READINGS
+    request's history (`"calibration": "history"`, the values it scores sent before the window)."""
+    from app.calibration import readings
 
     out: dict[str, Any] = {}
     with serving(ROOT / "models") as client:
@@ -310,19 +312,18 @@ def transfer() -> dict[str, Any]:
                 lo, hi = series.split("test")
                 for t in range(max(lo, window), hi - horizon + 1, horizon):  # as training.data.windows
                     xs.append(series.values[t - window : t])
-                    histories.append(series.values[max(0, t - window - READINGS) : t])
+                    histories.append(series.values[max(0, t - window - readings(horizon)) : t])
                     ys.append(series.values[t : t + horizon])
             x, y = np.asarray(xs), np.asarray(ys)
             own = served(client, name, xs, "model", 64)
-            # 8 series a request: each costs up to READINGS past forecasts, and a request may hold 10,000.
-            calibrated = served(client, name, histories, "history", 8)
+            calibrated = served(client, name, histories, "history", max(1, 8192 // readings(horizon)))
             step = np.mean(np.abs(np.diff(x, axis=1)), axis=1)  # each window's own naive scale
             out[name] = {
                 "data": data_name,
                 "windows": len(x),
                 "coverage": covered(y, own["bounds"]),
                 "coverage_history": covered(y, calibrated["bounds"]),
-                "history_values": READINGS,
+                "history_values": readings(horizon),
                 "mase": float(np.mean(np.mean(np.abs(y - own["mean"]), axis=1) / step)),
                 "naive_mase": float(np.mean(np.mean(np.abs(y - x[:, -1:]), axis=1) / step)),
             }

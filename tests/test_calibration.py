@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.calibration import READINGS, checks_for
+from app.calibration import HORIZONS, READINGS, checks_for, readings
 from app.main import create_app
 from app.settings import Settings
-from tests.synthetic import seasonal_series
+from tests.synthetic import seasonal_dataset, seasonal_series, tiny_config
+from training.pipeline import build_artifact
 
 MIN_WINDOW, HORIZON = 30, 12  # the tiny model's (tests/synthetic.tiny_config)
 
@@ -102,6 +104,22 @@ def test_only_the_last_readings_are_scored(client: TestClient) -> None:
     values = noisy(READINGS + 400)
     f = post(client, [{"id": "x", "values": values}], level=[80], calibration="history").json()["forecasts"][0]
     assert f["calibration"]["checks"] == checks_for(READINGS, HORIZON)
+
+
+def test_a_long_horizon_scores_a_longer_history(tmp_path: Path) -> None:
+    """Far steps miss in slow episodes, which the last READINGS values hold few of: a model whose HORIZONS
+    horizons are longer than READINGS scores that many values."""
+    horizon = READINGS // HORIZONS + 10
+    config = tiny_config("far", epochs=1)
+    config = replace(config, model=replace(config.model, horizon=horizon))
+    build_artifact(config, seasonal_dataset(3000), tmp_path / "far" / "1" / "model.onnx")
+    assert readings(horizon) == HORIZONS * horizon > READINGS
+    values = noisy(readings(horizon) + 300)
+    with TestClient(create_app(Settings(model_repository=tmp_path, grpc_port=0))) as client:
+        body = {"model": "far", "level": [80], "calibration": "history", "series": [{"id": "x", "values": values}]}
+        answer = client.post("/forecast", json=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["forecasts"][0]["calibration"]["checks"] == checks_for(readings(horizon), horizon)
 
 
 def test_csv_asks_for_it_in_the_query(client: TestClient) -> None:
