@@ -432,8 +432,8 @@ def coverage_verdicts(r: dict[str, Any]) -> list[str]:
             **{f"ETTm1 H {h}": res["coverage"] for h, res in r.get("ettm1", {}).items()},
             **{f"exchange H {h}": res["coverage"] for h, res in r.get("financial", {}).get("exchange", {}).items()},
         },
-        "the same models exported and served (POST /forecast, every test origin in k), calibrated on each "
-        "request's history (`calibration: history`)": {
+        "the same models exported and served (POST /forecast at evenly spaced test origins), the widths calibrated "
+        "on each request's history (`calibration: history`)": {
             **{
                 f"ETTm1 H {h}": res["served"]["coverage_history"]
                 for h, res in r.get("ettm1", {}).items()
@@ -581,7 +581,7 @@ def coverage_tables(r: dict[str, Any]) -> list[str]:
             "Served: the model exported as a user would and asked by `POST /forecast` at evenly spaced test origins "
             '(the number in the table), with its own table and with `"calibration": "history"` (the '
             "values before each window sent too, the widths rescaled on forecasts of that past); seconds: the "
-            "history requests, 8 series each, one process.",
+            "history requests, about 8,192 past forecasts each, one process.",
             "",
             "| data | H | 80% interval | 95% interval | served origins | 80% served | 95% served | 80%, history | "
             "95%, history | seconds |",
