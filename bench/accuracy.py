@@ -2,8 +2,9 @@
 and the financial series against the naive forecast. Baselines run in the same script on the same windows.
 
 One GRU per dataset and horizon, input 336 (the DLinear protocol's; Informer used 720 for ETTh1 and
-96/384 for ETTm1), trained with a fixed small budget on 2 CPU cores (see BUDGET). MSE/MAE on the
-train-fitted z-score scale, every test origin (ETTm1: every 4th, stated in the output).
+96/384 for ETTm1), trained with a fixed small budget on 2 CPU cores (see BUDGET; ETTm1: SEGMENTED). MSE/MAE on
+the train-fitted z-score scale, every test origin (ETTm1: every 4th, stated in the output). The ETTm1 and
+exchange-rate models are also exported and served (POST /forecast) with and without calibration history.
 
   python -m bench.accuracy [--quick] [--out docs/benchmarks]    (make bench-accuracy; needs ../shared/data)
   python -m bench.accuracy --cards-only | --live-only            (train nothing; update those parts)
