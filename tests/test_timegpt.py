@@ -45,8 +45,17 @@ def frame(n: int = 240, ids: tuple[str, ...] = ("a", "b")) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def gatecast_forecast(url: str, values: np.ndarray, h: int, model: str = "tiny", **extra: object) -> dict:
-    body = {"model": model, "horizon": h, "level": [80], "series": [{"id": "s", "values": values.tolist(), **extra}]}
+def gatecast_forecast(
+    url: str,
+    values: np.ndarray,
+    h: int,
+    model: str = "tiny",
+    calibration: str = "model",
+    level: list | None = None,
+    **extra: object,
+) -> dict:
+    series = [{"id": "s", "values": values.tolist(), **extra}]
+    body = {"model": model, "horizon": h, "level": level or [80], "calibration": calibration, "series": series}
     r = httpx.post(f"{url}/forecast", json=body, headers={"x-api-key": "k-1"})
     assert r.status_code == 200, r.text
     return r.json()["forecasts"][0]
@@ -84,6 +93,46 @@ def test_cross_validation_rows_cutoffs_and_actuals(server: str) -> None:
     cut = int(((df.unique_id == "a") & (df.ds <= first.cutoff.iloc[0])).sum())
     own = gatecast_forecast(server, df[df.unique_id == "a"].y.to_numpy()[:cut], 12)
     np.testing.assert_allclose(first.TimeGPT, own["mean"], rtol=1e-6)
+
+
+def test_model_parameters_calibration_history_gives_gatecasts_calibrated_intervals(server: str) -> None:
+    """model_parameters={"calibration": "history"}: the intervals /forecast calibrates on the history sent. With
+    `level`, the client sends the last 3 input sizes + max(horizon, h) values (TimeGPT's conformal history)."""
+    df = frame(n=400, ids=("a",))
+    params = httpx.get(f"{server}/model_params", params={"model": "tiny"}, headers={"x-api-key": "k-1"}).json()
+    values = df.y.to_numpy()[-(3 * params["detail"]["input_size"] + max(params["detail"]["horizon"], 12)) :]
+    calibrated = client(server).forecast(
+        df, h=12, model="tiny", level=[80, 95], model_parameters={"calibration": "history"}
+    )
+    own = gatecast_forecast(server, values, 12, calibration="history", level=[80, 95])
+    for level in ("80", "95"):
+        np.testing.assert_allclose(calibrated[f"TimeGPT-lo-{level}"], own["intervals"][level]["lo"], rtol=1e-5)
+        np.testing.assert_allclose(calibrated[f"TimeGPT-hi-{level}"], own["intervals"][level]["hi"], rtol=1e-5)
+    plain = client(server).forecast(df, h=12, model="tiny", level=[80, 95])
+    np.testing.assert_allclose(calibrated.TimeGPT, plain.TimeGPT, rtol=1e-6)
+    width = (calibrated["TimeGPT-hi-80"] - calibrated["TimeGPT-lo-80"]).to_numpy()
+    assert not np.allclose(width, (plain["TimeGPT-hi-80"] - plain["TimeGPT-lo-80"]).to_numpy(), rtol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("call", "parameters", "words"),
+    [
+        ("forecast", {"temperature": 0.5}, "model_parameters ['temperature'] are not read here"),
+        ("forecast", {"calibration": "recent"}, "calibration 'recent' is not known"),
+        ("forecast", {"calibration": 1}, 'model_parameters["calibration"] is 1; expected a string'),
+        ("cross_validation", {"calibration": "history"}, "only forecast reads ['calibration']"),
+        ("detect_anomalies_online", {"calibration": "history"}, "only forecast reads ['calibration']"),
+    ],
+)
+def test_model_parameters_gatecast_does_not_read_are_refused_by_name(
+    server: str, call: str, parameters: dict, words: str
+) -> None:
+    with pytest.raises(ApiError) as refused:
+        extra = {"detection_size": 24} if call == "detect_anomalies_online" else {}
+        getattr(client(server), call)(
+            frame(ids=("a",)), h=12, model="tiny", level=[80], model_parameters=parameters, **extra
+        )
+    assert refused.value.status_code == 422 and words in refused.value.body["detail"], refused.value.body
 
 
 def test_add_history_gives_in_sample_forecasts(server: str) -> None:

@@ -9,9 +9,12 @@ service (directly, or through app.backtest's windows), so the limits, keys, erro
 
 `model` names a gatecast model (`name` or `name@version`); TimeGPT's model names (`timegpt-*`, `azureai`)
 mean the default model. What gatecast cannot do (fine-tuning inside a request, multivariate or categorical
-inputs, feature contributions) is refused by name with what to do instead. Covariates have no names in this
-protocol: the columns map by position to the model's declared covariates (GET /models/{name}), future ones
-(in `X_df`) first, then past ones (`hist_exog_list`), each in the model's order.
+inputs, feature contributions) is refused by name with what to do instead. `model_parameters={"calibration":
+"history"}` on forecast calibrates the intervals on the history sent, as `"calibration": "history"` does on
+/forecast (app.calibration): TimeGPT's own intervals are conformal on the series' past, while a gatecast model's
+table holds on data like its validation split. Covariates have no names in this protocol: the columns map by
+position to the model's declared covariates (GET /models/{name}), future ones (in `X_df`) first, then past ones
+(`hist_exog_list`), each in the model's order.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ router = APIRouter(
 )
 
 Number = Annotated[float, Strict()]
+# The model_parameters forecast reads (each a string, passed to the model service, which checks its value);
+# any other key, and any key on the other routes, is refused by name.
+FORECAST_PARAMETERS = frozenset({"calibration"})
 
 
 class TimeGPTSeries(BaseModel):
@@ -76,7 +82,11 @@ class TimeGPTRequest(BaseModel):
     feature_contributions: bool = False
     feature_contributions_type: str | None = None
     multivariate: bool = False
-    model_parameters: dict[str, Any] | None = None
+    model_parameters: dict[str, Any] | None = Field(
+        None,
+        description='forecast reads {"calibration": "history"} (intervals calibrated on the history sent, as on '
+        '/forecast) or "model" (the default); other keys, and any on the other routes, are refused',
+    )
     n_windows: Annotated[int, Strict(), Field(ge=1)] | None = None
     step_size: Annotated[int, Strict(), Field(ge=1)] | None = None
     hist_exog: list[int] | None = None
@@ -119,11 +129,11 @@ async def list_models(repository: RepositoryDep) -> Response:
 @router.post("/v2/forecast", summary="TimeGPT API: forecast")
 async def forecast(body: TimeGPTRequest, repository: RepositoryDep) -> Response:
     service = resolve(repository, body.model)
-    _refuse_unsupported(body)
+    calibration = _refuse_unsupported(body, FORECAST_PARAMETERS).get("calibration", "model")
     h = service.horizon(body.h)
     levels, zero = _levels(body.level)
     series = _series(body, service, future_h=h)
-    result = await service.forecast(ForecastJob(series, h, levels))
+    result = await service.forecast(ForecastJob(series, h, levels, calibration=calibration))
     intervals = _flat_intervals(result.intervals, result.mean, zero)
     return _answer({"mean": result.mean.ravel(), "intervals": intervals, "weights_x": None})
 
@@ -226,8 +236,9 @@ async def _scored(
     return answer
 
 
-def _refuse_unsupported(body: TimeGPTRequest) -> None:
-    """TimeGPT options gatecast cannot honour: refused by name, never ignored."""
+def _refuse_unsupported(body: TimeGPTRequest, reads: frozenset[str] = frozenset()) -> dict[str, str]:
+    """TimeGPT options gatecast cannot honour: refused by name, never ignored. Returns the model_parameters the
+    route `reads`."""
     if body.finetune_steps or body.finetuned_model_id:
         raise InvalidInput(
             "gatecast serves trained LSTM/GRU models and does not fine-tune inside a request: set finetune_steps=0 "
@@ -239,8 +250,19 @@ def _refuse_unsupported(body: TimeGPTRequest) -> None:
         raise InvalidInput("feature_contributions are not computed by gatecast: set feature_contributions=False")
     if body.series.categorical_exog:
         raise InvalidInput("categorical covariates are not read by gatecast models: encode them as numbers")
-    if body.model_parameters:
-        raise InvalidInput(f"model_parameters {sorted(body.model_parameters)} are not read by gatecast models")
+    return _model_parameters(body, reads)
+
+
+def _model_parameters(body: TimeGPTRequest, reads: frozenset[str] = frozenset()) -> dict[str, str]:
+    parameters = body.model_parameters or {}
+    unread = sorted(set(parameters) - reads)
+    if unread:
+        where = f"this route reads {sorted(reads)}" if reads else f"only forecast reads {sorted(FORECAST_PARAMETERS)}"
+        raise InvalidInput(f"model_parameters {unread} are not read here: {where}")
+    for key, value in parameters.items():
+        if not isinstance(value, str):
+            raise InvalidInput(f'model_parameters["{key}"] is {value!r}; expected a string, e.g. "history"')
+    return parameters
 
 
 def _levels(level: list[float] | float | None) -> tuple[list[float], bool]:
