@@ -6,7 +6,7 @@ CONFIGS := training/configs/etth1-lstm.toml training/configs/etth1-gru.toml trai
            training/configs/vix-gru.toml training/configs/m4-hourly-gru.toml training/configs/etth1-lstm-cov.toml \
            training/configs/etth1-gru-cov.toml training/configs/vix-gru-cov.toml
 
-.PHONY: serve test lint grpc-code models bench bench-streams bench-protocols bench-accuracy bench-claims bench-memory soak reliability docs-pages clean venv-serve venv-dev
+.PHONY: serve test lint grpc-code models bench bench-streams bench-protocols bench-accuracy bench-choices bench-claims bench-memory soak reliability docs-pages clean venv-serve venv-dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,10 @@ bench-protocols: venv-dev
 ## Accuracy against the published tables (needs ../shared/data) -> docs/benchmarks/accuracy.*
 bench-accuracy: venv-dev
 	$(BIN)/python -m bench.accuracy
+
+## The validation runs behind ETTm1's segment GRU and calibration history's length (needs ../shared/data) -> docs/benchmarks/choices.*
+bench-choices: venv-dev
+	$(BIN)/python -m bench.choices
 
 ## Claims about LSTM, GRU and plain RNN cells -> docs/benchmarks/claims.*
 bench-claims: venv-dev

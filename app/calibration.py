@@ -12,7 +12,7 @@ It is split conformal prediction with the series' own past as the calibration se
 ceil((n + 1) level) of the n ratios. It assumes the next values miss as the scored ones did. The choice of
 pooled factors over the last READINGS values, against per-step factors and recency weights, was made on the
 committed models' unseen data; the longer history for long horizons on ETTm1's validation split
-(docs/benchmarks/accuracy.md states the coverage reached).
+(docs/benchmarks/choices.md; docs/benchmarks/accuracy.md states the coverage reached on test splits).
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ HORIZONS = 6  # ... or this many horizons' worth, when longer (readings)
 
 def readings(horizon: int) -> int:
     """How many of the last values sent are scored: READINGS, or HORIZONS horizons when that is longer. Far
-    steps miss in slow episodes, of which READINGS values hold few when the horizon is long: on ETTm1's
-    validation split the 95% intervals covered 92.5% at H 336 and 91.8% at H 720 with 1024 values, 94.3% and
-    95.7% with 2048 and 4096 (about six horizons); at H 96, 95.4% with 1024."""
+    steps miss in slow episodes, of which READINGS values hold few when the horizon is long: with 1024 values
+    the 95% intervals of ETTm1's long-horizon models fell short on its validation split, with about six
+    horizons they held (`python -m bench.choices`, docs/benchmarks/choices.md)."""
     return max(READINGS, HORIZONS * horizon)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import bench.accuracy
+import bench.choices
 import bench.claims
 import bench.memory_cost
 import bench.protocols
@@ -48,6 +49,7 @@ def test_every_generated_block_of_the_readme_has_a_renderer() -> None:
     [
         pytest.param("serving", bench.serving.render, id="serving"),
         pytest.param("accuracy", bench.accuracy.render, id="accuracy"),
+        pytest.param("choices", bench.choices.render, id="choices"),
         pytest.param("claims", bench.claims.render, id="claims"),
         pytest.param("protocols", bench.protocols.render, id="protocols"),
         pytest.param("streams", bench.streams.render, id="streams"),
