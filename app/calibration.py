@@ -4,9 +4,9 @@ A model's conformal table holds on data like its validation split. On another ma
 can be far too narrow (a model of VIX, which mean-reverts, on exchange rates, which wander) or too wide. A
 stream corrects them online as readings arrive (app.adaptive); one request can correct them from the history it
 sends. The service forecasts from every origin among the last readings(horizon) values, as it was known then
-(the window before the origin, through app.backtest), and measures each miss against the model's half-width at that step
-and level. The level-% quantile of those ratios is the factor that makes the model's widths cover that share of
-the history's values; the answer's intervals are the model's widths times that factor.
+(the window before the origin, through app.backtest), and measures each miss against the model's half-width at
+that step and level. The level-% quantile of those ratios is the factor that makes the model's widths cover that
+share of the history's values; the answer's intervals are the model's widths times that factor.
 
 It is split conformal prediction with the series' own past as the calibration set, at the finite-sample rank
 ceil((n + 1) level) of the n ratios. It assumes the next values miss as the scored ones did. The choice of
