@@ -13,6 +13,10 @@ ceil((n + 1) level) of the n ratios. It assumes the next values miss as the scor
 pooled factors over the last READINGS values, against per-step factors and recency weights, was made on the
 committed models' unseen data; the longer history for long horizons on ETTm1's validation split
 (docs/benchmarks/choices.md; docs/benchmarks/accuracy.md states the coverage reached on test splits).
+
+`"calibration": "auto"` (the default of the TimeGPT route, whose own intervals are conformal on the history the
+client sends) calibrates what it can and never refuses for it: series with too little history keep the model's
+widths, and the answer's `checks` say which.
 """
 
 from __future__ import annotations
@@ -60,48 +64,67 @@ def needed_checks(level: float) -> int:
 
 
 async def calibrate(
-    service: ModelService, series: Sequence[SeriesInput], horizon: int, levels: Sequence[float]
-) -> Calibration:
-    """Factors on the model's half-widths, per series and level, from forecasts of each series' own history."""
+    service: ModelService,
+    series: Sequence[SeriesInput],
+    horizon: int,
+    levels: Sequence[float],
+    *,
+    required: bool = True,
+) -> Calibration | None:
+    """Factors on the model's half-widths, per series and level, from forecasts of each series' own history.
+
+    `required` ("history"): a history too short, or too many past forecasts for one request, is refused by name.
+    Otherwise ("auto", the TimeGPT route's default): nothing without levels; a series whose history is too short
+    keeps the model's widths (factor 1 on 0 checks); and a request scores at most as many past forecasts as it
+    may hold, fewer values per series when many series come, so that the default costs at most one more request.
+    """
     card = service.card
     if not levels:
+        if not required:
+            return None
         raise InvalidInput(
             'calibration "history" rescales intervals: ask for `level` (e.g. [80, 95]) or `quantiles` as well'
         )
     need, scored = needed_checks(max(levels)), readings(horizon)
-    if checks_for(scored, horizon) < need:
+    limit = service.limits.max_series_per_request
+    if required and checks_for(scored, horizon) < need:
         raise InvalidInput(
             f"the {max(levels):g}% interval cannot be calibrated on a history: it needs {need} scored forecast "
             f"steps and the last {scored} values of a series give at most {checks_for(scored, horizon)} at "
             f'horizon {horizon}; ask for a lower level, or use calibration "model"'
         )
+    budget = scored if required else min(scored, limit // len(series))
     origins = []
     for s in series:
         n = len(s.values)
         cut = cutoffs(n, card.min_window, horizon)
+        cut = cut[max(0, len(cut) - budget) :]
         got = checks_for(len(cut), horizon)
-        if got < need:
+        if got < need and required:
             more = next(r for r in range(1, scored + 1) if checks_for(r, horizon) >= need) - len(cut)
             raise InvalidInput(
                 f"series {s.id!r}: calibrating the {max(levels):g}% interval on its history needs {need} scored "
                 f"forecast steps and its {n} values give {got} (the first {card.min_window} are the first window): "
                 f'send at least {more} more values, or use calibration "model"'
             )
-        origins.append(cut)
+        origins.append(cut if got >= need else [])
     total = sum(len(c) for c in origins)
-    limit = service.limits.max_series_per_request
-    if total > limit:
+    if total > limit:  # only when required: "auto" kept within the limit above
         raise PayloadTooLarge(
             f'calibration "history" forecasts from {total} past origins here (up to {scored} per series); the '
             f"limit is {limit} forecast windows a request (GATECAST_MAX_SERIES_PER_REQUEST): send fewer series a "
             "request, or shorter histories"
         )
-    windows = await backtest.run_windows(service, series, origins, horizon, levels)
-    result = windows.result
     checks = np.zeros(len(series), dtype=np.int64)
     widening = {level: np.ones(len(series)) for level in levels}
+    if not total:
+        return Calibration(checks, widening)
+    windows = await backtest.run_windows(service, series, origins, horizon, levels)
+    result = windows.result
     for b, s in enumerate(series):
         rows = np.flatnonzero(windows.series == b)
+        if not rows.size:
+            continue
         actual = backtest.actuals(np.asarray(s.values, dtype=np.float64), windows.cutoffs[rows], horizon)
         known = ~np.isnan(actual)
         mean = result.mean[rows]

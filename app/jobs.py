@@ -36,11 +36,11 @@ class ForecastJob:
     levels: Sequence[float] = ()  # interval coverage in percent
     quantiles: Sequence[float] = ()  # probabilities strictly between 0 and 1
     # "model": the widths of the model's conformal table; "history": those widths rescaled on each series' own
-    # past (app.calibration)
+    # past (app.calibration); "auto": "history" for the series whose past suffices, the model's for the rest
     calibration: str = "model"
 
 
-CalibrationMode = Literal["model", "history"]
+CalibrationMode = Literal["model", "history", "auto"]
 CALIBRATIONS: tuple[str, ...] = get_args(CalibrationMode)
 
 
@@ -64,4 +64,4 @@ class ForecastResult:
     intervals: dict[float, tuple[np.ndarray, np.ndarray]]  # level -> lower, upper (B, horizon)
     timestamps: list[pd.DatetimeIndex | None] = field(default_factory=list)
     quantiles: dict[float, np.ndarray] = field(default_factory=dict)  # probability -> (B, horizon), ascending
-    calibration: Calibration | None = None  # when the job asked for "history"
+    calibration: Calibration | None = None  # when the job asked for "history", or "auto" with levels

@@ -78,7 +78,9 @@ class ForecastRequest(BaseModel):
         description='interval widths: "model", the model\'s conformal table (calibrated on its validation split); '
         f'"history", those widths rescaled per series on forecasts of its own past (the last {READINGS} values sent, '
         f"or {HORIZONS} horizons' worth when longer), "
-        "for series unlike the model's training data. Costs one forecast per past value scored",
+        "for series unlike the model's training data. Costs one forecast per past value scored. "
+        '"auto": "history" for each series whose history is long enough for the levels asked, the model\'s widths '
+        "for the others (checks 0), never refused for a short history",
     )
     series: list[SeriesIn] = Field(..., min_length=1)
 
@@ -89,7 +91,11 @@ class Interval(BaseModel):
 
 
 class SeriesCalibration(BaseModel):
-    checks: int = Field(..., description="past (forecast, value) pairs the factors rest on")
+    checks: int = Field(
+        ...,
+        description='past (forecast, value) pairs the factors rest on; 0: the model\'s widths ("auto" with too '
+        "little history)",
+    )
     widening: dict[str, float] = Field(
         ..., description="by level, e.g. '80': the factor on the model's interval half-width"
     )
@@ -108,7 +114,7 @@ class SeriesForecast(BaseModel):
         None, description="ISO 8601 timestamps of the forecast steps, in the time zone (or none) of the input"
     )
     calibration: SeriesCalibration | None = Field(
-        None, description='only with calibration "history": what the widths learned from the series\' past'
+        None, description='only with calibration "history" or "auto": what the widths learned from the series\' past'
     )
 
 

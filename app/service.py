@@ -8,7 +8,7 @@ What happens in between is written here once, so a route added later inherits al
     time      future timestamps from `timestamps` or `start` + `freq` (app.timeaxis)
     covariate the card's covariates by name and role: none missing, none unknown, lengths that match, the
               calendar computed from the time information (contract.covariates)
-    calibrate with `calibration: "history"`, the widths rescaled on forecasts of each series' past (app.calibration)
+    calibrate with `calibration: "history"` or "auto", the widths rescaled on forecasts of each series' past
     admit     the answer's memory, charged to the request's ticket (app.admission)
     predict   the batcher: concurrent requests share onnxruntime runs; a failed run is retried per request
     finish    finite outputs only, conformal intervals at the requested levels, quantiles from the same table
@@ -79,9 +79,9 @@ class ModelService:
     async def forecast(self, job: ForecastJob) -> ForecastResult:
         plan = self.check(job)
         calibration = None
-        if job.calibration == "history":  # forecasts of the series' past first: a job of their own, as guarded
+        if job.calibration != "model":  # forecasts of the series' past first: a job of their own, as guarded
             levels = sorted({*plan.levels, *(quantile_level(q) for q in job.quantiles if q != 0.5)})
-            calibration = await calibrate(self, job.series, plan.horizon, levels)
+            calibration = await calibrate(self, job.series, plan.horizon, levels, required=job.calibration == "history")
         per_step = 1 + 2 * len(plan.levels) + len(job.quantiles)
         self._admit(len(plan.windows), plan.horizon, per_step, any(f is not None for f in plan.future))
         started = time.perf_counter()

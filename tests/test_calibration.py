@@ -1,4 +1,5 @@
-"""`"calibration": "history"`: interval widths rescaled on forecasts of the series' own past (app.calibration)."""
+"""`"calibration": "history"` and `"auto"`: interval widths rescaled on forecasts of the series' own past
+(app.calibration)."""
 
 from __future__ import annotations
 
@@ -154,7 +155,7 @@ def test_csv_asks_for_it_in_the_query(client: TestClient) -> None:
         pytest.param(
             {"level": [80], "series": [{"id": "x", "values": [1.0] * 200}], "calibration": "past"},
             422,
-            "calibration: Input should be 'model' or 'history'",
+            "calibration: Input should be 'model', 'history' or 'auto'",
             id="unknown-mode",
         ),
     ],
@@ -179,3 +180,39 @@ def test_the_csv_query_refuses_an_unknown_mode(client: TestClient) -> None:
         "/forecast?model=tiny&level=80&calibration=bogus", content=csv, headers={"content-type": "text/csv"}
     )
     assert r.status_code == 422 and "calibration 'bogus' is not known" in r.json()["message"]
+
+
+def test_auto_calibrates_the_series_that_can_be_and_keeps_the_models_widths_for_the_rest(client: TestClient) -> None:
+    """ "auto" is "history" for a series long enough for the levels asked and the model's table for one that is
+    not (checks 0, factor 1), in the same answer, where "history" refuses the request."""
+    long, short = trending(150), [1.0 + i % 5 for i in range(32)]  # 32 values: 3 scored steps, 95% needs 19
+    series = [{"id": "long", "values": long}, {"id": "short", "values": short}]
+    answer = post(client, series, level=[80, 95], calibration="auto")
+    assert answer.status_code == 200, answer.text
+    auto = {f["id"]: f for f in answer.json()["forecasts"]}
+    history = post(client, series[:1], level=[80, 95], calibration="history").json()["forecasts"][0]
+    plain = post(client, series[1:], level=[80, 95]).json()["forecasts"][0]
+    assert auto["long"]["intervals"] == history["intervals"] and auto["long"]["calibration"] == history["calibration"]
+    assert auto["short"]["intervals"] == plain["intervals"]
+    assert auto["short"]["calibration"] == {"checks": 0, "widening": {"80": 1.0, "95": 1.0}}
+    assert post(client, series, level=[80, 95], calibration="history").status_code == 422
+
+
+def test_auto_without_levels_is_the_plain_forecast(client: TestClient) -> None:
+    series = [{"id": "x", "values": trending(150)}]
+    auto = post(client, series, calibration="auto")
+    assert auto.status_code == 200, auto.text
+    assert auto.json()["forecasts"][0] == post(client, series).json()["forecasts"][0]
+
+
+def test_auto_scores_fewer_values_a_series_rather_than_pass_the_request_limit(repository: Path) -> None:
+    """Where "history" is refused (413), "auto" spends at most the request limit on past forecasts: 100 windows
+    for 2 series, the last 50 origins of each."""
+    series = [{"id": "a", "values": noisy(200, seed=1)}, {"id": "b", "values": noisy(200, seed=2)}]
+    with TestClient(create_app(Settings(model_repository=repository, max_series_per_request=100))) as c:
+        assert post(c, series, level=[80], calibration="history").status_code == 413
+        answer = post(c, series, level=[80], calibration="auto")
+    assert answer.status_code == 200, answer.text
+    for f in answer.json()["forecasts"]:
+        assert f["calibration"]["checks"] == checks_for(50, HORIZON)
+        assert f["calibration"]["widening"]["80"] != 1.0

@@ -61,14 +61,23 @@ def gatecast_forecast(
     return r.json()["forecasts"][0]
 
 
+def sent(url: str, values: np.ndarray, h: int, model: str = "tiny") -> np.ndarray:
+    """The values the client sends with `level`: the last 3 input sizes + max(horizon, h) (TimeGPT's conformal
+    history, nixtla/_preprocessing._restrict_input_samples)."""
+    params = httpx.get(f"{url}/model_params", params={"model": model}, headers={"x-api-key": "k-1"}).json()
+    return values[-(3 * params["detail"]["input_size"] + max(params["detail"]["horizon"], h)) :]
+
+
 def test_forecast_equals_gatecasts_own(server: str) -> None:
     df = frame()
     out = client(server).forecast(df, h=12, model="tiny", level=[80])
     assert list(out.columns) == ["unique_id", "ds", "TimeGPT", "TimeGPT-hi-80", "TimeGPT-lo-80"]
     for uid, part in out.groupby("unique_id"):
-        own = gatecast_forecast(server, df[df.unique_id == uid].y.to_numpy(), 12)
+        values = sent(server, df[df.unique_id == uid].y.to_numpy(), 12)
+        own = gatecast_forecast(server, values, 12, calibration="auto")
         np.testing.assert_allclose(part.TimeGPT, own["mean"], rtol=1e-6)
         np.testing.assert_allclose(part["TimeGPT-lo-80"], own["intervals"]["80"]["lo"], rtol=1e-5)
+        assert own["calibration"]["checks"] > 0
         assert part.ds.iloc[0] == pd.Timestamp("2024-01-11 00:00")
 
 
@@ -95,23 +104,38 @@ def test_cross_validation_rows_cutoffs_and_actuals(server: str) -> None:
     np.testing.assert_allclose(first.TimeGPT, own["mean"], rtol=1e-6)
 
 
-def test_model_parameters_calibration_history_gives_gatecasts_calibrated_intervals(server: str) -> None:
-    """model_parameters={"calibration": "history"}: the intervals /forecast calibrates on the history sent. With
-    `level`, the client sends the last 3 input sizes + max(horizon, h) values (TimeGPT's conformal history)."""
+def test_intervals_are_calibrated_on_the_history_sent_unless_the_model_table_is_asked(server: str) -> None:
+    """As TimeGPT's are: by default (calibration "auto") the intervals /forecast calibrates on the values the
+    client sends with `level`; model_parameters={"calibration": "model"} gives the model's own table, "history"
+    the same as the default on a history long enough."""
     df = frame(n=400, ids=("a",))
-    params = httpx.get(f"{server}/model_params", params={"model": "tiny"}, headers={"x-api-key": "k-1"}).json()
-    values = df.y.to_numpy()[-(3 * params["detail"]["input_size"] + max(params["detail"]["horizon"], 12)) :]
-    calibrated = client(server).forecast(
+    values = sent(server, df.y.to_numpy(), 12)
+    by_default = client(server).forecast(df, h=12, model="tiny", level=[80, 95])
+    history = client(server).forecast(
         df, h=12, model="tiny", level=[80, 95], model_parameters={"calibration": "history"}
     )
-    own = gatecast_forecast(server, values, 12, calibration="history", level=[80, 95])
+    table = client(server).forecast(df, h=12, model="tiny", level=[80, 95], model_parameters={"calibration": "model"})
+    calibrated = gatecast_forecast(server, values, 12, calibration="history", level=[80, 95])
+    own = gatecast_forecast(server, values, 12, level=[80, 95])
     for level in ("80", "95"):
-        np.testing.assert_allclose(calibrated[f"TimeGPT-lo-{level}"], own["intervals"][level]["lo"], rtol=1e-5)
-        np.testing.assert_allclose(calibrated[f"TimeGPT-hi-{level}"], own["intervals"][level]["hi"], rtol=1e-5)
-    plain = client(server).forecast(df, h=12, model="tiny", level=[80, 95])
-    np.testing.assert_allclose(calibrated.TimeGPT, plain.TimeGPT, rtol=1e-6)
-    width = (calibrated["TimeGPT-hi-80"] - calibrated["TimeGPT-lo-80"]).to_numpy()
-    assert not np.allclose(width, (plain["TimeGPT-hi-80"] - plain["TimeGPT-lo-80"]).to_numpy(), rtol=1e-3)
+        for side in ("lo", "hi"):
+            column = f"TimeGPT-{side}-{level}"
+            np.testing.assert_allclose(by_default[column], calibrated["intervals"][level][side], rtol=1e-5)
+            np.testing.assert_allclose(history[column], calibrated["intervals"][level][side], rtol=1e-5)
+            np.testing.assert_allclose(table[column], own["intervals"][level][side], rtol=1e-5)
+    np.testing.assert_allclose(by_default.TimeGPT, table.TimeGPT, rtol=1e-6)
+    width = (by_default["TimeGPT-hi-80"] - by_default["TimeGPT-lo-80"]).to_numpy()
+    assert not np.allclose(width, (table["TimeGPT-hi-80"] - table["TimeGPT-lo-80"]).to_numpy(), rtol=1e-3)
+
+
+def test_a_history_too_short_to_calibrate_keeps_the_models_table_unless_history_is_asked(server: str) -> None:
+    df = frame(n=32, ids=("a",))  # the first window and 2 values: 3 scored steps, 95% needs 19
+    by_default = client(server).forecast(df, h=12, model="tiny", level=[95])
+    own = gatecast_forecast(server, df.y.to_numpy(), 12, level=[95])
+    np.testing.assert_allclose(by_default["TimeGPT-hi-95"], own["intervals"]["95"]["hi"], rtol=1e-5)
+    with pytest.raises(ApiError) as refused:
+        client(server).forecast(df, h=12, model="tiny", level=[95], model_parameters={"calibration": "history"})
+    assert refused.value.status_code == 422 and "send at least 4 more values" in refused.value.body["detail"]
 
 
 @pytest.mark.parametrize(

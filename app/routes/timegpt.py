@@ -9,10 +9,11 @@ service (directly, or through app.backtest's windows), so the limits, keys, erro
 
 `model` names a gatecast model (`name` or `name@version`); TimeGPT's model names (`timegpt-*`, `azureai`)
 mean the default model. What gatecast cannot do (fine-tuning inside a request, multivariate or categorical
-inputs, feature contributions) is refused by name with what to do instead. `model_parameters={"calibration":
-"history"}` on forecast calibrates the intervals on the history sent, as `"calibration": "history"` does on
-/forecast (app.calibration): TimeGPT's own intervals are conformal on the series' past, while a gatecast model's
-table holds on data like its validation split. Covariates have no names in this protocol: the columns map by
+inputs, feature contributions) is refused by name with what to do instead. Forecast intervals are calibrated
+on the history sent (`"calibration": "auto"` of /forecast, app.calibration), as TimeGPT's own are conformal on
+the series' past, for which the client sends 3 input windows and a horizon with `level`; a series too short
+keeps the model's table (calibrated on its validation split), and `model_parameters={"calibration": "model"}`
+asks for that table alone. Covariates have no names in this protocol: the columns map by
 position to the model's declared covariates (GET /models/{name}), future ones (in `X_df`) first, then past ones
 (`hist_exog_list`), each in the model's order.
 """
@@ -84,8 +85,9 @@ class TimeGPTRequest(BaseModel):
     multivariate: bool = False
     model_parameters: dict[str, Any] | None = Field(
         None,
-        description='forecast reads {"calibration": "history"} (intervals calibrated on the history sent, as on '
-        '/forecast) or "model" (the default); other keys, and any on the other routes, are refused',
+        description='forecast reads {"calibration": "auto"} (the default: intervals calibrated on the history sent '
+        'where it is long enough, as on /forecast), "history" (refused when too short) or "model" (the model\'s own '
+        "table); other keys, and any on the other routes, are refused",
     )
     n_windows: Annotated[int, Strict(), Field(ge=1)] | None = None
     step_size: Annotated[int, Strict(), Field(ge=1)] | None = None
@@ -129,7 +131,7 @@ async def list_models(repository: RepositoryDep) -> Response:
 @router.post("/v2/forecast", summary="TimeGPT API: forecast")
 async def forecast(body: TimeGPTRequest, repository: RepositoryDep) -> Response:
     service = resolve(repository, body.model)
-    calibration = _refuse_unsupported(body, FORECAST_PARAMETERS).get("calibration", "model")
+    calibration = _refuse_unsupported(body, FORECAST_PARAMETERS).get("calibration", "auto")
     h = service.horizon(body.h)
     levels, zero = _levels(body.level)
     series = _series(body, service, future_h=h)
