@@ -13,8 +13,8 @@ inputs, feature contributions) is refused by name with what to do instead. Forec
 on the history sent (`"calibration": "auto"` of /forecast, app.calibration), as TimeGPT's own are conformal on
 the series' past, for which the client sends 3 input windows and a horizon with `level`; a series too short
 keeps the model's table (calibrated on its validation split), and `model_parameters={"calibration": "model"}`
-asks for that table alone. Covariates have no names in this protocol: the columns map by
-position to the model's declared covariates (GET /models/{name}), future ones (in `X_df`) first, then past ones
+asks for that table alone. Covariates have no names in this protocol: the columns map by position to the
+model's declared covariates (GET /models/{name}), future ones (in `X_df`) first, then past ones
 (`hist_exog_list`), each in the model's order.
 """
 
