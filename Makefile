@@ -33,14 +33,14 @@ serve: venv-serve
 ## Set up and run every test (installs Prometheus and wrk from Debian when run as root).
 test: venv-dev
 	./scripts/system-deps.sh
-	$(BIN)/ruff check app contract training tests bench
-	$(BIN)/ruff format --check app contract training tests bench
+	$(BIN)/ruff check app contract training tests bench harness
+	$(BIN)/ruff format --check app contract training tests bench harness
 	$(BIN)/mypy app contract
 	$(BIN)/pytest -q
 
 lint: venv-dev
-	$(BIN)/ruff check app contract training tests bench
-	$(BIN)/ruff format --check app contract training tests bench
+	$(BIN)/ruff check app contract training tests bench harness
+	$(BIN)/ruff format --check app contract training tests bench harness
 	$(BIN)/mypy app contract
 
 ## Regenerate app/oip_grpc/inference_pb2*.py(i) from inference.proto (grpcio-tools pinned in the dev extra;

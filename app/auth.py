@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterable
 
-from app.errors import Forbidden, Unauthorized
+from app.errors import BadRequest, Forbidden, Unauthorized
 from app.settings import Settings
 
 OPEN_PATHS = frozenset(
@@ -34,6 +35,20 @@ def _matches(given: str | None, keys: list[str]) -> bool:
     for key in keys:  # no early exit: the time taken does not say which key matched
         found |= hmac.compare_digest(digest, _digest(key))
     return found
+
+
+CREDENTIAL_HEADERS = ("authorization", "x-api-key")
+
+
+def one_credential(headers: Iterable[tuple[str, str]]) -> None:
+    """A call carries one credential at most: two `authorization` entries, or one beside an `x-api-key`, would
+    make the answer depend on their order; refused (400) on every protocol, whether keys are on or off."""
+    sent = [name for name, _ in headers if name.lower() in CREDENTIAL_HEADERS]
+    if len(sent) > 1:
+        raise BadRequest(
+            f"the request carries {len(sent)} credentials ({', '.join(sent)}); send exactly one: "
+            "`Authorization: Bearer <key>` or `X-API-Key: <key>`"
+        )
 
 
 def presented_key(headers: dict[str, str]) -> str | None:

@@ -2,37 +2,20 @@
 against what happened) and anomaly scoring (each point against the interval of the forecast made before it).
 
 Both cut each series into windows, one per forecast origin ("cutoff": the number of values known when the
-forecast was made), and send all the windows of a request as ONE `ForecastJob` to the model's service. So
-they pass the same checks, memory admission, batching and metrics as /forecast, and onnxruntime runs them
-in batches, never one call per window. Window ids are `<series id>@<cutoff>`: a refusal names the window.
+forecast was made). The rules here are arithmetic on counts, checked before any window exists: a count that
+cannot fit the history is refused in microseconds, whatever it asks for. The windows themselves are built as
+views of the series by the model service and run as ONE window job (app.forecasting.windows), so they pass the
+same checks, cost admission, fair batching and metrics as /forecast. Scoring is vectorized over windows.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
-from app.errors import InvalidInput, PayloadTooLarge
-from app.jobs import ForecastJob, ForecastResult, SeriesInput
-from app.timeaxis import value_index
-
-if TYPE_CHECKING:  # the service calls this module (calibration on history): its type only, no import cycle
-    from app.service import ModelService
-
-
-@dataclass(frozen=True)
-class Windows:
-    """The windows of a request: which series each came from, where it starts, and the service's answer."""
-
-    series: np.ndarray  # (W,) index of the request's series
-    cutoffs: np.ndarray  # (W,) values known at the origin; the forecast's first step is value `cutoff`
-    result: ForecastResult  # mean and intervals (W, horizon)
-    indexes: list[pd.DatetimeIndex | None]  # per series: its values' timestamps, when it came with time
+from app.errors import InvalidInput, shown
+from app.jobs import SeriesInput, Windows
 
 
 @dataclass(frozen=True)
@@ -44,109 +27,51 @@ class Scores:
     coverage: dict[float, float]  # level -> share of actuals inside the interval
 
 
-async def run_windows(
-    service: ModelService,
-    series: Sequence[SeriesInput],
-    cutoffs: Sequence[Sequence[int]],
-    horizon: int,
-    levels: Sequence[float],
-) -> Windows:
-    """Forecasts of `horizon` steps from each cutoff of each series, in one job."""
-    total = sum(len(c) for c in cutoffs)
-    limit = service.limits.max_series_per_request
-    if total > limit:
-        raise PayloadTooLarge(
-            f"{total} forecast windows in one request; the limit is {limit} (GATECAST_MAX_SERIES_PER_REQUEST): "
-            "ask for fewer windows or points, or split the series across requests"
-        )
-    card = service.card
-    timed, future_names = bool(card.covariates.calendar), card.covariates.future
-    inputs: list[SeriesInput] = []
-    indexes = []
-    for s, origins in zip(series, cutoffs, strict=True):
-        index = value_index(s.id, len(s.values), card.freq, s.timestamps, s.start, s.freq)
-        indexes.append(index)
-        inputs.extend(_as_of(s, int(c), index, card.horizon, timed, future_names) for c in origins)
-    result = await service.forecast(ForecastJob(inputs, horizon, levels))
-    owner = np.repeat(np.arange(len(series)), [len(c) for c in cutoffs])
-    flat = np.asarray([c for origins in cutoffs for c in origins], dtype=np.int64)
-    return Windows(owner, flat, result, indexes)
-
-
-def _as_of(
-    s: SeriesInput,
-    cutoff: int,
-    index: pd.DatetimeIndex | None,
-    ahead: int,
-    timed: bool,
-    future_names: Sequence[str],
-) -> SeriesInput:
-    """The series as it was known at `cutoff`: values and covariates up to it, the model's future covariates
-    for its `ahead` steps from the series' own later values (and the future values sent after them), and time
-    only when the model reads calendar features (the answer's timestamps come from `index`, once). Anything
-    the model does not read is passed on as sent, for the service to refuse by name."""
-    values = np.asarray(s.values)[:cutoff]
-    observed = dict(s.covariates or {})
-    sent_ahead = dict(s.future_covariates or {})
-    covariates = {name: np.asarray(column)[:cutoff] for name, column in observed.items()}
-    future = {name: column for name, column in sent_ahead.items() if name not in future_names}
-    for name in future_names:
-        if name in observed:
-            known = np.concatenate([np.asarray(observed[name]), np.asarray(sent_ahead.get(name, ()))])
-            future[name] = _ahead(s.id, name, known, cutoff, ahead)
-    start = freq = None
-    if timed and index is not None:
-        start, freq = index[0].to_pydatetime(), index.freqstr
-    return SeriesInput(f"{s.id}@{cutoff}", values, None, start, freq, covariates or None, future or None)
-
-
-def _ahead(series_id: str, name: str, known: np.ndarray, cutoff: int, ahead: int) -> np.ndarray:
-    if cutoff + ahead > len(known):
-        raise InvalidInput(
-            f"series {series_id!r}: the forecast from value {cutoff} reads future covariate {name!r} for {ahead} "
-            f"steps, past the {len(known)} values sent: send its future_covariates for the steps after the last "
-            "value, or ask for fewer windows"
-        )
-    return known[cutoff : cutoff + ahead]
-
-
-def rolling_cutoffs(series: SeriesInput, n: int, horizon: int, n_windows: int, step: int, min_window: int) -> list[int]:
+def rolling_cutoffs(
+    series: SeriesInput, n: int, horizon: int, n_windows: int, step: int, min_window: int
+) -> np.ndarray:
     """Origins of `n_windows` forecasts of `horizon` steps, `step` apart, the last one ending at the last value."""
-    cutoffs = [n - horizon - (n_windows - 1 - k) * step for k in range(n_windows)]
-    if cutoffs[0] < min_window:
-        need = min_window + horizon + (n_windows - 1) * step
+    need = min_window + horizon + (n_windows - 1) * step
+    if n < need:
         raise InvalidInput(
-            f"series {series.id!r} has {n} values: {n_windows} windows of {horizon} steps, {step} apart, need "
+            f"series {shown(series.id)} has {n} values: {n_windows} windows of {horizon} steps, {step} apart, need "
             f"{need} ({min_window} before the first forecast); send a longer history or ask for fewer windows"
         )
-    return cutoffs
+    last = n - horizon
+    return np.arange(last - (n_windows - 1) * step, last + 1, step, dtype=np.int64)
 
 
-def detection_cutoffs(series: SeriesInput, n: int, detect: int | None, step: int, min_window: int) -> list[int]:
+def history_cutoffs(n: int, horizon: int, min_window: int) -> np.ndarray:
+    """Origins of in-sample forecasts over as much of the history as possible, `horizon` apart, the last one
+    ending at the last value (TimeGPT's add_history)."""
+    return np.arange(n - horizon, min_window - 1, -horizon, dtype=np.int64)[::-1].copy()
+
+
+def detection_cutoffs(series: SeriesInput, n: int, detect: int | None, step: int, min_window: int) -> np.ndarray:
     """Origins that forecast each of the last `detect` values (all that have a full window before them when
     None) from `step` values before it at most: every `step` values, from the first value scored."""
     available = n - min_window
     if detect is None and available < 1:
         raise InvalidInput(
-            f"series {series.id!r} has {n} values; a value is scored against the forecast from the {min_window} "
-            f"values before it: send at least {min_window + 1} values"
+            f"series {shown(series.id)} has {n} values; a value is scored against the forecast from the "
+            f"{min_window} values before it: send at least {min_window + 1} values"
         )
     if detect is None:
         detect = available
     if available < 1 or detect > available:
         raise InvalidInput(
-            f"series {series.id!r} has {n} values; scoring the last {detect} needs {min_window} values before "
-            f"the first one: send at least {min_window + max(detect, 1)} values or score fewer"
+            f"series {shown(series.id)} has {n} values; scoring the last {detect} needs {min_window} values "
+            f"before the first one: send at least {min_window + max(detect, 1)} values or score fewer"
         )
-    return list(range(n - detect, n, step))
+    return np.arange(n - detect, n, step, dtype=np.int64)
 
 
 def actuals(values: np.ndarray, cutoffs: np.ndarray, horizon: int) -> np.ndarray:
     """(W, horizon) the values that followed each cutoff (NaN past the end of the series)."""
-    out = np.full((len(cutoffs), horizon), np.nan)
-    for w, c in enumerate(cutoffs):
-        part = values[c : c + horizon]
-        out[w, : len(part)] = part
+    positions = np.asarray(cutoffs, dtype=np.int64)[:, None] + np.arange(horizon)[None, :]
+    inside = positions < len(values)
+    out = np.full(positions.shape, np.nan)
+    out[inside] = values[positions[inside]]
     return out
 
 
@@ -154,8 +79,45 @@ def mase_scale(history: np.ndarray, season: int) -> float:
     """Mean absolute error of the seasonal naive forecast in the history (naive when it is too short)."""
     m = season if len(history) > season else 1
     if len(history) <= m:
-        return math.nan
+        return float("nan")
     return float(np.mean(np.abs(history[m:] - history[:-m])))
+
+
+def mase_scales(values: np.ndarray, cutoffs: np.ndarray, season: int) -> np.ndarray:
+    """mase_scale(values[:c], season) for every cutoff c, from running sums: O(n + W), not O(n W)."""
+    cutoffs = np.asarray(cutoffs, dtype=np.int64)
+    out = np.full(len(cutoffs), np.nan)
+
+    def running(m: int) -> np.ndarray:  # sums of |x[t] - x[t - m]| for t < m + k, k = 0..n-m
+        return np.concatenate([[0.0], np.cumsum(np.abs(values[m:] - values[:-m]))]) if len(values) > m else np.zeros(1)
+
+    seasonal, naive = running(season), running(1)
+    uses_season = cutoffs > season
+    for sums, m, rows in ((seasonal, season, uses_season), (naive, 1, ~uses_season)):
+        c = cutoffs[rows]
+        ok = c > m
+        pairs = c[ok] - m
+        scaled = np.full(len(c), np.nan)
+        scaled[ok] = sums[np.minimum(pairs, len(sums) - 1)] / pairs
+        out[rows] = scaled
+    return out
+
+
+def window_scores(
+    actual: np.ndarray, mean: np.ndarray, intervals: dict[float, tuple[np.ndarray, np.ndarray]], scale: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, dict[float, np.ndarray]]:
+    """Per window (rows): MAE, MASE (NaN where the scale is 0 or unknown) and coverage per level."""
+    known = ~np.isnan(actual)
+    counts = known.sum(axis=1)
+    errors = np.where(known, np.abs(actual - mean), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mae = errors.sum(axis=1) / counts
+        mase = np.where(scale > 0, mae / scale, np.nan)
+        coverage = {
+            level: (((actual >= lo) & (actual <= hi)) & known).sum(axis=1) / counts
+            for level, (lo, hi) in intervals.items()
+        }
+    return mae, mase, coverage
 
 
 def score(
@@ -164,14 +126,13 @@ def score(
     intervals: dict[float, tuple[np.ndarray, np.ndarray]],
     scale: np.ndarray,
 ) -> Scores:
-    """Scores over the points of `actual` (any shape; NaN points are left out); `scale`: MASE's per window."""
+    """Scores over the points of `actual` (W, H) (NaN points are left out); `scale`: MASE's per window. MASE is
+    the mean of the windows' MASE, None unless every window has one."""
     known = ~np.isnan(actual)
-    errors = np.abs(actual - mean)
-    mae = float(errors[known].mean())
-    per_window = np.asarray(
-        [errors[w][known[w]].mean() / scale[w] for w in range(len(scale)) if scale[w] > 0 and known[w].any()]
-    )
-    mase = float(per_window.mean()) if len(per_window) and len(per_window) == len(scale) else None
+    mae = float(np.abs(actual - mean)[known].mean())
+    _, per_window, _ = window_scores(actual, mean, {}, scale)
+    whole = len(per_window) and known.any(axis=1).all() and np.isfinite(per_window).all()
+    mase = float(per_window.mean()) if whole else None
     coverage = {level: float(((actual >= lo) & (actual <= hi))[known].mean()) for level, (lo, hi) in intervals.items()}
     return Scores(mae, mase, coverage)
 
@@ -193,6 +154,9 @@ def score_points(values: np.ndarray, windows: Windows, series: int, level: float
     """Scores of the values from series `series`' first cutoff to its end (cutoffs ascending, each window's
     horizon at least the distance to the next cutoff, as `detection_cutoffs` makes them)."""
     rows = np.flatnonzero(windows.series == series)
+    if not len(rows):
+        empty = np.zeros(0)
+        return PointScores(np.zeros(0, np.int64), empty, empty, empty, empty, empty, empty > 0)
     cutoffs = windows.cutoffs[rows]
     t = np.arange(int(cutoffs[0]), len(values))
     k = np.searchsorted(cutoffs, t, side="right") - 1  # the latest origin at or before each value

@@ -1,16 +1,24 @@
-"""Dynamic batching: concurrent requests for one model version are coalesced into one onnxruntime run.
+"""Dynamic batching with fair shares: concurrent requests for one model version share onnxruntime runs, and no
+request can hold the runs while others wait.
 
-One batcher per model version and process. Requests enqueue their windows and await a future. A single
-task drains the queue: it takes whatever is waiting (up to `max_batch_series` series), optionally waits
-`max_queue_delay_us` for more, and runs the batch in a worker thread so the event loop never blocks,
-except small batches on a single-threaded CPU session (`inline_max_series`): with one worker process per
-core, handing a run of a few hundred microseconds to a thread and back cost a quarter to a third of a
-request's time (both threads fall asleep and wake up), and the core had nothing else to do meanwhile.
-While a run is in progress new requests queue up, so batches grow with load and a lone request (delay 0)
-runs at once. Windows of different lengths cannot share one tensor (padding would change an RNN's
-state), so a batch is split into one run per distinct length; results are identical to unbatched runs.
-When a shared run fails, each request in it is run again on its own, so one request the model cannot take
-fails alone (InferenceFailed, logged) and its neighbours get their forecasts.
+One batcher per model version and process. A request enqueues its windows and awaits a future. A single task
+drains the queue: each run takes up to `max_batch_series` windows, divided among the requests waiting by max-min
+fair share (every request gets an equal part, a request needing less gives the rest to the others), so a
+backtest of 10,000 windows is served slice by slice, interleaved with everyone else's, and a one-series
+/forecast that arrives behind it waits for one run, not for the backtest. A request's answers are written into
+one array as its slices complete, and its future is resolved when the last slice is in.
+
+A run goes to a worker thread so the event loop stays free for parsing and answering other requests, except a
+small batch with nothing else queued on a single-threaded CPU session (`inline_max_series`): with one worker
+process per core, handing a run of a few hundred microseconds to a thread and back cost a quarter to a third of
+a request's time, and the core had nothing else to do meanwhile. Windows of different lengths cannot share one
+tensor (padding would change an RNN's state), so a run is split into one call per distinct length; results are
+identical to unbatched runs. When a shared run fails, each request's slice is run again on its own, so one
+request the model cannot take fails alone (InferenceFailed, logged) and its neighbours get their forecasts.
+
+Admission: a request is refused (503 + Retry-After) when, under fair sharing, more than `max_queue_series`
+windows would run before its last one (the windows of the others, each up to this request's count, and its own).
+So a small request is admitted behind any backlog, and a large one waits for the queue to drain.
 
 Gathering (`gather_wait_us`): clients that were just answered usually send again (a dashboard, a load
 balancer's keep-alive connections, any closed loop). Left alone, N such clients split into cohorts that
@@ -19,7 +27,7 @@ them. Before a run, the batcher therefore waits, at most `gather_wait_us`, for t
 in the last RECENT_S seconds that are not queued yet; it runs as soon as they are all in or the batch is
 full. A lone client is never kept waiting (its own request is the one awaited); a connection that does not
 send in time is forgotten until it is answered again, so one that stops costs a single wait.
-The connection of each request (`current_source`) is set by the protocol layer: app.middleware for HTTP.
+The connection of each request (`current_source`) is set by the request envelope (app.envelope).
 """
 
 from __future__ import annotations
@@ -51,12 +59,28 @@ RECENT_S = 0.02  # a connection answered this recently is expected to send again
 MAX_TRACKED_SOURCES = 256  # more recent connections than this: open traffic, nothing to gather, run at once
 
 
-@dataclass
+@dataclass(eq=False)
 class _Pending:
     windows: list[Window]  # one per series
-    future: asyncio.Future[tuple[list[np.ndarray], list[np.ndarray]]]
+    future: asyncio.Future[tuple[np.ndarray, np.ndarray]]
     source: Hashable | None
     enqueued: float = field(default_factory=time.perf_counter)
+    taken: int = 0  # windows handed to runs so far
+    filled: int = 0  # windows answered so far
+    forecasts: np.ndarray | None = None  # (n, H) float32, allocated with the first answers
+    scales: np.ndarray | None = None  # (n,) float32
+    failed: bool = False
+
+    @property
+    def remaining(self) -> int:
+        return len(self.windows) - self.taken
+
+
+@dataclass(frozen=True)
+class _Slice:
+    pending: _Pending
+    start: int
+    stop: int
 
 
 class Batcher:
@@ -90,8 +114,8 @@ class Batcher:
         self._answered: dict[Hashable, float] = {}  # source -> when it was last answered (perf_counter)
         self._missing: set[Hashable] | None = None  # while gathering: the sources not queued yet
         self._gathered: asyncio.Future[bool] | None = None  # its result: whether the wait timed out
-        self._queue: deque[_Pending] = deque()
-        self._queued_series = 0
+        self._queue: deque[_Pending] = deque()  # requests with windows not yet handed to a run
+        self._queued_series = 0  # their windows not yet handed to a run
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -99,6 +123,10 @@ class Batcher:
     @property
     def queued_series(self) -> int:
         return self._queued_series
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def start(self) -> None:
         if self._task is None:
@@ -111,21 +139,29 @@ class Batcher:
         if self._task is not None:
             await self._task
 
-    async def submit(self, windows: list[Window]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Forecasts and scales for `windows` (each float32 1-D), in order."""
+    def ahead(self, n: int) -> int:
+        """Windows that run before the last of a new request of `n` windows, under fair sharing."""
+        return n + sum(min(p.remaining, n) for p in self._queue)
+
+    async def submit(self, windows: list[Window]) -> tuple[np.ndarray, np.ndarray]:
+        """Forecasts (W, H) and scales (W,) of `windows`, in order, as float32."""
         if self._closed:
             raise Overloaded("the model is being unloaded; retry shortly", retry_after=1.0)
-        if self._queued_series + len(windows) > self.max_queue_series and self._queued_series > 0:
+        n = len(windows)
+        if self._queued_series and (ahead := self.ahead(n)) > self.max_queue_series:
             raise Overloaded(
-                f"the queue for {self._labels['model']} holds {self._queued_series} series "
-                f"(limit {self.max_queue_series}); retry after a short wait",
+                f"the queue for {self._labels['model']} holds {self._queued_series} windows, and {ahead} would run "
+                f"before this request's last (limit {self.max_queue_series}, GATECAST_MAX_QUEUE_SERIES); retry "
+                "after a short wait",
                 retry_after=1.0,
             )
         self.start()
         source = current_source.get()
         pending = _Pending(windows, asyncio.get_running_loop().create_future(), source)
+        if not n:
+            return np.zeros((0, 0), np.float32), np.zeros(0, np.float32)
         self._queue.append(pending)
-        self._queued_series += len(windows)
+        self._queued_series += n
         self._wakeup.set()
         if self._missing is not None:
             self._missing.discard(source)
@@ -152,7 +188,9 @@ class Batcher:
             if self.gather_wait and self._queued_series < self.max_batch_series:
                 await self._gather()
             batch = self._take()
-            await self._run_batch(batch)
+            if batch:
+                await self._execute(batch, inline=not self._queue)
+            await asyncio.sleep(0)  # between runs, let the loop read and answer other requests
 
     async def _gather(self) -> None:
         """Wait, at most gather_wait, for the connections answered in the last RECENT_S that are not queued."""
@@ -183,55 +221,66 @@ class Batcher:
         if self._gathered is not None and not self._gathered.done():
             self._gathered.set_result(timed_out)
 
-    def _take(self) -> list[_Pending]:
-        """Whole requests up to max_batch_series series (a bigger single request goes alone)."""
-        batch: list[_Pending] = []
-        size = 0
-        while self._queue:
-            n = len(self._queue[0].windows)
-            if batch and size + n > self.max_batch_series:
+    def _take(self) -> list[_Slice]:
+        """Up to max_batch_series windows, shared max-min fairly among the waiting requests (queue order breaks
+        ties); a request whose client went away is dropped, so nothing is computed for nobody."""
+        for gone in [p for p in self._queue if p.future.done()]:
+            self._queue.remove(gone)
+            self._queued_series -= gone.remaining
+        waiting = sorted(self._queue, key=lambda p: p.remaining)  # stable: queue order among equals
+        room, shares = self.max_batch_series, {}
+        for k, p in enumerate(waiting):
+            share = min(p.remaining, room // (len(waiting) - k) or 1)
+            if share <= 0 or room <= 0:
                 break
-            item = self._queue.popleft()
-            if item.future.cancelled():  # the client went away (timeout): do not compute for nobody
-                self._queued_series -= n
+            shares[id(p)] = share
+            room -= share
+        batch, started = [], time.perf_counter()
+        for p in list(self._queue):  # slices in queue order: the oldest request's first
+            share = shares.get(id(p), 0)
+            if not share:
                 continue
-            batch.append(item)
-            size += n
-        self._queued_series -= size
+            if not p.taken:
+                self._queue_wait.observe(started - p.enqueued)
+                self.stats.queue.add(started - p.enqueued)
+            batch.append(_Slice(p, p.taken, p.taken + share))
+            p.taken += share
+            self._queued_series -= share
+            if not p.remaining:
+                self._queue.remove(p)
         return batch
 
-    async def _run_batch(self, batch: list[_Pending]) -> None:
-        if not batch:
-            return
-        started = time.perf_counter()
-        for item in batch:
-            self._queue_wait.observe(started - item.enqueued)
-            self.stats.queue.add(started - item.enqueued)
-        await self._execute(batch)
-
-    async def _execute(self, batch: list[_Pending]) -> None:
-        windows = [w for item in batch for w in item.windows]
+    async def _execute(self, batch: list[_Slice], inline: bool) -> None:
+        windows = [w for s in batch for w in s.pending.windows[s.start : s.stop]]
         loop = asyncio.get_running_loop()
         try:
-            if len(windows) <= self.inline_max_series:
+            if inline and len(windows) <= self.inline_max_series:
                 forecasts, scales, runs = self._run_grouped(windows)
             else:
                 forecasts, scales, runs = await loop.run_in_executor(self._executor, self._run_grouped, windows)
         except Exception as exc:
             if len(batch) == 1:
-                self._fail(batch[0], exc)
+                self._fail(batch[0].pending, exc)
                 return
-            for item in batch:  # isolate the request the model cannot take; the others still get answers
-                await self._execute([item])
+            for piece in batch:  # isolate the request the model cannot take; the others still get answers
+                if not piece.pending.failed:
+                    await self._execute([piece], inline)
             return
         offset = 0
         answered = time.perf_counter()
-        for item in batch:
-            n = len(item.windows)
-            if not item.future.done():
-                item.future.set_result((forecasts[offset : offset + n], scales[offset : offset + n]))
-            if item.source is not None:
-                self._answered[item.source] = answered
+        for piece in batch:
+            p, n = piece.pending, piece.stop - piece.start
+            if not p.failed and not p.future.done():
+                if p.forecasts is None:
+                    p.forecasts = np.empty((len(p.windows), forecasts.shape[1]), np.float32)
+                    p.scales = np.empty(len(p.windows), np.float32)
+                p.forecasts[piece.start : piece.stop] = forecasts[offset : offset + n]
+                p.scales[piece.start : piece.stop] = scales[offset : offset + n]  # type: ignore[index]
+                p.filled += n
+                if p.filled == len(p.windows):
+                    p.future.set_result((p.forecasts, p.scales))  # type: ignore[arg-type]
+                    if p.source is not None:
+                        self._answered[p.source] = answered
             offset += n
         self._series.inc(len(windows))
         for size, seconds in runs:  # recorded here, on the event loop, not in the run's thread
@@ -239,6 +288,10 @@ class Batcher:
 
     def _fail(self, item: _Pending, exc: Exception) -> None:
         log.error("onnxruntime failed on a request to %s@%s: %s", self._labels["model"], self._labels["version"], exc)
+        item.failed = True
+        if item in self._queue:  # its other windows are not run
+            self._queue.remove(item)
+            self._queued_series -= item.remaining
         if not item.future.done():
             item.future.set_exception(
                 InferenceFailed(
@@ -247,12 +300,12 @@ class Batcher:
                 )
             )
 
-    def _run_grouped(self, windows: list[Window]) -> tuple[list[np.ndarray], list[np.ndarray], list[tuple[int, float]]]:
-        """One run per distinct window length, in chunks of max_batch_series; results in input order, and each
-        run's (batch size, seconds)."""
+    def _run_grouped(self, windows: list[Window]) -> tuple[np.ndarray, np.ndarray, list[tuple[int, float]]]:
+        """One run per distinct window length, in chunks of max_batch_series; results (W, H) and (W,) in input
+        order, and each run's (batch size, seconds)."""
         runs: list[tuple[int, float]] = []
-        forecasts: list[np.ndarray] = [np.empty(0, np.float32)] * len(windows)
-        scales: list[np.ndarray] = [np.empty(0, np.float32)] * len(windows)
+        forecasts: np.ndarray | None = None
+        scales = np.empty(len(windows), np.float32)
         by_length: dict[int, list[int]] = {}
         for i, w in enumerate(windows):
             by_length.setdefault(len(w) if isinstance(w, np.ndarray) else len(w[0]), []).append(i)
@@ -270,7 +323,9 @@ class Batcher:
                 runs.append((len(chunk), seconds))
                 self._inference.observe(seconds)
                 self._batch_size.observe(len(chunk))
-                for row, i in enumerate(chunk):
-                    forecasts[i] = f[row]
-                    scales[i] = s[row]
+                if forecasts is None:
+                    forecasts = np.empty((len(windows), *np.shape(f)[1:]), np.float32)
+                forecasts[chunk] = f
+                scales[chunk] = np.asarray(s).reshape(len(chunk), -1)[:, 0]
+        assert forecasts is not None
         return forecasts, scales, runs

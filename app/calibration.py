@@ -3,8 +3,9 @@
 A model's conformal table holds on data like its validation split. On another market or sensor its intervals
 can be far too narrow (a model of VIX, which mean-reverts, on exchange rates, which wander) or too wide. A
 stream corrects them online as readings arrive (app.adaptive); one request can correct them from the history it
-sends. The service forecasts from every origin among the last readings(horizon) values, as it was known then
-(the window before the origin, through app.backtest), and measures each miss against the model's half-width at
+sends. The forecasting entry point (app.forecasting) adds a forecast from every origin among the last
+readings(horizon) values, as it was known then, to the job's own forecast (one plan, one pass through the
+batcher), and this module measures each miss against the model's half-width at
 that step and level. The level-% quantile of those ratios is the factor that makes the model's widths cover that
 share of the history's values; the answer's intervals are the model's widths times that factor.
 
@@ -17,22 +18,19 @@ committed models' unseen data; the longer history for long horizons on ETTm1's v
 `"calibration": "auto"` (the default of the TimeGPT route, whose own intervals are conformal on the history the
 client sends) calibrates what it can and never refuses for it: series with too little history keep the model's
 widths, and the answer's `checks` say which.
+
+This module is arithmetic on counts and arrays: it never calls the model service.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app import backtest
-from app.errors import InvalidInput, PayloadTooLarge
-from app.jobs import Calibration, SeriesInput
-
-if TYPE_CHECKING:  # the service calls this module with itself
-    from app.service import ModelService
+from app.errors import InvalidInput, PayloadTooLarge, shown
+from app.jobs import Calibration
 
 READINGS = 1024  # the last values scored: more cost model runs and say less about the present
 HORIZONS = 6  # ... or this many horizons' worth, when longer (readings)
@@ -46,16 +44,18 @@ def readings(horizon: int) -> int:
     return max(READINGS, HORIZONS * horizon)
 
 
-def cutoffs(n: int, min_window: int, horizon: int) -> list[int]:
+def cutoffs(n: int, min_window: int, horizon: int) -> np.ndarray:
     """Origins of the forecasts scored in a history of n values: each one with a window before it and at least
     one value after it, among the last readings(horizon) values."""
-    return list(range(max(min_window, n - readings(horizon)), n))
+    return np.arange(max(min_window, n - readings(horizon)), n, dtype=np.int64)
 
 
 def checks_for(values: int, horizon: int) -> int:
     """(forecast, value) pairs scored when `values` values follow the first origin: value j (from 1) is
     predicted by the min(j, horizon) forecasts made before it."""
-    return sum(min(j, horizon) for j in range(1, values + 1))
+    full = max(0, values - horizon)
+    part = min(values, horizon)
+    return part * (part + 1) // 2 + full * horizon
 
 
 def needed_checks(level: float) -> int:
@@ -63,22 +63,23 @@ def needed_checks(level: float) -> int:
     return math.ceil(level / (100.0 - level) - 1e-9)
 
 
-async def calibrate(
-    service: ModelService,
-    series: Sequence[SeriesInput],
+def origins(
+    ids: Sequence[str],
+    lengths: Sequence[int],
+    min_window: int,
     horizon: int,
     levels: Sequence[float],
     *,
-    required: bool = True,
-) -> Calibration | None:
-    """Factors on the model's half-widths, per series and level, from forecasts of each series' own history.
+    required: bool,
+    max_windows: int,
+) -> list[np.ndarray] | None:
+    """The past origins each series is calibrated on, from counts alone (nothing is built before the job's cost
+    is admitted); None when nothing is calibrated.
 
     `required` ("history"): a history too short, or too many past forecasts for one request, is refused by name.
     Otherwise ("auto", the TimeGPT route's default): nothing without levels; a series whose history is too short
     keeps the model's widths (factor 1 on 0 checks); and a request scores at most as many past forecasts as it
-    may hold, fewer values per series when many series come, so that the default costs at most one more request.
-    """
-    card = service.card
+    may run (GATECAST_MAX_WINDOWS_PER_REQUEST), fewer values per series when many series come."""
     if not levels:
         if not required:
             return None
@@ -86,54 +87,63 @@ async def calibrate(
             'calibration "history" rescales intervals: ask for `level` (e.g. [80, 95]) or `quantiles` as well'
         )
     need, scored = needed_checks(max(levels)), readings(horizon)
-    limit = service.limits.max_series_per_request
     if required and checks_for(scored, horizon) < need:
         raise InvalidInput(
             f"the {max(levels):g}% interval cannot be calibrated on a history: it needs {need} scored forecast "
             f"steps and the last {scored} values of a series give at most {checks_for(scored, horizon)} at "
             f'horizon {horizon}; ask for a lower level, or use calibration "model"'
         )
-    budget = scored if required else min(scored, limit // len(series))
-    origins = []
-    for s in series:
-        n = len(s.values)
-        cut = cutoffs(n, card.min_window, horizon)
+    room = max(0, max_windows - len(ids))  # the forecasts themselves are windows too
+    budget = scored if required else min(scored, room // len(ids))
+    chosen = []
+    for series_id, n in zip(ids, lengths, strict=True):
+        cut = cutoffs(n, min_window, horizon)
         cut = cut[max(0, len(cut) - budget) :]
         got = checks_for(len(cut), horizon)
         if got < need and required:
             more = next(r for r in range(1, scored + 1) if checks_for(r, horizon) >= need) - len(cut)
             raise InvalidInput(
-                f"series {s.id!r}: calibrating the {max(levels):g}% interval on its history needs {need} scored "
-                f"forecast steps and its {n} values give {got} (the first {card.min_window} are the first window): "
-                f'send at least {more} more values, or use calibration "model"'
+                f"series {shown(series_id)}: calibrating the {max(levels):g}% interval on its history needs {need} "
+                f"scored forecast steps and its {n} values give {got} (the first {min_window} are the first "
+                f'window): send at least {more} more values, or use calibration "model"'
             )
-        origins.append(cut if got >= need else [])
-    total = sum(len(c) for c in origins)
-    if total > limit:  # only when required: "auto" kept within the limit above
+        chosen.append(cut if got >= need else cut[:0])
+    total = sum(len(c) for c in chosen) + len(ids)
+    if total > max_windows:  # only when required: "auto" kept within the limit above
         raise PayloadTooLarge(
-            f'calibration "history" forecasts from {total} past origins here (up to {scored} per series); the '
-            f"limit is {limit} forecast windows a request (GATECAST_MAX_SERIES_PER_REQUEST): send fewer series a "
-            "request, or shorter histories"
+            f'calibration "history" forecasts from {total - len(ids)} past origins here (up to {scored} per '
+            f"series), and the forecasts themselves: {total} windows; the limit is {max_windows} forecast windows "
+            "a request (GATECAST_MAX_WINDOWS_PER_REQUEST): send fewer series a request, or shorter histories"
         )
-    checks = np.zeros(len(series), dtype=np.int64)
-    widening = {level: np.ones(len(series)) for level in levels}
-    if not total:
-        return Calibration(checks, widening)
-    windows = await backtest.run_windows(service, series, origins, horizon, levels)
-    result = windows.result
-    for b, s in enumerate(series):
-        rows = np.flatnonzero(windows.series == b)
-        if not rows.size:
+    return chosen
+
+
+def factors(
+    values: Sequence[np.ndarray],
+    cutoffs_of: Sequence[np.ndarray],
+    mean: Sequence[np.ndarray],
+    half: Sequence[dict[float, np.ndarray]],
+    levels: Sequence[float],
+) -> Calibration:
+    """Per series b: the level-% conformal quantile of |actual - forecast| / half-width over its past forecasts
+    (`mean[b]` (R, H) from `cutoffs_of[b]`, `half[b][level]` (R, H)), at rank ceil((n + 1) level)."""
+    b_count = len(values)
+    checks = np.zeros(b_count, dtype=np.int64)
+    widening = {level: np.ones(b_count) for level in levels}
+    for b in range(b_count):
+        cut = cutoffs_of[b]
+        if not len(cut):
             continue
-        actual = backtest.actuals(np.asarray(s.values, dtype=np.float64), windows.cutoffs[rows], horizon)
-        known = ~np.isnan(actual)
-        mean = result.mean[rows]
-        error = np.abs(actual - mean)[known]
+        horizon = mean[b].shape[1]
+        positions = cut[:, None] + np.arange(horizon)[None, :]
+        known = positions < len(values[b])
+        actual = values[b][np.minimum(positions, len(values[b]) - 1)]
+        error = np.abs(actual - mean[b])[known]
         checks[b] = error.size
         for level in levels:
             # A zero width (a constant window) still counts: any miss is then a very large ratio.
-            half = np.maximum(result.intervals[level][1][rows] - mean, 1e-12 * np.maximum(1.0, np.abs(mean)))
-            ratios = np.sort(error / half[known])
+            width = np.maximum(half[b][level], 1e-12 * np.maximum(1.0, np.abs(mean[b])))
+            ratios = error / width[known]
             rank = min(ratios.size, math.ceil((ratios.size + 1) * level / 100.0 - 1e-9))  # 1-based
-            widening[level][b] = float(ratios[rank - 1])
+            widening[level][b] = float(np.partition(ratios, rank - 1)[rank - 1])
     return Calibration(checks, widening)

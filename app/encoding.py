@@ -1,8 +1,10 @@
-"""Compressed request bodies (Content-Encoding zstd or gzip), inflated with a hard output bound.
+"""Compressed request bodies (Content-Encoding zstd or gzip, stacked or not), inflated with a hard output bound.
 
 The nixtla client compresses every body over 1 MB with zstd and cannot be told not to. A small compressed
 body can expand to gigabytes, so inflation stops one byte past GATECAST_MAX_BODY_BYTES and answers 413: the
-limit holds for what the routes read, not for what crossed the wire.
+limit holds for what the routes read, not for what crossed the wire. A gzip body may hold several members (RFC
+1952: their contents follow one another); bytes after the last member or frame are refused, never ignored.
+Several codings (`Content-Encoding: gzip, zstd`: gzip applied first) are undone in reverse order.
 """
 
 from __future__ import annotations
@@ -12,39 +14,72 @@ import zlib
 
 import zstandard
 
-from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, shown
 
 ACCEPTED = ("zstd", "gzip")
+GZIP_MAGIC = b"\x1f\x8b"
+MAX_LAYERS = 4  # codings stacked on one body; more is not a client, it is a probe
 
 
-def check(encoding: str) -> None:
+def codings(header: str) -> list[str]:
+    """The codings of a Content-Encoding header, in the order they were applied; 415 naming one not read here."""
+    found = [c.strip().lower() for c in header.split(",") if c.strip()]
+    found = [c for c in found if c != "identity"]
+    for coding in found:
+        if coding not in ACCEPTED:
+            raise UnsupportedMediaType(
+                f"Content-Encoding {shown(coding)} is not read here; send the body uncompressed, or as zstd or gzip"
+            )
+    if len(found) > MAX_LAYERS:
+        raise UnsupportedMediaType(f"Content-Encoding stacks {len(found)} codings; send at most {MAX_LAYERS}")
+    return found
+
+
+def check(header: str) -> None:
     """Refuse, from the headers alone, an encoding that is not read here."""
-    if encoding not in ("", "identity", *ACCEPTED):
-        raise UnsupportedMediaType(
-            f"Content-Encoding {encoding!r} is not read here; send the body uncompressed, or as zstd or gzip"
-        )
+    codings(header)
 
 
-def inflate(body: bytes, encoding: str, limit: int) -> bytes:
-    """`body` decompressed; PayloadTooLarge past `limit` bytes, BadRequest when it is not valid `encoding`."""
-    if encoding == "zstd":
-        try:
-            with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(body), read_across_frames=True) as reader:
-                out: bytes = reader.read(limit + 1)
-        except zstandard.ZstdError as exc:
-            raise BadRequest(f"the body is not valid zstd ({exc}); send it as Content-Encoding declares") from None
-    elif encoding == "gzip":
+def inflate(body: bytes, header: str, limit: int) -> bytes:
+    """`body` decompressed; PayloadTooLarge past `limit` bytes, BadRequest when it is not what the header says."""
+    for coding in reversed(codings(header)):
+        body = _zstd(body, limit) if coding == "zstd" else _gzip(body, limit)
+        if len(body) > limit:
+            raise PayloadTooLarge(
+                f"the body inflates to more than {limit} bytes (GATECAST_MAX_BODY_BYTES); send fewer or shorter series"
+            )
+    return body
+
+
+def _zstd(body: bytes, limit: int) -> bytes:
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(body), read_across_frames=True) as reader:
+            out: bytes = reader.read(limit + 1)
+    except zstandard.ZstdError as exc:
+        raise BadRequest(f"the body is not valid zstd ({exc}); send it as Content-Encoding declares") from None
+    return out
+
+
+def _gzip(body: bytes, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size, rest = 0, body
+    while True:
         inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
         try:
-            out = inflater.decompress(body, limit + 1)
+            part = inflater.decompress(rest, limit + 1 - size)
         except zlib.error as exc:
             raise BadRequest(f"the body is not valid gzip ({exc}); send it as Content-Encoding declares") from None
-        if len(out) <= limit and not inflater.eof:
+        parts.append(part)
+        size += len(part)
+        if size > limit:
+            break
+        if not inflater.eof:
             raise BadRequest("the gzip body ends early; send the whole stream")
-    else:
-        return body
-    if len(out) > limit:
-        raise PayloadTooLarge(
-            f"the body inflates to more than {limit} bytes (GATECAST_MAX_BODY_BYTES); send fewer or shorter series"
-        )
-    return out
+        rest = inflater.unused_data
+        if not rest:
+            break
+        if not rest.startswith(GZIP_MAGIC):
+            raise BadRequest(
+                f"the gzip body has {len(rest)} bytes after its last member; send the compressed stream alone"
+            )
+    return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -24,6 +24,23 @@ is raised by the shared table reader and answered 422 `invalid_long_format` by `
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+SHOWN_CHARS = 64  # of a name or value the client sent, echoed in a message
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """`repr(value)` for a message, cut to `limit` characters: a client's 5,000-character name is named, not echoed."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 14]}... ({len(text)} chars)"
+
+
+def shown_all(values: Iterable[object], limit: int = 8) -> str:
+    """A list of names for a message: each `shown`, at most `limit` of them."""
+    items = list(values)
+    more = f", ... ({len(items) - limit} more)" if len(items) > limit else ""
+    return "[" + ", ".join(shown(v) for v in items[:limit]) + more + "]"
+
 
 class GatecastError(Exception):
     status = 500

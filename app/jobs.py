@@ -1,6 +1,7 @@
-"""What a route hands the model service and gets back: the series it decoded (`SeriesInput`), the job's
-options (`ForecastJob`) and the answer (`ForecastResult`). Plain data, so every module that builds or reads a job
-(the routes, cross-validation, calibration, streams) needs only this module, not the service itself."""
+"""What a protocol hands the forecasting entry point (app.forecasting) and gets back: the series it decoded
+(`SeriesInput`), a forecast after the last values (`ForecastJob`) or forecasts from past origins (`WindowJob`), and
+the answers (`ForecastResult`, `Windows`). Plain data, so every module that builds or reads a job (the protocols,
+cross-validation, calibration, streams) needs only this module, not the model service."""
 
 from __future__ import annotations
 
@@ -40,6 +41,18 @@ class ForecastJob:
     calibration: str = "model"
 
 
+@dataclass(frozen=True)
+class WindowJob:
+    """Forecasts of `horizon` steps from past origins of the series sent (cross-validation, anomaly scoring, stream
+    appends): `cutoffs[i]` holds, ascending, how many values of series i each forecast knew (its origin; the
+    forecast's first step is value `cutoff`). The windows are views of the series, never copies."""
+
+    series: Sequence[SeriesInput]
+    cutoffs: Sequence[np.ndarray]  # per series, int64
+    horizon: int
+    levels: Sequence[float] = ()
+
+
 CalibrationMode = Literal["model", "history", "auto"]
 CALIBRATIONS: tuple[str, ...] = get_args(CalibrationMode)
 
@@ -65,3 +78,13 @@ class ForecastResult:
     timestamps: list[pd.DatetimeIndex | None] = field(default_factory=list)
     quantiles: dict[float, np.ndarray] = field(default_factory=dict)  # probability -> (B, horizon), ascending
     calibration: Calibration | None = None  # when the job asked for "history", or "auto" with levels
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The answer to a WindowJob: which series each window came from, its origin, and the forecasts."""
+
+    series: np.ndarray  # (W,) index of the job's series
+    cutoffs: np.ndarray  # (W,) values known at the origin
+    result: ForecastResult  # mean and intervals (W, horizon); `ids` are the series' ids
+    indexes: list[pd.DatetimeIndex | None]  # per series: its values' timestamps, when it came with time

@@ -33,9 +33,9 @@ from starlette.responses import Response
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import admission, auth, batcher, encoding, metrics, problems
-from app.deadlines import Deadlines
-from app.errors import GatecastError, PayloadTooLarge, RequestTimeout
+from app import admission, encoding, metrics, problems
+from app.envelope import Envelope
+from app.errors import PayloadTooLarge
 from app.settings import Settings
 
 log = logging.getLogger("gatecast")
@@ -72,7 +72,7 @@ class ServingMiddleware:
         self._direct_patterns = [(r.pattern, r) for r in direct if "{" in r.template]
         self._templates: dict[object, str] | None = None  # endpoint -> path template, built on first use
         self._durations: dict[tuple[str, str, int], Histogram] = {}
-        self._deadlines = Deadlines(settings.request_timeout_s)
+        self._envelope = Envelope(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,26 +88,27 @@ class ServingMiddleware:
             await send(message)
 
         counted = scope["path"] != "/metrics"  # a scrape does not count itself in flight
-        if counted:
-            metrics.IN_FLIGHT.value += 1
         budget: admission.MemoryBudget | None = getattr(scope["app"].state, "memory_budget", None)
-        ticket = budget.ticket() if budget is not None else None
-        token = admission.current_ticket.set(ticket)
-        source = batcher.current_source.set(scope.get("client"))  # for the batcher's gathering
-        task = self._deadlines.start()  # the time limit covers reading the body too
-        try:
-            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        with self._envelope.open(budget, scope.get("client"), counted) as call:
             try:
-                self._check_headers(scope, headers)
+                pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+                headers = dict(pairs)
                 declared = headers.get("content-length", "")
-                if ticket is not None:
-                    body_bytes = admission.BODY_COPIES * int(declared) if declared.isdigit() else 0
-                    ticket.charge(admission.REQUEST_BYTES + body_bytes, "this request's body")
+                self._envelope.admit(
+                    call,
+                    scope["method"],
+                    scope["path"],
+                    pairs,
+                    int(declared) if declared.isdigit() else 0,
+                    "this request's body",
+                )
+                self._check_headers(headers)
+                ticket = call.ticket
                 body = await self._read_body(receive, ticket, declared.isdigit())
                 if body is None:
                     return  # the client went away before sending its body
                 coding = headers.get("content-encoding", "").strip().lower()
-                if body and coding in encoding.ACCEPTED:
+                if body and coding:
                     body = encoding.inflate(body, coding, self.settings.max_body_bytes)
                     if ticket is not None:
                         ticket.charge(admission.BODY_COPIES * len(body), "this request's inflated body")
@@ -124,24 +125,15 @@ class ServingMiddleware:
                     request._body = body  # Starlette's cache behind request.body(): the body read above
                     response = await route.endpoint(request)
                     await response(scope, receive, send_wrapper)
-            except asyncio.CancelledError:
-                if not self._deadlines.expired(task):
+            except asyncio.CancelledError as exc:
+                if not self._envelope.timed_out(call, exc):
                     raise  # not the time limit: the server is shutting down
-                await self._answer(scope, send_wrapper, status, _timeout(self.settings.request_timeout_s))
+                await self._answer(scope, send_wrapper, status, exc, timed_out=True)
             except Exception as exc:  # noqa: BLE001 - the one place nothing may escape from
-                # A gatecast error, or a body that failed validation (422), is an answer, not a fault to log.
-                if not isinstance(exc, GatecastError) and problems.problem_of(exc).status >= 500:
-                    log.exception("unexpected error on %s %s", scope["method"], scope["path"])
                 await self._answer(scope, send_wrapper, status, exc)
-        finally:
-            self._deadlines.finish(task)
-            admission.current_ticket.reset(token)
-            batcher.current_source.reset(source)
-            if ticket is not None:
-                ticket.release()
-            if counted:
-                metrics.IN_FLIGHT.value -= 1
-            self._duration(self._template(scope), scope["method"], status.code).observe(time.perf_counter() - started)
+            finally:
+                route_template = self._template(scope)
+                self._duration(route_template, scope["method"], status.code).observe(time.perf_counter() - started)
 
     def _duration(self, route: str, method: str, status: int) -> Histogram:
         """The request-duration histogram child, cached: `labels()` takes a lock and sorts its arguments."""
@@ -189,18 +181,20 @@ class ServingMiddleware:
                     self._templates[key] = path
         return self._templates.get(endpoint, "unmatched")
 
-    async def _answer(self, scope: Scope, send: Send, status: _Status, exc: BaseException) -> None:
+    async def _answer(
+        self, scope: Scope, send: Send, status: _Status, exc: BaseException, timed_out: bool = False
+    ) -> None:
+        problem = self._envelope.problem(exc, scope["method"], scope["path"], timed_out)
         if status.sent:
             return  # the response is under way; it cannot be replaced, only cut short by the server
-        await problems.send_problem(scope, send, problems.problem_of(exc, scope["method"], scope["path"]))
+        await problems.send_problem(scope, send, problem)
 
-    def _check_headers(self, scope: Scope, headers: dict[str, str]) -> None:
-        """Checks that need only the headers: access, declared size, compressed bodies."""
-        auth.check(scope["method"], scope["path"], headers, self.settings)
+    def _check_headers(self, headers: dict[str, str]) -> None:
+        """Checks that need only the headers: declared size, compressed bodies (access: the envelope)."""
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.settings.max_body_bytes:
             raise PayloadTooLarge(_too_large_message(int(length), self.settings.max_body_bytes))
-        encoding.check(headers.get("content-encoding", "").strip().lower())
+        encoding.check(headers.get("content-encoding", ""))
 
     async def _read_body(self, receive: Receive, ticket: admission.Ticket | None, charged: bool) -> bytes | None:
         """The whole body, or None when the client disconnected. Chunked bodies are charged as they arrive."""
@@ -235,10 +229,6 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
-
-
-def _timeout(limit: float) -> RequestTimeout:
-    return RequestTimeout(f"the request took longer than {limit} s (GATECAST_REQUEST_TIMEOUT_S); retry or send less")
 
 
 def _too_large_message(size: int, limit: int) -> str:

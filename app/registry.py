@@ -28,13 +28,13 @@ from app.settings import Settings
 log = logging.getLogger("gatecast.registry")
 MODEL_FILE = "model.onnx"
 # Names and versions are single path segments: no separators, no "..", nothing hidden.
-_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # fullmatch: `$` would take a final newline
 Fingerprint = tuple[int, int]  # (size, mtime_ns) of a model file; (-1, -1) when it is gone
 DiskState = dict[str, dict[str, Fingerprint]]  # name -> version -> fingerprint
 
 
 def check_segment(kind: str, value: str) -> str:
-    if not _SEGMENT.match(value) or ".." in value:
+    if not _SEGMENT.fullmatch(value) or ".." in value:
         raise InvalidInput(
             f"{kind} {value!r} is not valid: use letters, digits, '.', '_' and '-', starting with a letter or digit"
         )
@@ -99,11 +99,11 @@ class ModelRepository:
         found: DiskState = {}
         if not self.root.is_dir():
             return found
-        for model_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and _SEGMENT.match(p.name)):
+        for model_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and _SEGMENT.fullmatch(p.name)):
             versions = {
                 v.name: _fingerprint(v / MODEL_FILE)
                 for v in model_dir.iterdir()
-                if _SEGMENT.match(v.name) and (v / MODEL_FILE).is_file()
+                if _SEGMENT.fullmatch(v.name) and (v / MODEL_FILE).is_file()
             }
             if versions:
                 found[model_dir.name] = versions
@@ -200,7 +200,9 @@ class ModelRepository:
             gather_wait_us=settings.gather_wait_us,
         )
         batcher.start()
-        limits = Limits(settings.max_series_per_request, settings.max_points_per_series)
+        limits = Limits(
+            settings.max_series_per_request, settings.max_points_per_series, settings.max_windows_per_request
+        )
         metrics.MODEL_LOADED.labels(model=name, version=version, provider=runtime.provider).set(1)
         fallback = (
             f", {len(runtime.cpu_fallback_nodes)} nodes on CPU: {runtime.cpu_fallback_nodes}"

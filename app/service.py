@@ -1,17 +1,18 @@
-"""The one guarded path from a request to a model. Every route and protocol decodes its body into a
-`ForecastJob`, calls the `ModelService` of the version it resolved, and renders the `ForecastResult`.
+"""The model service: one loaded model version, and everything a request must pass to reach it. Every protocol
+reaches it through the forecasting entry point (app.forecasting), which calls these steps in order:
 
-What happens in between is written here once, so a route added later inherits all of it:
+    check     the request's options: series per request, the horizon, the levels and quantiles, unique ids
+    cost      what the windows will compute and hold (app.cost), from counts and lengths alone
+    plan      each series checked once: its length, finite values, magnitude, the log models' positivity, its
+              covariates by name and role (none missing, none unknown, lengths that match), its time axis
+              (app.timeaxis) and the calendar computed from it (contract.covariates); then one window per forecast
+              origin, each a view of the series (never a copy), with its covariate inputs
+    predict   the batcher (app.batcher: requests share onnxruntime runs fairly); finite outputs only; the unit
+              of the intervals (contract.intervals)
+    answer    conformal intervals at the requested levels, quantiles from the same table, optionally widened
+              per series (calibration on history, app.calibration)
 
-    check     series and points per request, the horizon, the levels and quantiles, unique ids
-    window    the artifact's input rules: minimum length, cut to the trained window, finite values, magnitude
-    time      future timestamps from `timestamps` or `start` + `freq` (app.timeaxis)
-    covariate the card's covariates by name and role: none missing, none unknown, lengths that match, the
-              calendar computed from the time information (contract.covariates)
-    calibrate with `calibration: "history"` or "auto", the widths rescaled on forecasts of each series' past
-    admit     the answer's memory, charged to the request's ticket (app.admission)
-    predict   the batcher: concurrent requests share onnxruntime runs; a failed run is retried per request
-    finish    finite outputs only, conformal intervals at the requested levels, quantiles from the same table
+The service never calls back into the entry point or calibration: it knows models, not jobs.
 """
 
 from __future__ import annotations
@@ -24,37 +25,51 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from app import admission
+from app import cost as costs
 from app.batcher import Batcher, Window
-from app.calibration import calibrate
-from app.errors import InvalidInput, PayloadTooLarge
-from app.jobs import CALIBRATIONS, Calibration, ForecastJob, ForecastResult, SeriesInput
+from app.errors import InvalidInput, PayloadTooLarge, shown, shown_all
+from app.jobs import ForecastResult, SeriesInput
 from app.runtime import Runtime
 from app.stats import ModelStats
-from app.timeaxis import future_index
+from app.timeaxis import future_index, value_index
 from contract.card import ModelCard
 from contract.covariates import calendar_matrix
 from contract.intervals import spread as window_spread
 from contract.intervals import unit as interval_unit
-from contract.windows import MAX_ABS_VALUE, last_window
+from contract.windows import MAX_ABS_VALUE
 
 MAX_LEVELS = 20
+SPREAD_CHUNK = 1024  # windows whose spread is computed in one pass (contract.intervals), bounding its memory
 
 
 @dataclass(frozen=True)
 class Limits:
     max_series_per_request: int
     max_points_per_series: int
+    max_windows_per_request: int = 10_000
 
 
 @dataclass(frozen=True)
 class Plan:
-    """A job that passed every check: what to run, and how to answer it."""
+    """Windows that passed every check, and how to place their answers."""
 
     horizon: int
-    levels: list[float]
-    windows: list[Window]  # float32, each at most the trained window (app.batcher.Window)
-    future: list[pd.DatetimeIndex | None]
+    ids: list[str]  # the series'
+    windows: list[Window]  # one per origin, series by series, origins ascending; views of the series
+    owner: np.ndarray  # (W,) the series of each window
+    cutoffs: np.ndarray  # (W,) values known at each origin
+    values: list[np.ndarray]  # per series: its values as float64 (actuals for scoring, history for calibration)
+    future: list[pd.DatetimeIndex | None]  # per series: the timestamps of the forecast after its last value
+    indexes: list[pd.DatetimeIndex | None]  # per series: its values' timestamps (window jobs with time)
+
+
+@dataclass(frozen=True)
+class Predicted:
+    """The model's forecasts of a plan's windows, in the units of the series."""
+
+    plan: Plan
+    mean: np.ndarray  # (W, horizon) float64
+    unit: np.ndarray  # (W,) float64, the unit of the intervals (the graph's scale, floored: contract.intervals)
 
 
 @dataclass
@@ -67,6 +82,9 @@ class ModelService:
     batcher: Batcher
     limits: Limits
     _widths: dict[float, np.ndarray] = field(default_factory=dict)
+    # Set by the repository when a new copy of this version replaces this one (a rewritten file): a request that
+    # resolved this copy before the swap is answered by the new one (app.forecasting), never refused.
+    replaced_by: ModelService | None = None
 
     @property
     def card(self) -> ModelCard:
@@ -76,55 +94,18 @@ class ModelService:
     def stats(self) -> ModelStats:
         return self.batcher.stats
 
-    async def forecast(self, job: ForecastJob) -> ForecastResult:
-        plan = self.check(job)
-        calibration = None
-        if job.calibration != "model":  # forecasts of the series' past first: a job of their own, as guarded
-            levels = sorted({*plan.levels, *(quantile_level(q) for q in job.quantiles if q != 0.5)})
-            calibration = await calibrate(self, job.series, plan.horizon, levels, required=job.calibration == "history")
-        per_step = 1 + 2 * len(plan.levels) + len(job.quantiles)
-        self._admit(len(plan.windows), plan.horizon, per_step, any(f is not None for f in plan.future))
-        started = time.perf_counter()
-        try:
-            forecasts, scales = await self.batcher.submit(plan.windows)
-            result = self._finish(job, plan, forecasts, scales, calibration)
-        except Exception:
-            self.stats.fail.add(time.perf_counter() - started)
-            raise
-        self.stats.success.add(time.perf_counter() - started)
-        return result
+    # --- check ------------------------------------------------------------------------------------------
 
-    def check(self, job: ForecastJob) -> Plan:
-        """Everything a request must satisfy before it may reach the model; raises InvalidInput (422) or
-        PayloadTooLarge (413) naming what to change."""
-        card, limits = self.card, self.limits
-        if not job.series:
+    def check_series(self, series: Sequence[SeriesInput]) -> None:
+        """Series per request, and unique ids: 422 or 413 naming what to change."""
+        if not series:
             raise InvalidInput("no series were sent; send at least one")
-        if len(job.series) > limits.max_series_per_request:
+        if len(series) > self.limits.max_series_per_request:
             raise PayloadTooLarge(
-                f"{len(job.series)} series in one request; the limit is {limits.max_series_per_request} "
+                f"{len(series)} series in one request; the limit is {self.limits.max_series_per_request} "
                 "(GATECAST_MAX_SERIES_PER_REQUEST): split the request"
             )
-        horizon = self.horizon(job.horizon)
-        if job.calibration not in CALIBRATIONS:
-            raise InvalidInput(f"calibration {job.calibration!r} is not known: use one of {list(CALIBRATIONS)}")
-        levels = check_levels(job.levels)
-        check_quantiles(job.quantiles)
-        check_unique_ids([s.id for s in job.series])
-        if not card.covariates.empty:
-            return self._plan_with_covariates(job.series, horizon, levels)
-        for s in job.series:
-            if s.covariates or s.future_covariates or s.calendar is not None:
-                sent = sorted({*(s.covariates or {}), *(s.future_covariates or {})})
-                raise InvalidInput(
-                    f"series {s.id!r}: covariates {sent} are not read: {self.name} is univariate (it reads the "
-                    "values alone); remove them, or use a model that declares them (GET /models)"
-                )
-        windows: list[Window] = list(self._windows(job.series))
-        future = [
-            future_index(s.id, len(s.values), horizon, card.freq, s.timestamps, s.start, s.freq) for s in job.series
-        ]
-        return Plan(horizon, levels, windows, future)
+        check_unique_ids([s.id for s in series])
 
     def horizon(self, asked: int | None) -> int:
         """The horizon a request asked for (None: the model's own), refused when the model cannot forecast it."""
@@ -134,65 +115,243 @@ class ModelService:
             raise InvalidInput(f"horizon {horizon} is out of range: {self.name} forecasts 1 to {card.horizon} steps")
         return horizon
 
-    def _plan_with_covariates(self, series: Sequence[SeriesInput], horizon: int, levels: list[float]) -> Plan:
-        """Series by series: the window, and its covariate inputs in contract.signature order."""
+    # --- cost -------------------------------------------------------------------------------------------
+
+    def cost(
+        self,
+        lengths: Sequence[int],
+        cutoffs: Sequence[Sequence[int] | np.ndarray] | None,
+        horizon: int,
+        answered_per_step: int,
+        answered_stamps: int = 0,
+    ) -> costs.Cost:
+        """What windows from `cutoffs` (None: one after the last value of each series) of series of these `lengths`
+        will compute and hold, from the numbers alone."""
         card = self.card
-        cov, ahead = card.covariates, card.horizon
+        trained = card.trained_window
+        if cutoffs is None:
+            windows = len(lengths)
+            steps = sum(min(n, trained) for n in lengths)
+        else:
+            windows = sum(len(c) for c in cutoffs)
+            steps = sum(int(np.minimum(np.asarray(c, dtype=np.int64), trained).sum()) for c in cutoffs)
+        channels = len(card.covariates.past) + len(card.covariates.future) + 2 * len(card.covariates.calendar)
+        return costs.window_cost(
+            [int(n) for n in lengths], windows, steps, horizon, channels, answered_per_step, answered_stamps
+        )
+
+    # --- plan -------------------------------------------------------------------------------------------
+
+    def plan(
+        self, series: Sequence[SeriesInput], cutoffs: Sequence[np.ndarray] | None, horizon: int, forecast: bool = True
+    ) -> Plan:
+        """The windows of a job: one at each of its `cutoffs` per series (None: one after its last value). A
+        forecast (`forecast`) ends with the origin after the last value and places its answer in time; a window
+        job (forecasts of the past alone) reads future covariates from the series' later values. Raises
+        InvalidInput (422) or PayloadTooLarge (413) naming what to change."""
+        if cutoffs is None and self.card.covariates.empty:
+            stacked = self._stacked(series)
+            if stacked is not None:
+                return stacked
+        ids, windows, owners, origins, values, futures, indexes = [], [], [], [], [], [], []
+        for i, s in enumerate(series):
+            cut = np.asarray([len(s.values)], dtype=np.int64) if cutoffs is None else cutoffs[i]
+            prepared = self._prepare(s, cut, forecast=forecast, horizon=horizon)
+            ids.append(s.id)
+            windows.extend(prepared.windows)
+            owners.append(np.full(len(cut), i, dtype=np.int64))
+            origins.append(cut)
+            values.append(prepared.values)
+            futures.append(prepared.future)
+            indexes.append(prepared.index)
+        owner = np.concatenate(owners) if owners else np.zeros(0, np.int64)
+        flat = np.concatenate(origins).astype(np.int64) if origins else np.zeros(0, np.int64)
+        return Plan(horizon, ids, windows, owner, flat, values, futures, indexes)
+
+    def _stacked(self, series: Sequence[SeriesInput]) -> Plan | None:
+        """Several univariate series of one length, sent as JSON lists, converted and checked as one array (a
+        third of the time of series by series at 32 x 168); None for anything else, or any refusal, which then
+        goes series by series, so that the error names the series."""
+        card = self.card
+        first = series[0].values
+        n = len(first)
+        if (
+            len(series) < 2
+            or not card.min_window <= n <= self.limits.max_points_per_series
+            or not all(
+                isinstance(s.values, list) and len(s.values) == n and s.timestamps is None and s.start is None
+                for s in series
+            )
+            or any(s.covariates or s.future_covariates or s.calendar is not None or s.freq for s in series)
+        ):
+            return None
+        values = np.asarray([s.values for s in series], dtype=np.float64)
+        window = values[:, -card.trained_window :]
+        if not (np.abs(values).max() <= MAX_ABS_VALUE and not (card.positive_only and window.min() <= 0)):
+            return None
+        b = len(series)
+        return Plan(
+            0,
+            [s.id for s in series],
+            list(window.astype(np.float32)),
+            np.arange(b, dtype=np.int64),
+            np.full(b, n, dtype=np.int64),
+            list(values),
+            [None] * b,
+            [None] * b,
+        )
+
+    def _prepare(self, s: SeriesInput, cut: np.ndarray, forecast: bool, horizon: int) -> _Prepared:
+        """One series, checked once, and its windows at `cut` as views of it."""
+        card, n = self.card, len(s.values)
+        if n > self.limits.max_points_per_series:
+            raise PayloadTooLarge(
+                f"series {shown(s.id)} has {n} values; the limit is {self.limits.max_points_per_series} "
+                "(GATECAST_MAX_POINTS_PER_SERIES). Only the last input window is used: send the recent part"
+            )
+        if n < card.min_window:
+            raise InvalidInput(
+                f"series {shown(s.id)} has {_count(n, 'value')}; this model needs at least {card.min_window} "
+                f"(it was trained on {card.trained_window})"
+            )
+        if len(cut) and (int(cut[0]) < card.min_window or int(cut[-1]) > n):
+            raise InvalidInput(
+                f"series {shown(s.id)}: forecast origins must lie between value {card.min_window} and its {n} values"
+            )
+        if card.covariates.empty and (s.covariates or s.future_covariates or s.calendar is not None):
+            sent = sorted({*(s.covariates or {}), *(s.future_covariates or {})})
+            raise InvalidInput(
+                f"series {shown(s.id)}: covariates {shown_all(sent)} are not read: {self.name} is univariate (it "
+                "reads the values alone); remove them, or use a model that declares them (GET /models)"
+            )
+        values = np.asarray(s.values)  # a list becomes float64; an array (OIP) stays as sent, uncopied
+        if values.dtype.kind != "f":
+            values = values.astype(np.float64)
+        trained = card.trained_window
+        reads = np.minimum(cut, trained)  # (W,) values each window reads
+        lo = int((cut - reads).min()) if len(cut) else n  # the first value any window reads
+        self._check_values(s.id, values, lo, cut, reads)
+        base = values[lo:].astype(np.float32)  # what the windows read, converted once; each window views it
+        wide = values if values.dtype == np.float64 else values.astype(np.float64)
+        ahead = card.horizon
+        if forecast and int(cut[-1]) != n:
+            raise AssertionError("a forecast's last origin follows the last value")  # the entry point's rule
+        future = None
+        if forecast or card.covariates.calendar:
+            future = future_index(s.id, n, ahead, card.freq, s.timestamps, s.start, s.freq)
+        index = None if forecast else value_index(s.id, n, card.freq, s.timestamps, s.start, s.freq)
+        inputs = [base]
+        if not card.covariates.empty:
+            inputs.extend(self._covariate_inputs(s, lo, cut, forecast, future))
         windows: list[Window] = []
-        future: list[pd.DatetimeIndex | None] = []
-        for s in series:
-            values = self._window(s)
-            t = len(values)
-            inputs: list[np.ndarray] = [values]
-            sent = dict(s.covariates or {})
-            sent_ahead = dict(s.future_covariates or {})
-            self._check_names(s.id, sent, sent_ahead)
-            if cov.past:
-                inputs.append(np.stack([self._observed(s, name, sent[name])[-t:] for name in cov.past], axis=1))
-            if cov.future:
-                columns = []
-                for name in cov.future:
-                    later = self._ahead(s.id, name, sent_ahead[name], ahead)
-                    columns.append(np.concatenate([self._observed(s, name, sent[name])[-t:], later]))
-                inputs.append(np.stack(columns, axis=1))
-            # The model reads all `ahead` steps of future time; the answer shows the `horizon` asked for.
-            stamps = future_index(s.id, len(s.values), ahead, card.freq, s.timestamps, s.start, s.freq)
-            if cov.calendar and s.calendar is not None:
-                inputs.append(self._client_calendar(s, ahead)[-(t + ahead) :])
-            elif cov.calendar:
-                if stamps is None:
+        for c, t in zip(cut.tolist(), reads.tolist(), strict=True):
+            start, stop = c - t - lo, c - lo
+            if len(inputs) == 1:
+                windows.append(base[start:stop])
+            else:  # covariate inputs with time first: past ones end at the origin, the others `ahead` later
+                windows.append(_window_inputs(inputs, start, stop, ahead))
+        return _Prepared(windows, wide, future[:horizon] if forecast and future is not None else None, index)
+
+    def _check_values(self, series_id: str, values: np.ndarray, lo: int, cut: np.ndarray, reads: np.ndarray) -> None:
+        """Every value finite; the values the windows read below float32's reach and, for a model of the
+        logarithm, above 0. Values before the first window are never read: only their finiteness matters."""
+        card = self.card
+        if not len(values):
+            return
+        # One reduction for the common case: the largest magnitude is NaN or inf exactly when a value is.
+        if float(np.abs(values).max()) <= MAX_ABS_VALUE and not card.positive_only:
+            return
+        if not np.isfinite(values).all():
+            bad = int(np.flatnonzero(~np.isfinite(values))[0])
+            raise InvalidInput(f"series {shown(series_id)}: value {bad} is {values[bad]}; every value must be finite")
+        read = values[lo:]
+        peak = float(np.abs(read.astype(np.float64)).max()) if len(read) else 0.0
+        if peak > MAX_ABS_VALUE:
+            raise InvalidInput(
+                f"series {shown(series_id)} holds values up to {peak:.3g}; the model computes in float32 and "
+                f"forecasts must stay below {MAX_ABS_VALUE:.2g}: rescale the series (e.g. divide by 1e6) and scale back"
+            )
+        if card.positive_only:
+            bad_before = np.concatenate([[0], np.cumsum(read <= 0)])  # non-positive values before each position
+            ends, starts = cut - lo, cut - reads - lo
+            hit = np.flatnonzero(bad_before[ends] - bad_before[starts] > 0)
+            if len(hit):
+                w = int(hit[0])
+                at = lo + int(starts[w]) + int(np.argmax(read[starts[w] : ends[w]] <= 0))
+                raise InvalidInput(
+                    f"series {shown(series_id)}: value {at} is {values[at]}; model {card.name!r} forecasts the "
+                    f"logarithm of the series and needs every value of its last {card.trained_window} to be > 0"
+                )
+
+    def _covariate_inputs(
+        self, s: SeriesInput, lo: int, cut: np.ndarray, forecast: bool, future: pd.DatetimeIndex | None
+    ) -> list[np.ndarray]:
+        """The covariate inputs over the values the windows read (from `lo`), in contract.signature order, time
+        first: past covariates up to the last origin, future ones and the calendar `ahead` steps beyond it."""
+        card = self.card
+        cov, ahead, n = card.covariates, card.horizon, len(s.values)
+        sent = dict(s.covariates or {})
+        sent_ahead = dict(s.future_covariates or {})
+        self._check_names(s.id, sent, sent_ahead, forecast)
+        observed = {name: self._observed(s, name, sent[name]) for name in cov.observed}
+        inputs: list[np.ndarray] = []
+        if cov.past:
+            inputs.append(np.stack([observed[name][lo:] for name in cov.past], axis=1).astype(np.float32))
+        if cov.future:
+            columns = []
+            for name in cov.future:
+                later = sent_ahead.get(name)
+                later = self._ahead(s.id, name, later, ahead if forecast else None) if later is not None else None
+                column = np.concatenate([observed[name], later]) if later is not None else observed[name]
+                need = int(cut[-1]) + ahead if len(cut) else lo
+                if len(column) < need:
                     raise InvalidInput(
-                        f"series {s.id!r}: {self.name} reads calendar features ({', '.join(cov.calendar)}) computed "
-                        "from time; send `timestamps` (one per value) or `start` (and `freq`)"
+                        f"series {shown(s.id)}: the forecast from value {int(cut[-1])} reads future covariate "
+                        f"{shown(name)} for {ahead} steps, past the {len(column)} values sent: send its "
+                        "future_covariates for the steps after the last value, or ask for fewer windows"
                     )
-                index = pd.date_range(end=stamps[-1], periods=t + ahead, freq=stamps.freq)
-                inputs.append(calendar_matrix(index, cov.calendar))
-            windows.append(tuple(a.astype(np.float32, copy=False) for a in inputs))
-            future.append(stamps[:horizon] if stamps is not None else None)
-        return Plan(horizon, levels, windows, future)
+                columns.append(column[lo:need])
+            inputs.append(np.stack(columns, axis=1).astype(np.float32))
+        if cov.calendar:
+            if s.calendar is not None:
+                inputs.append(self._client_calendar(s, ahead)[lo:].astype(np.float32))
+            elif future is None:
+                raise InvalidInput(
+                    f"series {shown(s.id)}: {self.name} reads calendar features ({', '.join(cov.calendar)}) "
+                    "computed from time; send `timestamps` (one per value) or `start` (and `freq`)"
+                )
+            else:
+                index = pd.date_range(end=future[-1], periods=n - lo + ahead, freq=future.freq)
+                inputs.append(calendar_matrix(index, cov.calendar).astype(np.float32))
+        return inputs
 
     def _client_calendar(self, s: SeriesInput, ahead: int) -> np.ndarray:
         calendar = np.asarray(s.calendar, dtype=np.float64)
         want = (len(s.values) + ahead, 2 * len(self.card.covariates.calendar))
         if calendar.shape != want:
-            raise InvalidInput(f"series {s.id!r}: calendar has shape {list(calendar.shape)}; it must be {list(want)}")
+            raise InvalidInput(
+                f"series {shown(s.id)}: calendar has shape {list(calendar.shape)}; it must be {list(want)}"
+            )
         if not np.all(np.abs(calendar) <= 1.0 + 1e-6):
-            raise InvalidInput(f"series {s.id!r}: calendar channels are sines and cosines: every value in [-1, 1]")
+            raise InvalidInput(f"series {shown(s.id)}: calendar channels are sines and cosines: every value in [-1, 1]")
         return calendar
 
-    def _check_names(self, series_id: str, sent: Mapping[str, object], sent_ahead: Mapping[str, object]) -> None:
+    def _check_names(
+        self, series_id: str, sent: Mapping[str, object], sent_ahead: Mapping[str, object], forecast: bool
+    ) -> None:
         cov = self.card.covariates
         known = f"{self.name} reads covariates past {list(cov.past)}, future {list(cov.future)}"
+        where = f"series {shown(series_id)}"
         missing = [n for n in cov.observed if n not in sent]
         if missing:
-            raise InvalidInput(f"series {series_id!r}: covariates {missing} are missing; {known}")
+            raise InvalidInput(f"{where}: covariates {missing} are missing; {known}")
         unknown = [n for n in sent if n not in cov.observed]
         if unknown:
-            raise InvalidInput(f"series {series_id!r}: covariates {unknown} are not known to this model; {known}")
+            raise InvalidInput(f"{where}: covariates {shown_all(unknown)} are not known to this model; {known}")
         missing = [n for n in cov.future if n not in sent_ahead]
-        if missing:
+        if missing and forecast:
             raise InvalidInput(
-                f"series {series_id!r}: future_covariates {missing} are missing: give their values for the "
+                f"{where}: future_covariates {missing} are missing: give their values for the "
                 f"{self.card.horizon} steps ahead"
             )
         unknown = [n for n in sent_ahead if n not in cov.future]
@@ -200,25 +359,27 @@ class ModelService:
             past = [n for n in unknown if n in cov.past]
             why = f" ({past} are known up to the forecast origin only)" if past else ""
             raise InvalidInput(
-                f"series {series_id!r}: future_covariates {unknown} are not read as future covariates{why}; "
+                f"{where}: future_covariates {shown_all(unknown)} are not read as future covariates{why}; "
                 f"{self.name}'s future covariates are {list(cov.future)}"
             )
 
     def _observed(self, s: SeriesInput, name: str, column: np.ndarray | Sequence[float]) -> np.ndarray:
+        """The one rule for a covariate sent beside the values, on every route: one finite value per value."""
         values = self._finite(s.id, name, column)
         if len(values) != len(s.values):
             raise InvalidInput(
-                f"series {s.id!r}: covariate {name!r} has {len(values)} values and the series {len(s.values)}; "
-                "send one covariate value per value"
+                f"series {shown(s.id)}: covariate {shown(name)} has {_count(len(values), 'value')} and the series "
+                f"{len(s.values)}; send one covariate value per value"
             )
         return values
 
-    def _ahead(self, series_id: str, name: str, column: np.ndarray | Sequence[float], ahead: int) -> np.ndarray:
+    def _ahead(self, series_id: str, name: str, column: np.ndarray | Sequence[float], ahead: int | None) -> np.ndarray:
+        """Future values of a future covariate: exactly `ahead` for a forecast, any number for a window job."""
         values = self._finite(series_id, name, column)
-        if len(values) != ahead:
+        if ahead is not None and len(values) != ahead:
             raise InvalidInput(
-                f"series {series_id!r}: future covariate {name!r} has {len(values)} values; {self.name} reads "
-                f"{ahead}, one per step it forecasts (a shorter `horizon` only cuts the answer)"
+                f"series {shown(series_id)}: future covariate {shown(name)} has {_count(len(values), 'value')}; "
+                f"{self.name} reads {ahead}, one per step it forecasts (a shorter `horizon` only cuts the answer)"
             )
         return values
 
@@ -226,134 +387,101 @@ class ModelService:
     def _finite(series_id: str, name: str, column: np.ndarray | Sequence[float]) -> np.ndarray:
         values = np.asarray(column, dtype=np.float64)
         if values.ndim != 1:
-            raise InvalidInput(f"series {series_id!r}: covariate {name!r} must be a list of numbers")
+            raise InvalidInput(f"series {shown(series_id)}: covariate {shown(name)} must be a list of numbers")
         if len(values) and not float(np.abs(values).max()) <= MAX_ABS_VALUE:
             bad = int(np.flatnonzero(~(np.abs(values) <= MAX_ABS_VALUE))[0])
             raise InvalidInput(
-                f"series {series_id!r}: covariate {name!r} value {bad} is {values[bad]}; covariates must be finite "
-                f"and below {MAX_ABS_VALUE:.2g} in magnitude"
+                f"series {shown(series_id)}: covariate {shown(name)} value {bad} is {values[bad]}; covariates must "
+                f"be finite and below {MAX_ABS_VALUE:.2g} in magnitude"
             )
         return values
 
-    def _windows(self, series: Sequence[SeriesInput]) -> list[np.ndarray]:
-        """Every series' window, as float32. Several series of one length, sent as JSON lists, are converted and
-        checked as one array (a third of the time of series by series at 32 x 168); anything else, and every
-        refusal, goes series by series, so the error names the series."""
-        first = series[0].values
-        n = len(first)
-        if (
-            len(series) > 1
-            and self.card.min_window <= n <= self.limits.max_points_per_series
-            and all(isinstance(s.values, list) and len(s.values) == n for s in series)
-        ):
-            values = np.asarray([s.values for s in series], dtype=np.float64)
-            window = values[:, -self.card.trained_window :]
-            if np.abs(values).max() <= MAX_ABS_VALUE and not (self.card.positive_only and window.min() <= 0):
-                return list(window.astype(np.float32))
-        return [self._window(s) for s in series]
+    # --- predict ----------------------------------------------------------------------------------------
 
-    def _window(self, series: SeriesInput) -> np.ndarray:
-        n = len(series.values)
-        if n > self.limits.max_points_per_series:
-            raise PayloadTooLarge(
-                f"series {series.id!r} has {n} values; the limit is {self.limits.max_points_per_series} "
-                "(GATECAST_MAX_POINTS_PER_SERIES). Only the last input window is used: send the recent part"
-            )
-        card = self.card
-        if n < card.min_window:
-            raise InvalidInput(
-                f"series {series.id!r} has {n} values; this model needs at least {card.min_window} "
-                f"(it was trained on {card.trained_window})"
-            )
-        values = np.asarray(series.values)  # a list becomes float64; an array (OIP) stays as sent, uncopied
-        if values.dtype.kind != "f":
-            values = values.astype(np.float64)
-        # One reduction for the common case: the largest magnitude is NaN or inf exactly when a value is.
-        window = last_window(values, card.trained_window)
-        if not float(np.abs(values).max()) <= MAX_ABS_VALUE:  # float(): a float16 array would cast the limit
-            self._refuse_values(series.id, values, window)
-        if card.positive_only and not float(window.min()) > 0:
-            bad = len(values) - len(window) + int(np.argmin(window > 0))
-            raise InvalidInput(
-                f"series {series.id!r}: value {bad} is {values[bad]}; model {card.name!r} forecasts the logarithm "
-                f"of the series and needs every value of its last {card.trained_window} to be > 0"
-            )
-        return window.astype(np.float32)
+    async def predict(self, plan: Plan) -> Predicted:
+        """The model's forecasts of every window of `plan`, through the batcher; refused when one is not finite."""
+        started = time.perf_counter()
+        try:
+            predicted = await self._predict(plan)
+        except Exception:
+            self.stats.fail.add(time.perf_counter() - started)
+            raise
+        self.stats.success.add(time.perf_counter() - started)
+        return predicted
 
-    @staticmethod
-    def _refuse_values(series_id: str, values: np.ndarray, window: np.ndarray) -> None:
-        """Raises for a non-finite value anywhere, or a magnitude the float32 model cannot carry in the window;
-        large values before the window are never read, so they pass."""
-        if not np.isfinite(values).all():
-            bad = int(np.flatnonzero(~np.isfinite(values))[0])
-            raise InvalidInput(f"series {series_id!r}: value {bad} is {values[bad]}; every value must be finite")
-        peak = float(np.abs(window.astype(np.float64)).max())
-        if peak > MAX_ABS_VALUE:
-            raise InvalidInput(
-                f"series {series_id!r} holds values up to {peak:.3g}; the model computes in float32 and forecasts "
-                f"must stay below {MAX_ABS_VALUE:.2g}: rescale the series (e.g. divide by 1e6) and scale back"
-            )
-
-    def _admit(self, series: int, horizon: int, per_step: int, timestamps: bool) -> None:
-        ticket = admission.current_ticket.get()
-        if ticket is not None:
-            cost = admission.answer_cost(series, horizon, per_step, timestamps)
-            ticket.charge(cost, lambda: f"an answer of {series} series x {horizon} steps x {per_step} values")
-
-    def _finish(
-        self,
-        job: ForecastJob,
-        plan: Plan,
-        forecasts: list[np.ndarray],
-        scales: list[np.ndarray],
-        calibration: Calibration | None,
-    ) -> ForecastResult:
-        horizon = plan.horizon
-        mean = np.stack(forecasts)[:, :horizon].astype(np.float64)  # (B, H)
-        scale = np.asarray(scales, dtype=np.float64).reshape(-1)  # (B,) the graph's
+    async def _predict(self, plan: Plan) -> Predicted:
+        horizon = plan.horizon or self.card.horizon
+        if not plan.windows:
+            return Predicted(plan, np.zeros((0, horizon)), np.zeros(0))
+        forecasts, scales = await self.batcher.submit(plan.windows)
+        mean = forecasts[:, :horizon].astype(np.float64)  # (W, H)
+        unit = np.asarray(scales, dtype=np.float64).reshape(-1)  # (W,) the graph's
         floor = self.card.conformal.scale_floor
         if floor:  # the unit of the widths, as calibration computed it (contract.intervals)
             values = [w[0] if isinstance(w, tuple) else w for w in plan.windows]
-            scale = interval_unit(scale, window_spread(values), floor)
-        # float32 values summed in float64 cannot overflow: the sum is finite exactly when every value is.
-        if not math.isfinite(float(mean.sum()) + float(scale.sum())):
-            finite = np.isfinite(mean).all(axis=1) & np.isfinite(scale)
-            bad = job.series[int(np.flatnonzero(~finite)[0])].id
-            raise InvalidInput(
-                f"the forecast of series {bad!r} is not finite: its values are too large or too spread for float32; "
-                "rescale the series and scale the forecast back"
+            spreads = np.concatenate(
+                [window_spread(values[i : i + SPREAD_CHUNK]) for i in range(0, len(values), SPREAD_CHUNK)]
             )
+            unit = interval_unit(unit, spreads, floor)
+        # float32 values summed in float64 cannot overflow: the sum is finite exactly when every value is.
+        if not math.isfinite(float(mean.sum()) + float(unit.sum())):
+            finite = np.isfinite(mean).all(axis=1) & np.isfinite(unit)
+            w = int(np.flatnonzero(~finite)[0])
+            series = plan.ids[int(plan.owner[w])]
+            origin = "" if plan.cutoffs[w] == len(plan.values[plan.owner[w]]) else f" from value {plan.cutoffs[w]}"
+            raise InvalidInput(
+                f"the forecast of series {shown(series)}{origin} is not finite: its values are too large or too "
+                "spread for float32; rescale the series and scale the forecast back"
+            )
+        return Predicted(plan if plan.horizon else _with_horizon(plan, horizon), mean, unit)
 
-        def half_width(level: float) -> np.ndarray:  # (B, H)
-            unit = scale if calibration is None else scale * calibration.widening[level]
-            return self._width(level)[None, :horizon] * unit[:, None]
+    # --- answer -----------------------------------------------------------------------------------------
+
+    def answer(
+        self,
+        predicted: Predicted,
+        levels: Sequence[float],
+        quantiles: Sequence[float] = (),
+        rows: np.ndarray | None = None,
+        widening: Mapping[float, np.ndarray] | None = None,
+    ) -> ForecastResult:
+        """Intervals at `levels` and `quantiles` for the predicted `rows` (all when None), their half-widths
+        multiplied per row by `widening[level]` when given."""
+        plan = predicted.plan
+        mean, unit = predicted.mean, predicted.unit
+        if rows is not None:
+            mean, unit = mean[rows], unit[rows]
+        horizon = mean.shape[1]
+
+        def half_width(level: float) -> np.ndarray:  # (R, H)
+            factor = unit if widening is None else unit * widening[level]
+            width: np.ndarray = self._width(level)[None, :horizon] * factor[:, None]
+            return width
 
         intervals = {}
-        for level in plan.levels:
+        for level in levels:
             width = half_width(level)
-            intervals[level] = (mean - width, mean + width)
+            intervals[float(level)] = (mean - width, mean + width)
         # Quantile q is a bound of the symmetric conformal interval at level |2q - 1|: the lower one below the
         # median, the upper one above it, the mean at 0.5.
-        quantiles = {}
-        for q in sorted(job.quantiles):
+        answered_quantiles = {}
+        for q in sorted(quantiles):
             if q == 0.5:
-                quantiles[0.5] = mean.copy()
+                answered_quantiles[0.5] = mean.copy()
                 continue
             offset = half_width(quantile_level(q))
-            quantiles[float(q)] = mean - offset if q < 0.5 else mean + offset
-        ids = [s.id for s in job.series]
+            answered_quantiles[float(q)] = mean - offset if q < 0.5 else mean + offset
         return ForecastResult(
             self.name,
             self.version,
             horizon,
-            plan.levels,
-            ids,
+            sorted(float(level) for level in levels),
+            plan.ids,
             mean,
-            scale,
+            unit,
             intervals,
             plan.future,
-            quantiles,
-            calibration,
+            answered_quantiles,
         )
 
     def half_width(self, level: float) -> np.ndarray:
@@ -369,6 +497,29 @@ class ModelService:
             if len(self._widths) < 256:
                 self._widths[level] = width
         return width
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    windows: list[Window]
+    values: np.ndarray  # float64, the whole series
+    future: pd.DatetimeIndex | None  # a forecast's timestamps (forecast jobs with time)
+    index: pd.DatetimeIndex | None  # the values' timestamps (window jobs with time)
+
+
+def _window_inputs(inputs: list[np.ndarray], start: int, stop: int, ahead: int) -> tuple[np.ndarray, ...]:
+    """One window's inputs as views: the values and past covariates up to its origin, future covariates and the
+    calendar `ahead` steps beyond it (their arrays are that much longer than the values')."""
+    base = len(inputs[0])
+    return tuple(a[start:stop] if len(a) <= base else a[start : stop + ahead] for a in inputs)
+
+
+def _with_horizon(plan: Plan, horizon: int) -> Plan:
+    return Plan(horizon, plan.ids, plan.windows, plan.owner, plan.cutoffs, plan.values, plan.future, plan.indexes)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def check_levels(levels: Sequence[float]) -> list[float]:
@@ -408,5 +559,7 @@ def check_unique_ids(ids: list[str]) -> None:
     seen: set[str] = set()
     for series_id in ids:
         if series_id in seen:
-            raise InvalidInput(f"series id {series_id!r} appears more than once; ids must be unique within a request")
+            raise InvalidInput(
+                f"series id {shown(series_id)} appears more than once; ids must be unique within a request"
+            )
         seen.add(series_id)

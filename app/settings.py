@@ -67,12 +67,22 @@ class Settings(BaseSettings):
         "0: always a thread",
     )
     max_queue_series: int = Field(
-        8192, ge=1, description="series waiting per model beyond which requests get 503 + `Retry-After`"
+        32768,
+        ge=1,
+        description="windows that may run, per model, before a new request's last one under fair sharing (the "
+        "others' windows, each up to the new request's count, and its own); beyond it, 503 + `Retry-After`. A "
+        "small request is admitted behind any backlog",
     )
 
     # Request limits (413 beyond them) and time limit (503).
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="larger bodies get 413")
     max_series_per_request: int = Field(10_000, ge=1, description="more series get 413")
+    max_windows_per_request: int = Field(
+        10_000,
+        ge=1,
+        description="model windows one request may run (its series' forecasts, each cross-validation, anomaly or "
+        "calibration origin); more get 413",
+    )
     max_points_per_series: int = Field(100_000, ge=1, description="longer series get 413")
     request_timeout_s: float = Field(30.0, gt=0, description="requests running longer get 503")
     memory_budget_mb: int = Field(

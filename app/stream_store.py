@@ -155,6 +155,15 @@ def switch_to_wal(db: sqlite3.Connection) -> None:
             time.sleep(random.uniform(0.005, 0.05))
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The file at `path` (device, inode), or None when there is none."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
 class SqliteStore:
     """One file, shared by the worker processes of one host (WAL mode: readers never wait for the writer).
     Every call runs on one thread of its own, which owns the connection: the event loop never waits on disk."""
@@ -183,6 +192,35 @@ class SqliteStore:
         )
         db.execute("CREATE INDEX IF NOT EXISTS streams_touched ON streams (touched)")
         self._db = db
+        self._file = _identity(self.path)
+
+    def _durable(self) -> None:
+        """After a write, in the store's thread: the file written is still the one at `path`. When it was deleted
+        or replaced while open, the writes went to a file no restart will see; its rows (the newer revision of
+        each) are written to the file at `path`, created anew if need be, before the write is acknowledged."""
+        if _identity(self.path) == self._file:
+            return
+        log.error(
+            "the stream store %s was deleted or replaced while open; its streams are written there again", self.path
+        )
+        orphan = self.db
+        rows = orphan.execute("SELECT id, rev, touched, data FROM streams").fetchall()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._open()
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany(
+                "INSERT INTO streams VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET rev = excluded.rev, "
+                "touched = excluded.touched, data = excluded.data WHERE excluded.rev > streams.rev",
+                rows,
+            )
+            self.db.execute("COMMIT")
+        except (OSError, sqlite3.Error) as exc:
+            self._db = orphan
+            raise sqlite3.OperationalError(f"the store's file vanished and cannot be written again ({exc})") from exc
+        orphan.close()
+        if _identity(self.path) != self._file:  # replaced again meanwhile: not acknowledged
+            raise sqlite3.OperationalError("the store's file keeps changing under the server")
 
     def _call(self, fn: Any, *args: Any) -> Any:
         return self._thread.submit(fn, *args).result()
@@ -216,9 +254,10 @@ class SqliteStore:
                 if db.execute("SELECT count(*) FROM streams").fetchone()[0] >= max_streams:
                     return Created.FULL
                 db.execute("INSERT INTO streams VALUES (?, 1, ?, ?)", (stream_id, time.time(), data))
-                return Created.CREATED
             finally:
                 db.execute("COMMIT")
+            self._durable()
+            return Created.CREATED
 
         result: Created = await self._run(create)
         return result
@@ -229,6 +268,7 @@ class SqliteStore:
                 "UPDATE streams SET rev = rev + 1, touched = ?, data = ? WHERE id = ? AND rev = ?",
                 (time.time(), data, stream_id, rev),
             )
+            self._durable()
             return cursor.rowcount == 1
 
         result: bool = await self._run(replace)
@@ -236,7 +276,9 @@ class SqliteStore:
 
     async def delete(self, stream_id: str) -> bool:
         def delete() -> bool:
-            return self.db.execute("DELETE FROM streams WHERE id = ?", (stream_id,)).rowcount == 1
+            gone = self.db.execute("DELETE FROM streams WHERE id = ?", (stream_id,)).rowcount == 1
+            self._durable()
+            return gone
 
         result: bool = await self._run(delete)
         return result

@@ -35,15 +35,15 @@ import msgspec
 import numpy as np
 import pandas as pd
 
-from app import adaptive, backtest, metrics
+from app import adaptive, backtest, forecasting, metrics
 from app.errors import Conflict, InvalidInput, NotFound, Overloaded, PayloadTooLarge
-from app.jobs import SeriesInput
+from app.jobs import SeriesInput, WindowJob
 from app.registry import ModelRepository
 from app.service import ModelService, check_levels, level_key
 from app.stream_store import Created, Record, StreamStore
-from app.timeaxis import positive_offset
+from app.timeaxis import RANGE, TIME_ERRORS, check_axis, positive_offset
 
-STREAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:~-]{0,127}$")
+STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:~-]{0,127}")  # fullmatch: `$` would take a final newline
 QUALITY_LEVELS = (80.0, 95.0, 99.0)  # interval coverage exported for every model, whatever streams ask for
 _ATTEMPTS = 32  # compare-and-set rounds before an append to one very busy stream is told to retry
 
@@ -147,6 +147,9 @@ class Streams:
         if config.horizon is not None:
             service.horizon(config.horizon)
         freq = positive_offset(stream_id, config.freq).freqstr if config.freq else None
+        # The axis the readings will follow, checked here with /forecast's rules: a first reading and the
+        # forecast after it must be placeable, or every append would be refused.
+        check_axis(stream_id, freq or service.card.freq, config.start, 1 + service.card.horizon)
         for _ in range(_ATTEMPTS):
             record = await self._read(stream_id)
             if record is None:
@@ -298,7 +301,8 @@ class Streams:
         made_by = f"{service.name}@{service.version}"
         windows = None
         if cutoffs:
-            windows = await backtest.run_windows(service, [series], [cutoffs], card.horizon, levels)
+            job = WindowJob([series], [np.asarray(cutoffs, dtype=np.int64)], card.horizon, levels)
+            windows = await forecasting.windows(service, job)
             result = windows.result
             for w, c in enumerate(cutoffs):
                 history = values[:c][-max(card.trained_window, card.season + 1) :]
@@ -415,7 +419,7 @@ class Streams:
 
 
 def check_id(stream_id: str) -> str:
-    if not STREAM_ID.match(stream_id):
+    if not STREAM_ID.fullmatch(stream_id):
         raise InvalidInput(
             f"stream id {stream_id[:140]!r} is not allowed: 1 to 128 characters, letters, digits and . _ : ~ -, "
             "starting with a letter or digit"
@@ -448,7 +452,14 @@ def _check_time(state: StreamState, readings: Readings, k: int, offset: pd.DateO
     (409: already received), or leave a gap (422). Readings sent without timestamps follow on at `freq`."""
     last = pd.Timestamp(state.last_time) if state.last_time is not None else None
     if readings.timestamps is None:
-        return (last + k * offset).isoformat() if last is not None else None
+        if last is None:
+            return None
+        try:
+            return str((last + k * offset).isoformat())
+        except TIME_ERRORS as exc:
+            raise InvalidInput(
+                f"stream {state.id!r}: {k} more readings cannot be placed in time ({exc}); {RANGE}"
+            ) from None
     if len(readings.timestamps) != k:
         raise InvalidInput(
             f"{k} values and {len(readings.timestamps)} timestamps: send one timestamp per value, or none"

@@ -20,7 +20,7 @@ from contract.longformat import infer_freq
 
 RANGE = "timestamps must lie between 1677-09-22 and 2262-04-11 (pandas' range)"
 # What pandas raises for time it cannot hold; ValueError covers OutOfBoundsDatetime and OutOfBoundsTimedelta.
-_TIME_ERRORS = (ValueError, TypeError, OverflowError, ArithmeticError)
+TIME_ERRORS = (ValueError, TypeError, OverflowError, ArithmeticError)
 
 
 def future_index(
@@ -54,7 +54,7 @@ def future_index(
         future = pd.date_range(last + offset, periods=horizon, freq=offset)
     except InvalidInput:
         raise
-    except _TIME_ERRORS as exc:
+    except TIME_ERRORS as exc:
         raise InvalidInput(
             f"series {series_id!r}: the forecast's timestamps cannot be placed ({exc}); {RANGE}, "
             "in one time zone (or none), with a positive freq"
@@ -79,7 +79,7 @@ def value_index(
         return None
     try:
         return pd.date_range(end=future[0] - future.freq, periods=n_values, freq=future.freq)
-    except _TIME_ERRORS as exc:
+    except TIME_ERRORS as exc:
         raise InvalidInput(f"series {series_id!r}: the values' timestamps cannot be placed ({exc}); {RANGE}") from None
 
 
@@ -90,7 +90,7 @@ def _stamps(series_id: str, timestamps: Sequence[datetime] | pd.DatetimeIndex, n
         )
     try:
         stamps = pd.DatetimeIndex(timestamps).as_unit("ns")
-    except _TIME_ERRORS as exc:
+    except TIME_ERRORS as exc:
         raise InvalidInput(
             f"series {series_id!r}: timestamps cannot be read ({exc}); {RANGE}, in one time zone (or none)"
         ) from None
@@ -118,11 +118,31 @@ def _offset(freq: str) -> pd.DateOffset:
     return pd.tseries.frequencies.to_offset(freq)
 
 
+def check_axis(series_id: str, freq: str, start: datetime | None, steps: int) -> None:
+    """A time axis set ahead of its values (a stream's `freq` and `start`): refused when `steps` steps from
+    `start` (or, without one, from 1970) cannot be placed in pandas' range, so that no value can follow it."""
+    offset = positive_offset(series_id, freq)
+    origin = pd.Timestamp(start if start is not None else "1970-01-01")
+    try:
+        origin = origin.as_unit("ns")
+        last = pd.date_range(origin, periods=steps + 1, freq=offset)
+    except TIME_ERRORS as exc:
+        raise InvalidInput(
+            f"series {series_id!r}: {steps} steps of freq {freq!r} from {origin.isoformat()} cannot be placed "
+            f"({exc}); {RANGE}: use a later start, an earlier one, or a shorter freq"
+        ) from None
+    if len(last) != steps + 1:  # pandas stops short at its upper bound
+        raise InvalidInput(
+            f"series {series_id!r}: {steps} steps of freq {freq!r} from {origin.isoformat()} run past 2262-04-11; "
+            f"{RANGE}"
+        )
+
+
 def positive_offset(series_id: str, freq: str) -> pd.DateOffset:
     """A pandas offset alias -> offset; refuses unknown aliases and steps that are zero or run backwards."""
     try:
         offset = _offset(freq)
-    except _TIME_ERRORS:
+    except TIME_ERRORS:
         raise InvalidInput(
             f"series {series_id!r}: freq {freq!r} is not a pandas offset alias; use e.g. h, D, B, W, 15min"
         ) from None

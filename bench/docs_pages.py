@@ -8,8 +8,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from tests.browser import render
-from tests.live import running_server
+from harness.browser import render
+from harness.live import running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 

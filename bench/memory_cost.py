@@ -121,7 +121,7 @@ def _whole_request(body_file: Path) -> dict[str, float]:
     thread, forecast, render. Returns the peak growth and what the admission charges for the same request."""
     import asyncio
 
-    from app import admission
+    from app import admission, forecasting
     from app.main import create_app
     from app.routes.forecast import decode_json, render_json
     from app.settings import Settings
@@ -136,7 +136,7 @@ def _whole_request(body_file: Path) -> dict[str, float]:
             ticket.charge(admission.decode_cost(body, "application/json"), "decode")
             admission.current_ticket.set(ticket)
             model, job = await asyncio.to_thread(decode_json, body)
-            result = await app.state.repository.resolve(model).forecast(job)
+            result = await forecasting.forecast(app.state.repository.resolve(model), job)
             content = render_json(result)
             peak = _peak_bytes() - before
             return {"body": len(body), "answer": len(content), "peak": peak, "charged": ticket.held}

@@ -41,7 +41,7 @@ import tritonclient.http.aio as thttp_aio
 
 from app.settings import available_cpus
 from bench.serving import MODEL, windows
-from tests.live import free_port, wait_ready
+from harness.live import free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 HORIZON = 24

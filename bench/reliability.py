@@ -26,13 +26,11 @@ from pathlib import Path
 
 import httpx
 
-from tests import http_abuse
+from harness import http_abuse
+from harness.cgroup import memory_cgroup
+from harness.live import running_server
+from harness.load import ONE, hammer, rss_kb, storm_body, wave
 from tests.bad_inputs import CASES, Case
-from tests.cgroup import memory_cgroup
-from tests.live import running_server
-from tests.test_memory_limit import body as storm_body
-from tests.test_memory_limit import wave
-from tests.test_overload import ONE, hammer, rss_kb
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "reliability.md"

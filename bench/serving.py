@@ -44,7 +44,7 @@ import numpy as np
 import onnxruntime as ort
 
 from app.settings import available_cpus
-from tests.live import free_port
+from harness.live import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "etth1-lstm"

@@ -35,8 +35,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.settings import available_cpus
 from bench.serving import MODEL, Load, body, wrk
-from tests.live import running_server
-from tests.redis_server import redis_server
+from harness.live import running_server
+from harness.redis_server import redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = ROOT / "bench" / "streams.lua"

@@ -108,7 +108,7 @@ CASES = [
     Case("string", "values", "a string inside values", one(values=[1.0, "2.0"] * 84), 422, "series.0.values.1"),
     Case("empty-series", "values", "empty `series`", req(series=[]), 422, "series: List should have at least 1 item"),
     Case("empty-values", "values", "empty `values`", one(values=[]), 422, "values: List should have at least 1 item"),
-    Case("one-value", "values", "one value", one(values=[1.0]), 422, "has 1 values; this model needs at least 48"),
+    Case("one-value", "values", "one value", one(values=[1.0]), 422, "has 1 value; this model needs at least 48"),
     Case("constant", "values", "a constant series", one(values=[5.0] * 168), 200, ""),
     Case("near-1e308", "values", "values near 1e308", one(values=[1e308] * 168), 422, "rescale the series"),
     Case(

@@ -218,15 +218,24 @@ def test_an_inline_run_that_fails_fails_only_its_request() -> None:
 # Gathering: closed-loop clients (each sends again as soon as it is answered) are merged into one batch.
 
 
-def closed_loop(batcher: Batcher, source: object, rounds: int, latencies: list[float] | None = None, start: float = 0):  # type: ignore[no-untyped-def]
+def closed_loop(  # type: ignore[no-untyped-def]
+    batcher: Batcher,
+    source: object,
+    rounds: int,
+    latencies: list[float] | None = None,
+    start: float = 0,
+    round_trip: float = 0,
+):
     async def client() -> None:
-        batcher_module.current_source.set(source)  # what app.middleware does per connection
+        batcher_module.current_source.set(source)  # what the request envelope does per connection
         await asyncio.sleep(start)
         for _ in range(rounds):
             t0 = time.perf_counter()
             await batcher.submit([np.ones(4, np.float32)])
             if latencies is not None:
                 latencies.append(time.perf_counter() - t0)
+            if round_trip:  # the answer's way back to the client and its next request's way in
+                await asyncio.sleep(round_trip)
 
     return client()
 
@@ -247,7 +256,8 @@ def test_gathering_merges_closed_loop_clients_that_alternate_without_it(gather_w
     async def main() -> None:
         batcher = make(slow_run(sizes, first=0.1), gather_wait_us=gather_wait_us)
         # Clients that connect at different moments: b and c arrive while a's first run is under way.
-        await asyncio.gather(*(closed_loop(batcher, s, 30, start=i * 0.01) for i, s in enumerate("abc")))
+        clients = (closed_loop(batcher, s, 30, start=i * 0.01, round_trip=0.001) for i, s in enumerate("abc"))
+        await asyncio.gather(*clients)
         await batcher.close()
 
     asyncio.run(main())
@@ -308,3 +318,83 @@ def test_gathering_never_holds_a_full_batch() -> None:
     elapsed = asyncio.run(main())
     assert max(sizes) == 2 and sum(sizes) == 80
     assert elapsed < 1.0  # 40 runs of 2 ms; a single gathering wait on a full batch would take 1 s
+
+
+# Fair shares: a large request is served slice by slice, interleaved with the others.
+
+
+def test_a_small_request_behind_a_large_one_is_answered_within_a_run_or_two() -> None:
+    sizes: list[int] = []
+    order: list[str] = []
+
+    async def main() -> None:
+        batcher = make(slow_run(sizes, seconds=0.002), max_batch_series=8, max_queue_series=100_000)
+        big = asyncio.ensure_future(batcher.submit([np.full(4, 1, np.float32)] * 400))  # 50 runs alone
+        await asyncio.sleep(0.01)
+        small = await batcher.submit([np.full(4, 7, np.float32)])
+        order.append("small")
+        assert not big.done()  # answered while the large request is still being served
+        forecasts, _ = await big
+        order.append("big")
+        assert forecasts.shape == (400, 2) and float(forecasts[399, 0]) == 1.0
+        assert float(small[0][0, 0]) == 7.0
+        await batcher.close()
+
+    asyncio.run(main())
+    assert order == ["small", "big"] and sum(sizes) == 401
+    assert max(sizes) == 8  # the large request never had a run larger than a batch
+
+
+def test_shares_are_max_min_fair() -> None:
+    seen: list[list[float]] = []
+    gate = threading.Event()
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        gate.wait(5)
+        seen.append(sorted(x[:, 0].tolist()))
+        return x[:, :2], x[:, 0]
+
+    async def main() -> None:
+        batcher = make(run, max_batch_series=10)
+        first = asyncio.ensure_future(batcher.submit([np.zeros(4, np.float32)]))
+        await asyncio.sleep(0.05)  # held in its run; the three below queue up
+        jobs = [
+            asyncio.ensure_future(batcher.submit([np.full(4, value, np.float32)] * count))
+            for value, count in ((1.0, 20), (2.0, 2), (3.0, 20))
+        ]
+        await asyncio.sleep(0.05)
+        gate.set()
+        await asyncio.gather(first, *jobs)
+        await batcher.close()
+
+    asyncio.run(main())
+    # The request of 2 takes what it needs; the two of 20 split the rest of the run equally.
+    assert seen[1] == [1.0] * 4 + [2.0] * 2 + [3.0] * 4
+
+
+def test_admission_counts_the_windows_ahead_under_fair_sharing() -> None:
+    gate = threading.Event()
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        gate.wait(5)
+        return x, x[:, 0]
+
+    async def main() -> None:
+        batcher = make(run, max_batch_series=4, max_queue_series=100)
+        held = asyncio.ensure_future(batcher.submit([np.ones(3, np.float32)]))
+        await asyncio.sleep(0.05)
+        backlog = asyncio.ensure_future(batcher.submit([np.ones(3, np.float32)] * 90))
+        await asyncio.sleep(0)
+        assert batcher.ahead(1) == 2  # a one-window request waits for one of the backlog's windows
+        small = asyncio.ensure_future(batcher.submit([np.ones(3, np.float32)]))
+        await asyncio.sleep(0)
+        medium = asyncio.ensure_future(batcher.submit([np.ones(3, np.float32)] * 20))  # 20 + 20 + 1 ahead
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded) as info:  # 90 + 90 + 20 + 1 would run before the last of these 90
+            await batcher.submit([np.ones(3, np.float32)] * 90)
+        assert "limit 100" in info.value.message and "GATECAST_MAX_QUEUE_SERIES" in info.value.message
+        gate.set()
+        await asyncio.gather(held, backlog, small, medium)
+        await batcher.close()
+
+    asyncio.run(main())

@@ -168,7 +168,7 @@ def test_what_it_cannot_do_is_refused_by_name(
 
 
 def test_past_forecasts_count_against_the_request_limit(repository: Path) -> None:
-    with TestClient(create_app(Settings(model_repository=repository, max_series_per_request=100))) as c:
+    with TestClient(create_app(Settings(model_repository=repository, max_windows_per_request=100))) as c:
         r = post(c, [{"id": "x", "values": noisy(200)}], level=[80], calibration="history")
     assert r.status_code == 413
     assert 'calibration "history" forecasts from 170 past origins here' in r.json()["message"]
@@ -206,13 +206,13 @@ def test_auto_without_levels_is_the_plain_forecast(client: TestClient) -> None:
 
 
 def test_auto_scores_fewer_values_a_series_rather_than_pass_the_request_limit(repository: Path) -> None:
-    """Where "history" is refused (413), "auto" spends at most the request limit on past forecasts: 100 windows
-    for 2 series, the last 50 origins of each."""
+    """Where "history" is refused (413), "auto" spends at most the request's window limit: 100 windows for 2
+    series are their 2 forecasts and the last 49 origins of each."""
     series = [{"id": "a", "values": noisy(200, seed=1)}, {"id": "b", "values": noisy(200, seed=2)}]
-    with TestClient(create_app(Settings(model_repository=repository, max_series_per_request=100))) as c:
+    with TestClient(create_app(Settings(model_repository=repository, max_windows_per_request=100))) as c:
         assert post(c, series, level=[80], calibration="history").status_code == 413
         answer = post(c, series, level=[80], calibration="auto")
     assert answer.status_code == 200, answer.text
     for f in answer.json()["forecasts"]:
-        assert f["calibration"]["checks"] == checks_for(50, HORIZON)
+        assert f["calibration"]["checks"] == checks_for(49, HORIZON)
         assert f["calibration"]["widening"]["80"] != 1.0

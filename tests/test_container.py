@@ -21,7 +21,7 @@ import onnxruntime as ort
 import pytest
 import tritonclient.grpc as tgrpc
 
-from tests.live import free_port, wait_ready
+from harness.live import free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = Path("/var/tmp/container-env/containers.conf")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import CHROMIUM, render
-from tests.live import running_server
+from harness.browser import CHROMIUM, render
+from harness.live import running_server
 
 pytestmark = [
     pytest.mark.slow,

@@ -30,7 +30,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from contract.covariates import calendar_matrix
-from tests.live import free_port, running_server
+from harness.live import free_port, running_server
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent

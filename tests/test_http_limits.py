@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import http_abuse as abuse
-from tests.live import running_server
+from harness import http_abuse as abuse
+from harness.live import running_server
 
 pytestmark = pytest.mark.slow
 MODELS = Path(__file__).resolve().parent.parent / "models"

@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from tests.live import running_server
+from harness.live import running_server
 
 pytestmark = pytest.mark.slow
 MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -94,7 +94,7 @@ def test_a_killed_worker_is_replaced_and_the_others_keep_answering(tmp_path: Pat
     import threading
     import time
 
-    from tests.live import running_server
+    from harness.live import running_server
 
     repo = tmp_path / "models"
     repo.symlink_to(MODELS)

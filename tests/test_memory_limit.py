@@ -15,32 +15,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cgroup import MemoryCgroup, memory_cgroup
-from tests.live import running_server
+from harness.cgroup import MemoryCgroup, memory_cgroup
+from harness.live import running_server
+from harness.load import storm_body as body
+from harness.load import wave
 
 pytestmark = pytest.mark.slow
 MODELS = Path(__file__).resolve().parent.parent / "models"
 MiB = 2**20
-
-
-def body(series: int, values: int) -> bytes:
-    """A JSON body of `series` series of `values` values each (about 6 bytes a value)."""
-    row = ",".join(f"{20 + (j % 24) * 0.25:.2f}" for j in range(values))
-    items = ",".join(f'{{"id":"s{i}","values":[{row}]}}' for i in range(series))
-    return f'{{"model":"etth1-lstm","series":[{items}]}}'.encode()
-
-
-async def wave(url: str, payload: bytes, concurrency: int) -> list[tuple[int | str, httpx.Response | None]]:
-    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
-
-        async def one() -> tuple[int | str, httpx.Response | None]:
-            try:
-                r = await client.post("/forecast", content=payload, headers={"content-type": "application/json"})
-                return r.status_code, r
-            except httpx.HTTPError as exc:  # a reset connection: what a killed worker looks like
-                return type(exc).__name__, None
-
-        return await asyncio.gather(*(one() for _ in range(concurrency)))
 
 
 @pytest.fixture

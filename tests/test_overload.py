@@ -4,7 +4,6 @@ answers nothing else, and recovers when the load drops. SIGTERM drains in-flight
 from __future__ import annotations
 
 import asyncio
-import collections
 import signal
 import threading
 import time
@@ -13,43 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.live import running_server
+from harness.live import running_server
+from harness.load import ONE, hammer, rss_kb
 
 pytestmark = pytest.mark.slow
 MODELS = Path(__file__).resolve().parent.parent / "models"
-ONE = {"model": "etth1-lstm", "series": [{"id": "a", "values": [float(i % 24) for i in range(168)]}]}
-HEAVY = {
-    "model": "etth1-lstm",
-    "series": [{"id": str(i), "values": [float((i + j) % 24) for j in range(168)]} for i in range(64)],
-}
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-async def hammer(url: str, seconds: float, concurrency: int) -> collections.Counter[str]:
-    outcomes: collections.Counter[str] = collections.Counter()
-    stop = time.monotonic() + seconds
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
-
-        async def worker() -> None:
-            while time.monotonic() < stop:
-                try:
-                    r = await client.post("/forecast", json=HEAVY)
-                    outcomes[str(r.status_code)] += 1
-                    if r.status_code == 503:
-                        assert r.headers.get("retry-after") == "1"
-                        assert "retry" in r.json()["message"]
-                except httpx.HTTPError as exc:
-                    outcomes[type(exc).__name__] += 1
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return outcomes
 
 
 def test_beyond_capacity_the_server_sheds_with_503_and_recovers(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.live import free_port, running_server
+from harness.live import free_port, running_server
 
 pytestmark = [
     pytest.mark.slow,

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from app.main import create_app
 from app.settings import Settings
-from tests.live import running_server
+from harness.live import running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 

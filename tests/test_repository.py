@@ -20,7 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from app.main import create_app
 from app.settings import Settings
-from tests.live import running_server
+from harness.live import running_server
 from tests.test_live_server import worker_pids
 
 MODELS = Path(__file__).resolve().parent.parent / "models"

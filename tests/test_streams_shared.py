@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.live import running_server
-from tests.redis_server import needs_redis, redis_server
+from harness.live import running_server
+from harness.redis_server import redis_server
+from tests.markers import needs_redis
 from tests.synthetic import seasonal_series
 
 WINDOW = 48  # what the tiny model reads (tests/synthetic.tiny_config)
@@ -115,7 +116,7 @@ def test_a_restarted_server_keeps_every_stream(repository: Path, store: dict[str
 
 @needs_redis
 def test_an_unreachable_redis_is_a_503_that_changes_nothing(repository: Path) -> None:
-    from tests.live import free_port
+    from harness.live import free_port
 
     with running_server(repository, GATECAST_STREAM_STORE=f"redis://127.0.0.1:{free_port()}/0") as (url, _):
         r = httpx.put(f"{url}/streams/x", json={"model": "tiny"})

@@ -16,7 +16,7 @@ import zstandard
 from nixtla import NixtlaClient
 from nixtla._http import ApiError
 
-from tests.live import running_server
+from harness.live import running_server
 from tests.synthetic import seasonal_series
 
 pytestmark = pytest.mark.slow

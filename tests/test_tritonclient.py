@@ -12,7 +12,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from tests.live import running_server
+from harness.live import running_server
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.live import running_server
+from harness.live import running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,7 +17,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests.live import free_port, wait_ready
+from harness.live import free_port, wait_ready
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,12 +1,16 @@
 """The gRPC server of one worker process, on its event loop beside uvicorn's HTTP.
 
-Every call passes what an HTTP request passes in app.middleware, in the same order and with the same code:
-API keys from the `authorization` (`Bearer <key>`) or `x-api-key` metadata (app.auth, with the HTTP path the
-call stands for, so health stays open and load/unload need an admin key); the message size
-(GATECAST_MAX_BODY_BYTES, enforced by grpcio before the message is read); a memory ticket (app.admission)
-charged with the message and the answer; GATECAST_REQUEST_TIMEOUT_S; the model service (app.service, through
-app.oip_service, as HTTP's /v2 infer); the one error mapping (app.problems), whose HTTP status becomes the
+Every call passes the request envelope (app.envelope) that every HTTP request passes, with the same code: the
+time limit (GATECAST_REQUEST_TIMEOUT_S, one timer for all calls), the batcher's connection source (the peer),
+one credential at most and the API key (`authorization: Bearer <key>` or `x-api-key` metadata, with the HTTP
+path the call stands for, so health stays open and load/unload need an admin key), the message size
+(GATECAST_MAX_BODY_BYTES, enforced by grpcio before the message is read), a memory ticket (app.admission)
+charged with the message and the job's cost, the forecasting entry point (app.forecasting, through
+app.oip_service, as HTTP's /v2 infer), the one error mapping (app.problems), whose HTTP status becomes the
 gRPC status code below, with the same message; request metrics by method and code.
+
+Messages arrive as bytes and are parsed only after the key check: a message that is not valid protobuf is
+INVALID_ARGUMENT naming the message type, never UNKNOWN, and never logs a traceback.
 
 Several workers each listen on the port with SO_REUSEPORT, and the kernel spreads connections over them
 (`gatecast serve` checks first that nothing else holds the port).
@@ -17,24 +21,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import grpc
 import numpy as np
+from google.protobuf.message import DecodeError
 from grpc import aio
 from prometheus_client import Histogram
 
-from app import admission, auth, metrics, oip_service, problems
+from app import forecasting, metrics, oip_service, problems
 from app.admission import MemoryBudget
-from app.errors import GatecastError, InvalidInput, RequestTimeout
+from app.envelope import Envelope
+from app.errors import BadRequest, InvalidInput, shown
 from app.oip_grpc import inference_pb2 as pb
-from app.oip_grpc import inference_pb2_grpc as pb_grpc
 from app.registry import ModelRepository
 from app.settings import Settings
 
 log = logging.getLogger("gatecast.grpc")
-T = TypeVar("T")
 
 # gRPC's code for each HTTP status gatecast answers: the mapping grpc documents from HTTP, read the other way
 # (a request too large for the server is RESOURCE_EXHAUSTED, as grpcio answers an oversized message itself).
@@ -59,64 +63,41 @@ _CONTENT_DTYPES["int64_contents"] = np.int64
 _ALL_CONTENTS = (*CONTENTS.values(), "bool_contents", "uint_contents", "uint64_contents", "bytes_contents")
 
 
-class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
+class InferenceService:
     def __init__(self, settings: Settings, repository: ModelRepository, budget: MemoryBudget | None) -> None:
         self.settings = settings
         self.repository = repository
         self.budget = budget
+        self.envelope = Envelope(settings)
         self._durations: dict[tuple[str, grpc.StatusCode], Histogram] = {}
 
     # --- the guard around every call ---------------------------------------------------------------------
 
-    async def _guarded(
-        self,
-        method: str,
-        path: str,
-        context: aio.ServicerContext[Any, Any],
-        message_bytes: int,
-        work: Callable[[], Awaitable[T]],
-        http_method: str = "GET",
-    ) -> T:
+    async def handle(self, method: str, raw: bytes, context: aio.ServicerContext[Any, Any]) -> Any:
+        """One call: the envelope's checks, then the message parsed, then its work."""
+        request_type, path, http_method = METHODS[method]
         started = time.perf_counter()
         code = grpc.StatusCode.OK
-        metrics.IN_FLIGHT.value += 1
-        ticket = self.budget.ticket() if self.budget is not None else None
-        token = admission.current_ticket.set(ticket)
-        failure: BaseException | None = None
-        try:
+        with self.envelope.open(self.budget, context.peer()) as call:
             try:
-                auth.check(http_method, path, _headers(context.invocation_metadata()), self.settings)
-                if ticket is not None:
-                    ticket.charge(admission.REQUEST_BYTES + admission.BODY_COPIES * message_bytes, "this message")
-                async with asyncio.timeout(self.settings.request_timeout_s):
-                    return await work()
-            except TimeoutError:
-                limit = self.settings.request_timeout_s
-                failure = RequestTimeout(
-                    f"the call took longer than {limit} s (GATECAST_REQUEST_TIMEOUT_S); retry or send less"
-                )
-            except Exception as exc:  # noqa: BLE001 - mapped below; nothing may end the worker
-                if not isinstance(exc, GatecastError):
-                    log.exception("unexpected error on gRPC %s", method)
-                failure = exc
-            problem = problems.problem_of(failure, "gRPC", method)
-            problems.count(problem)
-            code = (
-                grpc.StatusCode.DEADLINE_EXCEEDED
-                if isinstance(failure, RequestTimeout)
-                else CODES.get(problem.status, grpc.StatusCode.UNKNOWN)
-            )
-            await context.abort(code, problem.message, tuple(problem.headers.items()))
-            raise AssertionError("unreachable: abort raises")  # pragma: no cover
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED  # the client went away or its deadline passed
-            raise
-        finally:
-            admission.current_ticket.reset(token)
-            if ticket is not None:
-                ticket.release()
-            metrics.IN_FLIGHT.value -= 1
-            self._duration(method, code).observe(time.perf_counter() - started)
+                try:
+                    metadata = _headers(context.invocation_metadata())
+                    self.envelope.admit(call, http_method, path, metadata, len(raw), "this message")
+                    return await getattr(self, method)(_parse(request_type, raw))
+                except asyncio.CancelledError as exc:
+                    if not self.envelope.timed_out(call, exc):
+                        code = grpc.StatusCode.CANCELLED  # the client went away or its deadline passed
+                        raise
+                    problem = self.envelope.problem(exc, "gRPC", method, timed_out=True)
+                    code = grpc.StatusCode.DEADLINE_EXCEEDED
+                except Exception as exc:  # noqa: BLE001 - mapped here; nothing may end the worker
+                    problem = self.envelope.problem(exc, "gRPC", method)
+                    code = CODES.get(problem.status, grpc.StatusCode.INTERNAL)
+                problems.count(problem)
+                await context.abort(code, problem.message, tuple(problem.headers.items()))
+                raise AssertionError("unreachable: abort raises")  # pragma: no cover
+            finally:
+                self._duration(method, code).observe(time.perf_counter() - started)
 
     def _duration(self, method: str, code: grpc.StatusCode) -> Histogram:
         """The duration histogram's child, cached (`labels()` takes a lock and sorts its arguments); methods x
@@ -128,115 +109,120 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
     # --- health and metadata -------------------------------------------------------------------------------
 
-    async def ServerLive(self, request: pb.ServerLiveRequest, context: Any) -> pb.ServerLiveResponse:
-        async def work() -> pb.ServerLiveResponse:
-            return pb.ServerLiveResponse(live=True)
+    async def ServerLive(self, request: pb.ServerLiveRequest) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
 
-        return await self._guarded("ServerLive", "/v2/health/live", context, 0, work)
+    async def ServerReady(self, request: pb.ServerReadyRequest) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=bool(self.repository.models))
 
-    async def ServerReady(self, request: pb.ServerReadyRequest, context: Any) -> pb.ServerReadyResponse:
-        async def work() -> pb.ServerReadyResponse:
-            return pb.ServerReadyResponse(ready=bool(self.repository.models))
-
-        return await self._guarded("ServerReady", "/v2/health/ready", context, 0, work)
-
-    async def ModelReady(self, request: pb.ModelReadyRequest, context: Any) -> pb.ModelReadyResponse:
+    async def ModelReady(self, request: pb.ModelReadyRequest) -> pb.ModelReadyResponse:
         """False for a model or version that is not loaded (a readiness question has a yes or no answer)."""
+        versions = self.repository.models.get(request.name, {})
+        return pb.ModelReadyResponse(ready=bool(versions) and (not request.version or request.version in versions))
 
-        async def work() -> pb.ModelReadyResponse:
-            versions = self.repository.models.get(request.name, {})
-            return pb.ModelReadyResponse(ready=bool(versions) and (not request.version or request.version in versions))
+    async def ServerMetadata(self, request: pb.ServerMetadataRequest) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(**oip_service.server_metadata())
 
-        return await self._guarded("ModelReady", f"/v2/models/{request.name}/ready", context, 0, work)
-
-    async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Any) -> pb.ServerMetadataResponse:
-        async def work() -> pb.ServerMetadataResponse:
-            return pb.ServerMetadataResponse(**oip_service.server_metadata())
-
-        return await self._guarded("ServerMetadata", "/v2", context, 0, work)
-
-    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Any) -> pb.ModelMetadataResponse:
-        async def work() -> pb.ModelMetadataResponse:
-            service = self.repository.get(request.name, request.version or None)
-            meta = oip_service.model_metadata(service, self.repository)
-            tensors = {
-                key: [
-                    pb.ModelMetadataResponse.TensorMetadata(name=t["name"], datatype=t["datatype"], shape=t["shape"])
-                    for t in meta[key]
-                ]
-                for key in ("inputs", "outputs")
-            }
-            return pb.ModelMetadataResponse(
-                name=meta["name"], versions=meta["versions"], platform=meta["platform"], **tensors
-            )
-
-        return await self._guarded("ModelMetadata", f"/v2/models/{request.name}", context, 0, work)
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest) -> pb.ModelMetadataResponse:
+        service = self.repository.get(request.name, request.version or None)
+        meta = oip_service.model_metadata(service, self.repository)
+        tensors = {
+            key: [
+                pb.ModelMetadataResponse.TensorMetadata(name=t["name"], datatype=t["datatype"], shape=t["shape"])
+                for t in meta[key]
+            ]
+            for key in ("inputs", "outputs")
+        }
+        return pb.ModelMetadataResponse(
+            name=meta["name"], versions=meta["versions"], platform=meta["platform"], **tensors
+        )
 
     # --- inference -----------------------------------------------------------------------------------------
 
-    async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
-        async def work() -> pb.ModelInferResponse:
-            service = self.repository.get(request.model_name, request.model_version or None)
-            _check_parameters("the request", request.parameters)
-            raw = list(request.raw_input_contents)
-            if raw and len(raw) != len(request.inputs):
-                raise InvalidInput(
-                    f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs; send one per input "
-                    "(in the order of `inputs`), or none and each input's `contents`"
-                )
-            tensors = [_tensor(t, raw[i] if raw else None) for i, t in enumerate(request.inputs)]
-            result = await service.forecast(oip_service.forecast_job(service, tensors))
-            return _response(request, service.name, service.version, oip_service.outputs(result))
-
-        path = f"/v2/models/{request.model_name}/infer"
-        return await self._guarded("ModelInfer", path, context, request.ByteSize(), work, "POST")
+    async def ModelInfer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        service = self.repository.get(request.model_name, request.model_version or None)
+        _check_parameters("the request", request.parameters)
+        raw = list(request.raw_input_contents)
+        if raw and len(raw) != len(request.inputs):
+            raise InvalidInput(
+                f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs; send one per input "
+                "(in the order of `inputs`), or none and each input's `contents`"
+            )
+        tensors = [_tensor(t, raw[i] if raw else None) for i, t in enumerate(request.inputs)]
+        result = await forecasting.forecast(service, oip_service.forecast_job(service, tensors))
+        return _response(request, service.name, service.version, oip_service.outputs(result))
 
     # --- repository extension ------------------------------------------------------------------------------
 
-    async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: Any) -> pb.RepositoryIndexResponse:
-        async def work() -> pb.RepositoryIndexResponse:
-            _one_repository(request.repository_name)
-            rows = await oip_service.repository_index(self.repository)
-            models = [pb.RepositoryIndexResponse.ModelIndex(**row) for row in rows]
-            if request.ready:
-                models = [m for m in models if m.state == "READY"]
-            return pb.RepositoryIndexResponse(models=models)
+    async def RepositoryIndex(self, request: pb.RepositoryIndexRequest) -> pb.RepositoryIndexResponse:
+        _one_repository(request.repository_name)
+        rows = await oip_service.repository_index(self.repository)
+        models = [pb.RepositoryIndexResponse.ModelIndex(**row) for row in rows]
+        if request.ready:
+            models = [m for m in models if m.state == "READY"]
+        return pb.RepositoryIndexResponse(models=models)
 
-        return await self._guarded("RepositoryIndex", "/v2/repository/index", context, 0, work, "POST")
+    async def RepositoryModelLoad(self, request: pb.RepositoryModelLoadRequest) -> pb.RepositoryModelLoadResponse:
+        _one_repository(request.repository_name)
+        _check_parameters(f"loading {shown(request.model_name)}", request.parameters)
+        await self.repository.load(request.model_name)
+        return pb.RepositoryModelLoadResponse()
 
-    async def RepositoryModelLoad(
-        self, request: pb.RepositoryModelLoadRequest, context: Any
-    ) -> pb.RepositoryModelLoadResponse:
-        async def work() -> pb.RepositoryModelLoadResponse:
-            _one_repository(request.repository_name)
-            _check_parameters(f"loading {request.model_name!r}", request.parameters)
-            await self.repository.load(request.model_name)
-            return pb.RepositoryModelLoadResponse()
+    async def RepositoryModelUnload(self, request: pb.RepositoryModelUnloadRequest) -> pb.RepositoryModelUnloadResponse:
+        _one_repository(request.repository_name)
+        # tritonclient always sends unload_dependents; gatecast's models have none, so either value holds.
+        asked = {k: v for k, v in request.parameters.items() if k != "unload_dependents"}
+        _check_parameters(f"unloading {shown(request.model_name)}", asked)
+        await self.repository.unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
 
-        path = f"/v2/repository/models/{request.model_name}/load"
-        return await self._guarded("RepositoryModelLoad", path, context, request.ByteSize(), work, "POST")
 
-    async def RepositoryModelUnload(
-        self, request: pb.RepositoryModelUnloadRequest, context: Any
-    ) -> pb.RepositoryModelUnloadResponse:
-        async def work() -> pb.RepositoryModelUnloadResponse:
-            _one_repository(request.repository_name)
-            # tritonclient always sends unload_dependents; gatecast's models have none, so either value holds.
-            asked = {k: v for k, v in request.parameters.items() if k != "unload_dependents"}
-            _check_parameters(f"unloading {request.model_name!r}", asked)
-            await self.repository.unload(request.model_name)
-            return pb.RepositoryModelUnloadResponse()
+# The message each method reads, the HTTP path it stands for (the key check's rules: health is open, load and
+# unload need an admin key) and that path's method: all known before the message is parsed.
+METHODS: dict[str, tuple[type[Any], str, str]] = {
+    "ServerLive": (pb.ServerLiveRequest, "/v2/health/live", "GET"),
+    "ServerReady": (pb.ServerReadyRequest, "/v2/health/ready", "GET"),
+    "ModelReady": (pb.ModelReadyRequest, "/v2/models/{name}/ready", "GET"),
+    "ServerMetadata": (pb.ServerMetadataRequest, "/v2", "GET"),
+    "ModelMetadata": (pb.ModelMetadataRequest, "/v2/models/{name}", "GET"),
+    "ModelInfer": (pb.ModelInferRequest, "/v2/models/{name}/infer", "POST"),
+    "RepositoryIndex": (pb.RepositoryIndexRequest, "/v2/repository/index", "POST"),
+    "RepositoryModelLoad": (pb.RepositoryModelLoadRequest, "/v2/repository/models/{name}/load", "POST"),
+    "RepositoryModelUnload": (pb.RepositoryModelUnloadRequest, "/v2/repository/models/{name}/unload", "POST"),
+}
+SERVICE = "inference.GRPCInferenceService"
 
-        path = f"/v2/repository/models/{request.model_name}/unload"
-        return await self._guarded("RepositoryModelUnload", path, context, request.ByteSize(), work, "POST")
+
+def _parse(request_type: type[Any], raw: bytes) -> Any:
+    try:
+        return request_type.FromString(raw)
+    except DecodeError as exc:
+        raise BadRequest(
+            f"the message is not a valid {request_type.DESCRIPTOR.full_name} ({exc}); send the protobuf message of "
+            "the OIP v2 service (app/oip_grpc/inference.proto)"
+        ) from None
+
+
+def handlers(service: InferenceService) -> grpc.GenericRpcHandler:
+    """The service's methods, each reading its message as bytes (parsed in `handle`, after the key check)."""
+    methods = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods_by_name
+
+    def method(name: str) -> grpc.RpcMethodHandler:
+        async def call(raw: bytes, context: aio.ServicerContext[Any, Any]) -> Any:
+            return await service.handle(name, raw, context)
+
+        response_type = getattr(pb, methods[name].output_type.name)
+        return grpc.unary_unary_rpc_method_handler(call, response_serializer=response_type.SerializeToString)
+
+    return grpc.method_handlers_generic_handler(SERVICE, {name: method(name) for name in METHODS})
 
 
 # --- decoding and encoding ------------------------------------------------------------------------------
 
 
-def _headers(metadata: Iterable[tuple[str, str | bytes]] | None) -> dict[str, str]:
-    """Text metadata as the header mapping app.auth reads (gRPC metadata keys are lower case already)."""
-    return {k: v for k, v in (metadata or ()) if isinstance(v, str)}
+def _headers(metadata: Iterable[tuple[str, str | bytes]] | None) -> list[tuple[str, str]]:
+    """Text metadata as the header pairs the envelope reads (gRPC metadata keys are lower case already)."""
+    return [(k, v) for k, v in (metadata or ()) if isinstance(v, str)]
 
 
 def _one_repository(name: str) -> None:
@@ -317,8 +303,7 @@ async def start(settings: Settings, repository: ModelRepository, budget: MemoryB
             ("grpc.max_send_message_length", -1),
         ]
     )
-    service = InferenceService(settings, repository, budget)
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(service, server)  # type: ignore[no-untyped-call]
+    server.add_generic_rpc_handlers((handlers(InferenceService(settings, repository, budget)),))
     server.add_insecure_port(address(settings.host, settings.grpc_port))
     await server.start()
     log.info("OIP v2 gRPC on %s", address(settings.host, settings.grpc_port))

@@ -9,8 +9,9 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Response
 
-from app import backtest
+from app import backtest, forecasting
 from app.deps import RepositoryDep
+from app.jobs import WindowJob
 from app.routes.forecast import series_input
 from app.schemas import (
     AnomaliesRequest,
@@ -44,31 +45,35 @@ async def cross_validation(body: CrossValidationRequest, repository: RepositoryD
     series = [series_input(s) for s in body.series]
     min_window = service.card.min_window
     cutoffs = [backtest.rolling_cutoffs(s, len(s.values), horizon, body.n_windows, step, min_window) for s in series]
-    windows = await backtest.run_windows(service, series, cutoffs, horizon, levels)
+    windows = await forecasting.windows(service, WindowJob(series, cutoffs, horizon, levels))
     result = windows.result
     keys = {level: level_key(level) for level in levels}
     answers, all_actual, all_scale = [], [], []
     for i, s in enumerate(series):
         rows = np.flatnonzero(windows.series == i)
         values = np.asarray(s.values, dtype=np.float64)
-        actual = backtest.actuals(values, windows.cutoffs[rows], horizon)
-        scale = np.asarray([backtest.mase_scale(values[:c], service.card.season) for c in windows.cutoffs[rows]])
+        origins = windows.cutoffs[rows]
+        actual = backtest.actuals(values, origins, horizon)
+        scale = backtest.mase_scales(values, origins, service.card.season)
         mean = result.mean[rows]
         intervals = {level: (lo[rows], hi[rows]) for level, (lo, hi) in result.intervals.items()}
+        mae, mase, coverage = backtest.window_scores(actual, mean, intervals, scale)
         index = windows.indexes[i]
         entries = []
-        for w, c in enumerate(windows.cutoffs[rows]):
-            one = backtest.score(actual[w : w + 1], mean[w : w + 1], _rows(intervals, w), scale[w : w + 1])
-            entry: dict[str, Any] = {
-                "cutoff": int(c) - 1,
-                "cutoff_timestamp": index[c - 1].isoformat() if index is not None else None,
-                "timestamps": [t.isoformat() for t in index[c : c + horizon]] if index is not None else None,
-                "actual": actual[w],
-                "mean": mean[w],
-                "intervals": {keys[lv]: {"lo": lo[w], "hi": hi[w]} for lv, (lo, hi) in intervals.items()},
-                **_scores(one, keys),
-            }
-            entries.append(entry)
+        for w, c in enumerate(origins.tolist()):
+            entries.append(
+                {
+                    "cutoff": c - 1,
+                    "cutoff_timestamp": index[c - 1].isoformat() if index is not None else None,
+                    "timestamps": [t.isoformat() for t in index[c : c + horizon]] if index is not None else None,
+                    "actual": actual[w],
+                    "mean": mean[w],
+                    "intervals": {keys[lv]: {"lo": lo[w], "hi": hi[w]} for lv, (lo, hi) in intervals.items()},
+                    "mae": float(mae[w]),
+                    "mase": float(mase[w]) if np.isfinite(mase[w]) else None,
+                    "coverage": {keys[lv]: float(share[w]) for lv, share in coverage.items()},
+                }
+            )
         answers.append(
             {"id": s.id, "windows": entries, **_scores(backtest.score(actual, mean, intervals, scale), keys)}
         )
@@ -103,7 +108,7 @@ async def anomalies(body: AnomaliesRequest, repository: RepositoryDep) -> Respon
     series = [series_input(s) for s in body.series]
     min_window = service.card.min_window
     cutoffs = [backtest.detection_cutoffs(s, len(s.values), body.detection_size, 1, min_window) for s in series]
-    windows = await backtest.run_windows(service, series, cutoffs, 1, levels)
+    windows = await forecasting.windows(service, WindowJob(series, cutoffs, 1, levels))
     answers, flagged, scored = [], 0, 0
     for i, s in enumerate(series):
         points = backtest.score_points(np.asarray(s.values, dtype=np.float64), windows, i, levels[0])
@@ -134,10 +139,6 @@ async def anomalies(body: AnomaliesRequest, repository: RepositoryDep) -> Respon
         "series": answers,
     }
     return Response(orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
-
-
-def _rows(intervals: dict[float, tuple[np.ndarray, np.ndarray]], w: int) -> dict[float, tuple[np.ndarray, np.ndarray]]:
-    return {level: (lo[w : w + 1], hi[w : w + 1]) for level, (lo, hi) in intervals.items()}
 
 
 def _scores(scores: backtest.Scores, keys: dict[float, str]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import pandas as pd
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import QueryParams
 
+from app import forecasting
 from app.errors import BadRequest, InvalidInput, UnsupportedMediaType
 from app.fastdecode import ForecastJobSpec, decode_common
 from app.jobs import CALIBRATIONS, ForecastJob, ForecastResult, SeriesInput
@@ -112,7 +113,7 @@ async def post_forecast(request: Request) -> Response:
     body = await request.body()
     decode = _decoder(request.headers.get("content-type", ""), body, request)
     model, job = decode() if len(body) < _INLINE_PARSE_BYTES else await asyncio.to_thread(decode)
-    result = await repository.resolve(model).forecast(job)
+    result = await forecasting.forecast(repository.resolve(model), job)
     if "text/csv" in request.headers.get("accept", ""):
         return Response(render_csv(result), media_type="text/csv")
     return Response(render_json(result), media_type="application/json")

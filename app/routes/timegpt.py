@@ -28,10 +28,10 @@ import orjson
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
-from app import backtest
+from app import backtest, forecasting
 from app.deps import RepositoryDep
 from app.errors import InvalidInput
-from app.jobs import ForecastJob, SeriesInput
+from app.jobs import ForecastJob, SeriesInput, WindowJob
 from app.registry import ModelRepository
 from app.service import ModelService, check_levels, level_key
 
@@ -135,7 +135,7 @@ async def forecast(body: TimeGPTRequest, repository: RepositoryDep) -> Response:
     h = service.horizon(body.h)
     levels, zero = _levels(body.level)
     series = _series(body, service, future_h=h)
-    result = await service.forecast(ForecastJob(series, h, levels, calibration=calibration))
+    result = await forecasting.forecast(service, ForecastJob(series, h, levels, calibration=calibration))
     intervals = _flat_intervals(result.intervals, result.mean, zero)
     return _answer({"mean": result.mean.ravel(), "intervals": intervals, "weights_x": None})
 
@@ -149,13 +149,13 @@ async def cross_validation(body: TimeGPTRequest, repository: RepositoryDep) -> R
     series = _series(body, service, future_h=None)
     if body.full_history:  # the client's add_history: in-sample forecasts over as much history as possible
         h = card.horizon
-        cutoffs = [list(range(len(s.values) - h, card.min_window - 1, -h))[::-1] for s in series]
+        cutoffs = [backtest.history_cutoffs(len(s.values), h, card.min_window) for s in series]
     else:
         h = service.horizon(body.h)
         step = body.step_size or h
         n_windows = body.n_windows or 1
         cutoffs = [backtest.rolling_cutoffs(s, len(s.values), h, n_windows, step, card.min_window) for s in series]
-    windows = await backtest.run_windows(service, series, cutoffs, h, levels)
+    windows = await forecasting.windows(service, WindowJob(series, cutoffs, h, levels))
     # Rows: each window's steps that lie inside its series (in-sample windows may overlap its end), in order.
     offsets = np.cumsum([0] + [len(s.values) for s in series])
     steps = windows.cutoffs[:, None] + np.arange(h)[None, :]  # (W, h) positions in each series
@@ -207,20 +207,16 @@ async def online_anomaly_detection(body: TimeGPTRequest, repository: RepositoryD
 async def _scored(
     service: ModelService,
     series: list[SeriesInput],
-    cutoffs: list[list[int]],
+    cutoffs: list[np.ndarray],
     h: int,
     level: float,
     online: bool,
 ) -> dict[str, Any]:
-    windows = await backtest.run_windows(service, series, cutoffs, h, [level])
+    windows = await forecasting.windows(service, WindowJob(series, cutoffs, h, [level]))
     offsets = np.cumsum([0] + [len(s.values) for s in series])
     parts: list[backtest.PointScores] = []
     for i, s in enumerate(series):
-        if cutoffs[i]:
-            parts.append(backtest.score_points(np.asarray(s.values, dtype=np.float64), windows, i, level))
-        else:
-            empty = np.zeros(0)
-            parts.append(backtest.PointScores(np.zeros(0, np.int64), empty, empty, empty, empty, empty, empty > 0))
+        parts.append(backtest.score_points(np.asarray(s.values, dtype=np.float64), windows, i, level))
     key = level_key(level)
     answer: dict[str, Any] = {
         "sizes": np.asarray([len(p.index) for p in parts], dtype=np.int64),

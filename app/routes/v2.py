@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from app import oip, oip_service
+from app import forecasting, oip, oip_service
 from app.deps import RepositoryDep
 from app.registry import ModelRepository, version_key
 from app.schemas import ProtocolError, Readiness
@@ -167,7 +167,7 @@ async def infer(request: Request) -> Response:
     body = await request.body()
     inference, blobs = oip.decode(body, request.headers.get(oip.HEADER_LENGTH))
     tensors = [oip_service.Tensor(t.name, t.shape, partial(oip.input_array, t, blobs)) for t in inference.inputs]
-    result = await service.forecast(oip_service.forecast_job(service, tensors))
+    result = await forecasting.forecast(service, oip_service.forecast_job(service, tensors))
     content, header_length = oip.encode(service.name, service.version, inference, oip_service.outputs(result))
     if header_length is None:
         return Response(content, media_type="application/json")

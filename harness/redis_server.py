@@ -9,13 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
-
-from tests.live import free_port
-
-needs_redis = pytest.mark.skipif(
-    shutil.which("redis-server") is None, reason="redis-server missing (apt-get install redis-server)"
-)
+from harness.live import free_port
 
 
 @contextmanager
