@@ -6,7 +6,7 @@ CONFIGS := training/configs/etth1-lstm.toml training/configs/etth1-gru.toml trai
            training/configs/vix-gru.toml training/configs/m4-hourly-gru.toml training/configs/etth1-lstm-cov.toml \
            training/configs/etth1-gru-cov.toml training/configs/vix-gru-cov.toml
 
-.PHONY: serve test lint grpc-code models bench bench-streams bench-protocols bench-accuracy bench-choices bench-claims bench-memory soak reliability docs-pages clean venv-serve venv-dev
+.PHONY: serve test lint grpc-code models bench bench-streams bench-protocols bench-accuracy bench-choices bench-claims bench-memory bench-fairness soak reliability docs-pages clean venv-serve venv-dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,10 +43,10 @@ lint: venv-dev
 	$(BIN)/ruff format --check app contract training tests bench harness
 	$(BIN)/mypy app contract
 
-## Regenerate app/oip_grpc/inference_pb2*.py(i) from inference.proto (grpcio-tools pinned in the dev extra;
+## Regenerate app/protocols/oip/inference_pb2*.py(i) from inference.proto (grpcio-tools pinned in the dev extra;
 ## tests/test_grpc.py fails when the committed files differ from what this writes).
 grpc-code: venv-dev
-	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. app/oip_grpc/inference.proto
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. app/protocols/oip/inference.proto
 
 ## Retrain, evaluate and export every committed model (needs the data in ../shared/data).
 models: venv-dev
@@ -81,6 +81,10 @@ bench-claims: venv-dev
 ## Memory per decoded value, row and answered value beside the admission's estimates -> docs/benchmarks/memory_cost.json
 bench-memory: venv-dev
 	$(BIN)/python -m bench.memory_cost
+
+## Small /forecast calls while each heavy job kind runs, beside an idle run -> docs/benchmarks/fairness.json
+bench-fairness: venv-dev
+	$(BIN)/python -m bench.fairness
 
 ## 10 minutes at 80% of the measured maximum -> docs/benchmarks/soak.json
 soak: venv-dev

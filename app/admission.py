@@ -208,13 +208,35 @@ def _read_limit(path: Path) -> int | None:
     return value if value < _UNLIMITED else None
 
 
+class TooLittleMemory(RuntimeError):
+    """The memory limit cannot hold this many workers with their models and a useful request budget each."""
+
+
+SUPERVISOR_BYTES = 40 * 2**20  # the supervising process and multiprocessing's resource tracker: 32 MiB measured
+# (RssAnon of both beside 2 workers holding the committed models, 215 MiB each)
+
+
 def derive_budget(budget_mb: int, workers: int, facts: MemoryFacts | None = None) -> int:
-    """Bytes of request memory this worker admits: the setting, else a share of its free part of the limit."""
+    """Bytes of request memory this worker admits: the setting, else a share of its free part of the limit, the
+    limit counted for every worker and the supervisor. Raises TooLittleMemory, saying how many workers fit, when
+    that share is below MIN_BUDGET: a worker that admits less would refuse the committed examples, and one whose
+    share the others' models already take would be killed by the kernel under load."""
     if budget_mb:
         return budget_mb * 2**20
     facts = facts or memory_facts()
-    free = facts.limit / max(1, workers) - facts.resident
-    budget = max(MIN_BUDGET, int(BUDGET_SHARE * free))
+    workers = max(1, workers)
+    free = (facts.limit - SUPERVISOR_BYTES) / workers - facts.resident
+    budget = int(BUDGET_SHARE * free)
+    if budget < MIN_BUDGET:
+        need = facts.resident + MIN_BUDGET / BUDGET_SHARE  # what one worker needs
+        fit = max(0, int((facts.limit - SUPERVISOR_BYTES) // need))
+        raise TooLittleMemory(
+            f"{workers} worker(s) do not fit the memory limit of {_mb(facts.limit)} ({facts.limited_by}): each holds "
+            f"{_mb(facts.resident)} with its models and needs {_mb(MIN_BUDGET)} for requests at least, beside "
+            f"{_mb(SUPERVISOR_BYTES)} for the supervisor. "
+            + (f"Set GATECAST_WORKERS={fit}, " if fit else "Serve fewer models, ")
+            + f"or raise the limit to {_mb(int(SUPERVISOR_BYTES + workers * need))} (or set GATECAST_MEMORY_BUDGET_MB)"
+        )
     log.info(
         "memory budget %s per worker (limit %s from %s, %d worker(s), %s resident at startup)",
         _mb(budget),

@@ -1,5 +1,5 @@
 """The request envelope: what every call passes around its protocol's work, on HTTP (app.middleware) and gRPC
-(app.protocols.oip.grpc) alike, written once so the two cannot drift:
+(app.protocols.oip.grpc_server) alike, written once so the two cannot drift:
 
     open     the call's memory ticket (app.admission), the batcher's connection source (app.batcher), the
              time limit (app.deadlines: one timer for all calls, GATECAST_REQUEST_TIMEOUT_S), in-flight count

@@ -9,6 +9,7 @@ import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -18,12 +19,15 @@ from prometheus_client import multiprocess
 from starlette.types import ASGIApp
 
 from app import __version__, metrics, problems
-from app.admission import MemoryBudget, derive_budget
+from app.admission import MemoryBudget, TooLittleMemory, derive_budget
 from app.auth import DOCS_ASSETS
 from app.middleware import DirectRoute, ServingMiddleware
+from app.protocols import timegpt
+from app.protocols.oip import http as v2
+from app.protocols.rest import backtest, forecast, models, streams
 from app.registry import ModelRepository
-from app.routes import backtest, forecast, models, streams, timegpt, v2
 from app.schemas import ForecastRequest, StreamReadings, StreamSettings
+from app.server import STARTUP_FAILURE_ENV
 from app.settings import Settings, get_settings
 from app.stream_store import open_store
 from app.streams import Streams
@@ -49,11 +53,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if not repository.models:
         log.error("no model loaded from %s; /v2/health/ready stays 503", settings.model_repository.resolve())
     # Sized after the models are loaded: what the worker holds by now is not available to requests.
-    app.state.memory_budget = MemoryBudget(derive_budget(settings.memory_budget_mb, settings.workers))
+    try:
+        app.state.memory_budget = MemoryBudget(derive_budget(settings.memory_budget_mb, settings.workers))
+    except TooLittleMemory as exc:  # a startup failure: uvicorn stops the server instead of restarting workers
+        log.error("gatecast cannot start: %s", exc)
+        report = os.environ.get(STARTUP_FAILURE_ENV)
+        if report:  # for `gatecast serve`, which exits with it (uvicorn's supervisor exits 0)
+            Path(report).write_text(str(exc))
+        await repository.close()
+        raise
     app.state.started = True
     grpc_server = None
     if settings.grpc_port:
-        from app.oip_grpc import server as oip_grpc  # grpcio loads only when gRPC is served
+        from app.protocols.oip import grpc_server as oip_grpc  # grpcio loads only when gRPC is served
 
         grpc_server = await oip_grpc.start(settings, repository, app.state.memory_budget)
     store = open_store(settings.stream_store, settings.state_dir)

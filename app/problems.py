@@ -1,11 +1,11 @@
 """The one error mapping: any exception, raised by any route, middleware, the HTTP protocol layer or the gRPC
-server, becomes a status, a body and headers here and nowhere else (app.oip_grpc.server turns the status
-into a gRPC code and sends the same message).
+server, becomes a status, a body and headers here and nowhere else (app.protocols.oip.grpc_server turns the
+status into a gRPC code and sends the same message).
 
-Three body shapes, chosen by path: `{"error": code, "message": what to fix}` on gatecast's routes,
-`{"error": message}` on the Open Inference Protocol's `/v2/...` routes, as that protocol defines (tritonclient
-decodes that key), and `{"detail": message, "error": code}` on the TimeGPT API's routes (the nixtla client
-shows `detail`). An exception no rule knows is answered 500 `internal` in the same shape and logged with
+The body's shape is the protocol's that owns the path (app.protocols.error_body): `{"error": code, "message": what to
+fix}` on gatecast's routes, `{"error": message}` on the Open Inference Protocol's `/v2/...` routes, as that protocol
+defines (tritonclient decodes that key), and `{"detail": message, "error": code}` on the TimeGPT API's routes (the
+nixtla client shows `detail`). An exception no rule knows is answered 500 `internal` in the same shape and logged with
 its traceback: it is a bug in gatecast, never the client's fault, and it never takes the process down.
 """
 
@@ -24,24 +24,10 @@ from starlette.responses import Response
 from starlette.routing import compile_path
 from starlette.types import Scope, Send
 
-from app import metrics
+from app import metrics, protocols
 from app.errors import GatecastError, MethodNotAllowed, NotFound, Overloaded, RequestTimeout, Unauthorized
 from contract.longformat import LongFormatError as TableError
 
-PROTOCOL_PREFIX = "/v2/"
-# The TimeGPT API's routes (app.routes.timegpt) answer errors as it does, `{"detail": message}`, which the
-# nixtla client shows (and reads on /validate_api_key).
-TIMEGPT_PATHS = frozenset(
-    {
-        "/validate_api_key",
-        "/model_params",
-        "/v2/models",
-        "/v2/forecast",
-        "/v2/cross_validation",
-        "/v2/anomaly_detection",
-        "/v2/online_anomaly_detection",
-    }
-)
 INTERNAL = "the server failed on this request; the error is logged (a fault in gatecast, not in the request)"
 
 
@@ -106,11 +92,7 @@ def count(problem: Problem) -> None:
 def body(problem: Problem, path: str) -> bytes:
     """The JSON body in the shape of the route at `path`; counts the error by reason."""
     count(problem)
-    if path in TIMEGPT_PATHS:
-        return json.dumps({"detail": problem.message, "error": problem.code}).encode()
-    if path.startswith(PROTOCOL_PREFIX):
-        return json.dumps({"error": problem.message}).encode()
-    return json.dumps({"error": problem.code, "message": problem.message}).encode()
+    return json.dumps(protocols.error_body(problem, path)).encode()
 
 
 def response(problem: Problem, path: str) -> Response:

@@ -163,6 +163,7 @@ class ModelRepository:
                 current[version] = service
                 self._loaded[key] = disk[version]
                 if old is not None:
+                    old.replaced_by = service  # requests that resolved the old copy are answered by this one
                     await self._retire(old)
             for gone_version in set(current) - set(disk):
                 await self._retire(current.pop(gone_version))

@@ -13,6 +13,8 @@ import uvicorn
 
 from app.settings import get_settings
 
+STARTUP_FAILURE_ENV = "GATECAST_STARTUP_FAILURE_FILE"
+
 
 def serve(
     host: str | None = None, port: int | None = None, workers: int | None = None, models: str | None = None
@@ -32,6 +34,8 @@ def serve(
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         made_dir = tempfile.mkdtemp(prefix="gatecast-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = made_dir
+    failure = Path(tempfile.mkdtemp(prefix="gatecast-start-")) / "failure"
+    os.environ[STARTUP_FAILURE_ENV] = str(failure)  # where a worker that cannot start writes why
     try:
         uvicorn.run(
             "app.main:app_factory",
@@ -51,6 +55,10 @@ def serve(
     finally:
         if made_dir:
             shutil.rmtree(made_dir, ignore_errors=True)
+        reason = failure.read_text() if failure.exists() else ""
+        shutil.rmtree(failure.parent, ignore_errors=True)
+    if reason:
+        sys.exit(f"gatecast: {reason}")
 
 
 def _check_free(host: str, port: int) -> None:

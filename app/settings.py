@@ -67,7 +67,7 @@ class Settings(BaseSettings):
         "0: always a thread",
     )
     max_queue_series: int = Field(
-        32768,
+        49152,
         ge=1,
         description="windows that may run, per model, before a new request's last one under fair sharing (the "
         "others' windows, each up to the new request's count, and its own); beyond it, 503 + `Retry-After`. A "

@@ -37,11 +37,11 @@ import httpx
 import numpy as np
 
 from app.settings import available_cpus
+from harness.heavy import MODEL, heavy_requests, values
 from harness.live import free_port, running_server
 from harness.machine import cpu_model
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL = "etth1-lstm"
 PROBE_EVERY_S = 0.05  # a probe is sent this often, whether or not the earlier ones were answered
 PROBE_CONNECTIONS = 8  # keep-alive connections the probes take turns on
 IDLE_S = 10.0
@@ -49,103 +49,7 @@ MIN_PROBES = 40  # a heavy run lasts at least until this many probes were answer
 TARGET_ONE_S, TARGET_FOUR_S = 1.0, 2.0
 
 
-def values(n: int, seed: int = 0) -> list[float]:
-    rng = np.random.default_rng(seed)
-    t = np.arange(n)
-    return (20 + 3 * np.sin(2 * np.pi * t / 24) + rng.normal(0, 0.3, n).cumsum() * 0.05).round(3).tolist()
-
-
 PROBE = {"model": MODEL, "series": [{"id": "probe", "values": values(168)}]}
-
-
-def heavy_requests(grpc_address: str) -> dict[str, Callable[[httpx.AsyncClient, int], Awaitable[tuple[int, float]]]]:
-    """Each kind: a coroutine that sends one heavy request (the i-th of its kind) and returns (status, seconds)."""
-    cv = {
-        "model": MODEL,
-        "horizon": 1,
-        "n_windows": 10_000,
-        "step_size": 1,
-        "series": [{"id": "a", "values": values(10_049)}],
-    }
-    anomalies = {"model": MODEL, "level": 99, "series": [{"id": "a", "values": values(10_048)}]}
-    calibration = {
-        "model": MODEL,
-        "level": [80, 95],
-        "calibration": "history",
-        "series": [{"id": str(i), "values": values(1_100, i)} for i in range(9)],
-    }
-    y = values(9_048)
-    timegpt = {
-        "model": MODEL,
-        "h": 1,
-        "freq": "h",
-        "n_windows": 9_000,
-        "step_size": 1,
-        "series": {"y": y, "sizes": [len(y)]},
-    }
-    big = {"model": MODEL, "series": [{"id": str(i), "values": values(168, i % 50)} for i in range(10_000)]}
-    big_body = json.dumps(big).encode()
-    tensor = np.asarray([values(168, i % 50) for i in range(10_000)], dtype=np.float32)
-    head = json.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "values",
-                    "shape": list(tensor.shape),
-                    "datatype": "FP32",
-                    "parameters": {"binary_data_size": tensor.nbytes},
-                }
-            ]
-        }
-    ).encode()
-    oip_headers = {"inference-header-content-length": str(len(head)), "content-type": "application/octet-stream"}
-
-    def timed(send: Callable[[httpx.AsyncClient, int], Awaitable[httpx.Response]]) -> Any:
-        async def run(client: httpx.AsyncClient, i: int) -> tuple[int, float]:
-            started = time.perf_counter()
-            r = await send(client, i)
-            return r.status_code, time.perf_counter() - started
-
-        return run
-
-    async def stream(client: httpx.AsyncClient, i: int) -> httpx.Response:
-        stream_id = f"heavy-{i}-{time.monotonic_ns()}"
-        await client.put(f"/streams/{stream_id}", json={"model": MODEL, "level": [80]})
-        return await client.post(f"/streams/{stream_id}/points", json={"values": values(1_000, i)})
-
-    async def grpc(client: httpx.AsyncClient, i: int) -> tuple[int, float]:
-        import tritonclient.grpc as tgrpc
-
-        def call() -> int:
-            grpc_client = tgrpc.InferenceServerClient(grpc_address)
-            data = tgrpc.InferInput("values", list(tensor.shape), "FP32")
-            data.set_data_from_numpy(tensor)
-            try:
-                grpc_client.infer(MODEL, [data], client_timeout=120)
-                return 200
-            except tgrpc.InferenceServerException as exc:
-                return {"StatusCode.UNAVAILABLE": 503, "StatusCode.RESOURCE_EXHAUSTED": 413}.get(str(exc.status()), 500)
-            finally:
-                grpc_client.close()
-
-        started = time.perf_counter()
-        status = await asyncio.to_thread(call)
-        return status, time.perf_counter() - started
-
-    return {
-        "cv": timed(lambda c, i: c.post("/cross_validation", json=cv)),
-        "anomalies": timed(lambda c, i: c.post("/anomalies", json=anomalies)),
-        "calibration": timed(lambda c, i: c.post("/forecast", json=calibration)),
-        "timegpt-cv": timed(lambda c, i: c.post("/v2/cross_validation", json=timegpt)),
-        "stream": timed(stream),
-        "forecast": timed(
-            lambda c, i: c.post("/forecast", content=big_body, headers={"content-type": "application/json"})
-        ),
-        "grpc": grpc,
-        "oip": timed(
-            lambda c, i: c.post(f"/v2/models/{MODEL}/infer", content=head + tensor.tobytes(), headers=oip_headers)
-        ),
-    }
 
 
 async def probe_loop(url: str, stop: asyncio.Event, latencies: list[float], failures: list[str]) -> None:
@@ -258,6 +162,7 @@ def main() -> None:
         "runs": runs,
     }
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "fairness.json").write_text(json.dumps(result, indent=1) + "\n")
     (out / "fairness.md").write_text(render(result))
     print(f"-> {out / 'fairness.json'}, {out / 'fairness.md'}")

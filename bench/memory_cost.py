@@ -77,8 +77,8 @@ def case(name: str, body_file: str) -> dict[str, float]:
     """Run one case in this process on a body read from a file (so no freed heap from building it is reused);
     returns its units and the peak growth in bytes."""
 
-    from app import oip
-    from app.routes.forecast import decode_csv, decode_json, render_csv, render_json
+    from app.protocols.oip import codec as oip
+    from app.protocols.rest.forecast import decode_csv, decode_json, render_csv, render_json
 
     if name.startswith("request"):
         return _whole_request(Path(body_file))
@@ -123,7 +123,7 @@ def _whole_request(body_file: Path) -> dict[str, float]:
 
     from app import admission, forecasting
     from app.main import create_app
-    from app.routes.forecast import decode_json, render_json
+    from app.protocols.rest.forecast import decode_json, render_json
     from app.settings import Settings
 
     async def run() -> dict[str, float]:

@@ -8,11 +8,11 @@
   (training/config.py), each described where it is defined;
 - `accuracy`: docs/benchmarks/accuracy.json and the published tables in bench/accuracy.py.
 
-Each section sits between `<!-- begin generated: NAME -->` and `<!-- end generated: NAME -->` in README.md;
-the sentences that compare figures are computed from them too.
+Each section sits between `<!-- begin generated: NAME -->` and `<!-- end generated: NAME -->` in README.md or
+the docs pages it links (PAGES); the sentences that compare figures are computed from them too.
 
-  python -m bench.readme            rewrite README.md
-  python -m bench.readme --check    exit 1 when README.md differs from what its sources give (a test runs it)
+  python -m bench.readme            rewrite the pages
+  python -m bench.readme --check    exit 1 when a page differs from what its sources give (a test runs it)
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from training.evaluate import step_ranges
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+# The pages that hold generated blocks: the README's front page and the docs pages it links.
+PAGES = [README, *(ROOT / "docs" / f"{name}.md" for name in ("api", "settings", "models", "benchmarks", "operations"))]
 BENCH = ROOT / "docs" / "benchmarks"
 BLOCK = re.compile(r"(<!-- begin generated: (\w+) -->\n)(.*?)(<!-- end generated: \2 -->)", re.S)
 BASELINES = {"naive": "naive", "seasonal_naive": "seasonal naive"}
@@ -331,14 +333,18 @@ SECTIONS: dict[str, Callable[[], str]] = {
 }
 
 
-def render(text: str) -> str:
-    """The README with every generated block rendered anew from its sources."""
+def render(text: str, page: Path = README) -> str:
+    """The page with every generated block rendered anew from its sources; links written from the repository's
+    root (docs/...) are made relative to the page."""
 
     def fill(match: re.Match[str]) -> str:
         name = match.group(2)
         if name not in SECTIONS:
-            raise KeyError(f"README block {name!r} has no renderer; known: {sorted(SECTIONS)}")
-        return match.group(1) + SECTIONS[name]() + match.group(4)
+            raise KeyError(f"{page.name} block {name!r} has no renderer; known: {sorted(SECTIONS)}")
+        block = SECTIONS[name]()
+        if page.parent != ROOT:
+            block = block.replace("](docs/", "](")
+        return match.group(1) + block + match.group(4)
 
     return BLOCK.sub(fill, text)
 
@@ -356,15 +362,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="exit 1 when README.md is not what its sources give")
     args = parser.parse_args()
-    current = README.read_text()
-    rendered = render(current)
+    stale = []
+    for page in PAGES:
+        current = page.read_text()
+        rendered = render(current, page)
+        if rendered == current:
+            continue
+        stale.append(page.relative_to(ROOT))
+        if not args.check:
+            page.write_text(rendered)
+            print(f"-> {page}")
     if args.check:
-        if rendered != current:
-            sys.exit("README.md differs from its sources: run `python -m bench.readme`")
-        print("README.md matches its sources")
-        return
-    README.write_text(rendered)
-    print(f"-> {README}")
+        if stale:
+            sys.exit(f"{', '.join(map(str, stale))} differ from their sources: run `python -m bench.readme`")
+        print("the README and docs pages match their sources")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Writes docs/reliability.md from live runs, every figure measured by this script or the tests it runs:
 
-- the bad-input table (tests/bad_inputs.py) against a real `gatecast serve`, case by case, on every route;
+- the bad-input table (harness/bad_inputs.py) and the cost table (harness/cost_cases.py) against a real
+  `gatecast serve`, case by case, on every route;
 - memory admission: the real server inside a memory cgroup, hit by concurrent bodies at the request limits;
 - HTTP limits: the probes of tests/http_abuse.py against a real server;
 - overload: beyond capacity, then recovery;
@@ -13,6 +14,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import collections
 import json
@@ -26,11 +28,11 @@ from pathlib import Path
 
 import httpx
 
-from harness import http_abuse
+from harness import cost_cases, http_abuse
+from harness.bad_inputs import CASES, Case
 from harness.cgroup import memory_cgroup
 from harness.live import running_server
 from harness.load import ONE, hammer, rss_kb, storm_body, wave
-from tests.bad_inputs import CASES, Case
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "reliability.md"
@@ -123,14 +125,17 @@ def message_of(case: Case, r: httpx.Response) -> str:
         return r.text[:160]
     if r.status_code == 200:
         return "answered"
-    return str(body.get("message", body.get("error", "")))
+    return str(body.get("message") or body.get("detail") or body.get("error", ""))
+
+
+TABLE = [*CASES, *cost_cases.CASES]  # the bad-input table, then the cost table
 
 
 def cases_section(url: str) -> list[str]:
     rows, by_group = [], collections.defaultdict(lambda: [0, 0])
     matched = server_errors = 0
     with httpx.Client(base_url=url, timeout=60) as client:
-        for case in CASES:
+        for case in TABLE:
             r = client.request(case.method, case.path, content=case.body, headers=case.headers)
             message = message_of(case, r)
             ok = r.status_code == case.status and (case.status == 200 or case.fragment in message)
@@ -146,13 +151,13 @@ def cases_section(url: str) -> list[str]:
             )
             assert client.get("/v2/health/ready").status_code == 200
     summary = [f"| {kind} | `{route}` | {n} | {ok} |" for (kind, route), (n, ok) in sorted(by_group.items())]
-    routes = len({case.route for case in CASES})
+    routes = len({case.route for case in TABLE})
     return [
-        f"## Bad input: {len(CASES)} cases on {routes} routes, {matched} answered as specified, "
+        f"## Bad input and cost: {len(TABLE)} cases on {routes} routes, {matched} answered as specified, "
         f"{server_errors} server errors",
         "",
         "Each case was sent to a real server on the route it names; after each one the server was checked ready. "
-        "The same table runs in CI in-process (tests/test_bad_inputs.py). By class and route:",
+        "The same tables run in CI in-process (tests/test_bad_inputs.py, tests/test_cost.py). By class and route:",
         "",
         "| class | route | cases | as specified |",
         "|---|---|---|---|",
@@ -297,6 +302,21 @@ def run_tests(node_ids: list[str]) -> dict[str, tuple[str, float, int]]:
     return summary
 
 
+def generated_examples(path: Path) -> dict[str, int]:
+    """Each hypothesis test's `max_examples`, read from its `@settings(...)` in the test's source (bench/ reads
+    tests' files, it does not import them)."""
+    examples = {}
+    for node in ast.parse(path.read_text()).body:
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        for decorator in node.decorator_list:
+            if isinstance(decorator, ast.Call) and getattr(decorator.func, "id", "") == "settings":
+                for keyword in decorator.keywords:
+                    if keyword.arg == "max_examples" and isinstance(keyword.value, ast.Constant):
+                        examples[node.name] = int(keyword.value.value)
+    return examples
+
+
 def faults_section() -> list[str]:
     results = run_tests([node for _, _, node in FAULT_TESTS] + PROPERTY_TESTS)
     rows = []
@@ -305,12 +325,10 @@ def faults_section() -> list[str]:
         cases = f" ({count} cases)" if count > 1 else ""
         rows.append(f"| {fault} | {what} | `{node.split('::')[1]}`{cases} | {outcome} in {seconds:.1f} s |")
     props = []
-    from tests import test_properties
-
+    examples_of = generated_examples(ROOT / "tests" / "test_properties.py")
     for node in PROPERTY_TESTS:
         name = node.split("::")[1]
-        settings = getattr(getattr(test_properties, name), "_hypothesis_internal_use_settings", None)
-        examples = f"{settings.max_examples} generated examples" if settings is not None else "schemathesis"
+        examples = f"{examples_of[name]} generated examples" if name in examples_of else "schemathesis"
         outcome, seconds, _ = results.get(node, ("**not run**", 0.0, 0))
         props.append(f"| `{name}` | {examples} | {outcome} in {seconds:.1f} s |")
     return [

@@ -65,13 +65,25 @@ def test_the_limit_is_read_from_cgroup_v2_and_max_means_none(tmp_path: Path) -> 
 
 
 def test_the_budget_is_a_share_of_the_workers_free_part_of_the_limit() -> None:
+    """The limit is shared by every worker and the supervisor."""
+    sup = admission.SUPERVISOR_BYTES
     facts = MemoryFacts(limit=1024 * MiB, limited_by="cgroup", resident=224 * MiB)
-    assert derive_budget(0, 1, facts) == int(admission.BUDGET_SHARE * 800 * MiB)
+    assert derive_budget(0, 1, facts) == int(admission.BUDGET_SHARE * (1024 * MiB - sup - 224 * MiB))
     two = MemoryFacts(limit=1024 * MiB, limited_by="cgroup", resident=212 * MiB)
-    assert derive_budget(0, 2, two) == int(admission.BUDGET_SHARE * 300 * MiB)
+    assert derive_budget(0, 2, two) == int(admission.BUDGET_SHARE * ((1024 * MiB - sup) / 2 - 212 * MiB))
     assert derive_budget(64, 2, two) == 64 * MiB  # the setting wins
+
+
+def test_more_workers_than_the_limit_holds_are_refused_saying_how_many_fit() -> None:
+    """The committed models take about 215 MiB a worker: two of them do not fit 400 MiB, one does."""
+    small = MemoryFacts(limit=400 * MiB, limited_by="cgroup", resident=215 * MiB)
+    with pytest.raises(admission.TooLittleMemory, match="Set GATECAST_WORKERS=1") as caught:
+        derive_budget(0, 2, small)
+    assert "400 MiB (cgroup)" in str(caught.value)
+    assert derive_budget(0, 1, small) >= admission.MIN_BUDGET
     starved = MemoryFacts(limit=256 * MiB, limited_by="cgroup", resident=250 * MiB)
-    assert derive_budget(0, 1, starved) == admission.MIN_BUDGET
+    with pytest.raises(admission.TooLittleMemory, match="Serve fewer models"):
+        derive_budget(0, 1, starved)
 
 
 def test_decode_estimates_count_values_objects_rows_and_raw_tensor_bytes() -> None:

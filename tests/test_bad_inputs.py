@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
-from tests.bad_inputs import CASES, Case
+from harness.bad_inputs import CASES, Case
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 

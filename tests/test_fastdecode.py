@@ -1,5 +1,6 @@
-"""The fast decode of /forecast bodies (app.fastdecode) accepts only what pydantic's ForecastRequest accepts, and
-reads it the same: generated bodies, the edge cases of JSON numbers, and the common body taking the fast path."""
+"""The fast decode of /forecast bodies (app.protocols.rest.fastdecode) accepts only what pydantic's ForecastRequest
+accepts, and reads it the same: generated bodies, the edge cases of JSON numbers, and the common body taking the fast
+path."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from app.fastdecode import decode_common
-from app.routes.forecast import decode_json
+from app.protocols.rest.fastdecode import decode_common
+from app.protocols.rest.forecast import decode_json
 from app.schemas import ForecastRequest
 
 # Values of every JSON type, biased to the ones the fields take.

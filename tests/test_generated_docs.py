@@ -15,6 +15,7 @@ import pytest
 import bench.accuracy
 import bench.choices
 import bench.claims
+import bench.fairness
 import bench.memory_cost
 import bench.protocols
 import bench.serving
@@ -25,23 +26,38 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = ROOT / "docs" / "benchmarks"
 
 
-def test_the_readme_figures_are_what_their_sources_give(monkeypatch: pytest.MonkeyPatch) -> None:
-    current = (ROOT / "README.md").read_text()
+@pytest.mark.parametrize("page", readme.PAGES, ids=lambda page: page.name)
+def test_the_readme_and_docs_figures_are_what_their_sources_give(page: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    current = page.read_text()
     shallow = subprocess.run(
         ["git", "rev-parse", "--is-shallow-repository"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
     if shallow != "false":  # without the history, the commit that measured a JSON cannot be looked up: take
-        # it from the README and check every figure
+        # it from the page and check every figure
         recorded = iter(
             re.findall(r"at commit ([0-9a-f]+, \d{4}-\d\d-\d\d)|commit ([0-9a-f]+, \d{4}-\d\d-\d\d)", current)
         )
         monkeypatch.setattr(readme, "measured_at", lambda path: "".join(next(recorded)))
-    assert readme.render(current) == current, "README.md differs from its sources: run `python -m bench.readme`"
+    assert readme.render(current, page) == current, (
+        f"{page.name} differs from its sources: run `python -m bench.readme`"
+    )
 
 
-def test_every_generated_block_of_the_readme_has_a_renderer() -> None:
-    names = [m.group(2) for m in readme.BLOCK.finditer((ROOT / "README.md").read_text())]
+def test_every_generated_block_has_a_renderer_and_appears_once() -> None:
+    names = [m.group(2) for page in readme.PAGES for m in readme.BLOCK.finditer(page.read_text())]
     assert sorted(names) == sorted(readme.SECTIONS)
+
+
+def test_every_relative_link_of_the_readme_and_docs_leads_somewhere() -> None:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            if not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert not broken, broken
 
 
 @pytest.mark.parametrize(
@@ -53,6 +69,7 @@ def test_every_generated_block_of_the_readme_has_a_renderer() -> None:
         pytest.param("claims", bench.claims.render, id="claims"),
         pytest.param("protocols", bench.protocols.render, id="protocols"),
         pytest.param("streams", bench.streams.render, id="streams"),
+        pytest.param("fairness", bench.fairness.render, id="fairness"),
     ],
 )
 def test_each_benchmark_page_is_its_json_rendered(page: str, render: Callable[[dict[str, Any]], str]) -> None:

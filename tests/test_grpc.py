@@ -34,8 +34,8 @@ from harness.live import free_port, running_server
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
-PROTO = Path("app/oip_grpc/inference.proto")
-GENERATED = ["inference_pb2.py", "inference_pb2.pyi", "inference_pb2_grpc.py"]
+PROTO = Path("app/protocols/oip/inference.proto")
+GENERATED = ["inference_pb2.py", "inference_pb2.pyi"]  # the server registers its own handlers (raw bytes in)
 KEY = {"authorization": "Bearer k-1"}
 
 
@@ -45,7 +45,7 @@ def protoc(out: Path, *flags: str) -> None:
 
 
 def test_generated_code_is_what_the_pinned_protoc_writes(tmp_path: Path) -> None:
-    protoc(tmp_path, f"--python_out={tmp_path}", f"--pyi_out={tmp_path}", f"--grpc_python_out={tmp_path}")
+    protoc(tmp_path, f"--python_out={tmp_path}", f"--pyi_out={tmp_path}")
     for name in GENERATED:
         fresh, committed = tmp_path / PROTO.parent / name, ROOT / PROTO.parent / name
         assert filecmp.cmp(fresh, committed, shallow=False), f"{committed} is stale: run `make grpc-code`"
@@ -385,13 +385,44 @@ def test_two_workers_share_the_port_and_a_taken_port_stops_the_start(tmp_path: P
     assert done.returncode != 0 and f"gRPC port 127.0.0.1:{taken} is not free" in done.stderr
 
 
-def test_the_readmes_grpc_example_runs_against_the_committed_models(capsys: pytest.CaptureFixture[str]) -> None:
-    readme = (ROOT / "README.md").read_text()
-    block = readme.split("<!-- grpc-example:")[1].split("<!-- end grpc-example -->")[0]
+def test_the_api_pages_grpc_example_runs_against_the_committed_models(capsys: pytest.CaptureFixture[str]) -> None:
+    page = (ROOT / "docs" / "api.md").read_text()
+    block = page.split("<!-- grpc-example:")[1].split("<!-- end grpc-example -->")[0]
     code = block.split("```python\n")[1].split("```")[0]
     port = free_port()
     with running_server(ROOT / "models", GATECAST_GRPC_PORT=str(port)):
-        exec(compile(code.replace("localhost:8001", f"127.0.0.1:{port}"), "README.md", "exec"), {})  # noqa: S102
+        exec(compile(code.replace("localhost:8001", f"127.0.0.1:{port}"), "docs/api.md", "exec"), {})  # noqa: S102
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("True [{'name': 'values', 'datatype': 'FP32', 'shape': ['-1', '-1']}]")
     assert printed[1].startswith("(1, 24) [")
+
+
+def test_a_message_that_is_not_protobuf_is_invalid_argument_after_the_key_and_logs_no_traceback(
+    tmp_path: Path, tiny_artifact: Path
+) -> None:
+    repo = make_repo(tmp_path, tiny_artifact)
+    port = free_port()
+    env = {"GATECAST_GRPC_PORT": str(port), "GATECAST_API_KEYS": "k-1"}
+    with running_server(repo, **env), grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")  # bytes in, bytes out
+        garbage = b"\xff\xff\xff\xff not a protobuf message"
+        with pytest.raises(grpc.RpcError) as caught:  # no key: refused before the message is read
+            infer(garbage)
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        for _ in range(50):
+            with pytest.raises(grpc.RpcError) as caught:
+                infer(garbage, metadata=(("authorization", "Bearer k-1"),))
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "not a valid inference.ModelInferRequest" in str(caught.value.details())
+        # Two credentials: refused whatever their order, as over HTTP.
+        twice = (("authorization", "Bearer k-1"), ("authorization", "Bearer x"))
+        both = (("x-api-key", "x"), ("authorization", "Bearer k-1"))
+        for pair in (twice, both):
+            with pytest.raises(grpc.RpcError) as caught:
+                infer(garbage, metadata=pair)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "send exactly one" in str(caught.value.details())
+        with tgrpc.InferenceServerClient(f"127.0.0.1:{port}") as c:
+            assert grpc_infer(c, windows(2), headers=KEY).as_numpy("scale").shape == (2,)
+    logs = "".join(p.read_text(errors="replace") for p in tmp_path.glob("server-*.log"))
+    assert "Traceback" not in logs and "DecodeError" not in logs, logs[-2000:]

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +19,8 @@ import httpx
 import pytest
 
 from harness.cgroup import MemoryCgroup, memory_cgroup
-from harness.live import running_server
+from harness.heavy import heavy_requests
+from harness.live import free_port, running_server
 from harness.load import storm_body as body
 from harness.load import wave
 
@@ -97,3 +101,63 @@ def test_a_request_bigger_than_the_whole_budget_is_told_to_split(tmp_path: Path)
             message = r.json()["message"]
             assert "split the request" in message and "GATECAST_MEMORY_BUDGET_MB" in message
     print(f"six at once: {statuses}; the 503s sent again alone: {[r.status_code for r in retried]}")
+
+
+def test_two_workers_with_every_committed_model_take_every_worst_case_job_at_once_under_1_gib(
+    cgroup_1g: MemoryCgroup,
+) -> None:
+    """The default server (2 workers here, the committed models) inside the manifests' 1 GiB, with every heavy
+    job kind of issue 32 sent at once, twice each (harness/heavy.py: 10,000-window backtests, anomaly scoring
+    and calibration on history, 10,000-series bodies on JSON, OIP binary and gRPC, 1,000-reading stream appends).
+    Each one is answered (200, or 413/422/503 saying why); no worker is killed; small calls still work."""
+    grpc_port = str(free_port())
+    with running_server(
+        MODELS, workers=2, cgroup_procs=cgroup_1g.procs, GATECAST_GRPC_PORT=grpc_port, GATECAST_LOG_LEVEL="warning"
+    ) as (url, proc):
+        kinds = heavy_requests(f"127.0.0.1:{grpc_port}")
+
+        async def fire() -> list[tuple[str, int | str]]:
+            async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+
+                async def one(kind: str, i: int) -> tuple[str, int | str]:
+                    try:
+                        status, _ = await kinds[kind](client, i)
+                    except httpx.HTTPError as exc:  # a reset: a worker died under it
+                        return kind, type(exc).__name__
+                    return kind, status
+
+                return list(await asyncio.gather(*(one(kind, i) for kind in kinds for i in range(2))))
+
+        outcomes = asyncio.run(fire())
+        assert proc.poll() is None, "the server died"
+        small = {"model": "etth1-lstm", "series": [{"id": "a", "values": [20.0 + i % 24 for i in range(168)]}]}
+        assert all(httpx.post(f"{url}/forecast", json=small).status_code == 200 for _ in range(8))
+    assert {status for _, status in outcomes} <= {200, 413, 422, 503}, outcomes
+    assert any(status == 200 for _, status in outcomes), outcomes  # shed under pressure, not refused wholesale
+    assert cgroup_1g.oom_kills() == 0
+    print(f"outcomes {sorted(outcomes)}; cgroup peak {cgroup_1g.peak_bytes() / MiB:.0f} MiB of 1024")
+
+
+def test_more_workers_than_the_limit_holds_stop_the_start_and_say_how_many_fit(tmp_path: Path) -> None:
+    """The committed models take about 215 MiB a worker: two workers and the supervisor do not fit 400 MiB. The
+    server stops at startup with the reason, rather than start workers the kernel would kill under load."""
+    with memory_cgroup(400 * MiB) as group:
+        if group is None:
+            pytest.skip("no writable memory cgroup here (needs root and the cgroup v1 or v2 memory controller)")
+        command = [sys.executable, "-m", "app.cli", "serve", "--port", str(free_port()), "--workers", "2"]
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("GATECAST_")},
+            "GATECAST_MODEL_REPOSITORY": str(MODELS),
+            "GATECAST_GRPC_PORT": "0",
+            "GATECAST_STATE_DIR": str(tmp_path / "state"),
+        }
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        done = subprocess.run(
+            ["sh", "-c", f'echo $$ > "{group.procs}" && exec "$@"', "sh", *command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode != 0
+    assert "do not fit the memory limit" in done.stderr and "GATECAST_WORKERS=1" in done.stderr, done.stderr[-2000:]

@@ -18,6 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 from onnx import TensorProto, helper, numpy_helper
 
+from app import forecasting
+from app.jobs import ForecastJob, SeriesInput
 from app.main import create_app
 from app.settings import Settings
 from harness.live import running_server
@@ -169,6 +171,23 @@ def test_deleted_versions_and_models_are_unloaded(repository: Path) -> None:
             'gatecast_model_loaded{model="other",provider="CPUExecutionProvider",version="1"} 0.0'
             in c.get("/metrics").text
         )
+
+
+def test_a_request_that_resolved_a_copy_rewritten_meanwhile_is_answered_by_the_new_one(repository: Path) -> None:
+    """A model file rewritten in place while a request holds the old copy: the old copy's batcher closes, and the
+    request is answered by the copy that replaced it, never refused."""
+    with TestClient(create_app(Settings(model_repository=repository, repository_poll_s=3600))) as c:
+        app_repository = c.app.state.repository  # type: ignore[attr-defined]
+        old = app_repository.resolve("tiny")
+        model = repository / "tiny" / "1" / "model.onnx"
+        model.write_bytes(model.read_bytes())  # the same model, a new file: reloaded at the next sync
+        os.utime(model, ns=(time.time_ns(), time.time_ns() + 10**9))
+        c.portal.call(app_repository.sync)  # type: ignore[union-attr]
+        new = app_repository.resolve("tiny")
+        assert new is not old and old.replaced_by is new and old.batcher.closed
+        job = ForecastJob([SeriesInput("a", VALUES)])
+        answer = c.portal.call(forecasting.forecast, old, job)  # type: ignore[union-attr]
+        assert answer.mean.shape == (1, new.card.horizon)
 
 
 @pytest.mark.slow

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
+import shutil
 import sqlite3
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -10,7 +12,7 @@ from queue import Queue
 
 import pytest
 
-from app.stream_store import SqliteStore, switch_to_wal
+from app.stream_store import Created, SqliteStore, switch_to_wal
 
 
 def open_together(path: str, start: Barrier, errors: Queue[str]) -> None:
@@ -54,3 +56,25 @@ def test_a_lock_held_past_the_busy_timeout_is_still_an_error(tmp_path: Path, mon
             switch_to_wal(sqlite3.connect(path, isolation_level=None, timeout=0.0))
     finally:
         holder.execute("ROLLBACK")
+
+
+def test_a_write_after_the_file_was_deleted_is_written_to_a_file_that_survives_a_restart(tmp_path: Path) -> None:
+    """The store's file removed while the server runs (a cleanup job, an operator): the writes acknowledged after
+    that, and the streams before it, are in the file a restarted server opens."""
+    path = tmp_path / "state" / "streams.sqlite3"
+
+    async def main() -> None:
+        store = SqliteStore(path)
+        assert await store.create("before", b"one", 10) is Created.CREATED
+        shutil.rmtree(path.parent)
+        assert await store.create("after", b"two", 10) is Created.CREATED
+        record = await store.get("before")
+        assert record is not None and await store.replace("before", record.rev, b"three")
+        await store.close()
+        again = SqliteStore(path)
+        got_before, got_after = await again.get("before"), await again.get("after")
+        assert got_before is not None and got_before.data == b"three"
+        assert got_after is not None and got_after.data == b"two"
+        await again.close()
+
+    asyncio.run(main())

@@ -1,4 +1,4 @@
-"""The README's "Train your own model" lines, run as they are written: in a fresh project folder holding the
+"""The "Train your own model" lines of docs/models.md, run as they are written: in a fresh project folder holding the
 committed models, from data with weekends absent and lost readings, to a server that answers for the new model
 beside the committed ones, which are left untouched."""
 
@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def readme_lines() -> list[str]:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "models.md").read_text()
     block = re.search(r"<!-- own-model:.*?-->\n```bash\n(.*?)```\n<!-- end own-model -->", text, re.S)
-    assert block, "the README's own-model block is missing"
+    assert block, "the own-model block of docs/models.md is missing"
     return [line for line in block.group(1).splitlines() if line.strip() and not line.startswith("#")]
 
 

@@ -18,8 +18,8 @@ from starlette.datastructures import QueryParams
 
 from app import forecasting
 from app.errors import BadRequest, InvalidInput, UnsupportedMediaType
-from app.fastdecode import ForecastJobSpec, decode_common
 from app.jobs import CALIBRATIONS, ForecastJob, ForecastResult, SeriesInput
+from app.protocols.rest.fastdecode import ForecastJobSpec, decode_common
 from app.registry import ModelRepository
 from app.schemas import EXAMPLE_VALUES, ErrorBody, ForecastRequest, ForecastResponse, SeriesIn
 from app.service import level_key

@@ -6,7 +6,7 @@ one credential at most and the API key (`authorization: Bearer <key>` or `x-api-
 path the call stands for, so health stays open and load/unload need an admin key), the message size
 (GATECAST_MAX_BODY_BYTES, enforced by grpcio before the message is read), a memory ticket (app.admission)
 charged with the message and the job's cost, the forecasting entry point (app.forecasting, through
-app.oip_service, as HTTP's /v2 infer), the one error mapping (app.problems), whose HTTP status becomes the
+app.protocols.oip.adapter, as HTTP's /v2 infer), the one error mapping (app.problems), whose HTTP status becomes the
 gRPC status code below, with the same message; request metrics by method and code.
 
 Messages arrive as bytes and are parsed only after the key check: a message that is not valid protobuf is
@@ -30,11 +30,12 @@ from google.protobuf.message import DecodeError
 from grpc import aio
 from prometheus_client import Histogram
 
-from app import forecasting, metrics, oip_service, problems
+from app import forecasting, metrics, problems
 from app.admission import MemoryBudget
 from app.envelope import Envelope
 from app.errors import BadRequest, InvalidInput, shown
-from app.oip_grpc import inference_pb2 as pb
+from app.protocols.oip import adapter as oip_service
+from app.protocols.oip import inference_pb2 as pb
 from app.registry import ModelRepository
 from app.settings import Settings
 
@@ -199,7 +200,7 @@ def _parse(request_type: type[Any], raw: bytes) -> Any:
     except DecodeError as exc:
         raise BadRequest(
             f"the message is not a valid {request_type.DESCRIPTOR.full_name} ({exc}); send the protobuf message of "
-            "the OIP v2 service (app/oip_grpc/inference.proto)"
+            "the OIP v2 service (app/protocols/oip/inference.proto)"
         ) from None
 
 

@@ -390,3 +390,16 @@ def _ordinal(i: int) -> str:
     n = i + 1
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
+
+
+# The paths of this router answer errors as the TimeGPT API does, `{"detail": message}`, which the nixtla client
+# shows (and reads on /validate_api_key).
+_PATHS = frozenset(route.path for route in router.routes if hasattr(route, "path"))
+
+
+def owns_error(path: str) -> bool:
+    return path in _PATHS
+
+
+def error_body(problem: Any) -> dict[str, Any]:
+    return {"detail": problem.message, "error": problem.code}

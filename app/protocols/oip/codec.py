@@ -15,8 +15,8 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
-from app import oip_service
 from app.errors import BadRequest, InvalidInput
+from app.protocols.oip import adapter as oip_service
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 Scalar = StrictBool | StrictInt | StrictFloat | StrictStr

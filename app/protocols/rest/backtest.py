@@ -12,7 +12,7 @@ from fastapi import APIRouter, Response
 from app import backtest, forecasting
 from app.deps import RepositoryDep
 from app.jobs import WindowJob
-from app.routes.forecast import series_input
+from app.protocols.rest.forecast import series_input
 from app.schemas import (
     AnomaliesRequest,
     AnomaliesResponse,

@@ -1,10 +1,10 @@
 """Open Inference Protocol v2 (KServe / Triton) REST routes, so `tritonclient[http]` works unchanged.
 
-Includes Triton's binary tensor data extension (`Inference-Header-Content-Length`), which tritonclient
-uses by default, and the repository extension (index, load, unload) behind GATECAST_MODEL_CONTROL.
-Errors on these routes are `{"error": "..."}`, as the protocol defines (app.problems). Inference decodes
-with app.oip and goes through the same model service as /forecast: the same limits, window rules, batching
-and checks; each row of `values` is one series.
+Includes Triton's binary tensor data extension (`Inference-Header-Content-Length`), which tritonclient uses by default,
+and the repository extension (index, load, unload) behind GATECAST_MODEL_CONTROL. Errors on these routes are `{"error":
+"..."}`, as the protocol defines (app.problems). Inference decodes with the codec (app.protocols.oip.codec) and goes
+through the same model service as /forecast: the same limits, window rules, batching and checks; each row of `values` is
+one series.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from app import forecasting, oip, oip_service
+from app import forecasting
 from app.deps import RepositoryDep
+from app.protocols.oip import adapter as oip_service
+from app.protocols.oip import codec as oip
 from app.registry import ModelRepository, version_key
 from app.schemas import ProtocolError, Readiness
 from app.service import ModelService
@@ -194,3 +196,14 @@ async def load_model(name: str, repository: RepositoryDep) -> dict[str, Any]:
 async def unload_model(name: str, repository: RepositoryDep) -> dict[str, Any]:
     await repository.unload(name)
     return {"name": name, "unloaded": True}
+
+
+PREFIX = "/v2/"  # every path under it that is not TimeGPT's: the protocol's own shape, which tritonclient decodes
+
+
+def owns_error(path: str) -> bool:
+    return path.startswith(PREFIX)
+
+
+def error_body(problem: Any) -> dict[str, Any]:
+    return {"error": problem.message}

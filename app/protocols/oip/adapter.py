@@ -1,7 +1,6 @@
-"""What both transports of the Open Inference Protocol v2 ask of the models, written once: HTTP
-(app/routes/v2.py, with app.oip's JSON codec) and gRPC (app/oip_grpc) decode their own wire format into named
-`Tensor`s and call the functions here, so a tensor passes the same checks and the same model service whichever
-way it came.
+"""What both transports of the Open Inference Protocol v2 ask of the models, written once: HTTP (http, with the JSON and
+binary codec) and gRPC (grpc_server) decode their own wire format into named `Tensor`s and call the functions here, so a
+tensor passes the same checks and the same model service whichever way it came.
 """
 
 from __future__ import annotations
