@@ -148,7 +148,8 @@ class Batcher:
         if self._closed:
             raise Overloaded("the model is being unloaded; retry shortly", retry_after=1.0)
         n = len(windows)
-        if self._queued_series and (ahead := self.ahead(n)) > self.max_queue_series:
+        queued = self._queued_series
+        if queued and queued + n > self.max_queue_series and (ahead := self.ahead(n)) > self.max_queue_series:
             raise Overloaded(
                 f"the queue for {self._labels['model']} holds {self._queued_series} windows, and {ahead} would run "
                 f"before this request's last (limit {self.max_queue_series}, GATECAST_MAX_QUEUE_SERIES); retry "
@@ -188,9 +189,8 @@ class Batcher:
             if self.gather_wait and self._queued_series < self.max_batch_series:
                 await self._gather()
             batch = self._take()
-            if batch:
+            if batch:  # a run in a thread yields the loop; an inline one runs only with nothing else queued
                 await self._execute(batch, inline=not self._queue)
-            await asyncio.sleep(0)  # between runs, let the loop read and answer other requests
 
     async def _gather(self) -> None:
         """Wait, at most gather_wait, for the connections answered in the last RECENT_S that are not queued."""
@@ -224,10 +224,21 @@ class Batcher:
     def _take(self) -> list[_Slice]:
         """Up to max_batch_series windows, shared max-min fairly among the waiting requests (queue order breaks
         ties); a request whose client went away is dropped, so nothing is computed for nobody."""
-        for gone in [p for p in self._queue if p.future.done()]:
-            self._queue.remove(gone)
-            self._queued_series -= gone.remaining
-        waiting = sorted(self._queue, key=lambda p: p.remaining)  # stable: queue order among equals
+        queue, started = self._queue, time.perf_counter()
+        if any(p.future.done() for p in queue):
+            for gone in [p for p in queue if p.future.done()]:
+                queue.remove(gone)
+                self._queued_series -= gone.remaining
+        if self._queued_series <= self.max_batch_series:  # everything fits: whole requests, no shares to compute
+            batch = [_Slice(p, p.taken, len(p.windows)) for p in queue]
+            for p in queue:
+                if not p.taken:
+                    self._observe_wait(started - p.enqueued)
+                p.taken = len(p.windows)
+            queue.clear()
+            self._queued_series = 0
+            return batch
+        waiting = sorted(queue, key=lambda p: p.remaining)  # stable: queue order among equals
         room, shares = self.max_batch_series, {}
         for k, p in enumerate(waiting):
             share = min(p.remaining, room // (len(waiting) - k) or 1)
@@ -235,20 +246,23 @@ class Batcher:
                 break
             shares[id(p)] = share
             room -= share
-        batch, started = [], time.perf_counter()
-        for p in list(self._queue):  # slices in queue order: the oldest request's first
+        batch = []
+        for p in list(queue):  # slices in queue order: the oldest request's first
             share = shares.get(id(p), 0)
             if not share:
                 continue
             if not p.taken:
-                self._queue_wait.observe(started - p.enqueued)
-                self.stats.queue.add(started - p.enqueued)
+                self._observe_wait(started - p.enqueued)
             batch.append(_Slice(p, p.taken, p.taken + share))
             p.taken += share
             self._queued_series -= share
             if not p.remaining:
-                self._queue.remove(p)
+                queue.remove(p)
         return batch
+
+    def _observe_wait(self, seconds: float) -> None:
+        self._queue_wait.observe(seconds)
+        self.stats.queue.add(seconds)
 
     async def _execute(self, batch: list[_Slice], inline: bool) -> None:
         windows = [w for s in batch for w in s.pending.windows[s.start : s.stop]]
@@ -270,7 +284,11 @@ class Batcher:
         answered = time.perf_counter()
         for piece in batch:
             p, n = piece.pending, piece.stop - piece.start
-            if not p.failed and not p.future.done():
+            if n == len(p.windows) and not p.future.done():  # the whole request in this run: views of its rows
+                p.future.set_result((forecasts[offset : offset + n], scales[offset : offset + n]))
+                if p.source is not None:
+                    self._answered[p.source] = answered
+            elif not p.failed and not p.future.done():
                 if p.forecasts is None:
                     p.forecasts = np.empty((len(p.windows), forecasts.shape[1]), np.float32)
                     p.scales = np.empty(len(p.windows), np.float32)
@@ -323,6 +341,8 @@ class Batcher:
                 runs.append((len(chunk), seconds))
                 self._inference.observe(seconds)
                 self._batch_size.observe(len(chunk))
+                if len(chunk) == len(windows):  # one run for all: its outputs as they are
+                    return np.asarray(f), np.asarray(s).reshape(len(chunk), -1)[:, 0], runs
                 if forecasts is None:
                     forecasts = np.empty((len(windows), *np.shape(f)[1:]), np.float32)
                 forecasts[chunk] = f
