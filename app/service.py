@@ -150,7 +150,7 @@ class ModelService:
         job (forecasts of the past alone) reads future covariates from the series' later values. Raises
         InvalidInput (422) or PayloadTooLarge (413) naming what to change."""
         if cutoffs is None and self.card.covariates.empty:
-            stacked = self._stacked(series)
+            stacked = self._stacked(series, horizon)
             if stacked is not None:
                 return stacked
         ids, windows, owners, origins, values, futures, indexes = [], [], [], [], [], [], []
@@ -168,21 +168,17 @@ class ModelService:
         flat = np.concatenate(origins).astype(np.int64) if origins else np.zeros(0, np.int64)
         return Plan(horizon, ids, windows, owner, flat, values, futures, indexes)
 
-    def _stacked(self, series: Sequence[SeriesInput]) -> Plan | None:
-        """Several univariate series of one length, sent as JSON lists, converted and checked as one array (a
-        third of the time of series by series at 32 x 168); None for anything else, or any refusal, which then
-        goes series by series, so that the error names the series."""
+    def _stacked(self, series: Sequence[SeriesInput], horizon: int) -> Plan | None:
+        """Univariate series of one length, sent as JSON lists, converted and checked as one array (a third of
+        the time of series by series at 32 x 168, and the shortest path for one series); None for anything
+        else, or any refusal, which then goes series by series, so that the error names the series."""
         card = self.card
         first = series[0].values
         n = len(first)
         if (
-            len(series) < 2
-            or not card.min_window <= n <= self.limits.max_points_per_series
-            or not all(
-                isinstance(s.values, list) and len(s.values) == n and s.timestamps is None and s.start is None
-                for s in series
-            )
-            or any(s.covariates or s.future_covariates or s.calendar is not None or s.freq for s in series)
+            not card.min_window <= n <= self.limits.max_points_per_series
+            or not all(isinstance(s.values, list) and len(s.values) == n for s in series)
+            or any(s.covariates or s.future_covariates or s.calendar is not None for s in series)
         ):
             return None
         values = np.asarray([s.values for s in series], dtype=np.float64)
@@ -190,14 +186,20 @@ class ModelService:
         if not (np.abs(values).max() <= MAX_ABS_VALUE and not (card.positive_only and window.min() <= 0)):
             return None
         b = len(series)
+        future = [
+            None
+            if s.timestamps is None and s.start is None and s.freq is None
+            else future_index(s.id, n, horizon, card.freq, s.timestamps, s.start, s.freq)
+            for s in series
+        ]
         return Plan(
-            0,
+            horizon,
             [s.id for s in series],
             list(window.astype(np.float32)),
             np.arange(b, dtype=np.int64),
             np.full(b, n, dtype=np.int64),
             list(values),
-            [None] * b,
+            future,
             [None] * b,
         )
 
@@ -410,7 +412,7 @@ class ModelService:
         return predicted
 
     async def _predict(self, plan: Plan) -> Predicted:
-        horizon = plan.horizon or self.card.horizon
+        horizon = plan.horizon
         if not plan.windows:
             return Predicted(plan, np.zeros((0, horizon)), np.zeros(0))
         forecasts, scales = await self.batcher.submit(plan.windows)
@@ -433,7 +435,7 @@ class ModelService:
                 f"the forecast of series {shown(series)}{origin} is not finite: its values are too large or too "
                 "spread for float32; rescale the series and scale the forecast back"
             )
-        return Predicted(plan if plan.horizon else _with_horizon(plan, horizon), mean, unit)
+        return Predicted(plan, mean, unit)
 
     # --- answer -----------------------------------------------------------------------------------------
 
@@ -512,10 +514,6 @@ def _window_inputs(inputs: list[np.ndarray], start: int, stop: int, ahead: int) 
     calendar `ahead` steps beyond it (their arrays are that much longer than the values')."""
     base = len(inputs[0])
     return tuple(a[start:stop] if len(a) <= base else a[start : stop + ahead] for a in inputs)
-
-
-def _with_horizon(plan: Plan, horizon: int) -> Plan:
-    return Plan(horizon, plan.ids, plan.windows, plan.owner, plan.cutoffs, plan.values, plan.future, plan.indexes)
 
 
 def _count(n: int, noun: str) -> str:
