@@ -40,6 +40,7 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -76,8 +77,9 @@ class _Pending:
         return len(self.windows) - self.taken
 
 
-@dataclass(frozen=True)
-class _Slice:
+class _Slice(NamedTuple):
+    """Windows start:stop of one request, in one run."""
+
     pending: _Pending
     start: int
     stop: int
