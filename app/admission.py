@@ -7,7 +7,8 @@ life (`app.middleware` opens it and releases it once the response is sent):
 1. the body's bytes, charged from Content-Length before anything is read (chunked bodies: as they arrive);
 2. the cost of decoding it, estimated from the body by counting values and objects (`decode_cost`), charged
    before any route parses it;
-3. the answer's values (series x horizon x (1 + 2 x levels + quantiles)), charged by the model service before it runs.
+3. the job's cost (app.cost: its series, windows, model outputs and answer), charged by the forecasting entry
+   point (app.forecasting) before any window is built.
 
 A charge that does not fit now is answered 503 + Retry-After while the process is still safe; one that could
 never fit the whole budget is answered 413 (split the request). The per-value costs below are measured by
@@ -59,12 +60,6 @@ def decode_cost(body: bytes, media_type: str, json_length: int | None = None) ->
 
 def _json_cost(body: bytes) -> int:
     return JSON_VALUE_BYTES * (body.count(b",") + 1) + JSON_OBJECT_BYTES * body.count(b"{")
-
-
-def answer_cost(series: int, horizon: int, per_step: int, timestamps: bool) -> int:
-    """`per_step`: values answered per series and step (the mean, two bounds per level, one per quantile)."""
-    values = series * horizon * per_step
-    return ANSWER_VALUE_BYTES * values + (ANSWER_STAMP_BYTES * series * horizon if timestamps else 0)
 
 
 class MemoryBudget:

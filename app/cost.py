@@ -4,22 +4,22 @@ job's cost from the parsed request alone (counts and lengths), refuses it when i
 memory to the request's ticket (app.admission) before any window exists, so a request is admitted by the work it
 causes, not by the bytes it weighed.
 
-The memory constants are peak resident bytes, each set a little above what `python -m bench.memory_cost`
-measures (docs/benchmarks/memory_cost.json prints them side by side).
+The answer's constants are app.admission's, which `python -m bench.memory_cost` measures and prints beside what
+it charges. The others follow from the arrays a job holds (a float64 and a float32 copy of each value, a numpy
+view object per window, float32 and float64 model outputs); they are not measured separately.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.admission import ANSWER_STAMP_BYTES, ANSWER_VALUE_BYTES  # one definition: bench.memory_cost checks it
 from app.errors import PayloadTooLarge
 
 SERIES_VALUE_BYTES = 12  # a value held once per series as float64 (checks) and float32 (the windows' base)
 CHANNEL_VALUE_BYTES = 12  # each covariate or calendar channel, alike
 WINDOW_BYTES = 160  # per window: its views of the series (numpy view objects), origin and owner
 RESULT_STEP_BYTES = 12  # per window and step: the model's float32 output row and the float64 forecast
-ANSWER_VALUE_BYTES = 100  # an answered value: float64 array slot, its JSON or CSV text and what encoding holds
-ANSWER_STAMP_BYTES = 170  # an answered timestamp as an ISO 8601 string
 
 
 @dataclass(frozen=True)
