@@ -333,8 +333,13 @@ class Batcher:
             for start in range(0, len(indices), self.max_batch_series):
                 chunk = indices[start : start + self.max_batch_series]
                 first = windows[chunk[0]]
-                if isinstance(first, np.ndarray):
-                    inputs: tuple[np.ndarray, ...] = (np.stack([windows[i] for i in chunk]),)
+                if len(chunk) == 1:  # a lone window: a view with a batch axis, not a stacked copy
+                    inputs: tuple[np.ndarray, ...] = tuple(
+                        np.ascontiguousarray(part[None])
+                        for part in ((first,) if isinstance(first, np.ndarray) else first)
+                    )
+                elif isinstance(first, np.ndarray):
+                    inputs = (np.stack([windows[i] for i in chunk]),)
                 else:
                     inputs = tuple(np.stack(part) for part in zip(*(windows[i] for i in chunk), strict=True))
                 t0 = time.perf_counter()

@@ -11,6 +11,7 @@ view object per window, float32 and float64 model outputs); they are not measure
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.admission import ANSWER_STAMP_BYTES, ANSWER_VALUE_BYTES  # one definition: bench.memory_cost checks it
@@ -33,7 +34,7 @@ class Cost:
 
 
 def window_cost(
-    series_lengths: list[int],
+    series_lengths: Sequence[int],
     windows: int,
     steps: int,
     horizon: int,

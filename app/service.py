@@ -17,6 +17,7 @@ The service never calls back into the entry point or calibration: it knows model
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -127,18 +128,20 @@ class ModelService:
     ) -> costs.Cost:
         """What windows from `cutoffs` (None: one after the last value of each series) of series of these `lengths`
         will compute and hold, from the numbers alone."""
-        card = self.card
-        trained = card.trained_window
+        trained = self.card.trained_window
         if cutoffs is None:
             windows = len(lengths)
             steps = sum(min(n, trained) for n in lengths)
         else:
             windows = sum(len(c) for c in cutoffs)
             steps = sum(int(np.minimum(np.asarray(c, dtype=np.int64), trained).sum()) for c in cutoffs)
-        channels = len(card.covariates.past) + len(card.covariates.future) + 2 * len(card.covariates.calendar)
-        return costs.window_cost(
-            [int(n) for n in lengths], windows, steps, horizon, channels, answered_per_step, answered_stamps
-        )
+        return costs.window_cost(lengths, windows, steps, horizon, self._channels, answered_per_step, answered_stamps)
+
+    @functools.cached_property
+    def _channels(self) -> int:
+        """The covariate and calendar channels a window reads beside its values."""
+        covariates = self.card.covariates
+        return len(covariates.past) + len(covariates.future) + 2 * len(covariates.calendar)
 
     # --- plan -------------------------------------------------------------------------------------------
 

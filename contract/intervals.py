@@ -19,7 +19,9 @@ FLOOR_QUANTILE = 0.05
 
 def spread(windows: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
     """(N,) mean |y - mean(y)| of each window (the values the model read; windows may differ in length)."""
-    if not isinstance(windows, np.ndarray) and len(windows) > 1 and len({len(w) for w in windows}) == 1:
+    if not isinstance(windows, np.ndarray) and len(windows) == 1:
+        windows = np.asarray(windows[0])[None]  # one window: a view, not a stacked copy
+    elif not isinstance(windows, np.ndarray) and len(windows) > 1 and len({len(w) for w in windows}) == 1:
         windows = np.stack(windows)  # one length (the usual batch): one vectorised pass
     if isinstance(windows, np.ndarray) and windows.ndim == 2:
         x = windows.astype(np.float64, copy=False)
