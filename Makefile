@@ -6,7 +6,7 @@ CONFIGS := training/configs/etth1-lstm.toml training/configs/etth1-gru.toml trai
            training/configs/vix-gru.toml training/configs/m4-hourly-gru.toml training/configs/etth1-lstm-cov.toml \
            training/configs/etth1-gru-cov.toml training/configs/vix-gru-cov.toml
 
-.PHONY: serve test lint grpc-code models bench bench-streams bench-protocols bench-accuracy bench-choices bench-claims bench-memory bench-fairness soak reliability docs-pages clean venv-serve venv-dev
+.PHONY: serve test lint grpc-code models bench bench-streams bench-protocols bench-accuracy bench-gifteval bench-choices bench-claims bench-memory bench-fairness soak reliability docs-pages clean venv-serve venv-dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,10 @@ bench-accuracy: venv-dev
 ## The validation runs behind ETTm1's segment GRU and calibration history's length (needs ../shared/data) -> docs/benchmarks/choices.*
 bench-choices: venv-dev
 	$(BIN)/python -m bench.choices
+
+## GIFT-Eval's nine configurations from ../shared/data: the protocol checked, models trained, scored through POST /forecast -> docs/benchmarks/gifteval.*
+bench-gifteval: venv-dev
+	$(BIN)/python -m bench.gifteval
 
 ## Claims about LSTM, GRU and plain RNN cells -> docs/benchmarks/claims.*
 bench-claims: venv-dev

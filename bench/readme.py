@@ -6,7 +6,8 @@
 - `streams`: docs/benchmarks/streams.json (live feeds: appends, memory per stream, ETTh1 replayed);
 - `settings` and `config`: the server's settings (app/settings.py) and the training config keys
   (training/config.py), each described where it is defined;
-- `accuracy`: docs/benchmarks/accuracy.json and the published tables in bench/accuracy.py.
+- `accuracy`: docs/benchmarks/accuracy.json and the published tables in bench/accuracy.py;
+- `gifteval`: docs/benchmarks/gifteval.json and the published GIFT-Eval figures in bench/giftprotocol.py.
 
 Each section sits between `<!-- begin generated: NAME -->` and `<!-- end generated: NAME -->` in README.md or
 the docs pages it links (PAGES); the sentences that compare figures are computed from them too.
@@ -241,6 +242,39 @@ def accuracy_section() -> str:
     return "\n".join(lines) + "\n"
 
 
+def gifteval_section() -> str:
+    """GIFT-Eval: gatecast beside the published zero-shot models (docs/benchmarks/gifteval.json)."""
+    from bench.giftprotocol import PUBLISHED
+
+    path = BENCH / "gifteval.json"
+    if not path.exists():
+        return "Not measured yet: `make bench-gifteval`.\n"
+    r = json.loads(path.read_text())
+    shown = ("Chronos-2", "TiRex", "TimesFM-2.5")
+    agg = r["summary"]
+    lines = [
+        f"From `python -m bench.gifteval` (`make bench-gifteval`, [docs/benchmarks/gifteval.md]"
+        f"(docs/benchmarks/gifteval.md), commit {measured_at(path)}): MASE / CRPS, lower is better. gatecast's "
+        "recurrent models are **trained per dataset** on the data before the test windows and scored through "
+        "`POST /forecast`; the others are their published **zero-shot** figures.",
+        "",
+        "| config | gatecast | " + " | ".join(shown) + " | seasonal naive |",
+        "|---|---|" + "---|" * (len(shown) + 1),
+    ]
+    for name, c in r["configs"].items():
+        pub = PUBLISHED[name]
+        cells = " | ".join(f"{pub[m][0]:.3f} / {pub[m][1]:.3f}" for m in shown)
+        naive = pub["Seasonal naive"]
+        lines.append(f"| {name} | {c['mase']:.3f} / {c['crps']:.3f} | {cells} | {naive[0]:.3f} / {naive[1]:.3f} |")
+    lines.append(
+        f"| **geometric mean, ratio to seasonal naive** ({len(r['configs'])} configurations) | "
+        f"**{agg['gatecast']['mase']:.3f} / {agg['gatecast']['crps']:.3f}** | "
+        + " | ".join(f"{agg[m]['mase']:.3f} / {agg[m]['crps']:.3f}" for m in shown)
+        + " | 1.000 / 1.000 |"
+    )
+    return "\n".join(lines) + "\n"
+
+
 def _sentence(verdict: str) -> str:
     """Capitalised, unless it starts with a model's name (vix-gru, not Vix-gru)."""
     return verdict if "-" in verdict.split(":")[0] else verdict[0].upper() + verdict[1:]
@@ -330,6 +364,7 @@ SECTIONS: dict[str, Callable[[], str]] = {
     "serving": serving_section,
     "scaling": scaling_section,
     "accuracy": accuracy_section,
+    "gifteval": gifteval_section,
 }
 
 

@@ -1,0 +1,377 @@
+"""GIFT-Eval on the nine configurations rebuilt from ../shared/data, scored through POST /forecast.
+
+  1. The protocol checks itself: seasonal naive must reproduce the published MASE of every configuration
+     (and ND 0.2717 on ett1/H/short), or the run stops, naming the configuration (bench.giftprotocol).
+  2. Training (unless --score-only): each configuration's training data (everything before its first test
+     window; a model that answers several configurations sees only what precedes the earliest) is written as
+     a long-format file and trained with `gatecast pipeline` and training/configs/gifteval-*.toml, as a user would.
+     Every choice there (early stopping, naive blend, conformal widths) is made on the pipeline's validation
+     split, which lies before the test windows.
+  3. The models are served by `gatecast serve` (one worker) and every test window is forecast with a POST
+     /forecast holding all series of the configuration, asking quantiles 0.1 ... 0.9 (and 0.025/0.975 for the
+     95% coverage). The server's CPU time over those requests gives the cost per series.
+
+  python -m bench.gifteval [--ett ETTm1.csv.gz] [--m4 m4/] [--configs ...] [--out docs/benchmarks]
+                                          (make bench-gifteval: train, serve, score)
+  python -m bench.gifteval --score-only     score the models in models/ (the committed ones), train nothing
+  python -m bench.gifteval --data-only      write the training files the gifteval configs read (make models)
+
+The foundation models' figures are published zero-shot results; gatecast's models are trained per dataset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from bench import giftprotocol as protocol
+from training import data as datasets
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build" / "gifteval"  # the training files the configs read (git-ignored)
+COVERAGE_QUANTILES = (0.025, 0.975)
+
+# The served model answering each configuration, and the config that trains it.
+MODEL_FOR = {
+    "ett1/15T/short": "gifteval-ett1-15t",
+    "ett1/15T/medium": "gifteval-ett1-15t",
+    "ett1/15T/long": "gifteval-ett1-15t",
+    "ett1/H/short": "gifteval-ett1-h",
+    "ett1/H/medium": "gifteval-ett1-h",
+    "ett1/H/long": "gifteval-ett1-h",
+    "ett1/D/short": "gifteval-ett1-d",
+    "ett1/W/short": "gifteval-ett1-w",
+    "m4_hourly/H/short": "m4-hourly-gru",
+}
+# Daily and weekly ETT have 725 and 103 points: their models also train on the same sensors summed from
+# every hour (daily) or day (weekly) offset of the finer data before the test windows, relabelled onto the
+# target axis. Each offset is a distinct series of the same process.
+OFFSETS = {"D": ("h", 24), "W": ("D", 7)}
+
+
+def training_file(
+    model: str, resolution: str, tasks: dict[str, protocol.Task], ett_csv: Path, folder: Path = BUILD
+) -> Path:
+    """The long-format file `model` trains on: every series cut before the earliest test window of the
+    configurations it answers."""
+    answered = [tasks[c] for c, m in MODEL_FOR.items() if m == model and c in tasks]
+    cut = min(t.first_origin for t in answered)
+    index = answered[0].data.index
+    assert index is not None
+    frames = []
+    base = answered[0].data
+    for sid, values in zip(base.ids, base.values, strict=True):
+        frames.append(pd.DataFrame({"unique_id": sid, "ds": index[:cut], "y": values[:cut]}))
+    if resolution in OFFSETS:
+        frames += offset_series(base, cut, ett_csv, resolution)
+    path = folder / f"{model}.csv"
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.concat(frames).to_csv(path, index=False)
+    return path
+
+
+def offset_series(base: protocol.Data, cut: int, ett_csv: Path, resolution: str) -> list[pd.DataFrame]:
+    """The same sums started `k` hours (daily) or days (weekly) later, for every k in the period, labelled
+    with the base period they start in; only periods that end before the base's row `cut` begins."""
+    unit, count = OFFSETS[resolution]
+    fine = pd.read_csv(ett_csv, parse_dates=["date"]).set_index("date").astype(np.float64)
+    per = {"D": 96, "W": 96 * 7}[resolution]
+    table = fine[base.ids].to_numpy()
+    first = np.stack([v[0] for v in base.values])
+    if not np.allclose(table[:per].sum(axis=0), first):  # the base's first period starts at the file's first row
+        raise ValueError(f"ETT {resolution}: the first period does not start at the file's first row")
+    assert base.index is not None
+    frames = []
+    for k in range(1, count):
+        skip = per * k // count
+        blocks = (cut * per - skip) // per  # whole periods from `skip` that end before the cut
+        sums = table[skip : skip + blocks * per].reshape(blocks, per, -1).sum(axis=1)
+        for i, sid in enumerate(base.ids):
+            frames.append(pd.DataFrame({"unique_id": f"{sid}+{k}{unit}", "ds": base.index[:blocks], "y": sums[:, i]}))
+    return frames
+
+
+# --- training ---------------------------------------------------------------------------------------------
+
+RESOLUTION_OF = {
+    "gifteval-ett1-15t": "15T",
+    "gifteval-ett1-h": "H",
+    "gifteval-ett1-d": "D",
+    "gifteval-ett1-w": "W",
+}
+
+
+def train_models(tasks: dict[str, protocol.Task], ett_csv: Path, names: list[str]) -> None:
+    """`gatecast pipeline` on each model's config, as a user runs it."""
+    for name in names:
+        training_file(name, RESOLUTION_OF[name], tasks, ett_csv)
+        config = ROOT / "training" / "configs" / f"{name}.toml"
+        print(f"  training {name} ({config.relative_to(ROOT)})", flush=True)
+        t0 = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "app.cli", "pipeline", str(config), "--quiet", "--force"], cwd=ROOT, check=True
+        )
+        print(f"    {time.perf_counter() - t0:.0f} s (train, evaluate, export)", flush=True)
+
+
+def training_seconds(model: str) -> float | None:
+    """The training time the pipeline recorded (reports/<model>/metrics.json), on this machine's cores."""
+    path = ROOT / "reports" / model / "metrics.json"
+    return float(json.loads(path.read_text())["training"]["seconds"]) if path.exists() else None
+
+
+# --- scoring through the server --------------------------------------------------------------------------
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds of a process and all its descendants (the server and its worker)."""
+    from bench.serving import children, cpu_seconds
+
+    return cpu_seconds(pid) + sum(process_cpu(c) for c in children(pid))
+
+
+def forecast_task(
+    client: httpx.Client, task: protocol.Task, model: str, context: int
+) -> list[list[dict[float, np.ndarray]]]:
+    """Every test window of `task` as one POST /forecast with all its series (the last `context` values each)."""
+    h = task.config.horizon
+    asked = sorted({*protocol.QUANTILES, *COVERAGE_QUANTILES})
+    per_series: list[list[dict[float, np.ndarray]]] = [[] for _ in task.values]
+    for k in range(len(task.origins[0])):
+        series = [
+            {"id": str(i), "values": values[: origins[k]][-context:].tolist()}
+            for i, (values, origins) in enumerate(zip(task.values, task.origins, strict=True))
+        ]
+        answer = client.post("/forecast", json={"model": model, "horizon": h, "quantiles": asked, "series": series})
+        if answer.status_code != 200:
+            raise RuntimeError(f"{task.config.name} window {k}: {answer.status_code} {answer.text[:300]}")
+        for i, forecast in enumerate(answer.json()["forecasts"]):
+            per_series[i].append({float(q): np.asarray(v, dtype=np.float64) for q, v in forecast["quantiles"].items()})
+    return per_series
+
+
+def score_served(tasks: dict[str, protocol.Task], models: Path) -> dict[str, dict[str, Any]]:
+    from harness.live import running_server
+
+    needed = sorted({MODEL_FOR[c] for c in tasks})
+    missing = [m for m in needed if not (models / m).is_dir()]
+    if missing:
+        raise SystemExit(
+            f"models {missing} are not in {models}: run without --score-only (make bench-gifteval) to train them"
+        )
+    out: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="gifteval-") as tmp:
+        repo = Path(tmp) / "models"
+        repo.mkdir()
+        for m in needed:
+            (repo / m).symlink_to((models / m).resolve())
+        with running_server(repo, workers=1) as (url, proc), httpx.Client(base_url=url, timeout=300) as client:
+            for name, task in tasks.items():
+                model = MODEL_FOR[name]
+                card = client.get(f"/models/{model}").json()["versions"][-1]
+                context = int(card["input_window"]["trained"])
+                cpu0 = process_cpu(proc.pid)
+                t0 = time.perf_counter()
+                forecasts = forecast_task(client, task, model, context)
+                cpu = process_cpu(proc.pid) - cpu0
+                wall = time.perf_counter() - t0
+                s = protocol.score(task, forecasts)
+                n = sum(len(o) for o in task.origins)
+                out[name] = {
+                    "model": model,
+                    "mase": s.mase,
+                    "crps": s.crps,
+                    "nd": s.nd,
+                    "coverage": {str(k): v for k, v in s.coverage.items()},
+                    "series_windows": n,
+                    "server_cpu_ms_per_series": 1000 * cpu / n,
+                    "wall_s": wall,
+                }
+                print(
+                    f"  {name:18s} {model:18s} MASE {s.mase:.3f}  CRPS {s.crps:.3f}  cover80 "
+                    f"{s.coverage.get(80, math.nan):.3f} cover95 {s.coverage.get(95, math.nan):.3f}  "
+                    f"{1000 * cpu / n:.2f} CPU ms/series",
+                    flush=True,
+                )
+    return out
+
+
+# --- the report -------------------------------------------------------------------------------------------
+
+
+def summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Geometric means of the ratio to the published seasonal naive, gatecast's and each published model's,
+    over the configurations scored."""
+    names = list(results)
+    naive = {k: {n: protocol.PUBLISHED[n]["Seasonal naive"][i] for n in names} for i, k in enumerate(("mase", "crps"))}
+    out: dict[str, Any] = {
+        "gatecast": {k: protocol.geometric_ratio({n: results[n][k] for n in names}, naive[k]) for k in naive}
+    }
+    for model in protocol.MODELS:
+        out[model] = {
+            k: protocol.geometric_ratio({n: protocol.PUBLISHED[n][model][i] for n in names}, naive[k])
+            for i, k in enumerate(("mase", "crps"))
+        }
+    return out
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    configs, agg, check = report["configs"], report["summary"], report["protocol_check"]
+    shown = ("Chronos-2", "TiRex", "TimesFM-2.5", "PatchTST")
+    lines = [
+        "# GIFT-Eval: the nine configurations rebuilt from ../shared/data",
+        "",
+        "Generated by `python -m bench.gifteval` (`make bench-gifteval`) from `gifteval.json`. MASE / CRPS; lower is "
+        "better. gatecast's models are **trained per dataset** on everything before each configuration's first test "
+        "window (`training/configs/gifteval-*.toml`, choices on validation only) and scored through `POST /forecast` "
+        "with quantiles 0.1 ... 0.9; Chronos-2, TiRex and TimesFM-2.5 are published **zero-shot** figures (one model "
+        "for all data, not trained on these series); PatchTST is published, trained per dataset.",
+        "",
+        "| config | gatecast (model) | "
+        + " | ".join(shown)
+        + " | seasonal naive | gatecast / best published | 80% / 95% coverage |",
+        "|---|---|" + "---|" * (len(shown) + 3),
+    ]
+    for name, r in configs.items():
+        pub = protocol.PUBLISHED[name]
+        best_mase = min(pub[m][0] for m in shown[:3])
+        best_crps = min(pub[m][1] for m in shown[:3])
+        cover = r["coverage"]
+        lines.append(
+            f"| {name} | {r['mase']:.3f} / {r['crps']:.3f} (`{r['model']}`) | "
+            + " | ".join(f"{pub[m][0]:.3f} / {pub[m][1]:.3f}" for m in shown)
+            + f" | {pub['Seasonal naive'][0]:.3f} / {pub['Seasonal naive'][1]:.3f}"
+            + f" | {r['mase'] / best_mase:.2f} / {r['crps'] / best_crps:.2f}"
+            + f" | {cover.get('80', math.nan):.3f} / {cover.get('95', math.nan):.3f} |"
+        )
+    lines.append(
+        "| **geometric mean of the ratio to seasonal naive** | "
+        f"**{agg['gatecast']['mase']:.3f} / {agg['gatecast']['crps']:.3f}** | "
+        + " | ".join(f"{agg[m]['mase']:.3f} / {agg[m]['crps']:.3f}" for m in shown)
+        + " | 1.000 / 1.000 | | |"
+    )
+    lines += [
+        "",
+        "The ratio columns divide by the best of the three zero-shot models on that configuration (above 1: gatecast "
+        "loses, by that factor). Seasonal naive's CRPS is the published one (statsforecast's probabilistic seasonal "
+        "naive); the protocol check reproduces its MASE on every configuration "
+        f"({check['configs']} of {len(protocol.CONFIGS)}) and ND {check['nd_h_short']:.4f} on ett1/H/short.",
+        "",
+        "## Cost",
+        "",
+        "| model | answers | training (s, 2 cores) | server CPU ms per series forecast |",
+        "|---|---|---|---|",
+    ]
+    for model in sorted({r["model"] for r in configs.values()}):
+        answered = [n for n, r in configs.items() if r["model"] == model]
+        cpu = np.mean([configs[n]["server_cpu_ms_per_series"] for n in answered])
+        trained = report["training_seconds"].get(model)
+        lines.append(
+            f"| `{model}` | {', '.join(answered)} | {f'{trained:.0f}' if trained else 'not recorded'} | {cpu:.2f} |"
+        )
+    lines += [
+        "",
+        "Server CPU is the `gatecast serve` process tree's user + system time over the requests, divided by the "
+        "series forecast (JSON decode, model, quantiles, JSON encode). The published models run on GPUs: "
+        "Chronos-2 (120M parameters), TimesFM-2.5 (200M) and TiRex (35M) are transformer or xLSTM models served "
+        "from PyTorch with a CUDA device recommended by their model cards.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    root = datasets.data_dir()
+    parser.add_argument("--ett", type=Path, default=root / "ett" / "ETTm1.csv.gz", help="an ETTm1-format CSV")
+    parser.add_argument("--m4", type=Path, default=root / "m4", help="a folder with Hourly-train.csv, Hourly-test.csv")
+    parser.add_argument("--configs", nargs="*", default=None, help="configurations to score (default: all nine)")
+    parser.add_argument("--score-only", action="store_true", help="score the models there are; train nothing")
+    parser.add_argument("--data-only", action="store_true", help="write the training files and stop (make models)")
+    parser.add_argument("--models", type=Path, default=ROOT / "models", help="the model folder to serve")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
+    args = parser.parse_args()
+    tasks = protocol.tasks(args.ett if args.ett.exists() else None, args.m4 if args.m4.is_dir() else None)
+    if not tasks:
+        raise SystemExit(f"no data: {args.ett} and {args.m4} are absent (GATECAST_DATA_DIR)")
+    print("protocol check: seasonal naive against the published MASE", flush=True)
+    try:
+        check = protocol.check_protocol(tasks)
+    except ValueError as exc:
+        raise SystemExit(f"protocol check failed: {exc}") from None
+    print(f"  {len(check)} configurations reproduce the published seasonal-naive MASE", flush=True)
+    if args.configs:
+        unknown = [c for c in args.configs if c not in tasks]
+        if unknown:
+            raise SystemExit(f"configurations {unknown} are unknown or lack data; there are {list(tasks)}")
+        tasks = {c: tasks[c] for c in args.configs}
+    out_json = args.out / "gifteval.json"
+    previous = json.loads(out_json.read_text()) if out_json.exists() else {}
+    if args.data_only:
+        for name in sorted({MODEL_FOR[c] for c in tasks} & set(RESOLUTION_OF)):
+            print(f"  wrote {training_file(name, RESOLUTION_OF[name], tasks, args.ett).relative_to(ROOT)}")
+        return
+    if not args.score_only:
+        train_models(tasks, args.ett, sorted({MODEL_FOR[c] for c in tasks} & set(RESOLUTION_OF)))
+    results = {**previous.get("configs", {}), **score_served(tasks, args.models)}
+    results = {c.name: results[c.name] for c in protocol.CONFIGS if c.name in results}
+    report = {
+        "configs": results,
+        "summary": summary(results),
+        "training_seconds": {m: training_seconds(m) for m in sorted({r["model"] for r in results.values()})},
+        "protocol_check": {"configs": len(check), "nd_h_short": check.get("ett1/H/short", {}).get("nd", math.nan)},
+        "published": {n: protocol.PUBLISHED[n] for n in results},
+        "machine": {"cpus": os.cpu_count()},
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(report, indent=1) + "\n")
+    (args.out / "gifteval.md").write_text(render_markdown(report))
+    plot(report, args.out / "gifteval.png")
+    agg = report["summary"]["gatecast"]
+    print(f"geometric mean ratio to seasonal naive: MASE {agg['mase']:.3f}  CRPS {agg['crps']:.3f}", flush=True)
+    print(f"wrote {out_json}, gifteval.md, gifteval.png", flush=True)
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    configs = report["configs"]
+    names = list(configs)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, (i, metric) in zip(axes, enumerate(("mase", "crps")), strict=True):
+        x = np.arange(len(names))
+        contestants = [("gatecast (trained)", [configs[n][metric] for n in names])]
+        contestants += [
+            (f"{m} (zero-shot)", [protocol.PUBLISHED[n][m][i] for n in names])
+            for m in ("Chronos-2", "TiRex", "TimesFM-2.5")
+        ]
+        width = 0.8 / len(contestants)
+        for j, (label, figures) in enumerate(contestants):
+            naive = [protocol.PUBLISHED[n]["Seasonal naive"][i] for n in names]
+            ax.bar(x + j * width, np.divide(figures, naive), width, label=label)
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.set_xticks(x + 0.4 - width / 2, names, rotation=45, ha="right", fontsize=8)
+        ax.set_title(f"{metric.upper()} / seasonal naive (lower is better)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""GIFT-Eval's protocol (bench.giftprotocol): windows, metrics and the seasonal-naive check on the real data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import giftprotocol as protocol
+from training.data import data_dir
+
+
+def synthetic_task(horizon: int = 8, season: int = 4, n: int = 200, noise: float = 0.0) -> protocol.Task:
+    config = protocol.Config("synthetic/short", "H", horizon, season)
+    rng = np.random.default_rng(0)
+    values = [10 + np.sin(2 * np.pi * np.arange(n) / season) * (1 + i) + noise * rng.normal(size=n) for i in range(3)]
+    windows = protocol.windows_for(n, horizon)
+    origins = [[n - (windows - k) * horizon for k in range(windows)] for _ in values]
+    return protocol.Task(config, protocol.Data("H", "h", ["a", "b", "c"], values), values, origins)
+
+
+def test_the_window_count_follows_the_published_rule() -> None:
+    # 15T short/medium/long 20/15/10, H 20/4/3, D 3, W 2 (GIFT-EVAL.md)
+    counts = [protocol.windows_for(69680, h) for h in (48, 480, 720)]
+    counts += [protocol.windows_for(17420, h) for h in (48, 480, 720)]
+    assert counts + [protocol.windows_for(725, 30), protocol.windows_for(103, 8)] == [20, 15, 10, 20, 4, 3, 3, 2]
+
+
+def test_a_perfect_forecast_scores_zero_and_seasonal_naive_one_season_ahead_on_a_trend_scores_one() -> None:
+    task = synthetic_task(horizon=4, season=4, noise=0.3)
+    h = task.config.horizon
+    truth = [[{0.5: v[o : o + h]} for o in origins] for v, origins in zip(task.values, task.origins, strict=True)]
+    perfect = protocol.score(task, truth)
+    assert perfect.mase == 0 and perfect.crps == 0
+    # y = 0.5 t + season: every in-sample seasonal difference and every error one season ahead is 0.5 x 4
+    trend = [0.5 * np.arange(len(v)) + np.tile([1.0, 3.0, 2.0, 5.0], len(v) // 4) for v in task.values]
+    task = protocol.Task(task.config, task.data, trend, task.origins)
+    assert protocol.score(task, protocol.seasonal_naive(task)).mase == pytest.approx(1.0)
+
+
+def test_crps_of_a_point_forecast_is_its_nd_and_quantiles_that_cover_score_lower() -> None:
+    task = synthetic_task(noise=0.5)
+    h = task.config.horizon
+    point = [
+        [{0.5: np.full(h, v[o - 1])} for o in origins] for v, origins in zip(task.values, task.origins, strict=True)
+    ]
+    s = protocol.score(task, point)
+    assert s.crps == pytest.approx(s.nd)
+    spread = [[{q: f[0.5] + (q - 0.5) * 4 for q in (*protocol.QUANTILES, 0.025, 0.975)} for f in per] for per in point]
+    wide = protocol.score(task, spread)
+    assert wide.mase == pytest.approx(s.mase) and wide.crps < s.crps
+    assert set(wide.coverage) == {80, 95} and 0 <= wide.coverage[80] <= wide.coverage[95] <= 1
+
+
+def test_the_geometric_ratio_of_the_published_models_matches_the_published_aggregate() -> None:
+    names = [c.name for c in protocol.CONFIGS]
+    naive = {n: protocol.PUBLISHED[n]["Seasonal naive"] for n in names}
+    tirex_mase = protocol.geometric_ratio(
+        {n: protocol.PUBLISHED[n]["TiRex"][0] for n in names}, {n: naive[n][0] for n in names}
+    )
+    tirex_crps = protocol.geometric_ratio(
+        {n: protocol.PUBLISHED[n]["TiRex"][1] for n in names}, {n: naive[n][1] for n in names}
+    )
+    # the published cells are rounded to 3 decimals, so the aggregate is reproduced to about that
+    assert tirex_mase == pytest.approx(0.820, abs=0.002) and tirex_crps == pytest.approx(0.665, abs=0.002)
+
+
+def test_weekly_sums_end_on_thursday_and_drop_the_incomplete_week(tmp_path) -> None:
+    stamps = pd.date_range("2016-07-01", periods=96 * 7 * 3 + 96 * 2, freq="15min")  # 3 whole weeks + 2 days
+    frame = pd.DataFrame({"date": stamps, "x": 1.0})
+    path = tmp_path / "ettm.csv"
+    frame.to_csv(path, index=False)
+    data = protocol.ett_resolutions(path)
+    assert list(data["W"].values[0]) == [672.0] * 3 and data["W"].index[0] == pd.Timestamp("2016-07-07")
+    assert len(data["D"].values[0]) == 23 and len(data["H"].values[0]) == 23 * 24
+
+
+@pytest.mark.data
+def test_seasonal_naive_reproduces_the_published_mase_of_all_nine() -> None:
+    tasks = protocol.tasks(data_dir() / "ett" / "ETTm1.csv.gz", data_dir() / "m4")
+    found = protocol.check_protocol(tasks)  # raises, naming the configuration, on any difference
+    assert len(found) == 9 and round(found["ett1/H/short"]["nd"], 4) == protocol.PUBLISHED_SNAIVE_ND_H_SHORT
+
+
+def test_the_weekly_training_file_holds_every_day_offset_and_nothing_from_the_test_windows(tmp_path) -> None:
+    from bench import gifteval
+
+    stamps = pd.date_range("2016-07-01", periods=96 * 7 * 40, freq="15min")  # 40 whole weeks from a Friday
+    ramp = np.arange(len(stamps), dtype=np.float64)
+    path = tmp_path / "ettm.csv"
+    pd.DataFrame({"date": stamps, "x": ramp}).to_csv(path, index=False)
+    tasks = {n: t for n, t in protocol.tasks(path, None).items() if n == "ett1/W/short"}
+    first = tasks["ett1/W/short"].first_origin  # 40 weeks, one window of 8: 32
+    written = pd.read_csv(gifteval.training_file("gifteval-ett1-w", "W", tasks, path, tmp_path), parse_dates=["ds"])
+    assert sorted(written.unique_id.unique()) == ["x", *(f"x+{k}D" for k in range(1, 7))]
+    base = written[written.unique_id == "x"]
+    assert len(base) == first and base.y.iloc[0] == ramp[: 96 * 7].sum()
+    shifted = written[written.unique_id == "x+3D"]
+    assert shifted.y.iloc[0] == ramp[96 * 3 : 96 * 10].sum() and list(shifted.ds) == list(base.ds[: len(shifted)])
+    # no offset period reaches the first test window's first value
+    last_row = 96 * 3 + 96 * 7 * len(shifted)
+    assert last_row <= first * 96 * 7
