@@ -25,6 +25,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -175,8 +176,8 @@ def score_served(tasks: dict[str, protocol.Task], models: Path) -> dict[str, dic
     with tempfile.TemporaryDirectory(prefix="gifteval-") as tmp:
         repo = Path(tmp) / "models"
         repo.mkdir()
-        for m in needed:
-            (repo / m).symlink_to((models / m).resolve())
+        for m in needed:  # copies: the registry refuses files that resolve outside its repository
+            shutil.copytree(models / m, repo / m)
         with running_server(repo, workers=1) as (url, proc), httpx.Client(base_url=url, timeout=300) as client:
             for name, task in tasks.items():
                 model = MODEL_FOR[name]

@@ -254,7 +254,8 @@ def test_gathering_merges_closed_loop_clients_that_alternate_without_it(gather_w
     sizes: list[int] = []
 
     async def main() -> None:
-        batcher = make(slow_run(sizes, first=0.1), gather_wait_us=gather_wait_us)
+        # Runs of 10 ms against a 1 ms way back: the pattern survives a busy machine's scheduling delays.
+        batcher = make(slow_run(sizes, seconds=0.01, first=0.1), gather_wait_us=gather_wait_us)
         # Clients that connect at different moments: b and c arrive while a's first run is under way.
         clients = (closed_loop(batcher, s, 30, start=i * 0.01, round_trip=0.001) for i, s in enumerate("abc"))
         await asyncio.gather(*clients)
@@ -266,8 +267,9 @@ def test_gathering_merges_closed_loop_clients_that_alternate_without_it(gather_w
     if gather_wait_us:
         assert all(n == 3 for n in steady), sizes  # every client's next request joins the same run
     else:
-        # Without gathering the first client runs alone and the other two share the next run, for good.
-        assert 3 not in steady and 1 in steady, sizes
+        # Without gathering the first client runs alone and the other two share the next run: alternation, with
+        # at most a rare merge where a stalled scheduler let the three meet.
+        assert steady.count(3) <= len(steady) // 10 and steady.count(1) >= len(steady) // 3, sizes
 
 
 def test_a_lone_client_and_requests_without_a_source_never_wait() -> None:
