@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIGS := training/configs/etth1-lstm.toml training/configs/etth1-gru.toml training/configs/vix-lstm.toml \
            training/configs/vix-gru.toml training/configs/m4-hourly-gru.toml training/configs/etth1-lstm-cov.toml \
-           training/configs/etth1-gru-cov.toml training/configs/vix-gru-cov.toml
+           training/configs/etth1-gru-cov.toml training/configs/vix-gru-cov.toml \
+           $(wildcard training/configs/gifteval-*.toml)
 
 .PHONY: serve test lint grpc-code models bench bench-streams bench-protocols bench-accuracy bench-gifteval bench-choices bench-claims bench-memory bench-fairness soak reliability docs-pages clean venv-serve venv-dev
 
@@ -50,6 +51,7 @@ grpc-code: venv-dev
 
 ## Retrain, evaluate and export every committed model (needs the data in ../shared/data).
 models: venv-dev
+	$(BIN)/python -m bench.gifteval --data-only  # the GIFT-Eval configs' training files (build/gifteval/)
 	$(BIN)/gatecast pipeline $(CONFIGS) --quiet --force  # they replace the committed models on purpose
 
 ## Serving benchmark: gatecast against raw onnxruntime, a bare ASGI app, LitServe and MLServer (own venvs under .bench/) -> docs/benchmarks/serving.*

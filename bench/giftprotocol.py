@@ -134,6 +134,17 @@ class Task:
         return min(o[0] for o in self.origins)
 
 
+def validation_task(task: Task, cut: int) -> Task:
+    """The same configuration's windows moved before `cut` (a model's training cut): as many per series as the
+    test has, the last one ending at the cut, and nothing after the cut in the values. Choices are made here."""
+    h = task.config.horizon
+    values = [
+        v[:cut] if task.data.resolution != "M4H" else v[: o[0]] for v, o in zip(task.values, task.origins, strict=True)
+    ]
+    origins = [[len(v) - (len(o) - k) * h for k in range(len(o))] for v, o in zip(values, task.origins, strict=True)]
+    return Task(task.config, task.data, values, origins)
+
+
 def windows_for(length: int, horizon: int) -> int:
     return min(MAX_WINDOWS, max(1, math.ceil(0.1 * length / horizon)))
 

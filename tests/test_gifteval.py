@@ -100,3 +100,14 @@ def test_the_weekly_training_file_holds_every_day_offset_and_nothing_from_the_te
     # no offset period reaches the first test window's first value
     last_row = 96 * 3 + 96 * 7 * len(shifted)
     assert last_row <= first * 96 * 7
+
+
+def test_validation_windows_end_at_the_cut_and_hold_nothing_after_it() -> None:
+    task = synthetic_task(horizon=8, n=200)
+    cut = task.first_origin - 5
+    val = protocol.validation_task(task, cut)
+    assert [len(v) for v in val.values] == [cut] * 3  # the values after the cut are gone, not only unread
+    for origins, test_origins in zip(val.origins, task.origins, strict=True):
+        assert len(origins) == len(test_origins)
+        assert origins[-1] + task.config.horizon == cut and np.all(np.diff(origins) == task.config.horizon)
+    np.testing.assert_array_equal(val.values[1], task.values[1][:cut])
