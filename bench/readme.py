@@ -250,13 +250,14 @@ def gifteval_section() -> str:
     if not path.exists():
         return "Not measured yet: `make bench-gifteval`.\n"
     r = json.loads(path.read_text())
-    shown = ("Chronos-2", "TiRex", "TimesFM-2.5")
+    shown = ("Chronos-2", "TiRex", "TimesFM-2.5", "PatchTST")
     agg = r["summary"]
     lines = [
         f"From `python -m bench.gifteval` (`make bench-gifteval`, [docs/benchmarks/gifteval.md]"
         f"(docs/benchmarks/gifteval.md), commit {measured_at(path)}): MASE / CRPS, lower is better. gatecast's "
         "recurrent models are **trained per dataset** on the data before the test windows and scored through "
-        "`POST /forecast`; the others are their published **zero-shot** figures.",
+        "`POST /forecast`; Chronos-2, TiRex and TimesFM-2.5 are their published **zero-shot** figures, PatchTST "
+        "the published figure of a model trained per dataset.",
         "",
         "| config | gatecast | " + " | ".join(shown) + " | seasonal naive |",
         "|---|---|" + "---|" * (len(shown) + 1),
@@ -272,7 +273,43 @@ def gifteval_section() -> str:
         + " | ".join(f"{agg[m]['mase']:.3f} / {agg[m]['crps']:.3f}" for m in shown)
         + " | 1.000 / 1.000 |"
     )
+    lines += ["", *_gifteval_verdicts(r["configs"])]
     return "\n".join(lines) + "\n"
+
+
+def _gifteval_verdicts(configs: dict[str, Any]) -> list[str]:
+    """Where gatecast wins and loses: against seasonal naive and PatchTST on both metrics, and the best of the
+    zero-shot models, with the margin of each loss."""
+    from bench.giftprotocol import PUBLISHED
+
+    out = []
+    for rival in ("Seasonal naive", "PatchTST"):
+        both = [
+            n for n, c in configs.items() if c["mase"] < PUBLISHED[n][rival][0] and c["crps"] < PUBLISHED[n][rival][1]
+        ]
+        lost = [f"{n} ({_losses(c, PUBLISHED[n][rival])})" for n, c in configs.items() if n not in both]
+        label = "seasonal naive" if rival == "Seasonal naive" else rival
+        line = f"- Ahead of {label} on both MASE and CRPS: {len(both)} of {len(configs)}"
+        out.append(line + (f"; behind on {_join(lost)}." if lost else "."))
+    best = {
+        n: min((PUBLISHED[n][m] for m in ("Chronos-2", "TiRex", "TimesFM-2.5")), key=lambda p: p[0]) for n in configs
+    }
+    ahead = [n for n, c in configs.items() if c["mase"] <= best[n][0]]
+    out.append(
+        f"- Level with or ahead of the best zero-shot model's MASE on {len(ahead)} of {len(configs)}"
+        + (f" ({_join(ahead)})." if ahead else ".")
+    )
+    return out
+
+
+def _losses(c: dict[str, Any], published: tuple[float, float]) -> str:
+    """'MASE +3.1%, CRPS +8.0%': the metrics on which gatecast is behind, by how much."""
+    parts = [
+        f"{label} {c[key] / ref - 1:+.1%}"
+        for label, key, ref in (("MASE", "mase", published[0]), ("CRPS", "crps", published[1]))
+        if c[key] >= ref
+    ]
+    return ", ".join(parts)
 
 
 def _sentence(verdict: str) -> str:
