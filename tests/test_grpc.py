@@ -25,8 +25,8 @@ import pandas as pd
 import pytest
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
-from google.protobuf import descriptor_pb2
-from tritonclient.grpc import service_pb2, service_pb2_grpc
+from google.protobuf import descriptor_pb2, json_format
+from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from contract.covariates import calendar_matrix
@@ -57,7 +57,9 @@ def test_every_message_matches_tritonclients_field_by_field(tmp_path: Path) -> N
     ours = descriptor_pb2.FileDescriptorSet.FromString((tmp_path / "set.pb").read_bytes()).file[0]
     theirs = descriptor_pb2.FileDescriptorProto()
     service_pb2.DESCRIPTOR.CopyToProto(theirs)
-    assert ours.package == theirs.package == "inference"
+    config = descriptor_pb2.FileDescriptorProto()  # ModelConfig and its parts live in Triton's model_config.proto
+    model_config_pb2.DESCRIPTOR.CopyToProto(config)
+    assert ours.package == theirs.package == config.package == "inference"
 
     def messages(file: descriptor_pb2.FileDescriptorProto) -> dict[str, descriptor_pb2.DescriptorProto]:
         found = {}
@@ -68,7 +70,7 @@ def test_every_message_matches_tritonclients_field_by_field(tmp_path: Path) -> N
             stack += [(f"{name}.{n.name}", n) for n in message.nested_type]
         return found
 
-    mine, triton = messages(ours), messages(theirs)
+    mine, triton = messages(ours), {**messages(theirs), **messages(config)}
     for name, message in mine.items():
         assert name in triton, f"{name} is not a message of Triton's service"
         other = {f.number: f for f in triton[name].field}
@@ -81,6 +83,19 @@ def test_every_message_matches_tritonclients_field_by_field(tmp_path: Path) -> N
                 want.label,
                 want.type_name,
             ), f"{name}.{field.name} differs from Triton's"
+
+    def enums(file: descriptor_pb2.FileDescriptorProto) -> dict[str, dict[str, int]]:
+        found = {f".{file.package}.{e.name}": {v.name: v.number for v in e.value} for e in file.enum_type}
+        stack = [(f".{file.package}.{m.name}", m) for m in file.message_type]
+        while stack:
+            name, message = stack.pop()
+            found |= {f"{name}.{e.name}": {v.name: v.number for v in e.value} for e in message.enum_type}
+            stack += [(f"{name}.{n.name}", n) for n in message.nested_type]
+        return found
+
+    their_enums = enums(config)
+    for name, values in enums(ours).items():
+        assert values == their_enums[name], f"{name} differs from Triton's"
     their_methods = {m.name: m for m in theirs.service[0].method}
     assert ours.service[0].name == theirs.service[0].name == "GRPCInferenceService"
     for method in ours.service[0].method:
@@ -133,7 +148,10 @@ def test_health_metadata_and_index(client: tgrpc.InferenceServerClient, served: 
     assert client.is_model_ready("tiny") and client.is_model_ready("tiny", "1")
     assert not client.is_model_ready("nope") and not client.is_model_ready("tiny", "9")
     meta = client.get_server_metadata()
-    assert meta.name == "gatecast" and "model_repository" in meta.extensions
+    assert meta.name == "gatecast"
+    assert list(meta.extensions) == ["model_repository", "statistics", "model_configuration"]
+    over_http = httpx.get(f"{served[0]}/v2").json()["extensions"]
+    assert over_http == ["binary_tensor_data", *meta.extensions]  # raw bytes are part of every gRPC message
     over_http = httpx.get(f"{served[0]}/v2/models/tinycov").json()
     meta = client.get_model_metadata("tinycov", as_json=True)
     assert meta["name"] == "tinycov" and meta["platform"] == "onnxruntime_onnx" and meta["versions"] == ["1"]
@@ -143,6 +161,35 @@ def test_health_metadata_and_index(client: tgrpc.InferenceServerClient, served: 
         ]
     index = {(m["name"], m["version"]): m["state"] for m in client.get_model_repository_index(as_json=True)["models"]}
     assert index == {("tiny", "1"): "READY", ("tinycov", "1"): "READY"}
+
+
+def test_config_and_statistics_answer_what_http_answers(
+    client: tgrpc.InferenceServerClient, served: tuple[str, str, Path]
+) -> None:
+    """tritonclient.grpc's get_model_config and get_inference_statistics: the same figures as HTTP, read into
+    Triton's own messages (one worker, so both protocols read the same counters)."""
+    url = served[0]
+    for name in ("tiny", "tinycov"):
+        over_http = json_format.ParseDict(
+            httpx.get(f"{url}/v2/models/{name}/config").json(), model_config_pb2.ModelConfig()
+        )
+        assert client.get_model_config(name).config == over_http
+        assert client.get_model_config(name, "1").config == over_http
+        assert over_http.parameters["gatecast.horizon"].string_value == str(over_http.output[0].dims[0])
+    grpc_infer(client, windows(3))
+    over_grpc = client.get_inference_statistics()  # read after the last inference: nothing runs between them
+    over_http = json_format.ParseDict(httpx.get(f"{url}/v2/models/stats").json(), service_pb2.ModelStatisticsResponse())
+    assert over_grpc == over_http and [s.name for s in over_grpc.model_stats] == ["tiny", "tinycov"]
+    tiny = client.get_inference_statistics("tiny", "1").model_stats
+    assert [s.name for s in tiny] == ["tiny"] and tiny[0].inference_count >= 3
+    assert [s.name for s in client.get_inference_statistics("tinycov").model_stats] == ["tinycov"]
+    channel, s = stub(served)
+    try:
+        refused(lambda: s.ModelConfig(service_pb2.ModelConfigRequest(name="nope")), grpc.StatusCode.NOT_FOUND, "'nope'")
+        no_name = service_pb2.ModelStatisticsRequest(version="1")
+        refused(lambda: s.ModelStatistics(no_name), grpc.StatusCode.INVALID_ARGUMENT, "without a model name")
+    finally:
+        channel.close()
 
 
 @pytest.mark.parametrize("batch", [1, 32])

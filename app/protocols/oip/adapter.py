@@ -17,10 +17,14 @@ from app.errors import InvalidInput
 from app.jobs import ForecastJob, ForecastResult, SeriesInput
 from app.registry import ModelRepository, version_key
 from app.service import ModelService
+from app.settings import Settings
 from contract import signature
 from contract.covariates import calendar_channels
 
-SERVER_EXTENSIONS = ["binary_tensor_data", "model_repository"]
+# What each transport answers of Triton's extensions (the binary tensor data extension is HTTP's own; gRPC
+# carries raw bytes in every message).
+GRPC_EXTENSIONS = ["model_repository", "statistics", "model_configuration"]
+HTTP_EXTENSIONS = ["binary_tensor_data", *GRPC_EXTENSIONS]
 DATATYPES: dict[str, type[np.generic]] = {
     "FP32": np.float32,
     "FP64": np.float64,
@@ -41,8 +45,64 @@ class Tensor:
     read: Callable[[], np.ndarray]
 
 
-def server_metadata() -> dict[str, Any]:
-    return {"name": "gatecast", "version": __version__, "extensions": SERVER_EXTENSIONS}
+def server_metadata(extensions: list[str]) -> dict[str, Any]:
+    return {"name": "gatecast", "version": __version__, "extensions": extensions}
+
+
+def model_statistics(repository: ModelRepository, name: str = "", version: str = "") -> dict[str, Any]:
+    """Triton's statistics of every loaded version (no name), of one model's versions, or of one version;
+    counted in the worker process that answers."""
+    if version:
+        services = [repository.get(name, version)]
+    elif name:
+        repository.get(name)  # 404 for an unknown model
+        services = _versions(repository, name)
+    else:
+        services = [s for each in sorted(repository.models) for s in _versions(repository, each)]
+    return {"model_stats": [s.stats.as_triton(s.name, s.version) for s in services]}
+
+
+def _versions(repository: ModelRepository, name: str) -> list[ModelService]:
+    return [repository.models[name][v] for v in sorted(repository.models[name], key=version_key)]
+
+
+def model_config(service: ModelService, settings: Settings) -> dict[str, Any]:
+    """The model's configuration as Triton writes it (batch dimension implicit, so `dims` exclude it), with
+    gatecast's window, horizon and frequency as parameters."""
+    card = service.card
+    channels = signature.channels(card.covariates)
+    kind = "KIND_GPU" if service.runtime.provider == "CUDAExecutionProvider" else "KIND_CPU"
+    return {
+        "name": service.name,
+        "platform": "onnxruntime_onnx",
+        "backend": "onnxruntime",
+        "version_policy": {"latest": {"num_versions": 1}},
+        "max_batch_size": settings.max_batch_series,
+        "input": [
+            {"name": spec.name, "data_type": "TYPE_FP32", "dims": [-1, *(channels[a] for a in spec.axes[2:])]}
+            for spec in signature.inputs(card.covariates)
+        ],
+        "output": [
+            {"name": signature.FORECAST.name, "data_type": "TYPE_FP32", "dims": [card.horizon]},
+            {"name": signature.SCALE.name, "data_type": "TYPE_FP32", "dims": [1], "reshape": {"shape": []}},
+        ],
+        "dynamic_batching": {
+            "max_queue_delay_microseconds": settings.max_queue_delay_us,
+            "default_queue_policy": {"max_queue_size": settings.max_queue_series},
+        },
+        "instance_group": [{"name": service.name, "kind": kind, "count": 1}],
+        "parameters": {
+            f"gatecast.{key}": {"string_value": str(value)}
+            for key, value in {
+                "cell": card.cell,
+                "min_window": card.min_window,
+                "trained_window": card.trained_window,
+                "horizon": card.horizon,
+                "freq": card.freq,
+                "season": card.season,
+            }.items()
+        },
+    }
 
 
 def model_metadata(service: ModelService, repository: ModelRepository) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from grpc import aio
 from prometheus_client import Histogram
@@ -122,7 +123,7 @@ class InferenceService:
         return pb.ModelReadyResponse(ready=bool(versions) and (not request.version or request.version in versions))
 
     async def ServerMetadata(self, request: pb.ServerMetadataRequest) -> pb.ServerMetadataResponse:
-        return pb.ServerMetadataResponse(**oip_service.server_metadata())
+        return pb.ServerMetadataResponse(**oip_service.server_metadata(oip_service.GRPC_EXTENSIONS))
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest) -> pb.ModelMetadataResponse:
         service = self.repository.get(request.name, request.version or None)
@@ -137,6 +138,23 @@ class InferenceService:
         return pb.ModelMetadataResponse(
             name=meta["name"], versions=meta["versions"], platform=meta["platform"], **tensors
         )
+
+    # --- statistics and configuration extensions: the same dictionaries HTTP answers, as messages ------------
+
+    async def ModelStatistics(self, request: pb.ModelStatisticsRequest) -> pb.ModelStatisticsResponse:
+        if request.version and not request.name:
+            raise InvalidInput("a version was given without a model name: name the model, or send neither")
+        stats = oip_service.model_statistics(self.repository, request.name, request.version)
+        response = pb.ModelStatisticsResponse()
+        json_format.ParseDict(stats, response)
+        return response
+
+    async def ModelConfig(self, request: pb.ModelConfigRequest) -> pb.ModelConfigResponse:
+        service = self.repository.get(request.name, request.version or None)
+        config = oip_service.model_config(service, self.settings)
+        response = pb.ModelConfigResponse()
+        json_format.ParseDict({"config": config}, response)
+        return response
 
     # --- inference -----------------------------------------------------------------------------------------
 
@@ -187,6 +205,8 @@ METHODS: dict[str, tuple[type[Any], str, str]] = {
     "ServerMetadata": (pb.ServerMetadataRequest, "/v2", "GET"),
     "ModelMetadata": (pb.ModelMetadataRequest, "/v2/models/{name}", "GET"),
     "ModelInfer": (pb.ModelInferRequest, "/v2/models/{name}/infer", "POST"),
+    "ModelStatistics": (pb.ModelStatisticsRequest, "/v2/models/stats", "GET"),
+    "ModelConfig": (pb.ModelConfigRequest, "/v2/models/{name}/config", "GET"),
     "RepositoryIndex": (pb.RepositoryIndexRequest, "/v2/repository/index", "POST"),
     "RepositoryModelLoad": (pb.RepositoryModelLoadRequest, "/v2/repository/models/{name}/load", "POST"),
     "RepositoryModelUnload": (pb.RepositoryModelUnloadRequest, "/v2/repository/models/{name}/unload", "POST"),

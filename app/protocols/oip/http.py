@@ -21,9 +21,6 @@ from app.protocols.oip import adapter as oip_service
 from app.protocols.oip import codec as oip
 from app.registry import ModelRepository, version_key
 from app.schemas import ProtocolError, Readiness
-from app.service import ModelService
-from app.settings import Settings
-from contract import signature
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ProtocolError} for code in (400, 401, 403, 404, 413, 415, 422, 500, 503)
@@ -33,7 +30,7 @@ router = APIRouter(prefix="/v2", tags=["open inference protocol v2"], responses=
 
 @router.get("")
 async def server_metadata() -> dict[str, Any]:
-    return oip_service.server_metadata()
+    return oip_service.server_metadata(oip_service.HTTP_EXTENSIONS)
 
 
 @router.get("/health/live")
@@ -60,73 +57,27 @@ async def ready(request: Request, repository: RepositoryDep) -> Response:
 @router.get("/models/stats")
 async def all_stats(repository: RepositoryDep) -> dict[str, Any]:
     """Inference statistics of every loaded version, counted in the worker process that answers."""
-    services = [s for name in sorted(repository.models) for s in _versions(repository, name)]
-    return {"model_stats": [s.stats.as_triton(s.name, s.version) for s in services]}
+    return oip_service.model_statistics(repository)
 
 
 @router.get("/models/{name}/stats")
 async def model_stats(name: str, repository: RepositoryDep) -> dict[str, Any]:
-    repository.get(name)  # 404 for an unknown model
-    return {"model_stats": [s.stats.as_triton(s.name, s.version) for s in _versions(repository, name)]}
+    return oip_service.model_statistics(repository, name)
 
 
 @router.get("/models/{name}/versions/{version}/stats")
 async def model_version_stats(name: str, version: str, repository: RepositoryDep) -> dict[str, Any]:
-    service = repository.get(name, version)
-    return {"model_stats": [service.stats.as_triton(service.name, service.version)]}
+    return oip_service.model_statistics(repository, name, version)
 
 
 @router.get("/models/{name}/config")
 async def model_config(name: str, request: Request, repository: RepositoryDep) -> dict[str, Any]:
-    return _config(repository.get(name), request.app.state.settings)
+    return oip_service.model_config(repository.get(name), request.app.state.settings)
 
 
 @router.get("/models/{name}/versions/{version}/config")
 async def model_version_config(name: str, version: str, request: Request, repository: RepositoryDep) -> dict[str, Any]:
-    return _config(repository.get(name, version), request.app.state.settings)
-
-
-def _versions(repository: RepositoryDep, name: str) -> list[ModelService]:
-    return [repository.models[name][v] for v in sorted(repository.models[name], key=version_key)]
-
-
-def _config(service: ModelService, settings: Settings) -> dict[str, Any]:
-    """The model's configuration as Triton writes it (batch dimension implicit, so `dims` exclude it), with
-    gatecast's window, horizon and frequency as parameters."""
-    card = service.card
-    channels = signature.channels(card.covariates)
-    kind = "KIND_GPU" if service.runtime.provider == "CUDAExecutionProvider" else "KIND_CPU"
-    return {
-        "name": service.name,
-        "platform": "onnxruntime_onnx",
-        "backend": "onnxruntime",
-        "version_policy": {"latest": {"num_versions": 1}},
-        "max_batch_size": settings.max_batch_series,
-        "input": [
-            {"name": spec.name, "data_type": "TYPE_FP32", "dims": [-1, *(channels[a] for a in spec.axes[2:])]}
-            for spec in signature.inputs(card.covariates)
-        ],
-        "output": [
-            {"name": signature.FORECAST.name, "data_type": "TYPE_FP32", "dims": [card.horizon]},
-            {"name": signature.SCALE.name, "data_type": "TYPE_FP32", "dims": [1], "reshape": {"shape": []}},
-        ],
-        "dynamic_batching": {
-            "max_queue_delay_microseconds": settings.max_queue_delay_us,
-            "default_queue_policy": {"max_queue_size": settings.max_queue_series},
-        },
-        "instance_group": [{"name": service.name, "kind": kind, "count": 1}],
-        "parameters": {
-            f"gatecast.{key}": {"string_value": str(value)}
-            for key, value in {
-                "cell": card.cell,
-                "min_window": card.min_window,
-                "trained_window": card.trained_window,
-                "horizon": card.horizon,
-                "freq": card.freq,
-                "season": card.season,
-            }.items()
-        },
-    }
+    return oip_service.model_config(repository.get(name, version), request.app.state.settings)
 
 
 @router.get("/models/{name}")
