@@ -116,6 +116,8 @@ class Batcher:
         self._answered: dict[Hashable, float] = {}  # source -> when it was last answered (perf_counter)
         self._missing: set[Hashable] | None = None  # while gathering: the sources not queued yet
         self._gathered: asyncio.Future[bool] | None = None  # its result: whether the wait timed out
+        self.gather_waits = 0  # gathering waits begun, and those that ran to gather_wait: what the policy did
+        self.gather_timeouts = 0
         self._queue: deque[_Pending] = deque()  # requests with windows not yet handed to a run
         self._queued_series = 0  # their windows not yet handed to a run
         self._wakeup = asyncio.Event()
@@ -210,9 +212,11 @@ class Batcher:
             return
         loop = asyncio.get_running_loop()
         self._missing, self._gathered = missing, loop.create_future()
+        self.gather_waits += 1
         timer = loop.call_later(self.gather_wait, self._end_gathering, True)
         try:
             if await self._gathered:  # timed out: do not wait for the late ones again until they are answered
+                self.gather_timeouts += 1
                 for late in self._missing:
                     answered.pop(late, None)
         finally:

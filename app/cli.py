@@ -46,6 +46,8 @@ def _training_command(args: argparse.Namespace, step: str) -> None:
                 pipeline.run_export(config, root, force=args.force)
             else:
                 pipeline.run_all(config, root, progress=not args.quiet, force=args.force)
+                if not args.quiet:
+                    print(pipeline.run_summary(config, root), flush=True)
     except (NameTaken, StaleEvaluation, FileNotFoundError, ValueError) as exc:
         sys.exit(f"gatecast {step}: {exc}")
 

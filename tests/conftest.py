@@ -1,14 +1,15 @@
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.synthetic import covariate_config, covariate_dataset, seasonal_dataset, tiny_config
-from training.data import data_dir
+from tests.build_fixtures import TINY, TINYCOV
 
 # Tests state their settings themselves: a developer's own GATECAST_* variables (a model folder, keys, limits)
 # must not change what they check, in-process or in the servers they start. The data folder stays: data tests
@@ -23,35 +24,57 @@ os.environ["GATECAST_STATE_DIR"] = tempfile.mkdtemp(prefix="gatecast-state-")
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED_MODELS = ROOT / "models"
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def _imports_training(path: Path) -> bool:
+    return re.search(r"^(from|import) (training|torch|bench)\b", path.read_text(), re.MULTILINE) is not None
+
+
+# A serving install (no train extra) runs the server tests; the modules that train or read with training's code are
+# not collected, and the header says which.
+collect_ignore = (
+    [] if HAVE_TORCH else sorted(p.name for p in ROOT.joinpath("tests").glob("test_*.py") if _imports_training(p))
+)
+
+
+def pytest_report_header() -> str | None:
+    if HAVE_TORCH:
+        return None
+    names = ", ".join(collect_ignore)
+    return f"torch not installed (the train extra): {len(collect_ignore)} training test modules not collected: {names}"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    have_data = (data_dir() / "ett" / "ETTh1.csv").exists()
+    try:
+        from training.data import data_dir
+    except ImportError as exc:  # a serving install: the data tests read the sets with training's loaders
+        reason = f"the data tests need the train extra (pip install -e '.[train,dev]'): {exc}"
+    else:
+        have_data = (data_dir() / "ett" / "ETTh1.csv").exists()
+        reason = "" if have_data else f"real datasets not found in {data_dir()} (GATECAST_DATA_DIR)"
     for item in items:
-        if "data" in item.keywords and not have_data:
-            item.add_marker(pytest.mark.skip(reason=f"real datasets not found in {data_dir()} (GATECAST_DATA_DIR)"))
+        if "data" in item.keywords and reason:
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="session")
 def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny GRU trained for two epochs on a synthetic series and exported: models/tiny/1/model.onnx."""
-    from training.pipeline import build_artifact
-
-    root = tmp_path_factory.mktemp("tiny-repo")
-    path = root / "tiny" / "1" / "model.onnx"
-    build_artifact(tiny_config(), seasonal_dataset(), path)
+    """A tiny GRU trained for two epochs on a synthetic series (tests/build_fixtures.py), in a folder of its own:
+    tiny/1/model.onnx."""
+    path = tmp_path_factory.mktemp("tiny-repo") / "tiny" / "1" / "model.onnx"
+    path.parent.mkdir(parents=True)
+    shutil.copy(TINY, path)
     return path
 
 
 @pytest.fixture(scope="session")
 def covariate_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny GRU with a past covariate `load`, a future covariate `plan` and the hour and weekday:
-    models/tinycov/1/model.onnx."""
-    from training.pipeline import build_artifact
-
-    root = tmp_path_factory.mktemp("tinycov-repo")
-    path = root / "tinycov" / "1" / "model.onnx"
-    build_artifact(covariate_config(), covariate_dataset(), path)
+    """A tiny GRU with a past covariate `load`, a future covariate `plan` and the hour and weekday
+    (tests/build_fixtures.py): tinycov/1/model.onnx."""
+    path = tmp_path_factory.mktemp("tinycov-repo") / "tinycov" / "1" / "model.onnx"
+    path.parent.mkdir(parents=True)
+    shutil.copy(TINYCOV, path)
     return path
 
 

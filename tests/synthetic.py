@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
-from training.config import RunConfig
-from training.data import Dataset, Series
+if TYPE_CHECKING:  # training imports torch: the series alone are for server tests too
+    from training.config import RunConfig
+    from training.data import Dataset
 
 
 def seasonal_series(n: int = 1200, season: int = 24, seed: int = 0, level: float = 50.0) -> np.ndarray:
@@ -16,6 +19,8 @@ def seasonal_series(n: int = 1200, season: int = 24, seed: int = 0, level: float
 
 
 def seasonal_dataset(n: int = 1200, series: int = 1) -> Dataset:
+    from training.data import Dataset, Series
+
     items = [
         Series(
             f"s{i}",
@@ -31,6 +36,8 @@ def seasonal_dataset(n: int = 1200, series: int = 1) -> Dataset:
 
 
 def tiny_config(name: str = "tiny", cell: str = "gru", version: str = "1", epochs: int = 2) -> RunConfig:
+    from training.config import RunConfig
+
     return RunConfig.from_dict(
         {
             "name": name,
@@ -56,6 +63,8 @@ def tiny_config(name: str = "tiny", cell: str = "gru", version: str = "1", epoch
 def covariate_dataset(n: int = 1200) -> Dataset:
     """Hourly series driven by its covariates: a `load` channel it follows one step later (known up to the
     origin), a planned `plan` step known ahead, and the hour of the day."""
+    from training.data import Dataset, Series
+
     rng = np.random.default_rng(7)
     stamps = pd.date_range("2024-01-01", periods=n, freq="h")
     load = 10 + np.cumsum(rng.normal(size=n)) * 0.5
@@ -76,6 +85,7 @@ def covariate_dataset(n: int = 1200) -> Dataset:
 
 
 def covariate_config(name: str = "tinycov", epochs: int = 2) -> RunConfig:
+
     config = tiny_config(name, epochs=epochs)
     config.model = type(config.model)(
         **{

@@ -134,3 +134,23 @@ def test_a_window_with_no_volatility_still_gets_intervals_as_wide_as_its_errors(
     unfloored = Conformal(cal.levels, cal.quantiles, cal.calibration_windows)
     lo0, hi0 = interval(forecasts[2000:], scales[2000:], windows[2000:], unfloored, 0.95)
     assert coverage(errors[2000:][smooth], lo0[smooth], hi0[smooth]) < 0.1
+
+
+def test_the_committed_test_models_are_what_the_pipeline_builds(tmp_path: Path) -> None:
+    """The server tests serve tests/fixtures/models (no torch, no training at session start): rebuilt here, the
+    card's contract (everything but what training measures and when) and the graph's signature must match the
+    committed files, or the fixtures are stale: run `python -m tests.build_fixtures`."""
+    from tests.build_fixtures import TINY, TINYCOV, build
+
+    def contract(path: Path) -> tuple[dict[str, str], list[tuple[str, str]], list[str]]:
+        model = onnx.load(str(path))
+        props = {p.key: p.value for p in model.metadata_props}
+        measured = ("gatecast.trained_at", "gatecast.sha256", "gatecast.metrics", "gatecast.conformal")
+        card = {k: v for k, v in props.items() if k not in measured}
+        inputs = [(i.name, str(i.type.tensor_type.shape)) for i in model.graph.input]
+        return card, inputs, [o.name for o in model.graph.output]
+
+    fresh = build(tmp_path)
+    for committed, rebuilt in ((TINY, fresh["tiny"]), (TINYCOV, fresh["tinycov"])):
+        assert contract(committed) == contract(rebuilt), f"{committed} is stale: run `python -m tests.build_fixtures`"
+        ModelCard.from_props({p.key: p.value for p in onnx.load(str(committed)).metadata_props}).check()

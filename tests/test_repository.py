@@ -46,37 +46,46 @@ def test_a_model_file_that_reads_slowly_never_stalls_requests(
     repository: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The read of a model file blocks (a slow disk, a huge file): requests keep being answered meanwhile."""
-    gate = threading.Event()
+    gate, reading = threading.Event(), threading.Event()
     read_bytes = Path.read_bytes
 
     def slow_read(path: Path) -> bytes:
         if path.name == "model.onnx":
-            gate.wait(20)
+            reading.set()
+            gate.wait(60)
         return read_bytes(path)
 
     with TestClient(create_app(Settings(model_repository=repository, repository_poll_s=0.05))) as c:
         monkeypatch.setattr(Path, "read_bytes", slow_read)
         shutil.copytree(repository / "tiny" / "1", repository / "tiny" / "2")
-        time.sleep(0.5)  # the poll has found version 2 and is reading it
+        assert reading.wait(30)  # the poll has found version 2 and is reading it
         for _ in range(5):
-            started = time.monotonic()
             r = c.post("/forecast", json=ONE)
             assert r.status_code == 200 and r.json()["version"] == "1"
-            assert time.monotonic() - started < 0.5
+        assert not gate.is_set()  # all five were answered while the read was still blocked
         gate.set()
         assert wait_for(lambda: c.post("/forecast", json=ONE).json()["version"] == "2")
 
 
-def test_a_file_over_the_size_limit_is_refused_without_reading_it(repository: Path) -> None:
+def test_a_file_over_the_size_limit_is_refused_without_reading_it(
+    repository: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (repository / "huge" / "1").mkdir(parents=True)
-    with open(repository / "huge" / "1" / "model.onnx", "wb") as fh:
+    huge = repository / "huge" / "1" / "model.onnx"
+    with open(huge, "wb") as fh:
         fh.truncate(2 * 2**30)  # 2 GiB, sparse: reading it would take seconds and 2 GiB of memory
-    started = time.monotonic()
+    read_bytes, read = Path.read_bytes, []
+
+    def recorded_read(path: Path) -> bytes:
+        read.append(path.resolve())
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", recorded_read)
     with TestClient(create_app(Settings(model_repository=repository))) as c:
         failed = c.get("/v2/health/ready").json()["failed"]
         assert c.post("/forecast", json=ONE).status_code == 200
     assert "GATECAST_MAX_MODEL_BYTES" in failed["huge@1"]
-    assert time.monotonic() - started < 15
+    assert huge.resolve() not in read and (repository / "tiny" / "1" / "model.onnx").resolve() in read
 
 
 # --- graphs that disagree with their card are refused at load -------------------------------------------------

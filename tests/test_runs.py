@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -124,6 +125,44 @@ def test_init_writes_every_key_with_freq_and_season_from_the_data(
         write_config("vix-gru", Path("pump.csv"), project)
     with pytest.raises(ValueError, match="is not valid"):
         write_config("../escape", Path("pump.csv"), project)
+
+
+def test_init_names_extra_columns_and_sizes_to_short_weekly_series(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Competition-style weekly data (40 to 90 points a series) with a promotion flag, a temperature and a text
+    column: no season or horizon longer than the series allow, the columns named with a guessed role and proposed
+    as covariates, commented out, and every docs link of the file present in the checkout."""
+    monkeypatch.chdir(project)
+    rng = np.random.default_rng(0)
+    rows = []
+    for k, n in enumerate((40, 65, 90)):
+        ds = pd.date_range("2020-01-05", periods=n, freq="W-SUN")
+        rows.append(
+            pd.DataFrame(
+                {
+                    "unique_id": f"store-{k}",
+                    "ds": ds,
+                    "y": 100 + rng.normal(0, 5, n).cumsum(),
+                    "promo": rng.random(n) > 0.8,
+                    "temperature": rng.normal(15, 5, n),
+                    "region": "north",
+                }
+            )
+        )
+    pd.concat(rows).assign(promo=lambda f: f["promo"].astype(int)).to_csv("weekly.csv", index=False)
+    path = write_config("weekly", Path("weekly.csv"), project)
+    text = path.read_text()
+    config = RunConfig.load(path)
+    shortest = int(40 * 0.7)  # the default split keeps 70% of each series for training
+    assert config.freq == "W-SUN" and config.season == 1  # 52 is longer than half of 28 training points
+    assert config.model.horizon <= shortest // 6 and config.model.input_window + config.model.horizon <= shortest
+    assert "promo (future), temperature (past), region (not numbers: cannot be a covariate)" in text
+    assert '# future_covariates = ["promo"]  # found in weekly.csv' in text
+    assert '# past_covariates = ["temperature"]  # found in weekly.csv' in text
+    assert config.model.future_covariates == [] and config.model.past_covariates == []  # proposed, not used
+    for link in re.findall(r"docs/[\w./-]+\.md", text):
+        assert (ROOT / link).exists(), link
 
 
 def test_training_that_stops_while_improving_says_so(project: Path, caplog: pytest.LogCaptureFixture) -> None:

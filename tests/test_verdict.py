@@ -50,6 +50,19 @@ def test_a_model_better_than_both_baselines_beats_them() -> None:
     assert out["mase"]["model"] < min(out["mase"]["naive"], out["mase"]["seasonal_naive"])
 
 
+@pytest.mark.parametrize("weight", [0.95, 1.0])
+def test_a_blend_that_is_all_naive_is_called_the_naive_forecast(weight: float) -> None:
+    """A weight near 1: the exported model is naive's forecast, and the verdict says that, not that it beats it."""
+    dataset, inputs, actuals = _walk()
+    naive = np.repeat(inputs[:, -1:], 4, axis=1)
+    out = validation_verdict(_split(naive, inputs, actuals), dataset, 7, 4, blend=(weight, 1))
+    assert out["verdict"].startswith(f"is the naive forecast: the naive blend gave naive weight {weight:.2f}")
+    seasonal = validation_verdict(_split(naive, inputs, actuals), dataset, 7, 4, blend=(weight, 7))
+    assert seasonal["verdict"].startswith("is the seasonal naive forecast")
+    below = validation_verdict(_split(actuals + 0.01, inputs, actuals), dataset, 7, 4, blend=(0.9, 1))
+    assert below["verdict"].startswith("beats naive")
+
+
 def test_a_run_that_loses_warns_and_the_artifact_carries_the_verdict(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

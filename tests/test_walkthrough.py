@@ -41,9 +41,20 @@ def test_the_readme_walkthrough_trains_and_serves_a_model_beside_the_committed_o
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATECAST_")}
     *steps, serve = readme_lines()
     assert serve.split("#")[0].strip() == ".venv/bin/gatecast serve"
+    printed = {}
     for line in steps:
         done = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, f"{line}\n{done.stdout}\n{done.stderr}"
+        printed[line.split("#")[0].strip()] = done.stdout + done.stderr
+    # Not a terminal here: a plain line per epoch (with what is left), then the run's summary.
+    said = printed[".venv/bin/gatecast pipeline my-sensor.toml"]
+    assert re.search(r"my-sensor\[0\] epoch 1/\d+: train [\d.]+ val [\d.]+, best epoch 1 \(.*s left\)", said), said
+    summary = said[said.index("my-sensor: done in") :]
+    for part in ("test MASE", "seasonal naive", "verdict: ", "80% intervals held", "report: ", "model:  ", "curl -s"):
+        assert part in summary, summary
+    assert re.search(r"patience stopped it|the epoch cap \(\d+\) stopped it|it ran all", summary), summary
+    request = re.search(r"-d @(\S+)", summary)
+    assert request, summary
 
     data = pd.read_csv(tmp_path / "readings.csv", parse_dates=["ds"])
     assert (data["ds"].dt.dayofweek < 5).all()  # a calendar without weekends, and gaps: the case to handle
@@ -76,6 +87,11 @@ def test_the_readme_walkthrough_trains_and_serves_a_model_beside_the_committed_o
         assert len(r.json()["forecasts"][0]["mean"]) == 24
         r = httpx.post(f"{url}/forecast", json={"model": "etth1-lstm", "series": [{"id": "p", "values": recent}]})
         assert r.status_code == 200, r.text
+        # The summary's request, as its curl sends it.
+        body = (tmp_path / request.group(1)).read_bytes()
+        r = httpx.post(f"{url}/forecast", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 200, r.text
+        assert len(r.json()["forecasts"][0]["mean"]) == 24
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)

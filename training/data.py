@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from contract.covariates import Covariates, calendar_for, calendar_matrix
-from contract.longformat import LongSeries, read_long_csv, split_long_frame
+from contract.longformat import REQUIRED_COLUMNS, LongSeries, read_long_csv, split_long_frame
 from training.config import RunConfig, SplitConfig
 
 log = logging.getLogger("gatecast.data")
@@ -258,7 +258,8 @@ def load_long(
                 s.id, table[:, 0], train_end, val_end, len(table), start=stamps[0], timestamps=stamps, covariates=extra
             )
         )
-    _report_once(path, freq, weekdays, sum(filled.values()), points)
+    unread = [str(c) for c in frame.columns if c not in REQUIRED_COLUMNS and c not in names]
+    _report_once(path, freq, weekdays, sum(filled.values()), points, unread)
     season = season or season_of(freq)
     info: dict[str, object] = {"gaps": gaps, "filled": filled, "weekdays_only": weekdays}
     return Dataset(path.stem, "y", freq, season, series, f"user data from {path.name}", info)
@@ -335,10 +336,18 @@ def _fill(
 _REPORTED: set[tuple[str, int]] = set()  # (file, filled): each data file's gaps are reported once per process
 
 
-def _report_once(path: Path, freq: str, weekdays: bool, filled: int, points: int) -> None:
+def _report_once(path: Path, freq: str, weekdays: bool, filled: int, points: int, unread: list[str]) -> None:
     if (str(path), filled) in _REPORTED:
         return
     _REPORTED.add((str(path), filled))
+    if unread:
+        log.info(
+            "%s: column%s %s not read: no [model] past_covariates or future_covariates names %s",
+            path.name,
+            "s" if len(unread) > 1 else "",
+            ", ".join(unread),
+            "them" if len(unread) > 1 else "it",
+        )
     if weekdays:
         log.info("%s: no series has a weekend point: the calendar is weekdays, weekends are not filled", path.name)
     if filled:

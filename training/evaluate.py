@@ -121,10 +121,16 @@ def baseline_forecasts(config: RunConfig, dataset: Dataset, test: SplitForecasts
     return out
 
 
-def validation_verdict(val: SplitForecasts, dataset: Dataset, season: int, horizon: int) -> dict[str, Any]:
+NAIVE_IS_THE_MODEL = 0.95  # a naive blend weight from here up: what is served is, in effect, the naive forecast
+
+
+def validation_verdict(
+    val: SplitForecasts, dataset: Dataset, season: int, horizon: int, blend: tuple[float, int] = (0.0, 1)
+) -> dict[str, Any]:
     """The model against naive and seasonal naive on the validation windows (MASE, the series' own scale): the
     data the run chose its weights on, so a user learns before the test split, or their own data, whether the
-    model beats the forecasts that need no training."""
+    model beats the forecasts that need no training. `blend` is the exported naive weight and lag: from
+    NAIVE_IS_THE_MODEL up the verdict says the model is that naive forecast rather than that it beats it."""
     series_scale = np.array([mase_scale(s, season) for s in dataset.series])[val.series_index]
     mase = {
         name: float(np.mean(np.mean(np.abs(val.actuals - f), axis=1) / series_scale))
@@ -136,7 +142,15 @@ def validation_verdict(val: SplitForecasts, dataset: Dataset, season: int, horiz
     }
     best = min(("naive", "seasonal_naive"), key=lambda name: mase[name])
     beats = mase["model"] < mase["naive"] and mase["model"] < mase["seasonal_naive"]
-    if beats:
+    weight, lag = blend
+    if weight >= NAIVE_IS_THE_MODEL:
+        kind = "seasonal naive" if lag == season > 1 else "naive"
+        verdict = (
+            f"is the {kind} forecast: the naive blend gave {kind} weight {weight:.2f} on validation (MASE "
+            f"{mase['model']:.3f}), so the network adds (nearly) nothing; serve it knowing that, or give the "
+            "network more history or epochs"
+        )
+    elif beats:
         verdict = f"beats naive and seasonal naive on validation (MASE {mase['model']:.3f} against {mase[best]:.3f})"
     else:
         worse = mase["model"] / mase[best] - 1
@@ -153,8 +167,9 @@ def evaluate(
     season = config.season or dataset.season
     val = collect(model, dataset, "val", 1)
     cal = conformal.calibrate(val.actuals, val.forecasts, val.scales, val.inputs)
-    validation = validation_verdict(val, dataset, season, config.model.horizon)
-    if not validation["beats_naive"]:
+    blend = (float(model.naive_weight), model.naive_lag) if isinstance(model, Ensemble) else (0.0, 1)
+    validation = validation_verdict(val, dataset, season, config.model.horizon, blend)
+    if not validation["beats_naive"] or blend[0] >= NAIVE_IS_THE_MODEL:
         log.warning(red(f"{config.name}: {validation['verdict']}"))
     test = collect(model, dataset, "test", config.evaluate.stride)
 

@@ -135,6 +135,13 @@ def run_all(config: RunConfig, root: Path = Path("."), progress: bool = True, fo
     return run_export(config, root, force=force)
 
 
+def run_summary(config: RunConfig, root: Path = Path(".")) -> str:
+    """The closing lines of a finished run (training.summary), from its report and its data."""
+    from training.summary import summary
+
+    return summary(config, artifacts.paths(config, root), data.load_for(config))
+
+
 def build_artifact(config: RunConfig, dataset: data.Dataset, path: Path, progress: bool = False) -> dict[str, Any]:
     """Train, evaluate and export in memory (no runs/ or reports/): for tests and quick experiments."""
     result = train(config, dataset, progress=progress)

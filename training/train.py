@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -258,8 +259,11 @@ def train_member(
     best = TrainResult(model=model, best_epoch=-1, best_val_loss=float("inf"))
     best_state: dict[str, torch.Tensor] = {}
     started = time.perf_counter()
+    # A bar on a terminal (epoch, losses, ETA); a plain line per epoch in a log file or a pipe, where a bar's
+    # carriage returns would pile up.
+    on_terminal = progress and sys.stderr.isatty()
     with denormals_flushed(), logging_redirect_tqdm():  # log lines print above the progress bar, not through it
-        bar = tqdm(range(1, tc.epochs + 1), disable=not progress, desc=name, unit="epoch")
+        bar = tqdm(range(1, tc.epochs + 1), disable=not on_terminal, desc=name, unit="epoch")
         for epoch in bar:
             epoch_start = time.perf_counter()
             model.train()
@@ -284,12 +288,24 @@ def train_member(
             best.history.append(
                 {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "seconds": seconds, "lr": lr}
             )
-            bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", s_per_epoch=f"{seconds:.1f}")
-            log.info("%s epoch %d: train %.4f val %.4f (%.1fs)", name, epoch, train_loss, val_loss, seconds)
             if val_loss < best.best_val_loss:
                 best.best_val_loss, best.best_epoch = val_loss, epoch
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            elif epoch - best.best_epoch >= tc.patience:
+            bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", best=best.best_epoch)
+            if progress and not on_terminal:
+                left = (tc.epochs - epoch) * (time.perf_counter() - started) / epoch
+                log.info(
+                    "%s epoch %d/%d: train %.4f val %.4f, best epoch %d (%.1f s; at most %.0f s left)",
+                    name,
+                    epoch,
+                    tc.epochs,
+                    train_loss,
+                    val_loss,
+                    best.best_epoch,
+                    seconds,
+                    left,
+                )
+            if epoch - best.best_epoch >= tc.patience:
                 log.info("%s: early stop at epoch %d (best %d)", name, epoch, best.best_epoch)
                 break
     model.load_state_dict(best_state)
