@@ -27,9 +27,12 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[train,dev]"
 	touch $@ $(VENV)/.installed-serve
 
-## Run the service on 127.0.0.1:8000 with the committed models.
+## Run the service on 127.0.0.1:8000 (gRPC 8001) with the committed models; `make serve PORT=8080 GRPC_PORT=8081`
+## for others (GRPC_PORT=0: no gRPC). Unset, GATECAST_PORT and GATECAST_GRPC_PORT apply.
+PORT ?=
+GRPC_PORT ?=
 serve: venv-serve
-	$(BIN)/gatecast serve
+	$(BIN)/gatecast serve $(if $(PORT),--port $(PORT)) $(if $(GRPC_PORT),--grpc-port $(GRPC_PORT))
 
 ## Set up and run every test (installs Prometheus and wrk from Debian when run as root).
 test: venv-dev

@@ -16,6 +16,7 @@ import numpy as np
 
 from app.errors import InvalidInput, shown
 from app.jobs import SeriesInput, Windows
+from contract.words import count
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,8 @@ def rolling_cutoffs(
     need = min_window + horizon + (n_windows - 1) * step
     if n < need:
         raise InvalidInput(
-            f"series {shown(series.id)} has {n} values: {n_windows} windows of {horizon} steps, {step} apart, need "
+            f"series {shown(series.id)} has {count(n, 'value')}: {count(n_windows, 'window')} of "
+            f"{count(horizon, 'step')}, {step} apart, need "
             f"{need} ({min_window} before the first forecast); send a longer history or ask for fewer windows"
         )
     last = n - horizon
@@ -53,14 +55,15 @@ def detection_cutoffs(series: SeriesInput, n: int, detect: int | None, step: int
     available = n - min_window
     if detect is None and available < 1:
         raise InvalidInput(
-            f"series {shown(series.id)} has {n} values; a value is scored against the forecast from the "
+            f"series {shown(series.id)} has {count(n, 'value')}; a value is scored against the forecast from the "
             f"{min_window} values before it: send at least {min_window + 1} values"
         )
     if detect is None:
         detect = available
     if available < 1 or detect > available:
         raise InvalidInput(
-            f"series {shown(series.id)} has {n} values; scoring the last {detect} needs {min_window} values "
+            f"series {shown(series.id)} has {count(n, 'value')}; scoring the last {detect} needs "
+            f"{count(min_window, 'value')} "
             f"before the first one: send at least {min_window + max(detect, 1)} values or score fewer"
         )
     return np.arange(n - detect, n, step, dtype=np.int64)

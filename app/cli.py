@@ -66,7 +66,7 @@ def cmd_init(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from app.server import serve
 
-    serve(host=args.host, port=args.port, workers=args.workers, models=args.models)
+    serve(host=args.host, port=args.port, workers=args.workers, models=args.models, grpc_port=args.grpc_port)
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -103,7 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(func=cmd_init)
     serve = sub.add_parser("serve", help="serve every model in the model repository over HTTP")
     serve.add_argument("--host", default=None, help="default: GATECAST_HOST or 127.0.0.1")
-    serve.add_argument("--port", type=int, default=None, help="default: GATECAST_PORT or 8000")
+    serve.add_argument("--port", type=int, default=None, help="HTTP port; default: GATECAST_PORT or 8000")
+    serve.add_argument(
+        "--grpc-port", type=int, default=None, help="gRPC port, 0 for none; default: GATECAST_GRPC_PORT or 8001"
+    )
     serve.add_argument("--workers", type=int, default=None, help="default: GATECAST_WORKERS or one per usable CPU")
     serve.add_argument("--models", default=None, help="model folder; default: GATECAST_MODEL_REPOSITORY or ./models")
     serve.set_defaults(func=cmd_serve)

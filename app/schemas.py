@@ -375,7 +375,9 @@ class StreamInfo(BaseModel):
         ..., description="level -> factor on the model's interval width (1 unless `adaptive`)"
     )
     horizon: int | None
-    freq: str | None
+    freq: str | None = Field(
+        ..., description="of the readings: the one set, else the model's (null while the model is not loaded)"
+    )
     points: int
     last_timestamp: str | None
     recent: list[float] = Field(..., description="the last readings, as many as the model reads, oldest first")

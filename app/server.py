@@ -17,19 +17,33 @@ STARTUP_FAILURE_ENV = "GATECAST_STARTUP_FAILURE_FILE"
 
 
 def serve(
-    host: str | None = None, port: int | None = None, workers: int | None = None, models: str | None = None
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+    models: str | None = None,
+    grpc_port: int | None = None,
 ) -> None:
+    # Worker processes read their settings from the environment: pass the command line's choices through it.
+    if grpc_port is not None:
+        os.environ["GATECAST_GRPC_PORT"] = str(grpc_port)
+    if models:
+        os.environ["GATECAST_MODEL_REPOSITORY"] = str(Path(models).resolve())
+    get_settings.cache_clear()
     settings = get_settings()
     host = host or settings.host
     port = port or settings.port
     workers = workers or settings.workers
-    # Worker processes read their settings from the environment: pass the command line's choices through it.
     os.environ["GATECAST_WORKERS"] = str(workers)  # each worker splits the cores with the others (ort_threads)
-    if models:
-        os.environ["GATECAST_MODEL_REPOSITORY"] = str(Path(models).resolve())
     get_settings.cache_clear()
+    # Both ports checked before any worker starts or loads a model: a clash ends at once, saying what to change.
+    _check_free(host, port, "HTTP", "--port N or GATECAST_PORT=N (make serve PORT=N)")
     if settings.grpc_port:
-        _check_free(host, settings.grpc_port)
+        _check_free(
+            host,
+            settings.grpc_port,
+            "gRPC",
+            "--grpc-port N or GATECAST_GRPC_PORT=N (make serve GRPC_PORT=N), 0 for no gRPC",
+        )
     made_dir = None
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         made_dir = tempfile.mkdtemp(prefix="gatecast-metrics-")
@@ -61,9 +75,10 @@ def serve(
         sys.exit(f"gatecast: {reason}")
 
 
-def _check_free(host: str, port: int) -> None:
-    """The workers listen for gRPC with SO_REUSEPORT, which would let them share the port with another server
-    started by the same user in silence: bind it once without that first, and stop if anything holds it."""
+def _check_free(host: str, port: int, protocol: str, setting: str) -> None:
+    """Bind the port once and stop, naming it and the setting, if anything holds it. For gRPC it is also the only
+    check: the workers listen with SO_REUSEPORT, which would let them share the port with another server started
+    by the same user in silence."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as probe:
@@ -73,5 +88,6 @@ def _check_free(host: str, port: int) -> None:
             probe.bind((host, port))
     except OSError as exc:
         sys.exit(
-            f"gatecast: gRPC port {host}:{port} is not free ({exc.strerror}); set GATECAST_GRPC_PORT, or 0 for no gRPC"
+            f"gatecast: the {protocol} port {host}:{port} is not free ({exc.strerror}): another server is listening "
+            f"there. Stop it, or choose another port: {setting}"
         )

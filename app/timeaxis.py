@@ -17,6 +17,7 @@ import pandas as pd
 
 from app.errors import InvalidInput
 from contract.longformat import infer_freq
+from contract.words import count
 
 RANGE = "timestamps must lie between 1677-09-22 and 2262-04-11 (pandas' range)"
 # What pandas raises for time it cannot hold; ValueError covers OutOfBoundsDatetime and OutOfBoundsTimedelta.
@@ -86,7 +87,8 @@ def value_index(
 def _stamps(series_id: str, timestamps: Sequence[datetime] | pd.DatetimeIndex, n_values: int) -> pd.DatetimeIndex:
     if len(timestamps) != n_values:
         raise InvalidInput(
-            f"series {series_id!r} has {n_values} values but {len(timestamps)} timestamps; give one timestamp per value"
+            f"series {series_id!r} has {count(n_values, 'value')} but {count(len(timestamps), 'timestamp')}; give one "
+            "timestamp per value"
         )
     try:
         stamps = pd.DatetimeIndex(timestamps).as_unit("ns")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -60,26 +61,44 @@ def tiny_config(name: str = "tiny", cell: str = "gru", version: str = "1", epoch
     )
 
 
-def covariate_dataset(n: int = 1200) -> Dataset:
+@dataclass
+class CovariateSeries:
+    """The synthetic covariate series as plain arrays (the attributes of training.data.Series that tests read),
+    for server tests that run without the train extra."""
+
+    values: np.ndarray
+    timestamps: pd.DatetimeIndex
+    covariates: dict[str, np.ndarray]
+    train_end: int
+    val_end: int
+
+
+def covariate_series(n: int = 1200) -> CovariateSeries:
     """Hourly series driven by its covariates: a `load` channel it follows one step later (known up to the
     origin), a planned `plan` step known ahead, and the hour of the day."""
-    from training.data import Dataset, Series
-
     rng = np.random.default_rng(7)
     stamps = pd.date_range("2024-01-01", periods=n, freq="h")
     load = 10 + np.cumsum(rng.normal(size=n)) * 0.5
     plan = (rng.uniform(size=n) < 0.1).astype(float) * 5  # occasional planned steps
     hour = np.sin(2 * np.pi * np.asarray(stamps.hour) / 24)
     y = 40 + 3 * hour + 0.8 * np.roll(load, 1) + 2 * plan + rng.normal(scale=0.2, size=n)
+    return CovariateSeries(y, stamps, {"load": load, "plan": plan}, int(n * 0.7), int(n * 0.85))
+
+
+def covariate_dataset(n: int = 1200) -> Dataset:
+    """covariate_series as a training data set."""
+    from training.data import Dataset, Series
+
+    s = covariate_series(n)
     series = Series(
         "s0",
-        y,
-        int(n * 0.7),
-        int(n * 0.85),
+        s.values,
+        s.train_end,
+        s.val_end,
         n,
-        start=stamps[0],
-        timestamps=stamps,
-        covariates={"load": load, "plan": plan},
+        start=s.timestamps[0],
+        timestamps=s.timestamps,
+        covariates=s.covariates,
     )
     return Dataset("synthetic-cov", "y", "h", 24, [series], "synthetic series with covariates")
 

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from app import adaptive
 from app.main import create_app
 from app.settings import Settings
+from tests.markers import needs_training
 
 
 def test_a_miss_widens_a_hit_narrows_and_nothing_checked_changes_nothing() -> None:
@@ -39,6 +40,7 @@ def test_the_share_of_misses_goes_to_one_minus_the_level(true_scale: float, leve
     assert math.exp(log_m) == pytest.approx(true_scale, rel=0.35)
 
 
+@needs_training
 def test_the_benchmark_s_offline_replay_scores_what_a_live_stream_answers(repository: Path, tmp_path: Path) -> None:
     # bench.live_intervals picks the rate with an offline replay of forecasts from POST /forecast; it must
     # reproduce, to float32 rounding, the coverage of the answers a stream gives reading by reading.

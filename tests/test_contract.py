@@ -10,6 +10,7 @@ import pytest
 from contract import signature
 from contract.card import PREFIX, Conformal, ContractError, ModelCard
 from contract.windows import probe_lengths
+from tests.markers import needs_training
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -149,7 +150,8 @@ def test_probe_lengths_cover_the_declared_window_range() -> None:
     assert probe_lengths(64, 64) == [64]
 
 
-def test_training_never_imports_the_server_and_the_server_never_imports_training() -> None:
+@needs_training
+def test_training_never_imports_the_server() -> None:
     """The contract package is the only thing the two halves share."""
     code = (
         "import sys, training.pipeline, training.export, training.data, training.evaluate, training.conformal;"
@@ -157,6 +159,9 @@ def test_training_never_imports_the_server_and_the_server_never_imports_training
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_the_server_never_imports_training() -> None:
     code = (
         "import sys, app.main, app.cli, app.server;"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('training', 'torch'));"

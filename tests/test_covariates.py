@@ -18,7 +18,8 @@ from app.main import create_app
 from app.settings import Settings
 from contract.card import ContractError, ModelCard
 from contract.covariates import CovariateError, Covariates, calendar_for, calendar_matrix
-from tests.synthetic import covariate_dataset
+from tests.markers import needs_training
+from tests.synthetic import covariate_dataset, covariate_series
 
 H = 12  # the tiny covariate model's horizon
 T = 48  # its trained window
@@ -92,7 +93,7 @@ def client(tmp_path: Path, covariate_artifact: Path, tiny_artifact: Path):  # ty
 
 def series_payload(n: int = 60) -> dict[str, object]:
     """The last n points of the synthetic data, with their covariates and the planned steps ahead."""
-    s = covariate_dataset().series[0]
+    s = covariate_series()
     end = s.val_end
     return {
         "id": "s0",
@@ -260,7 +261,7 @@ def test_oip_v2_takes_one_input_per_role_and_agrees_with_json(client: TestClient
 
     body["inputs"] = body["inputs"][:2]  # future covariates and calendar left out
     r = client.post("/v2/models/tinycov/infer", json=body)
-    assert r.status_code == 400 or r.status_code == 422
+    assert r.status_code == 422, r.text
     assert (
         "takes exactly the inputs ['values', 'past_covariates', 'future_covariates', 'calendar']" in r.json()["error"]
     )
@@ -269,6 +270,7 @@ def test_oip_v2_takes_one_input_per_role_and_agrees_with_json(client: TestClient
 # --- training data ----------------------------------------------------------------------------------
 
 
+@needs_training
 def test_user_files_give_their_named_columns_as_covariates_gaps_filled_alike(tmp_path: Path) -> None:
     from training.data import load_long
 
@@ -286,6 +288,7 @@ def test_user_files_give_their_named_columns_as_covariates_gaps_filled_alike(tmp
         load_long(path, covariates=Covariates(past=("rain",)))
 
 
+@needs_training
 def test_training_refuses_what_the_data_cannot_give() -> None:
     from training.data import check_covariates
 

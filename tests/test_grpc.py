@@ -30,7 +30,7 @@ from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from contract.covariates import calendar_matrix
-from harness.live import free_port, running_server
+from harness.live import free_port, running_server, wait_ready
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -430,6 +430,42 @@ def test_two_workers_share_the_port_and_a_taken_port_stops_the_start(tmp_path: P
             timeout=60,
         )
     assert done.returncode != 0 and f"gRPC port 127.0.0.1:{taken} is not free" in done.stderr
+    assert "--grpc-port N or GATECAST_GRPC_PORT=N" in done.stderr
+
+
+def test_a_taken_http_port_ends_at_once_naming_it_and_the_grpc_port_is_a_flag(
+    tmp_path: Path, tiny_artifact: Path
+) -> None:
+    """The HTTP port is checked before any worker starts or a model loads; --grpc-port sets the gRPC port."""
+    repo = make_repo(tmp_path, tiny_artifact)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATECAST_")}
+    env.update(GATECAST_MODEL_REPOSITORY=str(repo))
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(taken), "--grpc-port", "0", "--workers", "1"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode != 0, done.stderr
+    assert f"the HTTP port 127.0.0.1:{taken} is not free" in done.stderr, done.stderr
+    assert "--port N or GATECAST_PORT=N (make serve PORT=N)" in done.stderr
+    assert "loaded" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    port, grpc_port = free_port(), free_port()
+    command = [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--grpc-port", str(grpc_port)]
+    server = subprocess.Popen([*command, "--workers", "1"], cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", server)
+        with tgrpc.InferenceServerClient(f"127.0.0.1:{grpc_port}") as c:
+            assert c.is_model_ready("tiny")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_the_api_pages_grpc_example_runs_against_the_committed_models(capsys: pytest.CaptureFixture[str]) -> None:

@@ -37,8 +37,10 @@ def series(n: int, seed: int = 5) -> list[float]:
 
 
 def put(client: TestClient, stream: str, **body: Any) -> Any:
+    """Create (201) or update (200) a stream: the status says which it was."""
+    existed = client.get(f"/streams/{stream}").status_code == 200
     r = client.put(f"/streams/{stream}", json={"model": "tiny", **body})
-    assert r.status_code in (200, 201), r.text
+    assert r.status_code == (200 if existed else 201), r.text
     return r.json()
 
 
@@ -175,6 +177,12 @@ def test_non_finite_values_and_unknown_streams(client: TestClient) -> None:
     assert client.get("/streams/s2").status_code == 404
 
 
+def test_a_stream_without_its_own_freq_reports_the_models(client: TestClient) -> None:
+    created = client.put("/streams/m", json={"model": "tiny", "start": "2024-01-01T00:00:00"})
+    assert created.status_code == 201 and created.json()["freq"] == "h"  # tiny's, which it forecasts with
+    assert client.get("/streams/m").json()["freq"] == "h"
+
+
 def test_time_settings_are_fixed_once_readings_arrived(client: TestClient) -> None:
     put(client, "s", start="2024-01-01T00:00:00", freq="h")
     append(client, "s", [1.0])
@@ -267,12 +275,12 @@ def test_forecast_quality_is_exported_per_model(client: TestClient) -> None:
 def test_a_covariate_model_reads_its_covariates_from_the_stream(tmp_path: Path, covariate_artifact: Path) -> None:
     import shutil
 
-    from tests.synthetic import covariate_dataset
+    from tests.synthetic import covariate_series
 
     repo = tmp_path / "models"
     (repo / "tinycov" / "1").mkdir(parents=True)
     shutil.copy(covariate_artifact, repo / "tinycov" / "1" / "model.onnx")
-    data = covariate_dataset().series[0]
+    data = covariate_series()
     y = data.values[:100].round(4).tolist()
     load, plan = (data.covariates[name][:100].round(4).tolist() for name in ("load", "plan"))
     start = "2024-01-01T00:00:00"

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from contract.card import Conformal
+from contract.words import count
 from training import baselines, conformal
 from training import metrics as M
 from training.config import RunConfig
@@ -322,7 +323,7 @@ def _ensemble_lines(ensemble: dict[str, Any] | None) -> list[str]:
     members = ", ".join(f"{m['cell']} (window {m['input_window']})" for m in ensemble["members"])
     kind = "naive" if ensemble["naive_lag"] == 1 else f"seasonal naive (lag {ensemble['naive_lag']})"
     return [
-        f"Ensemble: the median of {len(ensemble['members'])} members, {members}; weight of {kind} chosen on "
+        f"Ensemble: the median of {count(len(ensemble['members']), 'member')}, {members}; weight of {kind} chosen on "
         f"validation: {ensemble['naive_weight']:.2f}.",
         "",
     ]

@@ -34,6 +34,7 @@ from app.errors import InvalidInput
 from app.jobs import ForecastJob, SeriesInput, WindowJob
 from app.registry import ModelRepository
 from app.service import ModelService, check_levels, level_key
+from contract.words import count
 
 
 class TimeGPTError(BaseModel):
@@ -298,7 +299,8 @@ def _series(body: TimeGPTRequest, service: ModelService, future_h: int | None) -
     payload = body.series
     sizes = np.asarray(payload.sizes, dtype=np.int64)
     if int(sizes.sum()) != len(payload.y):
-        raise InvalidInput(f"series.sizes add up to {int(sizes.sum())} but series.y has {len(payload.y)} values")
+        sent = count(len(payload.y), "value")
+        raise InvalidInput(f"series.sizes add up to {int(sizes.sum())} but series.y has {sent}")
     starts = _starts(payload.start_datetime, len(sizes))
     y = _column("series.y", payload.y)
     past, future, ahead = _covariates(body, service, len(y), future_h, len(sizes))
@@ -331,7 +333,7 @@ def _covariates(
     x = [_column(f"series.X[{j}]", column) for j, column in enumerate(body.series.X or [])]
     x_future = [_column(f"series.X_future[{j}]", column) for j, column in enumerate(body.series.X_future or [])]
     expected = (
-        f"{service.name} reads {len(cov.future) + len(cov.past)} covariate columns, by position: future "
+        f"{service.name} reads {count(len(cov.future) + len(cov.past), 'covariate column')}, by position: future "
         f"{list(cov.future)} (in X_df) then past {list(cov.past)} (in hist_exog_list), each in this order"
         + (
             f"; its calendar features {list(cov.calendar)} come from the timestamps: do not send date_features"
@@ -350,12 +352,12 @@ def _covariates(
         future_cols, past_cols = x[: len(x_future)], x[len(x_future) :]
     if len(future_cols) != len(cov.future) or len(past_cols) != len(cov.past):
         raise InvalidInput(
-            f"{len(future_cols)} future and {len(past_cols)} past covariate columns were sent; {expected}"
+            f"{len(future_cols)} future and {count(len(past_cols), 'past covariate column')} were sent; {expected}"
         )
     ahead: dict[str, np.ndarray] = {}
     if future_h is not None and cov.future:
         if len(x_future) != len(cov.future):
-            raise InvalidInput(f"X_df has {len(x_future)} covariate columns; {expected}")
+            raise InvalidInput(f"X_df has {count(len(x_future), 'covariate column')}; {expected}")
         if future_h != service.card.horizon:
             raise InvalidInput(
                 f"{service.name} reads its future covariates for {service.card.horizon} steps: call with "

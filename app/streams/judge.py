@@ -21,6 +21,7 @@ from app.service import ModelService
 from app.streams.render import forecast_answer
 from app.streams.state import QUALITY_LEVELS, Appended, Origin, Quality, Readings, StreamState, widening
 from app.timeaxis import RANGE, TIME_ERRORS, positive_offset
+from contract.words import count
 
 
 async def apply(repository: ModelRepository, state: StreamState, readings: Readings) -> Appended:
@@ -245,7 +246,8 @@ def _covariates(state: StreamState, readings: Readings, k: int) -> dict[str, np.
         new = _finite(state.id, column)
         if len(new) != k:
             raise InvalidInput(
-                f"stream {state.id!r}: covariate {name!r} has {len(new)} values for {k} readings; send one per reading"
+                f"stream {state.id!r}: covariate {name!r} has {count(len(new), 'value')} for "
+                f"{count(k, 'reading')}; send one per reading"
             )
         before = kept.get(name)
         if before is None:

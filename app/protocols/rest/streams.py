@@ -10,7 +10,7 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
-from app.errors import InvalidInput, UnsupportedMediaType
+from app.errors import InvalidInput, NotFound, UnsupportedMediaType
 from app.schemas import ErrorBody, StreamAppended, StreamInfo, StreamPage, StreamReadings, StreamSettings
 from app.service import level_key
 from app.streams import Readings, StreamConfig, Streams, StreamState, check_id, widening
@@ -45,7 +45,7 @@ def _json(content: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), status, media_type="application/json")
 
 
-def info(state: StreamState) -> dict[str, Any]:
+def info(state: StreamState, streams: Streams) -> dict[str, Any]:
     return {
         "id": state.id,
         "model": state.model,
@@ -54,13 +54,21 @@ def info(state: StreamState) -> dict[str, Any]:
         "adaptive": state.adaptive,
         "widening": {level_key(level): widening(state, level) for level in state.levels},
         "horizon": state.horizon,
-        "freq": state.freq,
+        "freq": state.freq or _model_freq(streams, state.model),
         "points": state.points,
         "last_timestamp": state.last_time if state.points else None,
         "recent": np.frombuffer(state.values, dtype=np.float64),
         "created": datetime.fromtimestamp(state.created, UTC).isoformat(),
         "forecast": orjson.Fragment(state.forecast) if state.forecast else None,
     }
+
+
+def _model_freq(streams: Streams, model: str) -> str | None:
+    """A stream without its own `freq` has the model's; None only while its model is not loaded."""
+    try:
+        return streams.repository.resolve(model).card.freq
+    except NotFound:
+        return None
 
 
 @router.put(
@@ -78,7 +86,7 @@ async def put_stream(stream_id: str, request: Request) -> Response:
         body.model, body.level, body.anomaly_level, body.horizon, body.freq, body.start, body.adaptive
     )
     created, state = await _streams(request).put(stream_id, config)
-    return _json(info(state), 201 if created else 200)
+    return _json(info(state, _streams(request)), 201 if created else 200)
 
 
 # app.middleware calls `append` directly (a DirectRoute, like /forecast: FastAPI's routing was a large part of
@@ -117,7 +125,8 @@ async def append(request: Request) -> Response:
     "/streams/{stream_id}", response_model=StreamInfo, responses=_ERRORS, summary="A stream and its last forecast"
 )
 async def get_stream(stream_id: str, request: Request) -> Response:
-    return _json(info(await _streams(request).get(stream_id)))
+    streams = _streams(request)
+    return _json(info(await streams.get(stream_id), streams))
 
 
 @router.delete("/streams/{stream_id}", status_code=204, responses=_ERRORS, summary="Delete a stream")
