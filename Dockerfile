@@ -10,12 +10,16 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY contract ./contract
+# After the install: caches, tests, pip itself, and what serving never loads: onnxruntime's model-building tools
+# (transformers, quantization, tools) and zstandard's CFFI backend (its C backend is the one imported).
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --upgrade pip \
  && /opt/venv/bin/pip install . \
  && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
  && find /opt/venv/lib/python3.11/site-packages -mindepth 2 -maxdepth 3 -type d -name tests -prune -exec rm -rf {} + \
- && rm -rf /opt/venv/lib/python3.11/site-packages/pip /opt/venv/lib/python3.11/site-packages/setuptools
+ && rm -rf /opt/venv/lib/python3.11/site-packages/pip /opt/venv/lib/python3.11/site-packages/setuptools \
+ && cd /opt/venv/lib/python3.11/site-packages \
+ && rm -rf onnxruntime/transformers onnxruntime/quantization onnxruntime/tools zstandard/_cffi*.so
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --gid 10001 gatecast && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin gatecast

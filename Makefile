@@ -4,10 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIGS := training/configs/etth1-lstm.toml training/configs/etth1-gru.toml training/configs/vix-lstm.toml \
            training/configs/vix-gru.toml training/configs/m4-hourly-gru.toml training/configs/etth1-lstm-cov.toml \
-           training/configs/etth1-gru-cov.toml training/configs/vix-gru-cov.toml \
+           training/configs/etth1-gru-cov.toml training/configs/vix-gru-cov.toml training/configs/etth1-gru-holiday.toml \
            $(wildcard training/configs/gifteval-*.toml)
 
-.PHONY: serve test lint grpc-code models bench bench-streams bench-protocols bench-accuracy bench-gifteval bench-choices bench-claims bench-memory bench-fairness soak reliability docs-pages clean venv-serve venv-dev
+.PHONY: serve test test-quick bench-tests lint grpc-code models bench bench-streams bench-protocols bench-accuracy bench-gifteval bench-choices bench-claims bench-memory bench-fairness soak reliability docs-pages clean venv-serve venv-dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ test: venv-dev
 	$(BIN)/mypy app contract
 	$(BIN)/pytest -q
 
+## The unit tests alone (no live servers, containers or network services): for everyday work. `make test` runs all.
+test-quick: venv-dev
+	$(BIN)/pytest -q -m "not slow"
+
 lint: venv-dev
 	$(BIN)/ruff check app contract training tests bench harness
 	$(BIN)/ruff format --check app contract training tests bench harness
@@ -55,7 +59,13 @@ grpc-code: venv-dev
 ## Retrain, evaluate and export every committed model (needs the data in ../shared/data).
 models: venv-dev
 	$(BIN)/python -m bench.gifteval --data-only  # the GIFT-Eval configs' training files (build/gifteval/)
+	$(BIN)/python -m training.holiday_data  # ETTh1 with China's public holidays (build/etth1-holiday.csv)
 	$(BIN)/gatecast pipeline $(CONFIGS) --quiet --force  # they replace the committed models on purpose
+
+## How long test-quick and test take, each with 4 CPU-bound processes beside it, twice -> docs/benchmarks/testsuite.json
+bench-tests: venv-dev
+	./scripts/system-deps.sh
+	$(BIN)/python -m bench.testsuite --busy 4 --rounds 2
 
 ## Serving benchmark: gatecast against raw onnxruntime, a bare ASGI app, LitServe and MLServer (own venvs under .bench/) -> docs/benchmarks/serving.*
 bench: venv-dev

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -41,6 +40,7 @@ import pandas as pd
 
 from app.calibration import readings
 from bench import giftprotocol as protocol
+from harness import machine
 from training import data as datasets
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -440,7 +440,7 @@ def main() -> None:
         "training_seconds": {m: training_seconds(m) for m in sorted({r["model"] for r in results.values()})},
         "protocol_check": {"configs": len(check), "nd_h_short": check.get("ett1/H/short", {}).get("nd", math.nan)},
         "published": {n: protocol.PUBLISHED[n] for n in results},
-        "machine": {"cpus": os.cpu_count()},
+        "machine": machine.describe(),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(report, indent=1) + "\n")

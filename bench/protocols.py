@@ -21,7 +21,6 @@ import asyncio
 import itertools
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -39,8 +38,8 @@ import tritonclient.grpc.aio as tgrpc_aio
 import tritonclient.http as thttp
 import tritonclient.http.aio as thttp_aio
 
-from app.settings import available_cpus
 from bench.serving import MODEL, windows
+from harness import machine
 from harness.live import free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -212,7 +211,7 @@ def main() -> None:
     x = windows(64)
     long_series = _long_series(32, 168 + HORIZON * 20)
     result: dict[str, Any] = {
-        "machine": {"cpus": available_cpus(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": machine.describe(),
         "model": MODEL,
         "series_length": int(x.shape[1]),
     }
@@ -251,7 +250,7 @@ def render(r: dict[str, Any]) -> str:
     lines = [
         "# The clients users already hold: gRPC beside HTTP, and cross-validation",
         "",
-        f"`python -m bench.protocols`, {r['machine']['cpus']} CPUs, `gatecast serve` with its defaults, model "
+        f"`python -m bench.protocols` on {machine.named(r['machine'])}, `gatecast serve` with its defaults, model "
         f"`{r['model']}`, {r['series_length']}-point series. The clients run on the same cores as the server.",
         "",
         "## Latency, one call at a time",

@@ -7,7 +7,8 @@
 - `settings` and `config`: the server's settings (app/settings.py) and the training config keys
   (training/config.py), each described where it is defined;
 - `accuracy`: docs/benchmarks/accuracy.json and the published tables in bench/accuracy.py;
-- `gifteval`: docs/benchmarks/gifteval.json and the published GIFT-Eval figures in bench/giftprotocol.py.
+- `gifteval`: docs/benchmarks/gifteval.json and the published GIFT-Eval figures in bench/giftprotocol.py;
+- `testsuite`: docs/benchmarks/testsuite.json (how long the suites take on a busy machine).
 
 Each section sits between `<!-- begin generated: NAME -->` and `<!-- end generated: NAME -->` in README.md or
 the docs pages it links (PAGES); the sentences that compare figures are computed from them too.
@@ -27,6 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from contract.words import count
+from harness import machine
 from training.evaluate import step_ranges
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,10 +169,12 @@ def serving_section() -> str:
     raw, sweeps, m = r["raw"], r["contestants"], r["machine"]
     raw1 = raw["throughput_series_per_s"]["1"]
     lines = [
-        f"Measured by `python -m bench.serving` (`make bench`) at commit {measured_at(path)}, {m['cpus']} CPUs, "
-        f"onnxruntime {m['onnxruntime']} (`{r['model']}`, one real {r['series_length']}-point ETTh1 window per "
-        "request, load from wrk on the same cores, every contestant in the same run; peers in their own "
-        "virtualenvs with their native batching):",
+        f"Measured by `python -m bench.serving` (`make bench`) at commit {measured_at(path)} on "
+        f"{machine.named(m)}, onnxruntime {m['onnxruntime']} (`{r['model']}`, one real {r['series_length']}-point "
+        "ETTh1 window per request, load from wrk on the same cores, every contestant in the same run; peers in "
+        "their own virtualenvs with their native batching). The ratios are host-dependent: what onnxruntime gains "
+        "from a batch, and so what batching buys a server, changes with the CPU's vector instructions and cache; "
+        "`make bench` measures them on your host:",
         "",
         "| server | median latency, 1 connection | req/s at 16 connections | best req/s | best × raw onnxruntime |",
         "|---|---|---|---|---|",
@@ -203,7 +208,7 @@ def scaling_section() -> str:
     top = best(r["contestants"]["gatecast"])
     batch32 = r["gatecast_extra"]["batch32"]
     return (
-        f"How much one replica gave (docs/benchmarks/serving.md, {r['machine']['cpus']} CPUs, `{r['model']}`, "
+        f"How much one replica gave (docs/benchmarks/serving.md, on {machine.named(r['machine'])}, `{r['model']}`, "
         f"{r['series_length']}-point series): about **{top['rps']:,.0f} forecasts/s** with one series per request "
         f"({top['connections']} connections, p50 {top['p50_ms']:.1f} ms) and about "
         f"**{batch32['series_per_s']:,.0f} forecasts/s** with 32 series per request. Size the replica count from "
@@ -343,7 +348,7 @@ def protocols_section() -> str:
     path = BENCH / "protocols.json"
     r = json.loads(path.read_text())
     lines = [
-        f"Measured by `python -m bench.protocols` at commit {measured_at(path)}, {r['machine']['cpus']} CPUs, "
+        f"Measured by `python -m bench.protocols` at commit {measured_at(path)} on {machine.named(r['machine'])}, "
         f"`gatecast serve` with its defaults, `{r['model']}`, {r['series_length']}-point series, the Python clients "
         "on the same cores ([docs/benchmarks/protocols.md](docs/benchmarks/protocols.md)):",
         "",
@@ -375,7 +380,7 @@ def streams_section() -> str:
     r = json.loads(path.read_text())
     rep = r["replay"]
     lines = [
-        f"Measured by `python -m bench.streams` at commit {measured_at(path)}, {r['machine']['cpus']} CPUs, "
+        f"Measured by `python -m bench.streams` at commit {measured_at(path)} on {machine.named(r['machine'])}, "
         f"`gatecast serve` with its defaults, `{r['model']}`, one-reading appends to {r['streams']:,} streams "
         f"(random stream each, {r['connections']} connections) against `/forecast` carrying the whole window "
         "([docs/benchmarks/streams.md](docs/benchmarks/streams.md)):",
@@ -392,7 +397,30 @@ def streams_section() -> str:
     return "\n".join(lines) + "\n"
 
 
+def testsuite_section() -> str:
+    """How long the suites take beside busy processes, from docs/benchmarks/testsuite.json."""
+    path = BENCH / "testsuite.json"
+    r = json.loads(path.read_text())
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for run in r["runs"]:
+        runs.setdefault(run["suite"], []).append(run)
+    described = {"quick": "`make test-quick` (no live servers)", "full": "`make test` (everything)"}
+    parts = []
+    for suite, done in runs.items():
+        seconds = ", ".join(f"{run['seconds'] / 60:.1f}" for run in done)
+        passed = [run["counts"].get("passed", 0) for run in done]
+        ok = sum(1 for run in done if run["returncode"] == 0)
+        parts.append(f"- {described[suite]}: {max(passed)} tests in {seconds} min; {ok} of {len(done)} runs passed")
+    loads = ", ".join(f"{run['load_1min_at_end']:.1f}" for run in r["runs"])
+    return (
+        f"Measured by `python -m bench.testsuite` (`make bench-tests`) at commit {measured_at(path)} on "
+        f"{machine.named(r['machine'])}, each suite with {r['busy']} CPU-bound processes beside it (load average "
+        f"{loads} at the ends), {count(r['rounds'], 'round')}:\n\n" + "\n".join(parts) + "\n"
+    )
+
+
 SECTIONS: dict[str, Callable[[], str]] = {
+    "testsuite": testsuite_section,
     "protocols": protocols_section,
     "streams": streams_section,
     "settings": settings_section,

@@ -25,7 +25,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import shutil
 import signal
 import statistics
@@ -44,6 +43,7 @@ import numpy as np
 import onnxruntime as ort
 
 from app.settings import available_cpus
+from harness import machine
 from harness.live import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -368,13 +368,7 @@ def main() -> None:
     infer = f"/v2/models/{MODEL}/infer"
 
     result: dict[str, Any] = {
-        "machine": {
-            "cpus": cpus,
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "onnxruntime": ort.__version__,
-            "processor": platform.processor() or platform.machine(),
-        },
+        "machine": {**machine.describe(), "cpus": cpus},
         "model": MODEL,
         "series_length": 168,
         "contestants": {},
@@ -628,8 +622,11 @@ def render(r: dict[str, Any]) -> str:
     lines = [
         "# Serving benchmark",
         "",
-        f"`python -m bench.serving` ({r['seconds'] / 60:.0f} min), {m['cpus']} CPUs ({m['processor']}), "
-        f"{m['platform']}, onnxruntime {m['onnxruntime']}. Model `{r['model']}`, one real ETTh1 window of "
+        f"`python -m bench.serving` ({r['seconds'] / 60:.0f} min) on {machine.named(m)}, {m['platform']}, "
+        f"onnxruntime {m['onnxruntime']}. The ratios to raw onnxruntime are host-dependent: onnxruntime's gain from "
+        "a batch differs with the CPU's vector instructions (AVX2 or AVX-512) and cache, so the batching a server "
+        "does buys more on some hosts than others; run `make bench` on yours. "
+        f"Model `{r['model']}`, one real ETTh1 window of "
         f"{r['series_length']} points per request unless stated. Every contestant runs on the same cores in the "
         "same run, with wrk (C) generating the load on those cores too. Each point: windows of 5 s repeated "
         "until three in a row agree within 10% on throughput; figures are the medians of those three. Peers: "

@@ -215,7 +215,7 @@ def error(r, status: int, fragment: str) -> None:  # type: ignore[no-untyped-def
         pytest.param(
             {"series": [{"id": "a", "values": values(48), "timestamps": ["2024-01-01T00:00:00"]}]},
             422,
-            "48 values but 1 timestamps",
+            "48 values but 1 timestamp;",
             id="timestamps-length",
         ),
         pytest.param(

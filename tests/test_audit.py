@@ -13,6 +13,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # live servers, or a network service
+
 
 def test_no_known_vulnerabilities_in_the_installed_dependencies() -> None:
     done = subprocess.run(

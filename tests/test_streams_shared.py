@@ -20,6 +20,8 @@ from harness.redis_server import redis_server
 from tests.markers import needs_redis
 from tests.synthetic import seasonal_series
 
+pytestmark = pytest.mark.slow  # live servers, or a network service
+
 WINDOW = 48  # what the tiny model reads (tests/synthetic.tiny_config)
 
 

@@ -7,6 +7,7 @@ import shutil
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -18,6 +19,8 @@ from nixtla._http import ApiError
 
 from harness.live import running_server
 from tests.synthetic import seasonal_series
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.slow
 
@@ -308,3 +311,19 @@ def test_missing_values_are_refused_by_position(server: str) -> None:
     body = {"series": {"y": y, "sizes": [60]}, "model": "tiny", "h": 6, "freq": "h"}
     r = httpx.post(f"{server}/v2/forecast", json=body, headers={"authorization": "Bearer k-1"})
     assert r.status_code == 422 and "value 7 is missing (NaN)" in r.json()["detail"], r.text
+
+
+def test_the_api_pages_x_df_example_runs_against_the_committed_models(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/api.md's X_df block, as written, against a server on the committed models (etth1-gru-holiday)."""
+    page = (ROOT / "docs" / "api.md").read_text()
+    block = page.split("<!-- xdf-example:")[1].split("<!-- end xdf-example -->")[0]
+    code = block.split("```python\n")[1].split("```")[0]
+    ns: dict[str, Any] = {}
+    with running_server(ROOT / "models") as (url, _):
+        exec(compile(code.replace("http://localhost:8000", url), "docs/api.md", "exec"), ns)  # noqa: S102
+        printed = capsys.readouterr().out
+        client, df, x_df = ns["client"], ns["df"], ns["X_df"]
+        on = client.forecast(df, X_df=x_df, h=24, model="etth1-gru-holiday")["TimeGPT"].to_numpy()
+        off = client.forecast(df, X_df=x_df.assign(holiday=0.0), h=24, model="etth1-gru-holiday")["TimeGPT"]
+    assert "TimeGPT-lo-80" in printed and "2018-09-30 00:00:00" in printed, printed
+    assert not np.allclose(on, off.to_numpy()), "the flag ahead changed nothing: X_df was not read"

@@ -9,7 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from harness.live import running_server
+
+pytestmark = pytest.mark.slow  # live servers, or a network service
 
 ROOT = Path(__file__).resolve().parent.parent
 
