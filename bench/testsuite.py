@@ -71,6 +71,10 @@ def run_suite(name: str, busy: int) -> dict[str, Any]:
         "counts": counts,
         "failures": failures,
     }
+    if done.returncode:  # what a failure said, so a run on a busy machine can be diagnosed afterwards
+        log = OUT.with_name(f"testsuite-{name}-failed.log")
+        log.write_text(done.stdout[-200_000:] + done.stderr[-20_000:])
+        result["log"] = log.name
     print(
         f"{name:5s} busy={busy} {seconds:7.1f} s  rc={done.returncode}  load {load:.1f}  {counts}"
         + ("".join(f"\n  {f}" for f in failures)),

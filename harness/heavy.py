@@ -94,6 +94,10 @@ def heavy_requests(grpc_address: str) -> dict[str, Heavy]:
                     "StatusCode.RESOURCE_EXHAUSTED": 413,
                     "StatusCode.INVALID_ARGUMENT": 422,
                 }
+                # The server's time limit is DEADLINE_EXCEEDED over gRPC where HTTP answers 503 (a slow, busy
+                # machine reaches it); the client's own deadline passing is another matter, left unmapped.
+                if str(exc.status()) == "StatusCode.DEADLINE_EXCEEDED" and "GATECAST_REQUEST_TIMEOUT_S" in str(exc):
+                    return 503
                 return codes.get(str(exc.status()), 500)
             finally:
                 grpc_client.close()
