@@ -410,10 +410,15 @@ def testsuite_section() -> str:
         seconds = ", ".join(f"{run['seconds'] / 60:.1f}" for run in done)
         passed = [run["counts"].get("passed", 0) for run in done]
         ok = sum(1 for run in done if run["returncode"] == 0)
-        parts.append(f"- {described[suite]}: {max(passed)} tests in {seconds} min; {ok} of {len(done)} runs passed")
+        failed = sorted({f.split("::")[-1].split(" ")[0] for run in done for f in run["failures"]})
+        named = f" (failed: {', '.join(f'`{name}`' for name in failed)})" if failed else ""
+        parts.append(
+            f"- {described[suite]}: {max(passed)} tests in {seconds} min; {ok} of {len(done)} runs passed{named}"
+        )
     loads = ", ".join(f"{run['load_1min_at_end']:.1f}" for run in r["runs"])
+    tested = f" of commit {r['commit']}" if r.get("commit") else ""
     return (
-        f"Measured by `python -m bench.testsuite` (`make bench-tests`) at commit {measured_at(path)} on "
+        f"Measured by `python -m bench.testsuite` (`make bench-tests`){tested}, committed at {measured_at(path)}, on "
         f"{machine.named(r['machine'])}, each suite with {r['busy']} CPU-bound processes beside it (load average "
         f"{loads} at the ends), {count(r['rounds'], 'round')}:\n\n" + "\n".join(parts) + "\n"
     )

@@ -90,7 +90,14 @@ def main() -> None:
     parser.add_argument("--suites", nargs="+", default=list(SUITES), choices=list(SUITES))
     args = parser.parse_args()
     runs = [run_suite(name, args.busy) for _ in range(args.rounds) for name in args.suites]
-    result = {"machine": machine.describe(), "busy": args.busy, "rounds": args.rounds, "runs": runs}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    result = {
+        "machine": machine.describe(),
+        "commit": commit.stdout.strip(),
+        "busy": args.busy,
+        "rounds": args.rounds,
+        "runs": runs,
+    }
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(f"-> {OUT}")
     if any(r["returncode"] for r in runs):
