@@ -55,6 +55,8 @@ def decode_cost(body: bytes, media_type: str, json_length: int | None = None) ->
         return _json_cost(body[:json_length]) + int(BINARY_BYTE_COST * (len(body) - json_length))
     if media_type in ("text/csv", "application/csv"):
         return CSV_ROW_BYTES * (body.count(b"\n") + 1)
+    if media_type in ("multipart/form-data", "application/toml"):
+        return len(body)  # a training job's files: saved as they are for the trainer, never decoded here
     return _json_cost(body)
 
 

@@ -3,6 +3,7 @@
 - Health routes stay open so probes work; /metrics is open unless GATECAST_METRICS_NEED_KEY=true.
 - Every other route needs `Authorization: Bearer <key>` or `X-API-Key: <key>` from the API or admin keys.
 - Model control (load/unload) needs GATECAST_MODEL_CONTROL=true and, when keys are configured, an admin key.
+- Training jobs (/jobs) need an admin key when keys are configured; fine-tuning through the TimeGPT API, an API key.
 Keys are compared in constant time (hmac.compare_digest on their SHA-256 digests, so lengths leak nothing).
 """
 
@@ -58,6 +59,10 @@ def presented_key(headers: dict[str, str]) -> str | None:
     return headers.get("x-api-key")
 
 
+def is_training(path: str) -> bool:
+    return path == "/jobs" or path.startswith("/jobs/")
+
+
 def is_control(path: str) -> bool:
     return path.startswith("/v2/repository/models/") and path.endswith(CONTROL_SUFFIXES)
 
@@ -71,6 +76,10 @@ def check(method: str, path: str, headers: dict[str, str], settings: Settings) -
             raise Unauthorized("model control needs an admin key (GATECAST_ADMIN_KEYS)")
         return
     if not settings.api_keys and not settings.admin_keys:
+        return
+    if is_training(path):
+        if not _matches(presented_key(headers), settings.admin_keys):
+            raise Unauthorized("training jobs need an admin key (GATECAST_ADMIN_KEYS)")
         return
     if (
         path in OPEN_PATHS

@@ -37,7 +37,11 @@ def _training_command(args: argparse.Namespace, step: str) -> None:
         logging.getLogger().setLevel(logging.WARNING)
     root = Path(args.root)
     try:
-        for config in _configs(args.config):
+        configs = _configs(args.config)
+        if step == "pipeline" and len(configs) > 1 and not args.one_at_a_time:
+            _pipeline_in_parallel(configs, root, args)
+            return
+        for config in configs:
             if step == "train":
                 pipeline.run_train(config, root, progress=not args.quiet, force=args.force)
             elif step == "evaluate":
@@ -50,6 +54,39 @@ def _training_command(args: argparse.Namespace, step: str) -> None:
                     print(pipeline.run_summary(config, root), flush=True)
     except (NameTaken, StaleEvaluation, FileNotFoundError, ValueError) as exc:
         sys.exit(f"gatecast {step}: {exc}")
+
+
+def _pipeline_in_parallel(configs: list[RunConfig], root: Path, args: argparse.Namespace) -> None:
+    """Several configs: each a Ray task with its share of the cores (training.parallel)."""
+    from training.parallel import run_many
+
+    failed = []
+    for _, text, ok in run_many(configs, root, force=args.force):
+        if not ok:
+            failed.append(text)
+        elif not args.quiet:
+            print(text, flush=True)
+    if failed:
+        sys.exit("gatecast pipeline: " + "; ".join(failed))
+
+
+def cmd_tune(args: argparse.Namespace) -> None:
+    _need_training()
+    from training import pipeline, tune
+
+    root = Path(args.root)
+    try:
+        config = _configs([args.config])[0]
+        report = tune.run(config, root, args.trials, args.cpus_per_trial, args.max_epochs, args.seed)
+        best = tune.best_config(config, report, root)
+        folder = tune.write_report(report, best, root)
+        print(f"{report['trials']} trials ({report['finished']} finished); report: {folder / 'tune.md'}", flush=True)
+        if args.no_export:
+            return
+        pipeline.run_all(best, root, progress=not args.quiet, force=args.force)
+        print(pipeline.run_summary(best, root), flush=True)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        sys.exit(f"gatecast tune: {exc}")
 
 
 def cmd_init(args: argparse.Namespace) -> None:
@@ -94,7 +131,25 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--root", default=".", help="project folder holding runs/, reports/ and models/")
         p.add_argument("--quiet", action="store_true", help="no progress bar, warnings and errors only")
         p.add_argument("--force", action="store_true", help="overwrite runs, reports and models another run made")
+        p.add_argument(
+            "--one-at-a-time",
+            action="store_true",
+            help="several configs one after another in this process, not as parallel Ray tasks",
+        )
         p.set_defaults(func=lambda args, step=name: _training_command(args, step))
+    tune_cmd = sub.add_parser("tune", help="search hyperparameters on validation (Ray Tune, Optuna), export the best")
+    tune_cmd.add_argument("config", help="TOML file: the search starts from it (its values are the first trial)")
+    tune_cmd.add_argument("--trials", type=int, default=20, help="trials to run (default 20)")
+    tune_cmd.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs Ray gives each trial (default 1)")
+    tune_cmd.add_argument(
+        "--max-epochs", type=int, default=None, help="cap every trial's epochs (default: the config's)"
+    )
+    tune_cmd.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    tune_cmd.add_argument("--root", default=".", help="project folder holding runs/, reports/ and models/")
+    tune_cmd.add_argument("--no-export", action="store_true", help="search and report only")
+    tune_cmd.add_argument("--quiet", action="store_true", help="no progress for the final run")
+    tune_cmd.add_argument("--force", action="store_true", help="overwrite a run, report or model another run made")
+    tune_cmd.set_defaults(func=cmd_tune)
     init = sub.add_parser("init", help="write NAME.toml for your own `unique_id, ds, y` data, every key documented")
     init.add_argument("name", help="the model's name (models/<name>/)")
     init.add_argument("--data", required=True, help="a `unique_id, ds, y` .csv or .parquet file")

@@ -11,6 +11,7 @@ interrupted, its request is answered with the timeout when it next yields.
 from __future__ import annotations
 
 import asyncio
+from contextvars import ContextVar
 
 MAX_TICK_S = 0.5
 MIN_TICK_S = 0.005
@@ -49,6 +50,12 @@ class Deadlines:
         _, cancelling = self._running.pop(task)  # no second cancellation while the timeout is answered
         return task.uncancel() <= cancelling
 
+    def extend(self, task: asyncio.Task[object], seconds: float) -> None:
+        """Let `task` run until `seconds` from now, if that is later than its deadline."""
+        if task in self._running:
+            deadline, cancelling = self._running[task]
+            self._running[task] = (max(deadline, task.get_loop().time() + seconds), cancelling)
+
     def finish(self, task: asyncio.Task[object]) -> None:
         self._running.pop(task, None)
         self._expired.discard(task)
@@ -62,3 +69,15 @@ class Deadlines:
                 self._expired.add(task)
                 task.cancel()
         self._timer = loop.call_later(self.tick_s, self._check, loop) if self._running else None
+
+
+# The limit of the call in progress (set by app.envelope), for the few routes that wait on longer work by design.
+current: ContextVar[tuple[Deadlines, asyncio.Task[object]] | None] = ContextVar("gatecast_deadline", default=None)
+
+
+def allow(seconds: float) -> None:
+    """The current call may run `seconds` from now (a fine-tuning call waits for its job; it answers before the
+    extended limit with its own message)."""
+    call = current.get()
+    if call is not None:
+        call[0].extend(call[1], seconds)

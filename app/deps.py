@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from app.registry import ModelRepository
 from app.settings import Settings
+from app.training import Trainer
 
 
 # async: FastAPI runs plain-def dependencies in a thread pool, two thread hops per request for nothing.
@@ -21,5 +22,11 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
+async def get_trainer(request: Request) -> Trainer:
+    trainer: Trainer = request.app.state.trainer
+    return trainer
+
+
 RepositoryDep = Annotated[ModelRepository, Depends(get_repository)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+TrainerDep = Annotated[Trainer, Depends(get_trainer)]

@@ -17,7 +17,7 @@ from collections.abc import Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from app import admission, auth, batcher, metrics, problems
+from app import admission, auth, batcher, deadlines, metrics, problems
 from app.deadlines import Deadlines
 from app.errors import GatecastError, RequestTimeout
 from app.settings import Settings
@@ -46,12 +46,14 @@ class Envelope:
         token = admission.current_ticket.set(ticket)
         source_token = batcher.current_source.set(source)
         task = self.deadlines.start()
+        deadline_token = deadlines.current.set((self.deadlines, task))
         if counted:
             metrics.IN_FLIGHT.value += 1
         try:
             yield Call(ticket, task)
         finally:
             self.deadlines.finish(task)
+            deadlines.current.reset(deadline_token)
             admission.current_ticket.reset(token)
             batcher.current_source.reset(source_token)
             if ticket is not None:

@@ -16,6 +16,8 @@ GatecastError                       base; `status` is the HTTP status, `message`
 ├── ModelLoadError (422)            a model file was refused at load (corrupt, wrong signature, no metadata)
 ├── InferenceFailed (500)           onnxruntime failed on a request that passed every check (a model fault)
 ├── Overloaded (503)                the batch queue or the memory budget is full; carries `retry_after`
+├── ServiceUnavailable (503)        a part of the service this server cannot run: training without the train
+│                                   extra, or with GATECAST_TRAINING=off, or a Ray that does not answer
 └── RequestTimeout (503)            the request ran past GATECAST_REQUEST_TIMEOUT_S
 
 `contract.longformat.LongFormatError` (a `unique_id, ds, y` table with missing columns, gaps, duplicates ...)
@@ -123,6 +125,11 @@ class Overloaded(GatecastError):
         super().__init__(message)
         self.retry_after = retry_after
         self.code = code
+
+
+class ServiceUnavailable(GatecastError):
+    status = 503
+    code = "unavailable"
 
 
 class RequestTimeout(GatecastError):

@@ -25,12 +25,14 @@ from app.middleware import DirectRoute, ServingMiddleware
 from app.protocols import timegpt
 from app.protocols.oip import http as v2
 from app.protocols.rest import backtest, forecast, models, streams
+from app.protocols.rest import jobs as training_jobs
 from app.registry import ModelRepository
 from app.schemas import ForecastRequest, StreamReadings, StreamSettings
 from app.server import STARTUP_FAILURE_ENV
 from app.settings import Settings, get_settings
 from app.stream_store import open_store
 from app.streams import Streams
+from app.training import Trainer
 
 log = logging.getLogger("gatecast")
 GRPC_GRACE_S = 10.0  # calls in progress at shutdown get this long to finish
@@ -49,6 +51,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gatecast-ort")
     repository = ModelRepository(settings, executor)
     app.state.repository = repository
+    app.state.trainer = Trainer(settings, repository)
     await repository.sync()
     if not repository.models:
         log.error("no model loaded from %s; /v2/health/ready stays 503", settings.model_repository.resolve())
@@ -88,6 +91,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sweeper.cancel()
         if grpc_server is not None:
             await grpc_server.stop(grace=GRPC_GRACE_S)
+        await app.state.trainer.close()
         await repository.close()
         await store.close()
         executor.shutdown(wait=True)
@@ -182,6 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models.router)
     app.include_router(v2.router)
     app.include_router(streams.router)
+    app.include_router(training_jobs.router)
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     problems.install(app)

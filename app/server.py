@@ -11,7 +11,7 @@ from pathlib import Path
 
 import uvicorn
 
-from app.settings import get_settings
+from app.settings import Settings, available_cpus, get_settings
 
 STARTUP_FAILURE_ENV = "GATECAST_STARTUP_FAILURE_FILE"
 
@@ -48,6 +48,7 @@ def serve(
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         made_dir = tempfile.mkdtemp(prefix="gatecast-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = made_dir
+    local_ray = _start_local_ray(settings)
     failure = Path(tempfile.mkdtemp(prefix="gatecast-start-")) / "failure"
     os.environ[STARTUP_FAILURE_ENV] = str(failure)  # where a worker that cannot start writes why
     try:
@@ -67,12 +68,29 @@ def serve(
             proxy_headers=False,
         )
     finally:
+        if local_ray:
+            import ray
+
+            ray.shutdown()
         if made_dir:
             shutil.rmtree(made_dir, ignore_errors=True)
         reason = failure.read_text() if failure.exists() else ""
         shutil.rmtree(failure.parent, ignore_errors=True)
     if reason:
         sys.exit(f"gatecast: {reason}")
+
+
+def _start_local_ray(settings: Settings) -> bool:
+    """The workers' jobs go to one local Ray, started here before them, when training is on, the train extra is
+    installed and GATECAST_RAY_ADDRESS names no cluster (app.training)."""
+    from app.training import missing_extra, start_local_ray
+
+    if settings.training == "off" or settings.ray_address or missing_extra():
+        return False
+    address = start_local_ray(settings.training_cpus or available_cpus())
+    os.environ["GATECAST_RAY_ADDRESS"] = address  # the workers connect to it on their first job
+    get_settings.cache_clear()
+    return True
 
 
 def _check_free(host: str, port: int, protocol: str, setting: str) -> None:

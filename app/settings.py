@@ -140,6 +140,36 @@ class Settings(BaseSettings):
     max_model_bytes: int = Field(
         512 * 1024 * 1024, ge=1024, description="larger model files are refused without being read"
     )
+    # Training and fine-tuning jobs (app.training), run on Ray by trainer processes with the train extra.
+    training: Literal["auto", "off"] = Field(
+        "auto",
+        description="auto: training jobs (/jobs) and fine-tuning (the TimeGPT API's finetune) where the train extra "
+        "is installed, else they answer 503 naming it; off: they always answer 503",
+    )
+    ray_address: str = Field(
+        "",
+        description="the Ray cluster that runs jobs (`host:6379`, `ray://host:10001`); empty: `gatecast serve` starts "
+        "a local Ray for its workers",
+    )
+    training_cpus: int = Field(0, ge=0, description="CPUs of the local Ray; 0: every usable CPU")
+    training_cpus_per_job: float = Field(
+        1.0, gt=0, description="CPUs Ray reserves for one job: jobs beyond the cluster's CPUs wait in its queue"
+    )
+    max_training_jobs: int = Field(
+        8, ge=1, description="jobs queued or running at once, on the whole repository; more get 503 + `Retry-After`"
+    )
+    ray_connect_timeout_s: float = Field(
+        60.0, gt=0, description="how long the first job waits for Ray to start or answer; then 503"
+    )
+    finetune_max_steps: int = Field(
+        1000, ge=1, description="most finetune_steps one fine-tuning may ask for; more get 422"
+    )
+    finetune_timeout_s: float = Field(
+        600.0,
+        gt=0,
+        description="how long a finetune call (or a forecast with finetune_steps) waits for its job; then 503 naming "
+        "the job, which goes on",
+    )
     opentelemetry: bool = Field(
         False, description="FastAPI's OpenTelemetry spans, metrics and logs, for an OTel SDK you configure"
     )

@@ -43,16 +43,17 @@ def running_server(
     repository: Path, workers: int = 1, cgroup_procs: Path | None = None, **env: str
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`gatecast serve` on a free port; with `cgroup_procs`, the process joins that cgroup before it starts.
-    gRPC is off unless the test gives GATECAST_GRPC_PORT; streams go to a new folder unless it gives
-    GATECAST_STATE_DIR or GATECAST_STREAM_STORE. The server's output goes to `server-<port>.log` beside
-    the model folder (tests read it), or in a temporary folder for the checkout's own models; its end is shown
-    when the server fails to start."""
+    gRPC and training are off unless the test gives GATECAST_GRPC_PORT or GATECAST_TRAINING; streams go to a new
+    folder unless it gives GATECAST_STATE_DIR or GATECAST_STREAM_STORE. The server's output goes to
+    `server-<port>.log` beside the model folder (tests read it), or in a temporary folder for the checkout's own
+    models; its end is shown when the server fails to start."""
     port = free_port()
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("GATECAST_")}  # only what the test says
     environ = {
         **inherited,
         "GATECAST_MODEL_REPOSITORY": str(repository),
         "GATECAST_GRPC_PORT": "0",
+        "GATECAST_TRAINING": "off",  # no local Ray beside every test server; the training tests turn it on
         "GATECAST_STATE_DIR": tempfile.mkdtemp(prefix="gatecast-state-"),  # its own embedded stream store
         **env,
     }

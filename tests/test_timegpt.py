@@ -221,7 +221,8 @@ def test_covariates_map_by_position_to_the_models(server: str) -> None:
     ("options", "status", "words"),
     [
         ({"h": 48}, 422, "horizon 48 is out of range"),
-        ({"h": 12, "finetune_steps": 5}, 422, "does not fine-tune"),
+        ({"h": 12, "finetune_steps": 5, "finetune_loss": "poisson"}, 422, "not a loss gatecast trains with"),
+        ({"h": 12, "finetune_steps": 5}, 503, "GATECAST_TRAINING=off"),
         ({"h": 12, "model": "nope"}, 404, "nope"),
     ],
 )

@@ -162,6 +162,13 @@ def validation_verdict(
     return {"split": "val", "windows": int(len(val.actuals)), "mase": mase, "beats_naive": beats, "verdict": verdict}
 
 
+def validation_scores(model: AnyForecaster, config: RunConfig, dataset: Dataset) -> dict[str, Any]:
+    """The validation verdict alone (the test split is not read): what `gatecast tune` chooses on."""
+    season = config.season or dataset.season
+    blend = (float(model.naive_weight), model.naive_lag) if isinstance(model, Ensemble) else (0.0, 1)
+    return validation_verdict(collect(model, dataset, "val", 1), dataset, season, config.model.horizon, blend)
+
+
 def evaluate(
     model: AnyForecaster, config: RunConfig, dataset: Dataset
 ) -> tuple[dict[str, Any], Conformal, SplitForecasts]:

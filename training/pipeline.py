@@ -19,15 +19,21 @@ from training.config import RunConfig
 from training.ensemble import AnyForecaster
 from training.evaluate import evaluate, write_report
 from training.export import ExportSpec, attach_metadata, build_card, export_onnx, validate, weights_sha256
-from training.train import load_checkpoint, save_checkpoint, split_windows, train
+from training.train import EpochHook, load_checkpoint, save_checkpoint, split_windows, train
 
 log = logging.getLogger("gatecast.pipeline")
 
 
-def run_train(config: RunConfig, root: Path = Path("."), progress: bool = True, force: bool = False) -> Path:
+def run_train(
+    config: RunConfig,
+    root: Path = Path("."),
+    progress: bool = True,
+    force: bool = False,
+    on_epoch: EpochHook | None = None,
+) -> Path:
     p = artifacts.claim(config, root, force)
     dataset = data.load_for(config)
-    result = train(config, dataset, progress=progress)
+    result = train(config, dataset, progress=progress, on_epoch=on_epoch)
     save_checkpoint(result, config, p.checkpoint)
     artifacts.record(config, root)
     p.evaluation.unlink(missing_ok=True)  # an evaluation of the previous checkpoint no longer applies
@@ -129,8 +135,14 @@ def run_export(config: RunConfig, root: Path = Path("."), spec: ExportSpec | Non
     return p.model
 
 
-def run_all(config: RunConfig, root: Path = Path("."), progress: bool = True, force: bool = False) -> Path:
-    run_train(config, root, progress, force)
+def run_all(
+    config: RunConfig,
+    root: Path = Path("."),
+    progress: bool = True,
+    force: bool = False,
+    on_epoch: EpochHook | None = None,
+) -> Path:
+    run_train(config, root, progress, force, on_epoch)
     run_evaluate(config, root, force)
     return run_export(config, root, force=force)
 

@@ -10,7 +10,7 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +30,10 @@ from training.ensemble import Ensemble, fit_naive_weight
 from training.model import Forecaster, ForecasterConfig
 
 log = logging.getLogger("gatecast.train")
+
+# Called after every epoch of a single forecaster with its record (epoch, losses, best epoch, seconds left); a
+# training job reports its progress with it and stops by raising from it (contract.jobs.Cancelled).
+EpochHook = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -125,10 +129,11 @@ def evaluate_loss(model: Forecaster, data: WindowSet, batch_size: int, dev: torc
     return total / max(count, 1)
 
 
-def train(config: RunConfig, dataset: Dataset, progress: bool = True) -> TrainResult:
-    """The run's model: one forecaster, or ([ensemble]) every member and their validated combination."""
+def train(config: RunConfig, dataset: Dataset, progress: bool = True, on_epoch: EpochHook | None = None) -> TrainResult:
+    """The run's model: one forecaster, or ([ensemble]) every member and their validated combination. `on_epoch`
+    hears each epoch of members trained in this process (members in worker processes report when done)."""
     if config.ensemble.single:
-        return train_member(config, config.seed, config.model, dataset, progress)
+        return train_member(config, config.seed, config.model, dataset, progress, on_epoch=on_epoch)
     jobs = [
         MemberJob(config, seed, model_config, dataset, f"{config.name}[{k}]")
         for k, (seed, model_config) in enumerate(config.member_configs())
@@ -138,7 +143,7 @@ def train(config: RunConfig, dataset: Dataset, progress: bool = True) -> TrainRe
     if workers > 1:
         members = train_in_processes(jobs, workers)
     else:
-        members = [train_member(j.config, j.seed, j.model, j.dataset, progress, j.label) for j in jobs]
+        members = [train_member(j.config, j.seed, j.model, j.dataset, progress, j.label, on_epoch) for j in jobs]
     ensemble = Ensemble([m.model for m in members])
     if config.ensemble.naive_blend:
         fit_blend(ensemble, config, dataset)
@@ -230,6 +235,7 @@ def train_member(
     dataset: Dataset,
     progress: bool = True,
     label: str | None = None,
+    on_epoch: EpochHook | None = None,
 ) -> TrainResult:
     """One forecaster of model config `mc`, trained with the run's [train] settings from `seed`."""
     name = label or config.name
@@ -292,8 +298,20 @@ def train_member(
                 best.best_val_loss, best.best_epoch = val_loss, epoch
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", best=best.best_epoch)
+            left = (tc.epochs - epoch) * (time.perf_counter() - started) / epoch
+            if on_epoch is not None:
+                on_epoch(
+                    {
+                        "member": name,
+                        "epoch": epoch,
+                        "epochs": tc.epochs,
+                        "train_loss": train_loss,
+                        "val_loss": val_loss,
+                        "best_epoch": best.best_epoch,
+                        "seconds_left_at_most": round(left, 1),
+                    }
+                )
             if progress and not on_terminal:
-                left = (tc.epochs - epoch) * (time.perf_counter() - started) / epoch
                 log.info(
                     "%s epoch %d/%d: train %.4f val %.4f, best epoch %d (%.1f s; at most %.0f s left)",
                     name,

@@ -8,8 +8,11 @@ service (directly, or through app.backtest's windows), so the limits, keys, erro
 /forecast. Errors are answered `{"detail": message}`, as TimeGPT does (app.problems).
 
 `model` names a gatecast model (`name` or `name@version`); TimeGPT's model names (`timegpt-*`, `azureai`)
-mean the default model. What gatecast cannot do (fine-tuning inside a request, multivariate or categorical
-inputs, feature contributions) is refused by name with what to do instead. Forecast intervals are calibrated
+mean the default model. Fine-tuning (`/v2/finetune`, `finetuned_model_id`, `finetune_steps` in forecast) runs as
+a job on a trainer (app.training, training.finetune) and makes a model like any other, served from the
+repository; a forecast's `finetune_steps` fine-tune on the history sent once, keyed by its content, and forecast
+with the result. What gatecast cannot do (multivariate or categorical inputs, feature contributions) is refused
+by name with what to do instead. Forecast intervals are calibrated
 on the history sent (`"calibration": "auto"` of /forecast, app.calibration), as TimeGPT's own are conformal on
 the series' past, for which the client sends 3 input windows and a horizon with `level`; a series too short
 keeps the model's table (calibrated on its validation split), and `model_parameters={"calibration": "model"}`
@@ -20,20 +23,28 @@ model's declared covariates (GET /models/{name}), future ones (in `X_df`) first,
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import orjson
-from fastapi import APIRouter, Query, Response
+import pandas as pd
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
-from app import backtest, forecasting
-from app.deps import RepositoryDep
-from app.errors import InvalidInput
+from app import auth, backtest, deadlines, forecasting
+from app.deps import RepositoryDep, TrainerDep
+from app.errors import Conflict, InvalidInput, NotFound, RequestTimeout
 from app.jobs import ForecastJob, SeriesInput, WindowJob
-from app.registry import ModelRepository
+from app.registry import ModelRepository, check_segment
 from app.service import ModelService, check_levels, level_key
+from app.training import Trainer
+from contract import jobs
 from contract.words import count
 
 
@@ -93,10 +104,29 @@ class TimeGPTRequest(BaseModel):
     n_windows: Annotated[int, Strict(), Field(ge=1)] | None = None
     step_size: Annotated[int, Strict(), Field(ge=1)] | None = None
     hist_exog: list[int] | None = None
-    refit: bool = False  # re-fine-tune per window: only meaningful with finetune_steps, which is refused
+    refit: bool = False  # re-fine-tune per window: cross-validation takes a fine-tuned model, not finetune_steps
     full_history: bool = False
     detection_size: Annotated[int, Strict(), Field(ge=1)] | None = None
     threshold_method: str | None = None
+
+
+# TimeGPT's finetune_loss names gatecast trains with (training.finetune.LOSSES); the others are refused by name.
+FINETUNE_LOSSES = ("default", "mae")
+
+
+class FinetuneRequest(BaseModel):
+    """The nixtla client's `finetune` body (nixtla/_payloads.prepare_finetune_payload)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    series: TimeGPTSeries
+    model: str = Field("timegpt-2.1", max_length=300)
+    freq: str | None = Field(None, max_length=32)
+    finetune_steps: Annotated[int, Strict(), Field(ge=1)] = 10
+    finetune_depth: Literal[1, 2, 3, 4, 5] = 1
+    finetune_loss: str = Field("default", max_length=32)
+    output_model_id: str | None = Field(None, max_length=128)
+    finetuned_model_id: str | None = Field(None, max_length=128)
 
 
 def _answer(body: dict[str, Any]) -> Response:
@@ -130,9 +160,14 @@ async def list_models(repository: RepositoryDep) -> Response:
 
 
 @router.post("/v2/forecast", summary="TimeGPT API: forecast")
-async def forecast(body: TimeGPTRequest, repository: RepositoryDep) -> Response:
-    service = resolve(repository, body.model)
-    calibration = _refuse_unsupported(body, FORECAST_PARAMETERS).get("calibration", "auto")
+async def forecast(body: TimeGPTRequest, repository: RepositoryDep, trainer: TrainerDep, request: Request) -> Response:
+    """With `finetune_steps`, the model is first fine-tuned on the history sent (once: the same history, model and
+    settings reuse the model made the first time), then forecasts; bounded by GATECAST_FINETUNE_MAX_STEPS and
+    GATECAST_FINETUNE_TIMEOUT_S."""
+    calibration = _refuse_unsupported(body, FORECAST_PARAMETERS, finetune=True).get("calibration", "auto")
+    service = await _model_of(repository, body)
+    if body.finetune_steps:
+        service = await _finetuned_on_history(body, service, repository, trainer, request)
     h = service.horizon(body.h)
     levels, zero = _levels(body.level)
     series = _series(body, service, future_h=h)
@@ -143,8 +178,8 @@ async def forecast(body: TimeGPTRequest, repository: RepositoryDep) -> Response:
 
 @router.post("/v2/cross_validation", summary="TimeGPT API: cross-validation")
 async def cross_validation(body: TimeGPTRequest, repository: RepositoryDep) -> Response:
-    service = resolve(repository, body.model)
     _refuse_unsupported(body)
+    service = await _model_of(repository, body)
     card = service.card
     levels, zero = _levels(body.level)
     series = _series(body, service, future_h=None)
@@ -172,8 +207,8 @@ async def cross_validation(body: TimeGPTRequest, repository: RepositoryDep) -> R
 @router.post("/v2/anomaly_detection", summary="TimeGPT API: anomalies in the history")
 async def anomaly_detection(body: TimeGPTRequest, repository: RepositoryDep) -> Response:
     """Every value with a full input window before it, against the one-step forecast made before it."""
-    service = resolve(repository, body.model)
     _refuse_unsupported(body)
+    service = await _model_of(repository, body)
     level = _one_level(body.level)
     series = _series(body, service, future_h=None)
     # A series too short to score a single value is refused by name, not left out of the answer.
@@ -185,8 +220,8 @@ async def anomaly_detection(body: TimeGPTRequest, repository: RepositoryDep) -> 
 async def online_anomaly_detection(body: TimeGPTRequest, repository: RepositoryDep) -> Response:
     """The last `detection_size` values of each series, each against the latest forecast (of `h` steps, made
     every `step_size` values) made before it."""
-    service = resolve(repository, body.model)
     _refuse_unsupported(body)
+    service = await _model_of(repository, body)
     if body.threshold_method not in (None, "univariate"):
         raise InvalidInput(
             f"threshold_method {body.threshold_method!r} is not available: gatecast scores each series on its "
@@ -235,14 +270,17 @@ async def _scored(
     return answer
 
 
-def _refuse_unsupported(body: TimeGPTRequest, reads: frozenset[str] = frozenset()) -> dict[str, str]:
+def _refuse_unsupported(
+    body: TimeGPTRequest, reads: frozenset[str] = frozenset(), finetune: bool = False
+) -> dict[str, str]:
     """TimeGPT options gatecast cannot honour: refused by name, never ignored. Returns the model_parameters the
-    route `reads`."""
-    if body.finetune_steps or body.finetuned_model_id:
+    route `reads`. Only forecast fine-tunes inside the call (`finetune`)."""
+    if body.finetune_steps and not finetune:
         raise InvalidInput(
-            "gatecast serves trained LSTM/GRU models and does not fine-tune inside a request: set finetune_steps=0 "
-            "and no finetuned_model_id; to fit your own series, train a model (README: 'Train your own')"
+            f"finetune_steps={body.finetune_steps}: this route does not fine-tune inside the call (it would train "
+            "once per window); fine-tune once with client.finetune(df, ...) and pass its finetuned_model_id"
         )
+
     if body.multivariate:
         raise InvalidInput("multivariate=True is not available: gatecast forecasts each series on its own")
     if body.feature_contributions:
@@ -394,13 +432,241 @@ def _ordinal(i: int) -> str:
     return f"{n}{suffix}"
 
 
+# --- fine-tuning -------------------------------------------------------------------------------------------
+
+
+async def _model_of(repository: ModelRepository, body: TimeGPTRequest) -> ModelService:
+    """The fine-tuned model the call names, else its `model`."""
+    if body.finetuned_model_id:
+        return await _finetuned(repository, body.finetuned_model_id)
+    return resolve(repository, body.model)
+
+
+async def _finetuned(repository: ModelRepository, model_id: str) -> ModelService:
+    """A fine-tuned model by id; one made by another worker moments ago is loaded from the repository first."""
+    check_segment("finetuned_model_id", model_id)
+    if model_id not in repository.models:
+        await repository.sync()
+    if model_id not in repository.models:
+        raise NotFound(f"fine-tuned model {model_id!r} does not exist: client.finetuned_models() lists them")
+    service = repository.get(model_id)
+    if jobs.finetune_info(service.card.extra) is None:
+        raise NotFound(f"{model_id!r} is a model, not a fine-tuned one: pass it as model={model_id!r}")
+    return service
+
+
+def _fine_tuning_base(service: ModelService, freq: str | None) -> None:
+    """What fine-tuning needs of its base model and the series' frequency, checked before a job is made."""
+    card = service.card
+    if not card.covariates.empty:
+        raise InvalidInput(
+            f"{service.name} reads covariates {list(card.covariates.observed) or list(card.covariates.calendar)}; "
+            "fine-tuning takes a model without covariates (the finetune call sends none)"
+        )
+    if freq is not None and not _same_freq(freq, card.freq):
+        raise InvalidInput(
+            f"the series' frequency is {freq!r}, and {service.name} forecasts at {card.freq!r}: fine-tune a model "
+            "trained at your series' frequency (GET /models lists each model's freq)"
+        )
+
+
+def _same_freq(a: str, b: str) -> bool:
+    try:
+        return bool(pd.tseries.frequencies.to_offset(a) == pd.tseries.frequencies.to_offset(b))
+    except ValueError:
+        return False
+
+
+def _finetune_settings(steps: int, loss: str, trainer: Trainer) -> None:
+    limit = trainer.settings.finetune_max_steps
+    if steps > limit:
+        raise InvalidInput(f"finetune_steps {steps} exceeds {limit} (GATECAST_FINETUNE_MAX_STEPS): ask for fewer")
+    if loss not in FINETUNE_LOSSES:
+        raise InvalidInput(
+            f"finetune_loss {loss!r} is not a loss gatecast trains with: use 'default' (the model's own training "
+            "loss) or 'mae' (L1 on each window's scale)"
+        )
+
+
+def _created_by(request: Request) -> str:
+    key = auth.presented_key(dict(request.headers))
+    return f"key {hashlib.sha256(key.encode()).hexdigest()[:8]}" if key else "anonymous"
+
+
+async def _run_finetune(
+    trainer: Trainer,
+    repository: ModelRepository,
+    base: ModelService,
+    series: list[SeriesInput],
+    output_id: str,
+    steps: int,
+    depth: int,
+    loss: str,
+    created_by: str,
+    job_id: str | None = None,
+) -> ModelService:
+    """Submit the fine-tuning job, wait for it (GATECAST_FINETUNE_TIMEOUT_S) and return the model it made, loaded."""
+    timeout = trainer.settings.finetune_timeout_s
+    deadlines.allow(timeout + 5.0)  # this call waits for its job; it answers its own timeout before the limit
+    y = np.concatenate([np.asarray(s.values, dtype=np.float64) for s in series])
+    sizes = np.asarray([len(s.values) for s in series], dtype=np.int64)
+    spec = {
+        "base_model": base.name,
+        "base_version": base.version,
+        "output_id": output_id,
+        "steps": steps,
+        "depth": depth,
+        "loss": loss,
+        "created_by": created_by,
+        "series": len(series),
+        "values": int(sizes.sum()),
+    }
+
+    def prepare(folder: Path) -> None:
+        np.savez(folder / "series.npz", y=y, sizes=sizes)
+
+    record = await trainer.submit("finetune", spec, prepare, job_id=job_id)
+    done = await trainer.wait(record.id, timeout)
+    if done is None:
+        raise RequestTimeout(
+            f"fine-tuning is still running after {timeout:g} s (GATECAST_FINETUNE_TIMEOUT_S) as job {record.id}: "
+            f"GET /jobs/{record.id} follows it; the model {output_id!r} is served once it succeeds"
+        )
+    if done.state != "succeeded":
+        raise InvalidInput(f"fine-tuning {base.name} failed: {done.error}")
+    return await _finetuned(repository, output_id)
+
+
+@router.post("/v2/finetune", summary="TimeGPT API: fine-tune a model on your series")
+async def finetune(body: FinetuneRequest, repository: RepositoryDep, trainer: TrainerDep, request: Request) -> Response:
+    """Warm-starts from the model's checkpoint (or a fine-tuned model's), trains `finetune_steps` optimizer steps on
+    windows of the series sent, recalibrates the intervals on their held-out tail, exports, validates and serves
+    it; answers its id once this worker serves it."""
+    if body.finetuned_model_id:
+        base = await _finetuned(repository, body.finetuned_model_id)
+    else:
+        base = resolve(repository, body.model)
+    _finetune_settings(body.finetune_steps, body.finetune_loss, trainer)
+    _fine_tuning_base(base, body.freq if body.series.start_datetime else None)
+    if body.series.X or body.series.X_future or body.series.categorical_exog:
+        raise InvalidInput("fine-tuning reads the target alone: send no covariate columns")
+    output_id = body.output_model_id or f"ft-{uuid.uuid4().hex[:16]}"
+    check_segment("output_model_id", output_id)
+    if (repository.root / output_id).exists():
+        raise Conflict(f"a model named {output_id!r} already exists: choose another output_model_id")
+    series = _series(TimeGPTRequest(series=body.series, model=body.model, freq=body.freq), base, future_h=None)
+    trainer.check_available()
+    made = await _run_finetune(
+        trainer,
+        repository,
+        base,
+        series,
+        output_id,
+        body.finetune_steps,
+        body.finetune_depth,
+        body.finetune_loss,
+        _created_by(request),
+    )
+    return _answer({"finetuned_model_id": made.name})
+
+
+async def _finetuned_on_history(
+    body: TimeGPTRequest, base: ModelService, repository: ModelRepository, trainer: Trainer, request: Request
+) -> ModelService:
+    """forecast(finetune_steps=N): the model fine-tuned on this history, made once. The id is a digest of the base
+    model's weights, the settings and the history, so the same call reuses it and a different one never does."""
+    depth, loss = body.finetune_depth, body.finetune_loss
+    if depth not in (1, 2, 3, 4, 5):
+        raise InvalidInput(f"finetune_depth {depth} is not one of 1, 2, 3, 4, 5")
+    _finetune_settings(body.finetune_steps, loss, trainer)
+    _fine_tuning_base(base, body.freq if body.series.start_datetime else None)
+    series = _series(body, base, future_h=None)
+    trainer.check_available()
+    digest = hashlib.sha256()
+    digest.update(f"{base.card.sha256}|{body.finetune_steps}|{depth}|{loss}|{body.freq}".encode())
+    digest.update(orjson.dumps(body.series.start_datetime))
+    for s in series:
+        digest.update(np.asarray(s.values, dtype=np.float64).tobytes())
+        digest.update(b"|")
+    key = digest.hexdigest()[:20]
+    output_id = f"ft-{key}"
+    if (repository.root / output_id).exists():
+        return await _finetuned(repository, output_id)
+    job_id = f"finetune-{key}"
+    previous = jobs.read(trainer.root, job_id)
+    if previous is not None and not previous.final:  # the same fine-tuning, asked a moment ago: wait for it
+        deadlines.allow(trainer.settings.finetune_timeout_s + 5.0)
+        done = await trainer.wait(job_id, trainer.settings.finetune_timeout_s)
+        if done is not None and done.state == "succeeded":
+            return await _finetuned(repository, output_id)
+    if previous is not None:
+        shutil.rmtree(jobs.job_dir(trainer.root, job_id), ignore_errors=True)
+    steps = body.finetune_steps
+    return await _run_finetune(
+        trainer, repository, base, series, output_id, steps, depth, loss, _created_by(request), job_id=job_id
+    )
+
+
+def _finetuned_model(service: ModelService) -> dict[str, Any] | None:
+    """TimeGPT's FinetunedModel (nixtla._types) for a fine-tuned model, None for any other."""
+    info = jobs.finetune_info(service.card.extra)
+    if info is None:
+        return None
+    return {
+        "id": service.name,
+        "created_at": info["created_at"],
+        "created_by": info["created_by"],
+        "base_model_id": info["base_model"],
+        "steps": info["steps"],
+        "depth": info["depth"],
+        "loss": info["loss"],
+        "model": info["base_model"],
+        "freq": service.card.freq,
+        "heldout_mase": {
+            k.removeprefix("heldout_mase_"): v
+            for k, v in service.card.metrics.get("finetune", {}).items()
+            if k.startswith("heldout_mase_")
+        },
+    }
+
+
+@router.get("/v2/finetuned_models", summary="TimeGPT API: the fine-tuned models")
+async def finetuned_models(repository: RepositoryDep) -> Response:
+    await repository.sync()  # one made or deleted through another worker moments ago
+    found = []
+    for name in sorted(repository.models):
+        described = _finetuned_model(repository.get(name))
+        if described is not None:
+            found.append(described)
+    return _answer({"finetuned_models": found})
+
+
+@router.get("/v2/finetuned_models/{model_id}", summary="TimeGPT API: one fine-tuned model")
+async def finetuned_model(model_id: str, repository: RepositoryDep) -> Response:
+    described = _finetuned_model(await _finetuned(repository, model_id))
+    return _answer(described or {})
+
+
+@router.delete("/v2/finetuned_models/{model_id}", status_code=204, summary="TimeGPT API: delete a fine-tuned model")
+async def delete_finetuned_model(model_id: str, repository: RepositoryDep) -> Response:
+    """Removed from the repository in one rename, then unloaded here; every other worker and replica unloads it
+    at its next poll of the repository."""
+    service = await _finetuned(repository, model_id)
+    trash = repository.root / jobs.TRASH_DIR / f"{service.name}-{uuid.uuid4().hex[:8]}"
+    trash.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(repository.root / service.name, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+    await repository.sync()
+    return Response(status_code=204)
+
+
 # The paths of this router answer errors as the TimeGPT API does, `{"detail": message}`, which the nixtla client
 # shows (and reads on /validate_api_key).
 _PATHS = frozenset(route.path for route in router.routes if hasattr(route, "path"))
 
 
 def owns_error(path: str) -> bool:
-    return path in _PATHS
+    return path in _PATHS or path.startswith("/v2/finetuned_models/")
 
 
 def error_body(problem: Any) -> dict[str, Any]:

@@ -1,0 +1,158 @@
+"""What a trainer process runs for a job: `run(repository, job_id)`, called by Ray on behalf of the server.
+
+It reads the job's record (contract.jobs), marks it running, runs the fine-tuning or the training it asks for,
+writes its progress into the record as it goes, and ends it in a final state with the result or the reason.
+Models are published by renaming a finished folder into the repository (training.finetune.publish for a
+fine-tuned model, `_publish_version` for a trained one), so a trainer killed mid-job leaves nothing half-written
+there; the server marks such a job failed when Ray reports the trainer dead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+import tomllib
+import traceback
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from contract import jobs
+
+log = logging.getLogger("gatecast.jobs")
+REPORT_EVERY_S = 1.0  # progress writes at most this often: a record per epoch of a fast model would be noise
+DATA_FILES = ("data.csv", "data.parquet")  # an uploaded data file, saved in the job's folder by the server
+
+
+class Progress:
+    """Writes the job's progress into its record (at most every REPORT_EVERY_S) and checks for a cancel."""
+
+    def __init__(self, repository: Path, record: jobs.JobRecord) -> None:
+        self.repository, self.record, self.last = repository, record, 0.0
+
+    def __call__(self, progress: dict[str, Any]) -> None:
+        if jobs.cancel_requested(self.repository, self.record.id):
+            raise jobs.Cancelled()
+        self.record.progress = progress
+        if time.monotonic() - self.last >= REPORT_EVERY_S:
+            self.last = time.monotonic()
+            jobs.write(self.repository, self.record)
+
+    def cancelled(self) -> bool:
+        return jobs.cancel_requested(self.repository, self.record.id)
+
+
+def run(repository: str, job_id: str) -> dict[str, Any]:
+    """Run one job to a final state; returns its public record. Never raises for the job's own failures: they
+    are the record's `error`."""
+    repo = Path(repository)
+    record = jobs.read(repo, job_id)
+    if record is None:
+        raise FileNotFoundError(f"job {job_id} has no record under {jobs.job_dir(repo, job_id)}")
+    if record.final:
+        return record.public()
+    record.state, record.started_at = "running", jobs.now()
+    record.trainer = {"host": socket.gethostname(), "pid": os.getpid()}
+    jobs.write(repo, record)
+    progress = Progress(repo, record)
+    try:
+        if jobs.cancel_requested(repo, job_id):
+            raise jobs.Cancelled()
+        work = _finetune if record.kind == "finetune" else _train
+        record.result = work(repo, record, progress)
+        record.state = "succeeded"
+    except jobs.Cancelled:
+        record.state, record.error = "cancelled", "cancelled on request; nothing was published"
+    except Exception as exc:  # the job's failure is its record's, in words; the trainer stays up for the next
+        record.state, record.error = "failed", _reason(exc)
+        log.warning("job %s failed: %s\n%s", job_id, record.error, traceback.format_exc())
+    finally:
+        shutil.rmtree(repo / jobs.STAGING_DIR / job_id, ignore_errors=True)
+        shutil.rmtree(jobs.job_dir(repo, job_id) / "work", ignore_errors=True)
+    record.finished_at = jobs.now()
+    jobs.write(repo, record)
+    return record.public()
+
+
+def _reason(exc: Exception) -> str:
+    """Known failures carry a message that says what to change; anything else is named with its type."""
+    from training.artifacts import NameTaken, StaleEvaluation
+    from training.finetune import FinetuneError
+
+    if isinstance(exc, FinetuneError | NameTaken | StaleEvaluation | ValueError | FileNotFoundError | KeyError):
+        return str(exc) if not isinstance(exc, KeyError) else f"missing {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _finetune(repo: Path, record: jobs.JobRecord, progress: Progress) -> dict[str, Any]:
+    from training.finetune import finetune, spec_from_job
+
+    spec = spec_from_job(record, repo)
+    return finetune(
+        spec,
+        repo,
+        runs_dir=_runs_dir(repo),
+        report=progress,
+        cancelled=progress.cancelled,
+        staging=repo / jobs.STAGING_DIR / record.id,
+    )
+
+
+def _runs_dir(repo: Path) -> Path:
+    """Where committed models' checkpoints are: GATECAST_RUNS_DIR, else runs/ beside the repository."""
+    return Path(os.environ.get("GATECAST_RUNS_DIR") or repo.resolve().parent / "runs")
+
+
+def _train(repo: Path, record: jobs.JobRecord, progress: Progress) -> dict[str, Any]:
+    """`gatecast pipeline` on the job's config and data, in the job's folder; the model then renamed into the
+    repository as the next version of its name."""
+    from training import pipeline
+    from training.config import RunConfig
+    from training.train import EpochHook
+
+    folder = jobs.job_dir(repo, record.id)
+    raw = tomllib.loads(record.spec["config"])
+    uploaded = [folder / name for name in DATA_FILES if (folder / name).exists()]
+    if uploaded:
+        raw["dataset"] = str(uploaded[0])
+    config = RunConfig.from_dict(raw, source=f"job {record.id}")
+    config = replace(config, version=_next_version(repo, config.name, config.version))
+    work = folder / "work"
+    hook: EpochHook = progress
+    model_file = pipeline.run_all(config, work, progress=False, force=True, on_epoch=hook)
+    evaluation = json.loads((work / "reports" / config.name / "metrics.json").read_text())["evaluation"]
+    summary = pipeline.run_summary(config, work)
+    shutil.copy2(work / "runs" / config.name / "checkpoint.pt", model_file.parent / "checkpoint.pt")
+    _publish_version(model_file.parent, repo / config.name / config.version)
+    validation = evaluation.get("validation", {})
+    return {
+        "model": config.name,
+        "version": config.version,
+        "verdict": validation.get("verdict"),
+        "beats_naive": validation.get("beats_naive"),
+        "validation_mase": validation.get("mase"),
+        "test_mase": {k: v.get("mase") for k, v in evaluation.get("scores", {}).items() if isinstance(v, dict)},
+        "summary": summary,
+    }
+
+
+def _next_version(repo: Path, name: str, asked: str) -> str:
+    """The config's version for a new name; after the highest numeric version on disk for a name that exists."""
+    folder = repo / name
+    versions = [p.name for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+    if not versions:
+        return asked
+    numbers = [int(v) for v in versions if v.isdigit()]
+    return str(max(numbers, default=0) + 1)
+
+
+def _publish_version(built: Path, target: Path) -> None:
+    """One rename: the version folder appears whole (model and checkpoint) or not at all."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        raise FileExistsError(f"{target} appeared while the job ran: nothing was overwritten; submit the job again")
+    os.rename(built, target)
