@@ -7,7 +7,7 @@ CONFIGS := training/configs/etth1-lstm.toml training/configs/etth1-gru.toml trai
            training/configs/etth1-gru-cov.toml training/configs/vix-gru-cov.toml training/configs/etth1-gru-holiday.toml \
            $(wildcard training/configs/gifteval-*.toml)
 
-.PHONY: serve test test-quick bench-tests lint grpc-code models bench bench-streams bench-protocols bench-accuracy bench-gifteval bench-choices bench-claims bench-memory bench-fairness soak reliability docs-pages clean venv-serve venv-dev
+.PHONY: serve test test-quick bench-tests lint grpc-code models bench bench-streams bench-protocols bench-accuracy bench-gifteval bench-choices bench-claims bench-memory bench-fairness bench-training soak reliability docs-pages clean venv-serve venv-dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -109,6 +109,11 @@ bench-fairness: venv-dev
 soak: venv-dev
 	./scripts/system-deps.sh
 	$(BIN)/python -m bench.soak
+
+## Training through the service: fine-tuning with the nixtla client on ETTh1, a job against the CLI, tune trials per
+## hour, a two-node Ray cluster on loopback against one -> docs/benchmarks/training.*
+bench-training: venv-dev
+	$(BIN)/python -m bench.training
 
 ## Bad-input table, overload and soak results -> docs/reliability.md
 reliability: venv-dev

@@ -8,7 +8,9 @@
   (training/config.py), each described where it is defined;
 - `accuracy`: docs/benchmarks/accuracy.json and the published tables in bench/accuracy.py;
 - `gifteval`: docs/benchmarks/gifteval.json and the published GIFT-Eval figures in bench/giftprotocol.py;
-- `testsuite`: docs/benchmarks/testsuite.json (how long the suites take on a busy machine).
+- `testsuite`: docs/benchmarks/testsuite.json (how long the suites take on a busy machine);
+- `training`: docs/benchmarks/training.json (fine-tuning, jobs, tuning and scale-out, measured);
+- `tunespace`: the search space of `gatecast tune` (training/tune.py).
 
 Each section sits between `<!-- begin generated: NAME -->` and `<!-- end generated: NAME -->` in README.md or
 the docs pages it links (PAGES); the sentences that compare figures are computed from them too.
@@ -424,7 +426,59 @@ def testsuite_section() -> str:
     )
 
 
+def training_section() -> str:
+    """What training through the service costs and buys, from docs/benchmarks/training.json."""
+    path = BENCH / "training.json"
+    r = json.loads(path.read_text())
+    where = f"committed at {measured_at(path)}, on {machine.named(r['machine'])}"
+    lines = [f"From `python -m bench.training` ({where}):", ""]
+    f = r.get("finetune")
+    if f:
+        best = min(f["rows"], key=lambda row: row["mase"])
+        fastest = min(f["rows"], key=lambda row: row["seconds"])
+        slowest = max(f["rows"], key=lambda row: row["seconds"])
+        worse = sum(1 for row in f["rows"] if row["mase"] > f["base_mase"])
+        lines.append(
+            f"- **Fine-tuning** `{f['base_model']}` on 60 days of ETTh1 it never trained on: "
+            f"{fastest['seconds']:.1f} s ({fastest['steps']} steps, depth {fastest['depth']}) to "
+            f"{slowest['seconds']:.1f} s ({slowest['steps']} "
+            f"steps, depth {slowest['depth']}) from `finetune()` to its answer; MASE on the {f['windows']} days after "
+            f"them {f['base_mase']:.3f} for the base model, {best['mase']:.3f} at best ({best['steps']} steps, depth "
+            f"{best['depth']}: {_points(best['mase'] / f['base_mase'] - 1)}%); {worse} of {len(f['rows'])} settings "
+            "tried did worse than the base model (the table has each)."
+        )
+    j = r.get("jobs")
+    if j:
+        lines.append(
+            f"- **A training job** over HTTP took {j['job_median']:.1f} s where `gatecast pipeline` took "
+            f"{j['cli_median']:.1f} s on the same config (medians of {j['rounds']})."
+        )
+    t = r.get("tune")
+    if t:
+        lines.append(
+            f"- **`gatecast tune`**: {t['trials_per_hour']:.0f} trials per hour on {t['cluster_cpus']:g} CPUs (a small "
+            "ETTh1 config, at most 4 epochs a trial)."
+        )
+    s = r.get("scaleout")
+    if s:
+        lines.append(
+            f"- **Two Ray nodes** (a head and a worker, 1 CPU each, on loopback): {s['speedup']:.2f}x the trials per "
+            "hour of the head alone."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def tunespace_section() -> str:
+    """The keys `gatecast tune` searches, from training.tune.SEARCH_SPACE."""
+    from training.tune import space_table
+
+    rows = "\n".join(f"| `{key}` | {tried} |" for key, tried in space_table())
+    return "| key | tried |\n|---|---|\n" + rows + "\n"
+
+
 SECTIONS: dict[str, Callable[[], str]] = {
+    "training": training_section,
+    "tunespace": tunespace_section,
     "testsuite": testsuite_section,
     "protocols": protocols_section,
     "streams": streams_section,

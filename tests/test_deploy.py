@@ -118,3 +118,43 @@ def test_every_dashboard_query_follows_the_instance_and_model_variables() -> Non
                 ("gatecast_inference", "gatecast_queue", "gatecast_batch", "gatecast_series", "gatecast_model")
             ):
                 assert 'model=~"$model"' in selector.group(1), expr
+
+
+TRAINING = ROOT / "deploy" / "kubernetes" / "training"
+
+
+def test_training_manifests_follow_the_schemas_and_share_the_model_repository() -> None:
+    """Kubernetes' own kinds against its schemas; the RayCluster (a KubeRay custom resource, whose schema is not
+    available offline) by what gatecast relies on: the trainer image on every node, the shared repository mounted
+    at the server's path everywhere, Ray's version the one pyproject pins, the token from one secret."""
+    manifests = [str(TRAINING / "models-pvc.yaml"), str(TRAINING / "trainer.yaml")]
+    out = run(sys.executable, "-m", "kubernetes_validate", "--strict", "-k", "1.30.0", *manifests)
+    assert out.count("passed") == 3
+    cluster = yaml.safe_load((TRAINING / "raycluster.yaml").read_text())
+    assert cluster["apiVersion"] == "ray.io/v1" and cluster["kind"] == "RayCluster"
+    pinned = re.search(r'"ray\[tune\]==([\d.]+)"', (ROOT / "pyproject.toml").read_text())
+    assert pinned and cluster["spec"]["rayVersion"] == pinned.group(1)
+    trainer = yaml.safe_load_all((TRAINING / "trainer.yaml").read_text())
+    pods = [cluster["spec"]["headGroupSpec"]["template"]["spec"]]
+    pods += [group["template"]["spec"] for group in cluster["spec"]["workerGroupSpecs"]]
+    pods += [d["spec"]["template"]["spec"] for d in trainer if d["kind"] == "Deployment"]
+    for pod in pods:
+        container = pod["containers"][0]
+        assert container["image"].rsplit(":", 1)[0].endswith("gatecast-trainer")
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]}
+        assert claims["models"] == "gatecast-models" and mounts["models"] == "/srv/gatecast/models"
+        env = {e["name"]: e for e in container["env"]}
+        assert env["RAY_AUTH_MODE"]["value"] == "token"
+        assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "gatecast-ray-token"
+    assert "ENV PATH=/opt/venv/bin" in (ROOT / "Dockerfile.trainer").read_text()
+
+
+def test_the_compose_training_profile_shares_the_model_repository_with_the_server() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    trainer, server = compose["services"]["trainer"], compose["services"]["gatecast"]
+    assert trainer["profiles"] == ["training"] and trainer["build"]["dockerfile"] == "Dockerfile.trainer"
+    assert "profiles" not in server
+    assert "models:/srv/gatecast/models" in trainer["volumes"]
+    assert "models:/srv/gatecast/models:ro" in server["volumes"]
+    assert (ROOT / "Dockerfile.trainer").exists() and "torch==2.13.0" in (ROOT / "Dockerfile.trainer").read_text()

@@ -5,6 +5,8 @@ into the model repository in one step.
 The series' last windows (a fifth of each series' forecast origins, at least one) are held out: training takes
 windows whose targets end before them, and the tail then scores the base and the fine-tuned model (MASE) and, with
 at least `MIN_CALIBRATION_WINDOWS`, recalibrates the conformal table; fewer keep the base model's table.
+Every CHECK_EVERY steps the held-out tail's loss is measured, and the weights with the lowest are kept (the base's
+included): many steps on a short series cannot leave a model worse on its tail than the one it started from.
 `depth` 1-5 chooses how much of the network trains, from the output inwards: the groups are the head, then each
 recurrent layer from the top, and depth d trains the ceil(d x groups / 5) nearest the output (5: everything).
 """
@@ -42,6 +44,7 @@ MIN_CALIBRATION_WINDOWS = 20
 HOLDOUT_FRACTION = 0.2
 LEARNING_RATE = 1e-3
 BATCH_SIZE = 64
+CHECK_EVERY = 10  # steps between checks of the held-out tail (and of a cancel)
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
@@ -147,6 +150,16 @@ def mase(model: AnyForecaster, tail: WindowSet, index: np.ndarray, scales: np.nd
     return float(np.mean(np.mean(np.abs(tail.y - forecasts), axis=1) / scales[index]))
 
 
+@torch.no_grad()
+def heldout_loss(model: AnyForecaster, x: torch.Tensor, y: torch.Tensor, kind: str) -> float:
+    model.eval()
+    return float(step_loss(model, x, y, kind))
+
+
+def _weights(model: AnyForecaster) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def step_loss(model: AnyForecaster, x: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
     """The training loss, per member for an ensemble (each reads its own last input_window steps)."""
     members = list(model.members) if isinstance(model, Ensemble) else [model]
@@ -193,23 +206,36 @@ def finetune(
     trained = freeze_to_depth(model, spec.depth)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LEARNING_RATE)
     xt, yt = torch.from_numpy(train_set.x), torch.from_numpy(train_set.y)
+    xh, yh = torch.from_numpy(tail.x), torch.from_numpy(tail.y)
     batch = min(BATCH_SIZE, len(xt))
-    losses: list[float] = []
+    best = (heldout_loss(model, xh, yh, kind), 0, _weights(model))  # the base weights are a candidate too
     with denormals_flushed():
-        model.train()
         for step in range(1, spec.steps + 1):
+            model.train()
             idx = torch.randint(0, len(xt), (batch,), generator=generator)
             loss = step_loss(model, xt[idx], yt[idx], kind)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-            losses.append(float(loss.detach()))
-            if step % 10 == 0 or step == spec.steps:
+            if step % CHECK_EVERY == 0 or step == spec.steps:
+                held = heldout_loss(model, xh, yh, kind)
+                if held < best[0]:
+                    best = (held, step, _weights(model))
                 elapsed = time.perf_counter() - started
-                report({"step": step, "steps": spec.steps, "loss": losses[-1], "seconds": round(elapsed, 2)})
+                report(
+                    {
+                        "step": step,
+                        "steps": spec.steps,
+                        "loss": float(loss.detach()),
+                        "heldout_loss": held,
+                        "best_step": best[1],
+                        "seconds": round(elapsed, 2),
+                    }
+                )
                 if cancelled():
                     raise jobs.Cancelled()
+    model.load_state_dict(best[2])
     model.eval()
     for p in model.parameters():
         p.requires_grad_(True)
@@ -221,6 +247,7 @@ def finetune(
     summary = {
         "base_model": f"{base_card.name}@{base_card.version}",
         "steps": spec.steps,
+        "best_step": best[1],
         "depth": spec.depth,
         "loss": spec.loss,
         "trained_parameters": trained,
