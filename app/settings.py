@@ -164,6 +164,12 @@ class Settings(BaseSettings):
     finetune_max_steps: int = Field(
         1000, ge=1, description="most finetune_steps one fine-tuning may ask for; more get 422"
     )
+    finetune_history_models: int = Field(
+        20,
+        ge=1,
+        description="models forecast(finetune_steps=N) keeps, one per history fine-tuned on; the oldest beyond it are "
+        "deleted (every worker loads them all)",
+    )
     finetune_timeout_s: float = Field(
         600.0,
         gt=0,

@@ -117,7 +117,7 @@ class Trainer:
     # --- jobs ----------------------------------------------------------------------------------------------
 
     def active(self) -> list[jobs.JobRecord]:
-        return [r for r in jobs.all_records(self.root) if not r.final]
+        return [r for r in self.list() if not r.final]
 
     async def submit(
         self, kind: str, spec: dict[str, Any], prepare: Callable[[Path], None], job_id: str | None = None
@@ -137,7 +137,10 @@ class Trainer:
         now = jobs.now()
         record = jobs.JobRecord(job_id, kind, "queued", now, now, spec)
         folder = jobs.job_dir(self.root, job_id)
-        folder.mkdir(parents=True, exist_ok=False)
+        try:
+            folder.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise Conflict(f"job {job_id} exists already: GET /jobs/{job_id}") from None
         try:
             prepare(folder)
             jobs.write(self.root, record)
@@ -165,6 +168,7 @@ class Trainer:
             if record is not None and not record.final:
                 cancelled = jobs.cancel_requested(self.root, job_id)
                 record.state = "cancelled" if cancelled else "failed"
+                record.error_kind = None if cancelled else "trainer"
                 record.error = (
                     "cancelled on request before it finished; nothing was published"
                     if cancelled
@@ -202,10 +206,10 @@ class Trainer:
         record = jobs.read(self.root, job_id) if _safe_id(job_id) else None
         if record is None:
             raise NotFound(f"job {job_id!r} does not exist; GET /jobs lists them")
-        return record
+        return _unless_stale(self.root, record)
 
     def list(self) -> list[jobs.JobRecord]:
-        return jobs.all_records(self.root)
+        return [_unless_stale(self.root, r) for r in jobs.all_records(self.root)]
 
     def cancel(self, job_id: str) -> jobs.JobRecord:
         """Ask the trainer to stop (it looks between epochs and every 10 fine-tuning steps); a job Ray has not
@@ -235,6 +239,19 @@ class Trainer:
     async def close(self) -> None:
         for follower, _ in list(self._followed.values()):
             follower.cancel()
+
+
+def _unless_stale(root: Path, record: jobs.JobRecord) -> jobs.JobRecord:
+    """A running job whose trainer stopped writing is failed here, by whichever worker reads it first."""
+    if jobs.stale(record):
+        record.state, record.finished_at, record.error_kind = "failed", jobs.now(), "trainer"
+        record.error = (
+            f"its trainer ({record.trainer.get('host')}, pid {record.trainer.get('pid')}) stopped writing at "
+            f"{record.heartbeat_at}: the trainer or its Ray is gone (a local Ray stops with its server); nothing was "
+            "published"
+        )
+        jobs.write(root, record)
+    return record
 
 
 def _safe_id(job_id: str) -> bool:

@@ -26,6 +26,10 @@ CANCEL_FILE = "cancel"
 KINDS = ("train", "finetune")
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+HEARTBEAT_S = 5.0
+# A running job whose trainer has not written for this long is failed by whoever reads it: its trainer, or the Ray
+# that ran it (a local one dies with its server), is gone.
+STALE_S = 60.0
 
 
 class Cancelled(Exception):
@@ -47,9 +51,13 @@ class JobRecord:
     progress: dict[str, Any] = field(default_factory=dict)  # epoch or step, losses, seconds left
     result: dict[str, Any] = field(default_factory=dict)  # the model made, its verdict against naive
     error: str | None = None  # why it failed, in words that say what to change
+    # "input": the config, data or request cannot be trained on (the sender can fix it); "trainer": the trainer or
+    # its Ray failed (retry, or see its log)
+    error_kind: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
     trainer: dict[str, Any] = field(default_factory=dict)  # where it runs: {"host", "pid"}
+    heartbeat_at: str | None = None  # the trainer writes it every HEARTBEAT_S while the job runs
 
     @property
     def final(self) -> bool:
@@ -60,6 +68,14 @@ class JobRecord:
         out = asdict(self)
         out["spec"] = {k: v for k, v in self.spec.items() if not k.startswith("_")}
         return out
+
+
+def stale(record: JobRecord, at: datetime | None = None) -> bool:
+    """A running job whose trainer stopped writing its heartbeat STALE_S ago."""
+    if record.state != "running" or record.heartbeat_at is None:
+        return False
+    last = datetime.fromisoformat(record.heartbeat_at)
+    return ((at or datetime.now(UTC)) - last).total_seconds() > STALE_S
 
 
 def job_dir(repository: Path, job_id: str) -> Path:

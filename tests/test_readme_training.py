@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from harness.live import free_port, running_server
+from tests.markers import needs_training
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, needs_training]  # trainers run on Ray with the train extra
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -19,9 +19,10 @@ from nixtla import NixtlaClient
 from nixtla._http import ApiError
 
 from harness.live import running_server
+from tests.markers import needs_training
 from tests.synthetic import seasonal_series
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, needs_training]  # trainers run on Ray with the train extra
 ADMIN = {"authorization": "Bearer admin-1"}
 KEYS = {"GATECAST_API_KEYS": "k-1", "GATECAST_ADMIN_KEYS": "admin-1"}
 # The tiny model of tests/synthetic.py as a config file, reading the data file sent with the job.
@@ -64,7 +65,13 @@ def base_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(base_repository: Path) -> Iterator[str]:
-    env = {**KEYS, "GATECAST_TRAINING": "auto", "GATECAST_TRAINING_CPUS": "2", "GATECAST_REPOSITORY_POLL_S": "1"}
+    env = {
+        **KEYS,
+        "GATECAST_TRAINING": "auto",
+        "GATECAST_TRAINING_CPUS": "2",
+        "GATECAST_REPOSITORY_POLL_S": "1",
+        "GATECAST_FINETUNE_HISTORY_MODELS": "2",
+    }
     with running_server(base_repository, **env) as (url, _):
         yield url
 
@@ -149,6 +156,14 @@ def test_finetune_steps_in_forecast_trains_once_per_history(server: str) -> None
     assert len(made) == 1 and {m.id for m in nixtla.finetuned_models()} - before == made
     np.testing.assert_allclose(first.TimeGPT, again.TimeGPT)
     assert not np.allclose(first.TimeGPT, nixtla.forecast(df, h=6, model="tiny").TimeGPT)
+
+
+def test_models_made_on_histories_are_kept_up_to_the_limit(server: str) -> None:
+    nixtla = client(server)
+    for seed in (21, 22, 23):
+        nixtla.forecast(history(n=200, seed=seed), h=6, model="tiny", finetune_steps=5)
+    made = [m.id for m in nixtla.finetuned_models() if m.id.startswith("ft-history-")]
+    assert len(made) == 2  # GATECAST_FINETUNE_HISTORY_MODELS: the oldest was deleted
 
 
 @pytest.mark.parametrize(

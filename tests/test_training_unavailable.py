@@ -75,6 +75,20 @@ def test_bad_fine_tuning_input_is_refused_before_any_job(
     assert not (repository / ".jobs").exists()
 
 
+def test_a_running_job_whose_trainer_stopped_writing_is_failed_when_read(client: TestClient, repository: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from contract import jobs
+
+    old = (datetime.now(UTC) - timedelta(seconds=jobs.STALE_S + 5)).isoformat(timespec="seconds")
+    record = jobs.JobRecord("train-0123456789ab", "train", "running", old, old, {"name": "x"})
+    record.trainer, record.heartbeat_at = {"host": "node-1", "pid": 4242}, old
+    jobs.write(repository.resolve(), record)
+    r = client.get("/jobs/train-0123456789ab")
+    assert r.json()["state"] == "failed" and "node-1, pid 4242" in r.json()["error"], r.text
+    assert jobs.read(repository.resolve(), "train-0123456789ab").state == "failed"  # written for every reader
+
+
 def test_jobs_are_404_and_finetuned_models_empty_before_any_job(client: TestClient) -> None:
     assert client.get("/jobs").json() == {"jobs": []}
     assert client.get("/jobs/train-0123456789ab").status_code == 404

@@ -11,9 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.markers import needs_training
 from tests.synthetic import seasonal_series
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, needs_training]  # trainers run on Ray with the train extra
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = """
 name = "{name}"

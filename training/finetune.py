@@ -44,6 +44,8 @@ MIN_CALIBRATION_WINDOWS = 20
 HOLDOUT_FRACTION = 0.2
 LEARNING_RATE = 1e-3
 BATCH_SIZE = 64
+MAX_TRAINING_WINDOWS = 20_000
+MAX_HELDOUT_WINDOWS = 5_000
 CHECK_EVERY = 10  # steps between checks of the held-out tail (and of a cancel)
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -105,31 +107,38 @@ def freeze_to_depth(model: AnyForecaster, depth: int) -> int:
     return sum(p.numel() for g in chosen for p in g)
 
 
-def holdout_windows(series: list[np.ndarray], window: int, horizon: int) -> tuple[WindowSet, WindowSet, np.ndarray]:
-    """Training windows (targets end before the tail), tail windows, and each tail window's series index."""
-    train_x, train_y, tail_x, tail_y, tail_i = [], [], [], [], []
+def holdout_windows(
+    series: list[np.ndarray], window: int, horizon: int, seed: int = 0
+) -> tuple[WindowSet, WindowSet, np.ndarray]:
+    """Training windows (targets end before the tail), tail windows, and each tail window's series index. At most
+    MAX_TRAINING_WINDOWS and MAX_HELDOUT_WINDOWS, drawn evenly at random: steps x batch windows are all that
+    training reads, and a long upload must not become gigabytes of copies."""
+    train_at, tail_at = [], []  # (series, origin)
     for i, values in enumerate(series):
         origins = np.arange(window, len(values) - horizon + 1)
         if len(origins) == 0:
             continue
         held = max(1, round(HOLDOUT_FRACTION * len(origins)))
         first_held = origins[-held]
-        for t in origins[-held:]:
-            tail_x.append(values[t - window : t])
-            tail_y.append(values[t : t + horizon])
-            tail_i.append(i)
-        for t in origins[origins + horizon <= first_held]:
-            train_x.append(values[t - window : t])
-            train_y.append(values[t : t + horizon])
+        tail_at += [(i, int(t)) for t in origins[-held:]]
+        train_at += [(i, int(t)) for t in origins[origins + horizon <= first_held]]
+    rng = np.random.default_rng(seed)
+    train_at = _at_most(train_at, MAX_TRAINING_WINDOWS, rng)
+    tail_at = _at_most(tail_at, MAX_HELDOUT_WINDOWS, rng)
 
-    def stack(rows: list[np.ndarray], width: int) -> np.ndarray:
-        return np.asarray(rows, dtype=np.float32).reshape(-1, width)
+    def stack(at: list[tuple[int, int]]) -> WindowSet:
+        x = np.asarray([series[i][t - window : t] for i, t in at], dtype=np.float32).reshape(-1, window)
+        y = np.asarray([series[i][t : t + horizon] for i, t in at], dtype=np.float32).reshape(-1, horizon)
+        return WindowSet(x, y)
 
-    return (
-        WindowSet(stack(train_x, window), stack(train_y, horizon)),
-        WindowSet(stack(tail_x, window), stack(tail_y, horizon)),
-        np.asarray(tail_i, dtype=np.int64),
-    )
+    return stack(train_at), stack(tail_at), np.asarray([i for i, _ in tail_at], dtype=np.int64)
+
+
+def _at_most(at: list[tuple[int, int]], limit: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    if len(at) <= limit:
+        return at
+    keep = np.sort(rng.choice(len(at), size=limit, replace=False))
+    return [at[k] for k in keep]
 
 
 def window_length(card: ModelCard, series: list[np.ndarray]) -> int:
@@ -196,7 +205,7 @@ def finetune(
         raise FinetuneError(f"{base_card.name} forecasts log values: every value must be > 0")
     horizon, season = base_card.horizon, max(1, base_card.season)
     window = window_length(base_card, spec.series)
-    train_set, tail, tail_index = holdout_windows(spec.series, window, horizon)
+    train_set, tail, tail_index = holdout_windows(spec.series, window, horizon, spec.seed)
     if len(train_set) == 0:
         raise FinetuneError("no series is long enough for a training window before its held-out tail")
     scales = np.array([_scale(s, season) for s in spec.series])

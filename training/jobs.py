@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import socket
+import threading
 import time
 import tomllib
 import traceback
@@ -29,18 +30,32 @@ DATA_FILES = ("data.csv", "data.parquet")  # an uploaded data file, saved in the
 
 
 class Progress:
-    """Writes the job's progress into its record (at most every REPORT_EVERY_S) and checks for a cancel."""
+    """Writes the job's progress into its record (at most every REPORT_EVERY_S) and checks for a cancel; a thread
+    writes its heartbeat meanwhile, so a reader can tell a long epoch from a dead trainer (contract.jobs.stale)."""
 
     def __init__(self, repository: Path, record: jobs.JobRecord) -> None:
         self.repository, self.record, self.last = repository, record, 0.0
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.beat = threading.Thread(target=self._beat, name="gatecast-job-heartbeat", daemon=True)
 
     def __call__(self, progress: dict[str, Any]) -> None:
         if jobs.cancel_requested(self.repository, self.record.id):
             raise jobs.Cancelled()
-        self.record.progress = progress
-        if time.monotonic() - self.last >= REPORT_EVERY_S:
-            self.last = time.monotonic()
-            jobs.write(self.repository, self.record)
+        with self.lock:
+            self.record.progress = progress
+            if time.monotonic() - self.last >= REPORT_EVERY_S:
+                self.last = time.monotonic()
+                self.write()
+
+    def write(self) -> None:
+        self.record.heartbeat_at = jobs.now()
+        jobs.write(self.repository, self.record)
+
+    def _beat(self) -> None:
+        while not self.stopped.wait(jobs.HEARTBEAT_S):
+            with self.lock:
+                self.write()
 
     def cancelled(self) -> bool:
         return jobs.cancel_requested(self.repository, self.record.id)
@@ -57,8 +72,9 @@ def run(repository: str, job_id: str) -> dict[str, Any]:
         return record.public()
     record.state, record.started_at = "running", jobs.now()
     record.trainer = {"host": socket.gethostname(), "pid": os.getpid()}
-    jobs.write(repo, record)
     progress = Progress(repo, record)
+    progress.write()
+    progress.beat.start()
     try:
         if jobs.cancel_requested(repo, job_id):
             raise jobs.Cancelled()
@@ -68,24 +84,32 @@ def run(repository: str, job_id: str) -> dict[str, Any]:
     except jobs.Cancelled:
         record.state, record.error = "cancelled", "cancelled on request; nothing was published"
     except Exception as exc:  # the job's failure is its record's, in words; the trainer stays up for the next
-        record.state, record.error = "failed", _reason(exc)
+        record.state, (record.error, record.error_kind) = "failed", _reason(exc)
         log.warning("job %s failed: %s\n%s", job_id, record.error, traceback.format_exc())
     finally:
+        progress.stopped.set()
+        progress.beat.join()
         shutil.rmtree(repo / jobs.STAGING_DIR / job_id, ignore_errors=True)
-        shutil.rmtree(jobs.job_dir(repo, job_id) / "work", ignore_errors=True)
+        folder = jobs.job_dir(repo, job_id)
+        shutil.rmtree(folder / "work", ignore_errors=True)
+        for sent in (*DATA_FILES, "series.npz"):  # the data sent with the job: the record outlives it
+            (folder / sent).unlink(missing_ok=True)
     record.finished_at = jobs.now()
     jobs.write(repo, record)
     return record.public()
 
 
-def _reason(exc: Exception) -> str:
-    """Known failures carry a message that says what to change; anything else is named with its type."""
+def _reason(exc: Exception) -> tuple[str, str]:
+    """(message, kind): what was sent cannot be trained on ("input", the message says what to change), or the trainer
+    failed ("trainer", named with the error's type)."""
     from training.artifacts import NameTaken, StaleEvaluation
     from training.finetune import FinetuneError
 
-    if isinstance(exc, FinetuneError | NameTaken | StaleEvaluation | ValueError | FileNotFoundError | KeyError):
-        return str(exc) if not isinstance(exc, KeyError) else f"missing {exc}"
-    return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, KeyError):
+        return f"missing {exc}", "input"
+    if isinstance(exc, FinetuneError | NameTaken | StaleEvaluation | ValueError | FileNotFoundError):
+        return str(exc), "input"
+    return f"{type(exc).__name__}: {exc}", "trainer"
 
 
 def _finetune(repo: Path, record: jobs.JobRecord, progress: Progress) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from app import auth, backtest, deadlines, forecasting
 from app.deps import RepositoryDep, TrainerDep
-from app.errors import Conflict, InvalidInput, NotFound, RequestTimeout
+from app.errors import Conflict, InvalidInput, NotFound, RequestTimeout, ServiceUnavailable
 from app.jobs import ForecastJob, SeriesInput, WindowJob
 from app.registry import ModelRepository, check_segment
 from app.service import ModelService, check_levels, level_key
@@ -112,6 +112,7 @@ class TimeGPTRequest(BaseModel):
 
 # TimeGPT's finetune_loss names gatecast trains with (training.finetune.LOSSES); the others are refused by name.
 FINETUNE_LOSSES = ("default", "mae")
+HISTORY_PREFIX = "ft-history-"  # models made by forecast(finetune_steps), one per history, pruned beyond a limit
 
 
 class FinetuneRequest(BaseModel):
@@ -533,7 +534,9 @@ async def _run_finetune(
             f"GET /jobs/{record.id} follows it; the model {output_id!r} is served once it succeeds"
         )
     if done.state != "succeeded":
-        raise InvalidInput(f"fine-tuning {base.name} failed: {done.error}")
+        if done.error_kind == "input":
+            raise InvalidInput(f"fine-tuning {base.name} failed: {done.error}")
+        raise ServiceUnavailable(f"fine-tuning {base.name} failed on its trainer (job {done.id}): {done.error}")
     return await _finetuned(repository, output_id)
 
 
@@ -589,7 +592,7 @@ async def _finetuned_on_history(
         digest.update(np.asarray(s.values, dtype=np.float64).tobytes())
         digest.update(b"|")
     key = digest.hexdigest()[:20]
-    output_id = f"ft-{key}"
+    output_id = f"{HISTORY_PREFIX}{key}"
     if (repository.root / output_id).exists():
         return await _finetuned(repository, output_id)
     job_id = f"finetune-{key}"
@@ -602,9 +605,37 @@ async def _finetuned_on_history(
     if previous is not None:
         shutil.rmtree(jobs.job_dir(trainer.root, job_id), ignore_errors=True)
     steps = body.finetune_steps
-    return await _run_finetune(
-        trainer, repository, base, series, output_id, steps, depth, loss, _created_by(request), job_id=job_id
+    try:
+        made = await _run_finetune(
+            trainer, repository, base, series, output_id, steps, depth, loss, _created_by(request), job_id=job_id
+        )
+    except Conflict:  # the same fine-tuning, submitted by another call a moment ago: its model, once made
+        done = await trainer.wait(job_id, trainer.settings.finetune_timeout_s)
+        if done is None or done.state != "succeeded":
+            raise ServiceUnavailable(f"the same fine-tuning (job {job_id}) did not succeed: retry") from None
+        return await _finetuned(repository, output_id)
+    await _prune_history_models(repository, trainer.settings.finetune_history_models, keep=output_id)
+    return made
+
+
+async def _prune_history_models(repository: ModelRepository, limit: int, keep: str) -> None:
+    """The oldest models made by forecast(finetune_steps) beyond `limit` (GATECAST_FINETUNE_HISTORY_MODELS) are
+    removed: each different history makes one, and every worker loads them all."""
+    made = sorted(
+        (p for p in repository.root.glob(f"{HISTORY_PREFIX}*") if p.name != keep),
+        key=lambda p: p.stat().st_mtime,
     )
+    for old in made[: max(0, len(made) - (limit - 1))]:
+        _remove_model(repository, old.name)
+    await repository.sync()
+
+
+def _remove_model(repository: ModelRepository, name: str) -> None:
+    """Out of the repository in one rename, then deleted: no reader sees half of it."""
+    trash = repository.root / jobs.TRASH_DIR / f"{name}-{uuid.uuid4().hex[:8]}"
+    trash.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(repository.root / name, trash)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _finetuned_model(service: ModelService) -> dict[str, Any] | None:
@@ -652,10 +683,7 @@ async def delete_finetuned_model(model_id: str, repository: RepositoryDep) -> Re
     """Removed from the repository in one rename, then unloaded here; every other worker and replica unloads it
     at its next poll of the repository."""
     service = await _finetuned(repository, model_id)
-    trash = repository.root / jobs.TRASH_DIR / f"{service.name}-{uuid.uuid4().hex[:8]}"
-    trash.parent.mkdir(parents=True, exist_ok=True)
-    os.rename(repository.root / service.name, trash)
-    shutil.rmtree(trash, ignore_errors=True)
+    _remove_model(repository, service.name)
     await repository.sync()
     return Response(status_code=204)
 

@@ -1,0 +1,68 @@
+"""training.finetune's pieces: how much of the network each depth trains, the held-out tail, the checkpoints the
+committed models keep, and a fine-tuning that cannot end worse on its tail than the model it started from."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from tests.synthetic import seasonal_series
+
+ROOT = Path(__file__).resolve().parent.parent
+torch = pytest.importorskip("torch")
+
+
+def test_depth_trains_groups_from_the_output_inwards() -> None:
+    from training.finetune import freeze_to_depth, trainable_groups
+    from training.model import Forecaster, ForecasterConfig
+
+    model = Forecaster(ForecasterConfig(cell="gru", hidden_size=8, num_layers=2, input_window=48, horizon=12))
+    groups = trainable_groups(model)
+    assert len(groups) == 3  # the head, layer 1, layer 0
+    head = sum(p.numel() for p in model.head.parameters())
+    assert freeze_to_depth(model, 1) == head
+    assert all(not p.requires_grad for p in model.rnn.parameters())
+    assert freeze_to_depth(model, 3) == head + sum(p.numel() for n, p in model.rnn.named_parameters() if "_l1" in n)
+    assert freeze_to_depth(model, 5) == sum(p.numel() for p in model.parameters())
+
+
+def test_training_windows_end_before_the_held_out_tail() -> None:
+    from training.finetune import holdout_windows
+
+    values = np.arange(200, dtype=np.float64)
+    train, tail, index = holdout_windows([values], window=48, horizon=12)
+    assert len(tail) == round(0.2 * (200 - 12 - 48 + 1)) and set(index) == {0}
+    first_held_origin = tail.x[0, -1] + 1  # the values are their positions
+    assert np.all(train.y[:, -1] < first_held_origin)  # no training target reaches into the tail
+
+
+def test_every_committed_model_keeps_the_checkpoint_it_was_exported_from() -> None:
+    from training.export import weights_sha256
+    from training.finetune import checkpoint_for
+    from training.train import load_checkpoint
+
+    for model_file in sorted((ROOT / "models").glob("*/*/model.onnx")):
+        props = {p.key: p.value for p in onnx.load(str(model_file), load_external_data=False).metadata_props}
+        if "gatecast.schema" not in props:
+            continue
+        model, _ = load_checkpoint(checkpoint_for(model_file.parent, ROOT / "runs"))
+        assert weights_sha256(model) == props["gatecast.sha256"], model_file
+
+
+def test_a_fine_tuning_never_ends_worse_on_its_tail_than_its_base(tmp_path: Path) -> None:
+    from training.finetune import FinetuneSpec, finetune, read_card
+
+    repo = tmp_path / "models"
+    shutil.copytree(ROOT / "models" / "etth1-gru", repo / "etth1-gru")
+    rng = np.random.default_rng(3)
+    series = [200 + 40 * seasonal_series(600, seed=3) + rng.normal(0, 30, 600).cumsum()]  # unlike ETTh1
+    spec = FinetuneSpec(repo / "etth1-gru" / "1", "tuned", series, steps=30, depth=5, loss="default")
+    made = finetune(spec, repo, runs_dir=ROOT / "runs")
+    assert made["heldout_mase_after"] <= made["heldout_mase_before"] + 1e-9
+    card = read_card(repo / "tuned" / "1" / "model.onnx")
+    assert card.extra["finetune.base_model"] == "etth1-gru" and card.metrics["finetune"]["steps"] == 30
+    assert (repo / "tuned" / "1" / "checkpoint.pt").exists() and not (repo / ".staging" / "tuned").exists()
