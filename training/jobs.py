@@ -151,7 +151,14 @@ def _train(repo: Path, record: jobs.JobRecord, progress: Progress) -> dict[str, 
     evaluation = json.loads((work / "reports" / config.name / "metrics.json").read_text())["evaluation"]
     summary = pipeline.run_summary(config, work)
     shutil.copy2(work / "runs" / config.name / "checkpoint.pt", model_file.parent / "checkpoint.pt")
-    _publish_version(model_file.parent, repo / config.name / config.version)
+    published = repo / config.name / config.version
+    _publish_version(model_file.parent, published)
+    # The report stays with the job (the work folder goes): the summary names where things are now.
+    report = folder / "report"
+    shutil.move(work / "reports" / config.name, report)
+    summary = summary.replace(str(work / "reports" / config.name), str(report))
+    summary = summary.replace(str(model_file), str(published / "model.onnx"))
+    summary = summary.replace(f"gatecast serve --models {work / 'models'}, then", "it is served already; for instance")
     validation = evaluation.get("validation", {})
     return {
         "model": config.name,
@@ -161,6 +168,7 @@ def _train(repo: Path, record: jobs.JobRecord, progress: Progress) -> dict[str, 
         "validation_mase": validation.get("mase"),
         "test_mase": {k: v.get("mase") for k, v in evaluation.get("scores", {}).items() if isinstance(v, dict)},
         "summary": summary,
+        "report": str(report / "report.md"),
     }
 
 
