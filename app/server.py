@@ -87,7 +87,11 @@ def _start_local_ray(settings: Settings) -> bool:
 
     if settings.training == "off" or settings.ray_address or missing_extra():
         return False
-    address = start_local_ray(settings.training_cpus or available_cpus())
+    try:
+        address = start_local_ray(settings.training_cpus or available_cpus())
+    except Exception as exc:  # serving must not depend on training: each worker tries again on its first job
+        print(f"gatecast: a local Ray for training jobs did not start ({exc}); serving goes on", file=sys.stderr)
+        return False
     os.environ["GATECAST_RAY_ADDRESS"] = address  # the workers connect to it on their first job
     get_settings.cache_clear()
     return True

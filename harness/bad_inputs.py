@@ -640,3 +640,25 @@ CASES += [
         "DELETE",
     ),
 ]
+
+# --- training jobs: a config the server cannot read is refused before any job exists ------------------------
+TOML = {"content-type": "application/toml"}
+CASES += [
+    Case("jobs-toml", "training", "a config that is not TOML", b"name = [", 422, "not valid TOML", TOML, "/jobs"),
+    Case(
+        "jobs-no-name", "training", "a config without a name", b'dataset = "a.csv"', 422, "sets no name", TOML, "/jobs"
+    ),
+    Case(
+        "jobs-name-escape",
+        "training",
+        "a model name that leaves the repository",
+        b'name = "../up"\ndataset = "a.csv"',
+        422,
+        "is not valid",
+        TOML,
+        "/jobs",
+    ),
+    Case("jobs-no-data", "training", "a config with no data", b'name = "x"', 422, "no data", TOML, "/jobs"),
+    Case("jobs-json", "training", "a JSON body", b"{}", 415, "multipart/form-data", JSON, "/jobs"),
+    Case("jobs-unknown", "training", "a job that does not exist", b"", 404, "GET /jobs", JSON, "/jobs/train-x", "GET"),
+]

@@ -50,8 +50,8 @@ def _config(text: str) -> tuple[dict[str, Any], str]:
 async def submit_job(request: Request, trainer: TrainerDep) -> Response:
     """`multipart/form-data` with a `config` part (TOML, as `gatecast init` writes it) and a `data` part (a
     `unique_id, ds, y` .csv or .parquet file), or the config alone as `application/toml` with `dataset` a path
-    the trainer can read or a named data set. Answers 202 with the job; GET /jobs/{id} follows it."""
-    trainer.check_available()
+    the trainer can read or a named data set. Answers 202 with the job; GET /jobs/{id} follows it. What cannot be
+    read is refused first (4xx), then a server without training answers 503."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     data: tuple[str, bytes] | None = None
     if media == "multipart/form-data":
@@ -84,6 +84,7 @@ async def submit_job(request: Request, trainer: TrainerDep) -> Response:
     if data is None and not isinstance(raw.get("dataset"), str):
         raise InvalidInput("no data: send a `data` part, or set dataset in the config to a path the trainer reads")
     spec = {"name": name, "config": text, "data": data[0] if data else raw["dataset"]}
+    trainer.check_available()
 
     def prepare(folder: Path) -> None:
         if data is not None:
