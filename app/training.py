@@ -58,13 +58,6 @@ def start_local_ray(cpus: int) -> str:
     return address
 
 
-def _run_in_trainer(repository: str, job_id: str) -> dict[str, Any]:
-    """Runs in a trainer process; training (and torch) is imported there, never in the server."""
-    module = importlib.import_module("training.jobs")
-    result: dict[str, Any] = module.run(repository, job_id)
-    return result
-
-
 class Trainer:
     """One per worker: submits jobs to Ray, follows those it submitted, reads every job's record."""
 
@@ -150,7 +143,7 @@ class Trainer:
             raise
         import ray
 
-        task = ray.remote(_run_in_trainer).options(
+        task = ray.remote(jobs.run_in_trainer).options(
             num_cpus=self.settings.training_cpus_per_job, max_retries=0, name=f"gatecast-{job_id}"
         )
         ref = task.remote(str(self.root), job_id)
