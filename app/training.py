@@ -29,7 +29,9 @@ from contract import jobs
 log = logging.getLogger("gatecast.training")
 RAY_NAMESPACE = "gatecast"
 POLL_S = 0.2  # how often a job submitted by another worker is re-read while waiting for it
-CANCEL_GRACE_S = 30.0  # a running trainer that has not stopped by then (a long epoch) is killed
+CANCEL_GRACE_S = 30.0
+# Jobs pass file paths through Ray, never data: the local Ray's object store needs little of the server's memory.
+LOCAL_OBJECT_STORE_BYTES = 128 * 1024 * 1024  # a running trainer that has not stopped by then (a long epoch) is killed
 TRAIN_EXTRA = "pip install 'gatecast[train]' (torch and Ray) where the server runs"
 
 
@@ -49,6 +51,7 @@ def start_local_ray(cpus: int) -> str:
     ray.init(
         address="local",  # a new instance of its own, never one another program left on this machine
         num_cpus=cpus,
+        object_store_memory=LOCAL_OBJECT_STORE_BYTES,
         namespace=RAY_NAMESPACE,
         include_dashboard=False,
         log_to_driver=False,

@@ -53,7 +53,8 @@ def main() -> None:
     body_file.write_text(body(windows(1)))
     raw = tmp / "profile.txt"
     command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", "PORT"]
-    contestant = Contestant("gatecast", command, Load("/forecast", body_file), {"GATECAST_LOG_LEVEL": "warning"})
+    quiet = {"GATECAST_LOG_LEVEL": "warning", "GATECAST_TRAINING": "off"}  # a serving install: no local Ray
+    contestant = Contestant("gatecast", command, Load("/forecast", body_file), quiet)
     with server(contestant) as (url, proc):
         worker = next(p for p in children(proc.pid) if "resource_tracker" not in Path(f"/proc/{p}/cmdline").read_text())
         load = subprocess.Popen(

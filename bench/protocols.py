@@ -53,6 +53,7 @@ def gatecast() -> Iterator[tuple[str, str]]:
     http_port, grpc_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATECAST_")}
     env["GATECAST_GRPC_PORT"] = str(grpc_port)
+    env["GATECAST_TRAINING"] = "off"  # a serving install: no local Ray beside the workers
     command = [sys.executable, "-m", "app.cli", "serve", "--port", str(http_port)]
     proc = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True

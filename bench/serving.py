@@ -381,7 +381,8 @@ def main() -> None:
     print(f"    latency {result['raw']['latency']}\n    throughput {raw_runs}")
 
     gatecast = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", "PORT"]
-    quiet = {"GATECAST_LOG_LEVEL": "warning", "GATECAST_GRPC_PORT": str(free_port())}  # gRPC on, as by default
+    # gRPC on, as by default; no training, as `make serve` on a serving install (no local Ray beside the workers)
+    quiet = {"GATECAST_LOG_LEVEL": "warning", "GATECAST_GRPC_PORT": str(free_port()), "GATECAST_TRAINING": "off"}
     sweeps = result["contestants"]
 
     print("gatecast serve (the README's command, its defaults)", flush=True)

@@ -65,7 +65,8 @@ def main() -> None:
     c = args.connections
     command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", "PORT"]
     command += ["--workers", str(args.workers)]
-    contestant = Contestant("gatecast", command, Load("/forecast", body_file), {"GATECAST_LOG_LEVEL": "warning"})
+    quiet = {"GATECAST_LOG_LEVEL": "warning", "GATECAST_TRAINING": "off"}  # a serving install: no local Ray
+    contestant = Contestant("gatecast", command, Load("/forecast", body_file), quiet)
     with server(contestant) as (url, proc):
         target = f"{url}/forecast"
         wrk_json(["-t2", f"-c{c}", "-d5s", "-s", str(LUA), target, "--", str(body_file)])  # warm-up

@@ -439,7 +439,7 @@ def test_a_taken_http_port_ends_at_once_naming_it_and_the_grpc_port_is_a_flag(
     """The HTTP port is checked before any worker starts or a model loads; --grpc-port sets the gRPC port."""
     repo = make_repo(tmp_path, tiny_artifact)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATECAST_")}
-    env.update(GATECAST_MODEL_REPOSITORY=str(repo))
+    env.update(GATECAST_MODEL_REPOSITORY=str(repo), GATECAST_TRAINING="off")  # no local Ray
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()

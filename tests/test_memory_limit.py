@@ -150,6 +150,8 @@ def test_more_workers_than_the_limit_holds_stop_the_start_and_say_how_many_fit(t
             "GATECAST_MODEL_REPOSITORY": str(MODELS),
             "GATECAST_GRPC_PORT": "0",
             "GATECAST_STATE_DIR": str(tmp_path / "state"),
+            # Serving's own rule; a local Ray for training would share the limit (docs/operations.md#training).
+            "GATECAST_TRAINING": "off",
         }
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         done = subprocess.run(

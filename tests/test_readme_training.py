@@ -29,11 +29,12 @@ def block(name: str, language: str) -> str:
 
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder laid out as the checkout: .venv, the committed models (copied: jobs write into them) and runs."""
+    """A folder laid out as the checkout: .venv, and copies of the committed model the examples fine-tune and of its
+    run (the examples write models, runs and reports beside them, never into the checkout)."""
     folder = tmp_path_factory.mktemp("readme-training")
     (folder / ".venv").symlink_to(Path(sys.executable).parent.parent)
     shutil.copytree(ROOT / "models" / "etth1-gru", folder / "models" / "etth1-gru")
-    (folder / "runs").symlink_to(ROOT / "runs")
+    shutil.copytree(ROOT / "runs" / "etth1-gru", folder / "runs" / "etth1-gru")
     return folder
 
 
