@@ -83,9 +83,11 @@ def serve(
 def _start_local_ray(settings: Settings) -> bool:
     """The workers' jobs go to one local Ray, started here before them, when training is on, the train extra is
     installed and GATECAST_RAY_ADDRESS names no cluster (app.training)."""
-    from app.training import missing_extra, start_local_ray
+    if settings.training == "off" or settings.ray_address:
+        return False
+    from app.training import missing_extra, start_local_ray  # light: the supervisor holds no model runtime
 
-    if settings.training == "off" or settings.ray_address or missing_extra():
+    if missing_extra():
         return False
     try:
         address = start_local_ray(settings.training_cpus or available_cpus())

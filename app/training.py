@@ -19,12 +19,14 @@ import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.errors import Conflict, NotFound, Overloaded, ServiceUnavailable
-from app.registry import ModelRepository
 from app.settings import Settings, available_cpus
 from contract import jobs
+
+if TYPE_CHECKING:  # `gatecast serve`'s supervisor imports this module: onnxruntime stays out of its memory
+    from app.registry import ModelRepository
 
 log = logging.getLogger("gatecast.training")
 RAY_NAMESPACE = "gatecast"

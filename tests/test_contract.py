@@ -175,3 +175,14 @@ def test_the_contract_package_imports_neither_half() -> None:
         text = path.read_text()
         assert "from app" not in text and "import app" not in text, path
         assert "from training" not in text and "import torch" not in text, path
+
+
+def test_the_supervisor_of_gatecast_serve_loads_no_model_runtime() -> None:
+    """`gatecast serve`'s parent process shares the memory limit with its workers: what it needs to start them (and
+    a local Ray) must not pull onnxruntime or pandas into it."""
+    code = (
+        "import sys, app.server, app.training;"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('onnxruntime', 'pandas', 'ray', 'torch'));"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
