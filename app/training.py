@@ -1,12 +1,12 @@
 """Training and fine-tuning jobs, from the server's side: accepted here, run by trainer processes on Ray.
 
 The server never imports torch. A job is a record in the model repository (contract.jobs) and a Ray task that
-calls `training.jobs.run` in a trainer process, which needs the `train` extra where it runs. Ray is found at
-GATECAST_RAY_ADDRESS; unset, `gatecast serve` starts a local Ray for its workers (app.server) and an app run
-any other way (a test client, uvicorn directly) starts one in its own process on its first job. Every worker
-and replica reads the same records, so any of them answers GET /jobs/{id} and cancels; the worker that
-submitted a job also follows its Ray task, marks it failed when the trainer dies before writing a final state,
-and loads the new model at once (the others within GATECAST_REPOSITORY_POLL_S).
+calls `training.jobs.run` in a trainer process (through contract.jobs.run_in_trainer), which needs the `train`
+extra where it runs. Ray is found at GATECAST_RAY_ADDRESS; unset, `gatecast serve` starts a local Ray for its
+workers (app.server) and an app run any other way (a test client, uvicorn directly) starts one in its own process
+on its first job. Every worker and replica reads the same records, so any of them answers GET /jobs/{id} and
+cancels; the worker that submitted a job also follows its Ray task, marks it failed when the trainer dies before
+writing a final state, and loads the new model at once (the others within GATECAST_REPOSITORY_POLL_S).
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ if TYPE_CHECKING:  # `gatecast serve`'s supervisor imports this module: onnxrunt
 log = logging.getLogger("gatecast.training")
 RAY_NAMESPACE = "gatecast"
 POLL_S = 0.2  # how often a job submitted by another worker is re-read while waiting for it
-CANCEL_GRACE_S = 30.0
+CANCEL_GRACE_S = 30.0  # a running trainer that has not stopped by then (a long epoch) is killed
 # Jobs pass file paths through Ray, never data: the local Ray's object store needs little of the server's memory.
-LOCAL_OBJECT_STORE_BYTES = 128 * 1024 * 1024  # a running trainer that has not stopped by then (a long epoch) is killed
+LOCAL_OBJECT_STORE_BYTES = 128 * 1024 * 1024
 TRAIN_EXTRA = "pip install 'gatecast[train]' (torch and Ray) where the server runs"
 
 

@@ -1,5 +1,6 @@
 """training.finetune's pieces: how much of the network each depth trains, the held-out tail, the checkpoints the
-committed models keep, and a fine-tuning that cannot end worse on its tail than the model it started from."""
+committed models keep, and a fine-tuning that cannot end with a higher held-out loss than the model it started
+from."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def test_every_committed_model_keeps_the_checkpoint_it_was_exported_from() -> No
         assert weights_sha256(model) == props["gatecast.sha256"], model_file
 
 
-def test_a_fine_tuning_never_ends_worse_on_its_tail_than_its_base(tmp_path: Path) -> None:
+def test_a_fine_tuning_never_ends_with_a_higher_held_out_loss_than_its_base(tmp_path: Path) -> None:
     from training.finetune import FinetuneSpec, finetune, read_card
 
     repo = tmp_path / "models"
@@ -62,7 +63,8 @@ def test_a_fine_tuning_never_ends_worse_on_its_tail_than_its_base(tmp_path: Path
     series = [200 + 40 * seasonal_series(600, seed=3) + rng.normal(0, 30, 600).cumsum()]  # unlike ETTh1
     spec = FinetuneSpec(repo / "etth1-gru" / "1", "tuned", series, steps=30, depth=5, loss="default")
     made = finetune(spec, repo, runs_dir=ROOT / "runs")
-    assert made["heldout_mase_after"] <= made["heldout_mase_before"] + 1e-9
+    assert made["heldout_loss_after"] <= made["heldout_loss_before"]  # the kept weights; step 0 is the base's
+    assert made["best_step"] % 10 == 0 and 0 <= made["best_step"] <= 30
     card = read_card(repo / "tuned" / "1" / "model.onnx")
     assert card.extra["finetune.base_model"] == "etth1-gru" and card.metrics["finetune"]["steps"] == 30
     assert (repo / "tuned" / "1" / "checkpoint.pt").exists() and not (repo / ".staging" / "tuned").exists()

@@ -6,7 +6,8 @@ The series' last windows (a fifth of each series' forecast origins, at least one
 windows whose targets end before them, and the tail then scores the base and the fine-tuned model (MASE) and, with
 at least `MIN_CALIBRATION_WINDOWS`, recalibrates the conformal table; fewer keep the base model's table.
 Every CHECK_EVERY steps the held-out tail's loss is measured, and the weights with the lowest are kept (the base's
-included): many steps on a short series cannot leave a model worse on its tail than the one it started from.
+included): many steps on a short series cannot leave a model with a higher loss on its tail than the one it
+started from.
 `depth` 1-5 chooses how much of the network trains, from the output inwards: the groups are the head, then each
 recurrent layer from the top, and depth d trains the ceil(d x groups / 5) nearest the output (5: everything).
 """
@@ -217,7 +218,8 @@ def finetune(
     xt, yt = torch.from_numpy(train_set.x), torch.from_numpy(train_set.y)
     xh, yh = torch.from_numpy(tail.x), torch.from_numpy(tail.y)
     batch = min(BATCH_SIZE, len(xt))
-    best = (heldout_loss(model, xh, yh, kind), 0, _weights(model))  # the base weights are a candidate too
+    base_loss = heldout_loss(model, xh, yh, kind)
+    best = (base_loss, 0, _weights(model))  # the base weights are a candidate too
     with denormals_flushed():
         for step in range(1, spec.steps + 1):
             model.train()
@@ -262,6 +264,8 @@ def finetune(
         "trained_parameters": trained,
         "training_windows": len(train_set),
         "heldout_windows": len(tail),
+        "heldout_loss_before": base_loss,
+        "heldout_loss_after": best[0],
         "heldout_mase_before": before,
         "heldout_mase_after": after,
         "intervals": f"recalibrated on {len(tail)} held-out windows"

@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import UploadFile
 
@@ -29,8 +30,6 @@ FORM_PARTS = ("config", "data")
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    import orjson
-
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
 
