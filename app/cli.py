@@ -100,6 +100,14 @@ def cmd_init(args: argparse.Namespace) -> None:
     print(f"wrote {path}; next: gatecast pipeline {path}")
 
 
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    """The base model (training.pretrain): its corpus, the pretraining and the export."""
+    _need_training()
+    from training import pretrain
+
+    pretrain.main(args.rest)
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from app.server import serve
 
@@ -150,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     tune_cmd.add_argument("--quiet", action="store_true", help="no progress for the final run")
     tune_cmd.add_argument("--force", action="store_true", help="overwrite a run, report or model another run made")
     tune_cmd.set_defaults(func=cmd_tune)
+    pretrain = sub.add_parser(
+        "pretrain",
+        help="train the base model for any series on its corpus (training/configs/pretrain/gatecast-base.toml)",
+        add_help=False,
+    )
+    pretrain.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of `python -m training.pretrain --help`")
+    pretrain.set_defaults(func=cmd_pretrain)
     init = sub.add_parser("init", help="write NAME.toml for your own `unique_id, ds, y` data, every key documented")
     init.add_argument("name", help="the model's name (models/<name>/)")
     init.add_argument("--data", required=True, help="a `unique_id, ds, y` .csv or .parquet file")
@@ -177,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         "reliability",
         "docs_pages",
         "readme",
+        "zeroshot",
     ]
     bench.add_argument("suite", choices=suites)
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark (see --help of each)")

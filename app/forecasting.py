@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app import admission, calibration
+from app import admission, calibration, frequency
 from app.cost import Cost, check_windows
 from app.errors import InvalidInput, Overloaded
 from app.jobs import CALIBRATIONS, ForecastJob, ForecastResult, WindowJob, Windows
@@ -34,6 +34,7 @@ async def forecast(service: ModelService, job: ForecastJob) -> ForecastResult:
         raise InvalidInput(f"calibration {job.calibration!r} is not known: use one of {list(CALIBRATIONS)}")
     levels = check_levels(job.levels)
     check_quantiles(job.quantiles)
+    service.check_head(levels, job.quantiles, job.calibration)
     widths = sorted({*levels, *(quantile_level(q) for q in job.quantiles if q != 0.5)})  # levels answered
     ids = [s.id for s in job.series]
     lengths = [len(s.values) for s in job.series]
@@ -56,8 +57,11 @@ async def forecast(service: ModelService, job: ForecastJob) -> ForecastResult:
     cost = service.cost(lengths, cutoffs, horizon, per_step, horizon * len(ids) if timed else 0)
     _admit(service, cost, "the forecast" if past is None else "the forecast with its calibration on history")
     predicted = await _run(service, job, cutoffs, horizon)
+    warnings = frequency.mismatch_warnings(service.name, service.card, job.series)
     if cutoffs is None:
-        return predicted.service.answer(predicted.predicted, levels, job.quantiles)
+        result = predicted.service.answer(predicted.predicted, levels, job.quantiles)
+        result.warnings = warnings
+        return result
     service = predicted.service
     plan = predicted.predicted.plan
     ends = np.cumsum([len(c) for c in cutoffs])
@@ -78,6 +82,7 @@ async def forecast(service: ModelService, job: ForecastJob) -> ForecastResult:
     )
     result = service.answer(predicted.predicted, levels, job.quantiles, rows=last, widening=calibrated.widening)
     result.calibration = calibrated
+    result.warnings = warnings
     return result
 
 
@@ -92,6 +97,7 @@ async def windows(service: ModelService, job: WindowJob) -> Windows:
     ran = await _run(service, job, list(job.cutoffs), horizon)
     plan = ran.predicted.plan
     result = ran.service.answer(ran.predicted, levels)
+    result.warnings = frequency.mismatch_warnings(service.name, service.card, job.series)
     return Windows(plan.owner, plan.cutoffs, result, plan.indexes)
 
 

@@ -78,6 +78,19 @@ class ForecastResult:
     timestamps: list[pd.DatetimeIndex | None] = field(default_factory=list)
     quantiles: dict[float, np.ndarray] = field(default_factory=dict)  # probability -> (B, horizon), ascending
     calibration: Calibration | None = None  # when the job asked for "history", or "auto" with levels
+    warnings: list[str] = field(default_factory=list)  # e.g. the series' frequency is not the model's (app.frequency)
+    choices: list[Choice] | None = None  # model "auto": per series, what answered and why (app.auto)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What model "auto" chose for one series, and the backtest on the series' last windows it chose on."""
+
+    model: str  # a model's name, "naive" or "seasonal_naive"
+    version: str | None
+    windows: int  # backtest windows (0: the history was too short to backtest: the base model answered)
+    mase: dict[str, float]  # candidate -> MASE over those windows (scaled by the in-sample seasonal naive error)
+    season: int
 
 
 @dataclass(frozen=True)

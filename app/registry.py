@@ -24,6 +24,7 @@ from app.errors import InvalidInput, ModelLoadError, NotFound
 from app.runtime import CPU, Runtime, choose_providers, load_runtime
 from app.service import Limits, ModelService
 from app.settings import Settings
+from contract.card import BASE_MODEL
 
 log = logging.getLogger("gatecast.registry")
 MODEL_FILE = "model.onnx"
@@ -70,7 +71,7 @@ class ModelRepository:
     def resolve(self, spec: str | None) -> ModelService:
         """`name`, `name@version` or None (the default model) -> a loaded model, or NotFound."""
         if spec is None:
-            spec = self.settings.default_model or (min(self.models) if self.models else None)
+            spec = self.settings.default_model or self.default_name()
             if spec is None:
                 raise NotFound("no model is loaded; check GET /models and the server log")
         name, _, version = spec.partition("@")
@@ -88,8 +89,11 @@ class ModelRepository:
         return versions[version]
 
     def default_name(self) -> str | None:
+        """GATECAST_DEFAULT_MODEL (its name); unset, the base model when it is served, else the first by name."""
         if self.settings.default_model:
             return self.settings.default_model.partition("@")[0]
+        if BASE_MODEL in self.models:
+            return BASE_MODEL
         return min(self.models) if self.models else None
 
     # --- the folder ---------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ log = logging.getLogger("gatecast.runtime")
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 _OUTPUT_NAMES = [spec.name for spec in signature.OUTPUTS]
+_QUANTILE_OUTPUT_NAMES = [spec.name for spec in signature.quantile_outputs()]
 
 
 def choose_providers(setting: str, available: list[str] | None = None) -> list[str]:
@@ -50,11 +51,15 @@ class Runtime:
 
     def run(self, values: np.ndarray, *covariates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, T) float32 values and the card's covariate inputs (contract.signature order) -> forecast (B, H),
-        scale (B,)."""
+        scale (B,). A model with a quantile head answers (B, H, 1 + Q): the forecast, then its Q quantiles, so the
+        batcher carries them as one array."""
         if covariates:
             feed = dict(zip(self.input_names, (values, *covariates), strict=True))
         else:
             feed = {signature.INPUT.name: values}
+        if self.card.quantile_levels:
+            forecast, scale, quantiles = self.session.run(_QUANTILE_OUTPUT_NAMES, feed)
+            return np.concatenate([forecast[:, :, None], quantiles], axis=2), scale
         forecast, scale = self.session.run(_OUTPUT_NAMES, feed)
         return forecast, scale
 
@@ -99,7 +104,9 @@ def load_runtime(model_bytes: bytes, providers: list[str], threads: int, largest
 
 
 def _check_signature(session: ort.InferenceSession, card: ModelCard) -> None:
-    problems = signature.mismatches(session.get_inputs(), session.get_outputs(), card.horizon, card.covariates)
+    problems = signature.mismatches(
+        session.get_inputs(), session.get_outputs(), card.horizon, card.covariates, len(card.quantile_levels)
+    )
     if problems:
         raise ModelLoadError("the graph does not follow the gatecast signature: " + "; ".join(problems))
 
@@ -121,13 +128,20 @@ def warm_up(runtime: Runtime, largest_batch: int = 1) -> None:
             except Exception as exc:
                 problems.append(f"batch {batch} x {length} steps: the run failed ({exc})")
                 continue
-            if forecast.shape != (batch, card.horizon) or scale.shape != (batch,):
+            want = (
+                (batch, card.horizon, 1 + len(card.quantile_levels)) if card.quantile_levels else (batch, card.horizon)
+            )
+            if forecast.shape != want or scale.shape != (batch,):
                 problems.append(
                     f"batch {batch} x {length} steps: forecast {forecast.shape} and scale {scale.shape}, "
                     f"the card says horizon {card.horizon}"
                 )
             elif not (np.isfinite(forecast).all() and np.isfinite(scale).all()):
                 problems.append(f"batch {batch} x {length} steps: non-finite output")
+            elif (
+                card.quantile_levels and not (np.diff(forecast[..., 1:], axis=-1) >= -1e-4 * scale[:, None, None]).all()
+            ):
+                problems.append(f"batch {batch} x {length} steps: the quantiles are not ascending")
             elif batch > 1:
                 alone, _ = runtime.run(*(a[-1:] for a in x))
                 if not np.allclose(alone[0], forecast[-1], rtol=1e-4, atol=1e-4 * float(scale[-1])):

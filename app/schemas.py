@@ -101,6 +101,14 @@ class SeriesCalibration(BaseModel):
     )
 
 
+class SeriesChoice(BaseModel):
+    name: str = Field(..., description='the model that answered: a model\'s name, "naive" or "seasonal_naive"')
+    version: str | None = None
+    backtest_windows: int = Field(..., description="windows of the series' own end it was chosen on (0: too short)")
+    backtest_mase: dict[str, float] = Field(..., description="each candidate's MASE on those windows")
+    season: int = Field(..., description="the season of the series' frequency (seasonal naive's lag)")
+
+
 class SeriesForecast(BaseModel):
     id: str
     mean: list[float] = Field(..., description="point forecast, one value per step")
@@ -116,6 +124,7 @@ class SeriesForecast(BaseModel):
     calibration: SeriesCalibration | None = Field(
         None, description='only with calibration "history" or "auto": what the widths learned from the series\' past'
     )
+    model: SeriesChoice | None = Field(None, description='only with model "auto": what answered this series, and why')
 
 
 class ForecastResponse(BaseModel):
@@ -125,6 +134,9 @@ class ForecastResponse(BaseModel):
     level: list[float]
     quantiles: list[float] | None = Field(None, description="the quantiles asked for, when any were")
     forecasts: list[SeriesForecast]
+    warnings: list[str] | None = Field(
+        None, description="what the answer may get wrong, e.g. a series whose frequency is not the model's"
+    )
 
 
 class Readiness(BaseModel):

@@ -33,6 +33,7 @@ from app.jobs import ForecastResult, SeriesInput
 from app.runtime import Runtime
 from app.stats import ModelStats
 from app.timeaxis import future_index, value_index
+from contract import quantiles as model_quantiles
 from contract.card import ModelCard
 from contract.covariates import calendar_matrix
 from contract.intervals import spread as window_spread
@@ -71,6 +72,7 @@ class Predicted:
     plan: Plan
     mean: np.ndarray  # (W, horizon) float64
     unit: np.ndarray  # (W,) float64, the unit of the intervals (the graph's scale, floored: contract.intervals)
+    head: np.ndarray | None = None  # (W, horizon, Q) float64: a quantile model's quantiles at the card's levels
 
 
 @dataclass
@@ -135,7 +137,12 @@ class ModelService:
         else:
             windows = sum(len(c) for c in cutoffs)
             steps = sum(int(np.minimum(np.asarray(c, dtype=np.int64), trained).sum()) for c in cutoffs)
-        return costs.window_cost(lengths, windows, steps, horizon, self._channels, answered_per_step, answered_stamps)
+        cost = costs.window_cost(lengths, windows, steps, horizon, self._channels, answered_per_step, answered_stamps)
+        q = len(self.card.quantile_levels)
+        if q:  # a quantile head's rows: float32 over the card's horizon from the graph, float64 for the answer
+            head = windows * (self.card.horizon * (1 + q) * 4 + horizon * q * 8)
+            cost = costs.Cost(cost.windows, cost.steps, cost.memory + head)
+        return cost
 
     @functools.cached_property
     def _channels(self) -> int:
@@ -419,6 +426,10 @@ class ModelService:
         if not plan.windows:
             return Predicted(plan, np.zeros((0, horizon)), np.zeros(0))
         forecasts, scales = await self.batcher.submit(plan.windows)
+        head = None
+        if forecasts.ndim == 3:  # a quantile model: the forecast, then its quantiles (app.runtime)
+            head = forecasts[:, :horizon, 1:].astype(np.float64)  # (W, H, Q)
+            forecasts = forecasts[:, :, 0]
         mean = forecasts[:, :horizon].astype(np.float64)  # (W, H)
         unit = np.asarray(scales, dtype=np.float64).reshape(-1)  # (W,) the graph's
         floor = self.card.conformal.scale_floor
@@ -429,8 +440,10 @@ class ModelService:
             )
             unit = interval_unit(unit, spreads, floor)
         # float32 values summed in float64 cannot overflow: the sum is finite exactly when every value is.
-        if not math.isfinite(float(mean.sum()) + float(unit.sum())):
+        if not math.isfinite(float(mean.sum()) + float(unit.sum()) + (float(head.sum()) if head is not None else 0.0)):
             finite = np.isfinite(mean).all(axis=1) & np.isfinite(unit)
+            if head is not None:
+                finite &= np.isfinite(head).all(axis=(1, 2))
             w = int(np.flatnonzero(~finite)[0])
             series = plan.ids[int(plan.owner[w])]
             origin = "" if plan.cutoffs[w] == len(plan.values[plan.owner[w]]) else f" from value {plan.cutoffs[w]}"
@@ -438,7 +451,7 @@ class ModelService:
                 f"the forecast of series {shown(series)}{origin} is not finite: its values are too large or too "
                 "spread for float32; rescale the series and scale the forecast back"
             )
-        return Predicted(plan, mean, unit)
+        return Predicted(plan, mean, unit, head)
 
     # --- answer -----------------------------------------------------------------------------------------
 
@@ -452,10 +465,24 @@ class ModelService:
     ) -> ForecastResult:
         """Intervals at `levels` and `quantiles` for the predicted `rows` (all when None), their half-widths
         multiplied per row by `widening[level]` when given."""
-        plan = predicted.plan
-        mean, unit = predicted.mean, predicted.unit
+        mean, unit, head = predicted.mean, predicted.unit, predicted.head
         if rows is not None:
             mean, unit = mean[rows], unit[rows]
+            head = head[rows] if head is not None else None
+        if head is not None and widening is None:
+            return self._answer_from_head(predicted, mean, unit, head, levels, quantiles)
+        return self._answer_conformal(predicted, mean, unit, levels, quantiles, widening)
+
+    def _answer_conformal(
+        self,
+        predicted: Predicted,
+        mean: np.ndarray,
+        unit: np.ndarray,
+        levels: Sequence[float],
+        quantiles: Sequence[float],
+        widening: Mapping[float, np.ndarray] | None,
+    ) -> ForecastResult:
+        plan = predicted.plan
         horizon = mean.shape[1]
 
         def half_width(level: float) -> np.ndarray:  # (R, H)
@@ -488,6 +515,66 @@ class ModelService:
             plan.future,
             answered_quantiles,
         )
+
+    def _answer_from_head(
+        self,
+        predicted: Predicted,
+        mean: np.ndarray,
+        unit: np.ndarray,
+        head: np.ndarray,
+        levels: Sequence[float],
+        quantiles: Sequence[float],
+    ) -> ForecastResult:
+        """Intervals and quantiles read off the quantile head (contract.quantiles), at its levels or between them; a
+        level beyond them (a window job's: forecasts refuse it, `check_head`) from the conformal table."""
+        declared = self.card.quantile_levels
+        intervals = {}
+        for level in levels:
+            lo, hi = model_quantiles.interval_bounds(level)
+            if model_quantiles.covers(declared, lo) and model_quantiles.covers(declared, hi):
+                intervals[float(level)] = (
+                    model_quantiles.at(declared, head, lo),
+                    model_quantiles.at(declared, head, hi),
+                )
+            else:  # a window job's level beyond the head (anomalies at 99%): the conformal table's widths
+                width = self._width(level)[None, : mean.shape[1]] * unit[:, None]
+                intervals[float(level)] = (mean - width, mean + width)
+        answered = {float(q): model_quantiles.at(declared, head, q) for q in sorted(quantiles)}
+        plan = predicted.plan
+        return ForecastResult(
+            self.name,
+            self.version,
+            mean.shape[1],
+            sorted(float(level) for level in levels),
+            plan.ids,
+            mean,
+            unit,
+            intervals,
+            plan.future,
+            answered,
+        )
+
+    def check_head(self, levels: Sequence[float], quantiles: Sequence[float], calibration: str = "model") -> None:
+        """A quantile model answers from its head (calibration "model") only what its levels span: a level or
+        quantile beyond them is refused by name (422), with what to ask instead."""
+        declared = self.card.quantile_levels
+        if not declared or calibration != "model":
+            return
+        lo, hi = declared[0], declared[-1]
+        widest = level_key(round((hi - lo) * 100, 9))
+        for level in levels:
+            a, b = model_quantiles.interval_bounds(level)
+            if not (model_quantiles.covers(declared, a) and model_quantiles.covers(declared, b)):
+                raise InvalidInput(
+                    f"level {level_key(level)} needs quantiles {a:g} and {b:g}; {self.name} forecasts quantiles "
+                    f"{lo:g} to {hi:g}: ask for levels up to {widest}, or calibration 'history' for conformal widths"
+                )
+        for q in quantiles:
+            if not model_quantiles.covers(declared, q):
+                raise InvalidInput(
+                    f"quantile {q:g} lies outside the quantiles {self.name} forecasts ({lo:g} to {hi:g}); ask for "
+                    "probabilities in that range, or calibration 'history' for conformal widths"
+                )
 
     def half_width(self, level: float) -> np.ndarray:
         """Half-width of the interval at `level` (percent) per step of the model's horizon, in units of a

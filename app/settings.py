@@ -34,7 +34,9 @@ class Settings(BaseSettings):
         Path("models"), description="folder of `<name>/<version>/model.onnx`; the highest version is the default"
     )
     default_model: str | None = Field(
-        None, description="model used when a request names none (`name` or `name@version`); unset: the first by name"
+        None,
+        description="model used when a request names none (`name` or `name@version`); unset: gatecast-base when "
+        "served, else the first by name",
     )
     provider: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="`auto` (CUDA when onnxruntime-gpu sees a GPU, else CPU), `cpu`, `cuda`"

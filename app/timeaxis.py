@@ -141,7 +141,13 @@ def check_axis(series_id: str, freq: str, start: datetime | None, steps: int) ->
 
 
 def positive_offset(series_id: str, freq: str) -> pd.DateOffset:
-    """A pandas offset alias -> offset; refuses unknown aliases and steps that are zero or run backwards."""
+    """A pandas offset alias -> offset; refuses unknown aliases and steps that are zero or run backwards. An empty
+    alias is a model that forecasts at any frequency (its card's freq is empty) meeting a series without one."""
+    if not freq:
+        raise InvalidInput(
+            f"series {series_id!r}: send `freq` (e.g. h, D, W, 15min) or timestamps it can be read from: the model "
+            "forecasts at any frequency and takes the series' own"
+        )
     try:
         offset = _offset(freq)
     except TIME_ERRORS:

@@ -85,7 +85,7 @@ def measured_at(path: Path) -> str:
 
 
 def models_section() -> str:
-    models = committed_models()
+    models = [m for m in committed_models() if "scores" in m["metrics"]]  # the base model has its own section
     stats = sorted({k for m in models for k in m["metrics"]["scores"] if k not in ("model", *BASELINES)})
     header = ["model", "data", "MASE", *BASELINES.values(), *stats, "interval coverage 80% / 95%", "training"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -144,6 +144,98 @@ def _verdict(m: dict[str, Any]) -> str:
     validation = m["metrics"].get("validation")
     text += f" Validation verdict: {validation['verdict']}." if validation else ""
     return text
+
+
+def basemodel_section() -> str:
+    """The base model: what it is, its corpus with counts, what was excluded, what its pretraining measured (its
+    card and reports/gatecast-base/pretrain.json)."""
+    import onnx
+
+    from contract.card import BASE_MODEL
+
+    path = ROOT / "models" / BASE_MODEL / "1" / "model.onnx"
+    if not path.exists():
+        return "Not trained yet: `make pretrain`.\n"
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    config = json.loads(props["training.pretrain_config"])
+    corpus = json.loads(props["gatecast.dataset"])["corpus"]
+    validation = json.loads(props["gatecast.metrics"])["validation"]
+    levels = json.loads(props["gatecast.quantile_levels"])
+    report_path = ROOT / "reports" / BASE_MODEL / "pretrain.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    m = config["model"]
+    lines = [
+        f"`{BASE_MODEL}` (`gatecast pretrain`, [training/configs/pretrain/{BASE_MODEL}.toml]"
+        f"(training/configs/pretrain/{BASE_MODEL}.toml), seed {config['seed']}): a {m['num_layers']}-layer "
+        f"{m['cell'].upper()} ({m['hidden_size']} units) over patches of {m['patch_len']} steps, contexts of "
+        f"{m['min_context']} to {m['max_context']} values, instance normalisation and the missing-value mask inside "
+        f"the graph, a head of {len(levels)} quantiles ({levels[0]} ... {levels[-1]}, monotone by construction) for "
+        f"each of {m['horizon']} steps; {report.get('parameters', 0):,} parameters, "
+        f"{path.stat().st_size / 2**20:.1f} MiB of ONNX. Pretrained for {config['steps']:,} steps of "
+        f"{config['batch_size']} windows"
+        + (f" in {report['train_seconds'] / 60:.0f} minutes on {config['threads']} CPUs" if report else "")
+        + f"; validation on held-out corpus series (step {validation.get('step', '?')}, the best kept): pinball "
+        f"{validation['pinball']:.4f}, MASE {validation['mase']:.3f} against the last value's "
+        f"{validation['naive_mase']:.3f}.",
+        "",
+        "| corpus source | series | values |",
+        "|---|---|---|",
+        *[f"| {s['origin']} | {s['series']:,} | {s['values']:,} |" for s in corpus["real"]],
+        *[f"| synthetic: {s['what']} | {s['series']:,} | |" for s in corpus["synthetic"]],
+        "",
+        "Excluded, so every zero-shot figure is honest (a source that reads them, or holds 12 consecutive values of "
+        "them, stops the build: `training.corpus.check_exclusions`): "
+        + ", ".join(f"{e['name']} (`{e['path']}`)" for e in corpus["excluded"])
+        + ".",
+    ]
+    if corpus.get("missing"):
+        lines.append("Missing when it was built: " + ", ".join(f"{x['name']} ({x['why']})" for x in corpus["missing"]))
+    return "\n".join(lines) + "\n"
+
+
+def zeroshot_section() -> str:
+    """The default model zero-shot beside its peers and the published models (docs/benchmarks/zeroshot.json)."""
+    path = BENCH / "zeroshot.json"
+    if not path.exists():
+        return "Not measured yet: `make bench-zeroshot`.\n"
+    r = json.loads(path.read_text())
+    agg, configs, cost = r["summary"], r["configs"], r["cost"]
+    shown = [c for c in ("gatecast (default)", "gatecast auto", "fracast-0", "AutoETS", "AutoTheta") if c in agg]
+    published = [
+        m
+        for m in ("Toto-2.0-2.5B (published)", "TiRex (published)", "Chronos-2 (published)", "TimesFM-2.5 (published)")
+        if m in agg
+    ]
+    fx = configs.get("exchange_rate/D/30", {})
+    lines = [
+        f"From `python -m bench.zeroshot` (`make bench-zeroshot`, [docs/benchmarks/zeroshot.md]"
+        f"(docs/benchmarks/zeroshot.md), commit {measured_at(path)}, on {machine.named(r['machine'])}): every "
+        "figure is zero-shot for the default model (its corpus excludes all of this data). Geometric mean over "
+        "GIFT-Eval's nine configurations of the ratio to seasonal naive, MASE / CRPS, lower is better:",
+        "",
+        "| " + " | ".join([*shown, *published]) + " |",
+        "|" + "---|" * (len(shown) + len(published)),
+        "| " + " | ".join(f"{agg[c]['mase']:.3f} / {agg[c]['crps']:.3f}" for c in [*shown, *published]) + " |",
+        "",
+    ]
+    if fx:
+        best = min(
+            ("naive", "gatecast (default)", "gatecast auto", "fracast-0", "AutoETS"),
+            key=lambda c: fx.get(c, {"mase": float("inf")})["mase"],
+        )
+        lines.append(
+            f"- Exchange rates, 30 days ahead (a random walk): MASE {fx['gatecast (default)']['mase']:.3f} for the "
+            f"default model, {fx['gatecast auto']['mase']:.3f} for `auto`, {fx['naive']['mase']:.3f} for the last "
+            f"value; best: {best}."
+        )
+    ahead = agg.get("gatecast (default)", {}).get("ahead_of_seasonal_naive")
+    if ahead is not None:
+        lines.append(f"- The default model is ahead of seasonal naive on both metrics on {ahead} of the nine.")
+    lines.append(
+        f"- Server CPU: {cost['server_cpu_ms_per_series']:.3f} ms per series (requests of "
+        f"{cost['series_per_request']} series, 48 steps, 9 quantiles)."
+    )
+    return "\n".join(lines) + "\n"
 
 
 def _m4_line() -> str:
@@ -489,6 +581,8 @@ SECTIONS: dict[str, Callable[[], str]] = {
     "scaling": scaling_section,
     "accuracy": accuracy_section,
     "gifteval": gifteval_section,
+    "basemodel": basemodel_section,
+    "zeroshot": zeroshot_section,
 }
 
 

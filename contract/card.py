@@ -12,19 +12,28 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from contract import quantiles
 from contract.covariates import CovariateError, Covariates
 
 # 2 added `covariates`, 3 `conformal.scale_floor` (older servers must not misread its widths), 4 `transform` and
 # `members` (an older server would pass values <= 0 to a log model).
-SCHEMA_VERSION = "4"
-READABLE_SCHEMAS = ("1", "2", "3", "4")  # schema 1: no covariates; 1 and 2: no floor; 1-3: no transform, one member
+# 5 `quantile_levels` (a quantile head: an older server would ignore the graph's third output).
+SCHEMA_VERSION = "5"
+READABLE_SCHEMAS = (
+    "1",
+    "2",
+    "3",
+    "4",
+    "5",
+)  # schema 1: no covariates; 1 and 2: no floor; 1-3: no transform, one member
 TRANSFORMS = ("none", "log")
 PREFIX = "gatecast."
+BASE_MODEL = "gatecast-base"  # the pretrained model of any frequency (training.pretrain); the server's default
 
 # Keys stored as JSON rather than plain strings.
-_JSON_KEYS = ("input_window", "conformal", "metrics", "versions", "dataset", "covariates", "members")
+_JSON_KEYS = ("input_window", "conformal", "metrics", "versions", "dataset", "covariates", "members", "quantile_levels")
 # The schema that added each later key: an older file lacks it and means the field's default.
-_ADDED_IN = {"covariates": 2, "transform": 4, "members": 4}
+_ADDED_IN = {"covariates": 2, "transform": 4, "members": 4, "quantile_levels": 5}
 _INT_KEYS = ("horizon", "seed", "season")
 
 
@@ -88,6 +97,9 @@ class ModelCard:
     # An ensemble's members (seeds seed, seed+1, ...), each {"cell", "input_window", "hidden_size", "patch_len"};
     # the graph returns their median, blended with naive per `metrics`. Empty: one model.
     members: list[dict[str, Any]] = field(default_factory=list)
+    # The probabilities of the graph's `quantiles` output (contract.quantiles); empty: a model without a quantile
+    # head, whose intervals come from the conformal table alone.
+    quantile_levels: list[float] = field(default_factory=list)
     schema: str = SCHEMA_VERSION
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -98,6 +110,11 @@ class ModelCard:
     @property
     def trained_window(self) -> int:
         return int(self.input_window["trained"])
+
+    @property
+    def any_freq(self) -> bool:
+        """Whether the model forecasts at any frequency (its card's freq is empty): it takes the series' own."""
+        return not self.freq
 
     @property
     def positive_only(self) -> bool:
@@ -176,6 +193,11 @@ class ModelCard:
         for row in self.conformal.quantiles:
             if len(row) != self.horizon or not all(math.isfinite(q) and q >= 0 for q in row):
                 raise ContractError("gatecast.conformal.quantiles rows need `horizon` finite values >= 0")
+        if self.quantile_levels:
+            try:
+                quantiles.check_levels(self.quantile_levels)
+            except ValueError as exc:
+                raise ContractError(f"gatecast.quantile_levels: {exc}") from exc
         floor = self.conformal.scale_floor
         if not (isinstance(floor, int | float) and math.isfinite(floor) and floor >= 0):
             raise ContractError(f"gatecast.conformal.scale_floor is {floor!r}; expected a finite number >= 0")

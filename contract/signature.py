@@ -6,8 +6,9 @@
     input  `calendar`           float32 [batch, steps, 2 * calendar]  sine and cosine per calendar feature
     output `forecast`           float32 [batch, horizon]              forecasts in the units of the input
     output `scale`              float32 [batch]                       the unit of the conformal intervals
+    output `quantiles`          float32 [batch, horizon, quantiles]   when the card declares quantile levels
 
-`batch`, `time` and `steps` vary at run time; `horizon` and the channel axes are fixed by the card
+`batch`, `time` and `steps` vary at run time; `horizon`, `quantiles` and the channel axes are fixed by the card
 (contract.covariates: channels in the declared order). The exporter takes its names and dynamic axes
 from here (`inputs`, `dynamic_axes`), and both the export validation and the server's load check compare
 a graph with `mismatches`, so neither restates the signature.
@@ -38,8 +39,18 @@ FUTURE = TensorSpec("future_covariates", FLOAT, ("batch", "steps", "future"))
 CALENDAR = TensorSpec("calendar", FLOAT, ("batch", "steps", "calendar"))
 FORECAST = TensorSpec("forecast", FLOAT, ("batch", "horizon"))
 SCALE = TensorSpec("scale", FLOAT, ("batch",))
+QUANTILES = TensorSpec("quantiles", FLOAT, ("batch", "horizon", "quantiles"))
 INPUTS = (INPUT,)  # a univariate model's
 OUTPUTS = (FORECAST, SCALE)
+
+
+def outputs(quantiles: int = 0) -> tuple[TensorSpec, ...]:
+    """The graph's outputs: forecast and scale, then the quantiles when the card declares `quantiles` levels."""
+    return (*OUTPUTS, QUANTILES) if quantiles else OUTPUTS
+
+
+def quantile_outputs() -> tuple[TensorSpec, ...]:
+    return outputs(quantiles=1)
 
 
 def inputs(covariates: Covariates = NONE) -> tuple[TensorSpec, ...]:
@@ -70,17 +81,18 @@ class GraphTensor(Protocol):
     def shape(self) -> Sequence[int | str | None]: ...
 
 
-def dynamic_axes(covariates: Covariates = NONE) -> dict[str, dict[int, str]]:
+def dynamic_axes(covariates: Covariates = NONE, quantiles: bool = False) -> dict[str, dict[int, str]]:
     """For torch.onnx.export: every axis named in DYNAMIC, by tensor."""
-    specs = (*inputs(covariates), *OUTPUTS)
+    specs = (*inputs(covariates), *outputs(int(quantiles)))
     return {spec.name: {i: axis for i, axis in enumerate(spec.axes) if axis in DYNAMIC} for spec in specs}
 
 
 def mismatches(
     graph_inputs: Sequence[GraphTensor],
-    outputs: Sequence[GraphTensor],
+    graph_outputs: Sequence[GraphTensor],
     horizon: int | None = None,
     covariates: Covariates = NONE,
+    quantiles: int = 0,
 ) -> list[str]:
     """Every way the graph's inputs and outputs differ from the signature of a model with these covariates
     (empty when they agree).
@@ -89,8 +101,8 @@ def mismatches(
     trained length and fails at every other length the card allows.
     """
     problems = []
-    fixed = {"horizon": horizon, **channels(covariates)}
-    for kind, want, got in (("input", inputs(covariates), graph_inputs), ("output", OUTPUTS, outputs)):
+    fixed = {"horizon": horizon, "quantiles": quantiles or None, **channels(covariates)}
+    for kind, want, got in (("input", inputs(covariates), graph_inputs), ("output", outputs(quantiles), graph_outputs)):
         names = [t.name for t in got]
         if names != [s.name for s in want]:
             problems.append(f"{kind}s are {names}; the contract wants {[s.name for s in want]}")

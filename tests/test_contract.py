@@ -40,8 +40,10 @@ def test_round_trip_through_metadata_props() -> None:
     c = card()
     props = c.to_props()
     assert all(isinstance(v, str) for v in props.values())
-    assert props[PREFIX + "schema"] == "4"
+    assert props[PREFIX + "schema"] == "5"
     assert ModelCard.from_props(props) == c
+    quantile = card(quantile_levels=[0.1, 0.5, 0.9], freq="")
+    assert ModelCard.from_props(quantile.to_props()) == quantile and quantile.any_freq
     ensemble = card(cell="mixed", transform="log", members=[{"cell": "gru", "input_window": 16, "hidden_size": 8}])
     assert ModelCard.from_props(ensemble.to_props()) == ensemble
 
@@ -51,9 +53,19 @@ def test_a_schema_3_file_is_one_plain_model_and_schema_4_must_say_what_it_is() -
     del props[PREFIX + "transform"], props[PREFIX + "members"]
     with pytest.raises(ContractError, match="gatecast.transform"):
         ModelCard.from_props(props)
+    del props[PREFIX + "quantile_levels"]
     props[PREFIX + "schema"] = "3"
     old = ModelCard.from_props(props)
     assert old.transform == "none" and old.members == [] and not old.positive_only
+
+
+def test_a_schema_4_file_has_no_quantile_head_and_schema_5_must_say() -> None:
+    props = card().to_props()
+    del props[PREFIX + "quantile_levels"]
+    with pytest.raises(ContractError, match="gatecast.quantile_levels"):
+        ModelCard.from_props(props)
+    props[PREFIX + "schema"] = "4"
+    assert ModelCard.from_props(props).quantile_levels == []
 
 
 @pytest.mark.parametrize("key", ["gatecast.horizon", "gatecast.conformal", "gatecast.input_window"])

@@ -44,13 +44,18 @@ def test_training_windows_end_before_the_held_out_tail() -> None:
 def test_every_committed_model_keeps_the_checkpoint_it_was_exported_from() -> None:
     from training.export import weights_sha256
     from training.finetune import checkpoint_for
+    from training.finetune_base import load_base
     from training.train import load_checkpoint
 
     for model_file in sorted((ROOT / "models").glob("*/*/model.onnx")):
         props = {p.key: p.value for p in onnx.load(str(model_file), load_external_data=False).metadata_props}
         if "gatecast.schema" not in props:
             continue
-        model, _ = load_checkpoint(checkpoint_for(model_file.parent, ROOT / "runs"))
+        checkpoint = checkpoint_for(model_file.parent, ROOT / "runs")
+        if props.get("gatecast.quantile_levels", "[]") != "[]":  # a quantile head (training.patch_model)
+            model = load_base(checkpoint)
+        else:
+            model, _ = load_checkpoint(checkpoint)
         assert weights_sha256(model) == props["gatecast.sha256"], model_file
 
 
@@ -68,3 +73,21 @@ def test_a_fine_tuning_never_ends_with_a_higher_held_out_loss_than_its_base(tmp_
     card = read_card(repo / "tuned" / "1" / "model.onnx")
     assert card.extra["finetune.base_model"] == "etth1-gru" and card.metrics["finetune"]["steps"] == 30
     assert (repo / "tuned" / "1" / "checkpoint.pt").exists() and not (repo / ".staging" / "tuned").exists()
+
+
+def test_the_base_model_fine_tunes_its_quantile_head_and_never_ends_worse_on_its_tail(tmp_path: Path) -> None:
+    from tests.build_fixtures import TINYQ
+    from training.finetune import FinetuneError, FinetuneSpec, finetune, read_card
+
+    repo = tmp_path / "models"
+    shutil.copytree(TINYQ.parent.parent, repo / "tinyq")  # its checkpoint lies beside the model file
+    rng = np.random.default_rng(5)
+    series = [300 + 25 * seasonal_series(400, season=7, seed=5) + rng.normal(0, 5, 400).cumsum()]
+    spec = FinetuneSpec(repo / "tinyq" / "1", "tuned-q", series, steps=20, depth=3, loss="default")
+    made = finetune(spec, repo)
+    assert made["heldout_loss_after"] <= made["heldout_loss_before"] and made["loss"] == "pinball"
+    card = read_card(repo / "tuned-q" / "1" / "model.onnx")
+    assert card.quantile_levels and card.extra["finetune.base_model"] == "tinyq"
+    assert (repo / "tuned-q" / "1" / "checkpoint.pt").exists()
+    with pytest.raises(FinetuneError, match="pinball"):
+        finetune(FinetuneSpec(repo / "tinyq" / "1", "mae-q", series, steps=5, depth=1, loss="mae"), repo)

@@ -42,6 +42,7 @@ def test_the_readme_try_it_commands_answer_forecasts(tmp_path: Path) -> None:
     out = done.stdout
     assert done.returncode == 0, done.stderr
     assert '"error"' not in out, out
-    assert out.count('"forecasts"') == 1, out  # the JSON example
+    assert out.count('"forecasts"') == 2, out  # the JSON examples
+    assert '"backtest_mase"' in out, out  # "auto" says what each candidate scored
     assert out.count("unique_id,ds,forecast") == 2, out  # the two CSV examples, the covariate model's included
     assert "tx-1,2018-02-05 00:00:00," in out, out  # its forecast starts the hour after the last row

@@ -30,6 +30,7 @@ import torch
 
 from contract import jobs
 from contract.card import ModelCard
+from training import finetune_base
 from training.conformal import calibrate
 from training.ensemble import AnyForecaster, Ensemble
 from training.evaluate import predict
@@ -188,6 +189,8 @@ def finetune(
     """Fine-tune, export and publish `<repository>/<output_id>/1/`; return what the job's record keeps."""
     started = time.perf_counter()
     base_card = read_card(spec.base_dir / "model.onnx")
+    if base_card.quantile_levels:
+        return _finetune_quantile_model(spec, base_card, repository, runs_dir, report, cancelled, staging, started)
     if not base_card.covariates.empty:
         raise FinetuneError(f"{base_card.name} reads covariates; fine-tuning takes models without covariates")
     if spec.loss not in LOSSES:
@@ -298,6 +301,44 @@ def finetune(
         before,
         after,
     )
+    return {"model": spec.output_id, "version": "1", **summary}
+
+
+def _finetune_quantile_model(
+    spec: FinetuneSpec,
+    base_card: ModelCard,
+    repository: Path,
+    runs_dir: Path | None,
+    report: Callable[[dict[str, Any]], None],
+    cancelled: Callable[[], bool],
+    staging: Path | None,
+    started: float,
+) -> dict[str, Any]:
+    """A model with a quantile head (the base model): its own loss, exported by training.finetune_base."""
+    if spec.loss != "default":
+        raise FinetuneError(
+            f"finetune_loss {spec.loss!r} trains a point forecast; {base_card.name} trains its quantile head with "
+            "pinball loss: use 'default'"
+        )
+    checkpoint = checkpoint_for(spec.base_dir, runs_dir)
+    try:
+        model, summary = finetune_base.finetune(
+            base_card, checkpoint, spec.series, spec.steps, spec.depth, spec.seed, report, cancelled
+        )
+    except ValueError as exc:
+        raise FinetuneError(str(exc)) from exc
+    staging = staging or repository / jobs.STAGING_DIR / spec.output_id
+    shutil.rmtree(staging, ignore_errors=True)
+    extra = jobs.finetune_props(base_card.name, base_card.version, spec.created_by, spec.steps, spec.depth, spec.loss)
+    finetune_base.export_finetuned(model, base_card, spec.output_id, summary, spec.seed, staging / "1", extra)
+    target = repository / spec.output_id
+    if target.exists():
+        shutil.rmtree(staging, ignore_errors=True)
+        raise FinetuneError(
+            f"model {spec.output_id!r} already exists in the repository: choose another output_model_id"
+        )
+    os.rename(staging, target)
+    summary["seconds"] = round(time.perf_counter() - started, 2)
     return {"model": spec.output_id, "version": "1", **summary}
 
 

@@ -37,7 +37,7 @@ import pandas as pd
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
-from app import auth, backtest, deadlines, forecasting
+from app import auth, auto, backtest, deadlines, forecasting, frequency
 from app.deps import RepositoryDep, TrainerDep
 from app.errors import Conflict, InvalidInput, NotFound, RequestTimeout, ServiceUnavailable
 from app.jobs import ForecastJob, SeriesInput, WindowJob
@@ -165,16 +165,26 @@ async def forecast(body: TimeGPTRequest, repository: RepositoryDep, trainer: Tra
     """With `finetune_steps`, the model is first fine-tuned on the history sent (once: the same history, model and
     settings reuse the model made the first time), then forecasts; bounded by GATECAST_FINETUNE_MAX_STEPS and
     GATECAST_FINETUNE_TIMEOUT_S."""
-    calibration = _refuse_unsupported(body, FORECAST_PARAMETERS, finetune=True).get("calibration", "auto")
-    service = await _model_of(repository, body)
-    if body.finetune_steps:
-        service = await _finetuned_on_history(body, service, repository, trainer, request)
-    h = service.horizon(body.h)
+    calibration = _refuse_unsupported(body, FORECAST_PARAMETERS, finetune=True).get("calibration")
     levels, zero = _levels(body.level)
-    series = _series(body, service, future_h=h)
-    result = await forecasting.forecast(service, ForecastJob(series, h, levels, calibration=calibration))
+    if body.model.lower() == auto.AUTO and not body.finetuned_model_id and not body.finetune_steps:
+        series = _series(body, repository.resolve(None), future_h=body.h)
+        result = await auto.forecast(
+            repository, ForecastJob(series, body.h, levels, calibration=calibration or "model")
+        )
+    else:
+        service = await _model_of(repository, body)
+        if body.finetune_steps:
+            service = await _finetuned_on_history(body, service, repository, trainer, request)
+        h = service.horizon(body.h)
+        series = _series(body, service, future_h=h)
+        # A quantile head answers intervals of its own; a conformal model's are rescaled on history where it suffices.
+        calibration = calibration or ("model" if service.card.quantile_levels else "auto")
+        result = await forecasting.forecast(service, ForecastJob(series, h, levels, calibration=calibration))
     intervals = _flat_intervals(result.intervals, result.mean, zero)
-    return _answer({"mean": result.mean.ravel(), "intervals": intervals, "weights_x": None})
+    response = _answer({"mean": result.mean.ravel(), "intervals": intervals, "weights_x": None})
+    response.headers.update(frequency.warning_headers(result.warnings))
+    return response
 
 
 @router.post("/v2/cross_validation", summary="TimeGPT API: cross-validation")
@@ -464,7 +474,7 @@ def _fine_tuning_base(service: ModelService, freq: str | None) -> None:
             f"{service.name} reads covariates {list(card.covariates.observed) or list(card.covariates.calendar)}; "
             "fine-tuning takes a model without covariates (the finetune call sends none)"
         )
-    if freq is not None and not _same_freq(freq, card.freq):
+    if freq is not None and not card.any_freq and not _same_freq(freq, card.freq):
         raise InvalidInput(
             f"the series' frequency is {freq!r}, and {service.name} forecasts at {card.freq!r}: fine-tune a model "
             "trained at your series' frequency (GET /models lists each model's freq)"

@@ -109,7 +109,7 @@ def model_metadata(service: ModelService, repository: ModelRepository) -> dict[s
     """The graph signature (contract.signature) with this model's horizon and covariate channels; -1 marks a
     dynamic axis. A covariate input's `parameters.channels` names its channels in order."""
     card = service.card
-    lengths = {"horizon": card.horizon, **signature.channels(card.covariates)}
+    lengths = {"horizon": card.horizon, "quantiles": len(card.quantile_levels), **signature.channels(card.covariates)}
     names = {
         signature.PAST.name: list(card.covariates.past),
         signature.FUTURE.name: list(card.covariates.future),
@@ -120,6 +120,8 @@ def model_metadata(service: ModelService, repository: ModelRepository) -> dict[s
         out: dict[str, Any] = {"name": spec.name, "datatype": "FP32", "shape": [lengths.get(a, -1) for a in spec.axes]}
         if spec.name in names:
             out["parameters"] = {"channels": names[spec.name]}
+        if spec.name == signature.QUANTILES.name:
+            out["parameters"] = {"levels": list(card.quantile_levels)}
         return out
 
     return {
@@ -127,7 +129,7 @@ def model_metadata(service: ModelService, repository: ModelRepository) -> dict[s
         "versions": sorted(repository.models[service.name], key=version_key),
         "platform": "onnxruntime_onnx",
         "inputs": [tensor(spec) for spec in signature.inputs(card.covariates)],
-        "outputs": [tensor(spec) for spec in signature.OUTPUTS],
+        "outputs": [tensor(spec) for spec in signature.outputs(len(card.quantile_levels))],
     }
 
 
@@ -145,8 +147,12 @@ async def repository_index(repository: ModelRepository) -> list[dict[str, str]]:
 
 
 def outputs(result: ForecastResult) -> dict[str, np.ndarray]:
-    """The graph's outputs by name (the encoders write them as FP32, the model's own precision)."""
-    return {signature.FORECAST.name: result.mean, signature.SCALE.name: result.scale}
+    """The graph's outputs by name (the encoders write them as FP32, the model's own precision); a quantile head's
+    `quantiles` (batch, horizon, levels) too."""
+    out = {signature.FORECAST.name: result.mean, signature.SCALE.name: result.scale}
+    if result.quantiles:
+        out[signature.QUANTILES.name] = np.stack([result.quantiles[q] for q in sorted(result.quantiles)], axis=-1)
+    return out
 
 
 def datatype(name: str, declared: str) -> type[np.generic]:
@@ -255,4 +261,4 @@ def forecast_job(service: ModelService, tensors: Sequence[Tensor]) -> ForecastJo
                 calendar=calendar,
             )
         )
-    return ForecastJob(series)
+    return ForecastJob(series, quantiles=tuple(card.quantile_levels))  # a quantile head's output, as the graph's

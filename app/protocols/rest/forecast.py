@@ -16,7 +16,7 @@ import pandas as pd
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import QueryParams
 
-from app import forecasting
+from app import auto, forecasting, frequency
 from app.errors import BadRequest, InvalidInput, UnsupportedMediaType
 from app.jobs import CALIBRATIONS, ForecastJob, ForecastResult, SeriesInput
 from app.protocols.rest.fastdecode import ForecastJobSpec, decode_common
@@ -113,10 +113,14 @@ async def post_forecast(request: Request) -> Response:
     body = await request.body()
     decode = _decoder(request.headers.get("content-type", ""), body, request)
     model, job = decode() if len(body) < _INLINE_PARSE_BYTES else await asyncio.to_thread(decode)
-    result = await forecasting.forecast(repository.resolve(model), job)
+    if model == auto.AUTO:
+        result = await auto.forecast(repository, job)
+    else:
+        result = await forecasting.forecast(repository.resolve(model), job)
+    headers = frequency.warning_headers(result.warnings)
     if "text/csv" in request.headers.get("accept", ""):
-        return Response(render_csv(result), media_type="text/csv")
-    return Response(render_json(result), media_type="application/json")
+        return Response(render_csv(result), media_type="text/csv", headers=headers)
+    return Response(render_json(result), media_type="application/json", headers=headers)
 
 
 Decoded = ForecastJobSpec
@@ -208,6 +212,15 @@ def render_json(result: ForecastResult) -> bytes:
         future = result.timestamps[i]
         if future is not None:
             entry["timestamps"] = [t.isoformat() for t in future]
+        if result.choices is not None:
+            choice = result.choices[i]
+            entry["model"] = {
+                "name": choice.model,
+                "version": choice.version,
+                "backtest_windows": choice.windows,
+                "backtest_mase": choice.mase,
+                "season": choice.season,
+            }
         if calibration is not None:
             entry["calibration"] = {
                 "checks": int(calibration.checks[i]),
@@ -223,6 +236,8 @@ def render_json(result: ForecastResult) -> bytes:
     }
     if quantiles:
         answer["quantiles"] = list(result.quantiles)
+    if result.warnings:
+        answer["warnings"] = result.warnings
     return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
@@ -235,6 +250,8 @@ def render_csv(result: ForecastResult) -> str:
         "ds": [t for future in result.timestamps for t in (future if future is not None else steps)],
         "forecast": result.mean.ravel(),
     }
+    if result.choices is not None:  # model "auto": the model that answered each series
+        columns["model"] = np.repeat([c.model for c in result.choices], h)
     for level, (lo, hi) in result.intervals.items():
         columns[f"forecast-lo-{level_key(level)}"] = lo.ravel()
         columns[f"forecast-hi-{level_key(level)}"] = hi.ravel()

@@ -1,0 +1,249 @@
+"""Model "auto": per series, the candidate with the lowest error on the series' own last windows answers.
+
+    candidates  the base model, the served univariate models whose card's freq is the series' (and that forecast
+                the horizon), the last value (naive) and, with a season > 1, the value one season back
+    backtest    up to MAX_WINDOWS origins, `horizon` apart, ending `horizon` before the last value; each model
+                candidate runs them as one window job through the forecasting entry point (limits, cost and
+                admission as any job); MASE over them, scaled by the in-sample seasonal naive error
+    forecast    each chosen model forecasts its series; the naive forecasts get the classic intervals of a random
+                walk (sigma sqrt(h)) and of seasonal naive (sigma sqrt(seasons ahead))
+    answer      per series the model used and every candidate's backtest MASE, so a user sees what naive scored
+
+A series too short for one backtest window is answered by the base model, and the answer says it had no backtest.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+import pandas as pd
+
+from app import forecasting, frequency
+from app.errors import InvalidInput, NotFound
+from app.jobs import Choice, ForecastJob, ForecastResult, SeriesInput, WindowJob
+from app.registry import ModelRepository
+from app.service import ModelService, check_levels, check_quantiles
+from app.timeaxis import future_index
+from contract.card import BASE_MODEL
+
+AUTO = "auto"
+MAX_WINDOWS = 3
+MAX_MODEL_CANDIDATES = 4  # the base model and at most three served models of the series' frequency
+NAIVE, SEASONAL = "naive", "seasonal_naive"
+
+
+@dataclass
+class _Series:
+    index: int
+    s: SeriesInput
+    values: np.ndarray
+    freq: str | None
+    season: int
+    origins: np.ndarray  # backtest origins, ascending
+    scale: float  # in-sample seasonal naive MAE before the first origin
+
+
+async def forecast(repository: ModelRepository, job: ForecastJob) -> ForecastResult:
+    if job.horizon is None:
+        raise InvalidInput("model 'auto' needs `horizon` (the steps to forecast): each candidate is backtested on it")
+    horizon = int(job.horizon)
+    levels = check_levels(job.levels)
+    check_quantiles(job.quantiles)
+    if not job.series:
+        raise InvalidInput("no series were sent; send at least one")
+    base = _base(repository)
+    base.check_series(job.series)
+    items = [_prepare(i, s, horizon) for i, s in enumerate(job.series)]
+    candidates = _candidates(repository, base, items, horizon)
+    errors: list[dict[str, float]] = [{} for _ in items]
+    for service in candidates:
+        await _backtest_model(service, items, horizon, errors)
+    for item, err in zip(items, errors, strict=True):
+        if len(item.origins):
+            err[NAIVE] = _naive_mase(item, horizon, 1)
+            if item.season > 1 and item.origins[0] > item.season:
+                err[SEASONAL] = _naive_mase(item, horizon, item.season)
+    choices = [_choose(item, err, base) for item, err in zip(items, errors, strict=True)]
+    return await _answer(repository, job, items, choices, horizon, levels)
+
+
+def _base(repository: ModelRepository) -> ModelService:
+    try:
+        return repository.get(BASE_MODEL)
+    except NotFound:
+        return repository.resolve(None)
+
+
+def _prepare(i: int, s: SeriesInput, horizon: int) -> _Series:
+    values = np.asarray(s.values, dtype=np.float64)
+    freq = frequency.series_freq(s)
+    season = frequency.season_of(freq)
+    n = len(values)
+    origins = np.asarray([n - k * horizon for k in range(MAX_WINDOWS, 0, -1)], dtype=np.int64)
+    origins = origins[origins >= max(8, 2 * min(season, n // 4) if season > 1 else 8)]
+    scale = 1.0
+    if len(origins):
+        history = values[: int(origins[0])]
+        lag = season if season > 1 and len(history) > season else 1
+        diffs = np.abs(history[lag:] - history[:-lag]) if len(history) > lag else np.zeros(0)
+        scale = float(np.nanmean(diffs)) if len(diffs) and np.isfinite(diffs).any() else 1.0
+        scale = scale if scale > 0 and math.isfinite(scale) else 1.0
+    return _Series(i, s, values, freq, season, origins, scale)
+
+
+def _candidates(
+    repository: ModelRepository, base: ModelService, items: list[_Series], horizon: int
+) -> list[ModelService]:
+    found = [base] if base.card.horizon >= horizon else []
+    freqs = {item.freq for item in items if item.freq}
+    for name in sorted(repository.models):
+        if len(found) >= MAX_MODEL_CANDIDATES:
+            break
+        service = repository.get(name)
+        card = service.card
+        if service is base or card.any_freq or not card.covariates.empty or card.horizon < horizon:
+            continue
+        if any(frequency.same_freq(f, card.freq) for f in freqs):
+            found.append(service)
+    return found
+
+
+async def _backtest_model(
+    service: ModelService, items: list[_Series], horizon: int, errors: list[dict[str, float]]
+) -> None:
+    """One window job of every series' origins that this model can read (its freq matches, its window fits)."""
+    card = service.card
+    usable = [
+        item
+        for item in items
+        if len(item.origins)
+        and (card.any_freq or (item.freq is not None and frequency.same_freq(item.freq, card.freq)))
+        and int(item.origins[0]) >= card.min_window
+        and not (card.positive_only and bool((item.values[: int(item.origins[-1])] <= 0).any()))
+    ]
+    if not usable:
+        return
+    series = [SeriesInput(item.s.id, item.values) for item in usable]
+    windows = await forecasting.windows(service, WindowJob(series, [item.origins for item in usable], horizon))
+    mean = windows.result.mean
+    for row, (owner, cutoff) in enumerate(zip(windows.series, windows.cutoffs, strict=True)):
+        item = usable[int(owner)]
+        actual = item.values[int(cutoff) : int(cutoff) + horizon]
+        err = float(np.abs(mean[row, : len(actual)] - actual).mean()) / item.scale
+        got = errors[item.index]
+        got[service.name] = got.get(service.name, 0.0) + err / len(item.origins)
+
+
+def _naive_mase(item: _Series, horizon: int, lag: int) -> float:
+    total = 0.0
+    for origin in item.origins.tolist():
+        actual = item.values[origin : origin + horizon]
+        forecast = _naive(item.values[:origin], len(actual), lag)
+        total += float(np.abs(forecast - actual).mean()) / item.scale
+    return total / len(item.origins)
+
+
+def _naive(history: np.ndarray, horizon: int, lag: int) -> np.ndarray:
+    """The last value (lag 1) or the last season repeated (lag = the season)."""
+    if lag <= 1 or len(history) < lag:
+        return np.full(horizon, history[-1])
+    last = history[-lag:]
+    return np.asarray([last[h % lag] for h in range(horizon)], dtype=np.float64)
+
+
+def _choose(item: _Series, err: dict[str, float], base: ModelService) -> Choice:
+    finite = {k: round(v, 6) for k, v in err.items() if math.isfinite(v)}
+    if not finite:  # too short to backtest
+        return Choice(base.name, base.version, 0, {}, item.season)
+    best = min(finite, key=lambda k: (finite[k], k in (NAIVE, SEASONAL)))  # a tie goes to the model
+    return Choice(best, None, len(item.origins), finite, item.season)
+
+
+async def _answer(
+    repository: ModelRepository,
+    job: ForecastJob,
+    items: list[_Series],
+    choices: list[Choice],
+    horizon: int,
+    levels: list[float],
+) -> ForecastResult:
+    b = len(items)
+    mean = np.zeros((b, horizon))
+    intervals = {level: (np.zeros((b, horizon)), np.zeros((b, horizon))) for level in levels}
+    quantiles = {float(q): np.zeros((b, horizon)) for q in sorted(job.quantiles)}
+    unit = np.ones(b)
+    timestamps: list[pd.DatetimeIndex | None] = [None] * b
+    by_model: dict[str, list[int]] = {}
+    for i, choice in enumerate(choices):
+        by_model.setdefault(choice.model, []).append(i)
+    warnings: list[str] = []
+    for model, rows in by_model.items():
+        if model in (NAIVE, SEASONAL):
+            for i in rows:
+                _fill_naive(items[i], choices[i], horizon, levels, i, mean, intervals, quantiles)
+                timestamps[i] = _future(items[i], horizon)
+            continue
+        service = repository.get(model)
+        sub = ForecastJob([items[i].s for i in rows], horizon, levels, job.quantiles, job.calibration)
+        result = await forecasting.forecast(service, sub)
+        warnings += result.warnings
+        for k, i in enumerate(rows):
+            mean[i] = result.mean[k]
+            unit[i] = result.scale[k]
+            for level in levels:
+                lo, hi = result.intervals[level]
+                intervals[level][0][i], intervals[level][1][i] = lo[k], hi[k]
+            for q in quantiles:
+                quantiles[q][i] = result.quantiles[q][k]
+            timestamps[i] = result.timestamps[k] if result.timestamps else None
+            choices[i] = Choice(model, service.version, choices[i].windows, choices[i].mase, choices[i].season)
+    return ForecastResult(
+        AUTO,
+        "",
+        horizon,
+        levels,
+        [item.s.id for item in items],
+        mean,
+        unit,
+        intervals,
+        timestamps,
+        quantiles,
+        warnings=warnings,
+        choices=choices,
+    )
+
+
+def _fill_naive(
+    item: _Series,
+    choice: Choice,
+    horizon: int,
+    levels: Sequence[float],
+    i: int,
+    mean: np.ndarray,
+    intervals: dict[float, tuple[np.ndarray, np.ndarray]],
+    quantiles: dict[float, np.ndarray],
+) -> None:
+    """A naive forecast with the intervals of its model: sigma of the one-step (or one-season) changes, growing with
+    the square root of the steps (random walk) or of the seasons ahead (seasonal naive)."""
+    lag = item.season if choice.model == SEASONAL else 1
+    values = item.values
+    mean[i] = _naive(values, horizon, lag)
+    diffs = values[lag:] - values[:-lag]
+    sigma = float(np.nanstd(diffs)) if len(diffs) > 1 else 0.0
+    steps = np.arange(1, horizon + 1)
+    spread = sigma * np.sqrt(steps if lag == 1 else (steps - 1) // lag + 1)
+    normal = NormalDist()
+    for level in levels:
+        z = normal.inv_cdf(0.5 + level / 200)
+        intervals[level][0][i], intervals[level][1][i] = mean[i] - z * spread, mean[i] + z * spread
+    for q in quantiles:
+        quantiles[q][i] = mean[i] + normal.inv_cdf(q) * spread
+
+
+def _future(item: _Series, horizon: int) -> pd.DatetimeIndex | None:
+    s = item.s
+    return future_index(s.id, len(item.values), horizon, item.freq or "", s.timestamps, s.start, s.freq)

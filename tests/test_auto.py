@@ -1,0 +1,138 @@
+"""Model "auto" (app.auto): per series, the candidate with the lowest MASE on the series' own last windows answers,
+and the answer says which and what naive scored; plus the warning for a model trained at another frequency."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from app import frequency
+from app.main import create_app
+from app.settings import Settings
+from contract.card import BASE_MODEL
+from tests.build_fixtures import TINY, TINYQ
+from tests.synthetic import seasonal_series
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    root = tmp_path / "models"
+    for name, source in ((BASE_MODEL, TINYQ), ("tiny", TINY)):
+        (root / name / "1").mkdir(parents=True)
+        shutil.copy(source, root / name / "1" / "model.onnx")
+    with TestClient(create_app(Settings(model_repository=root, max_points_per_series=5000))) as c:
+        yield c
+
+
+def walk(n: int, seed: int) -> list[float]:
+    return [round(float(v), 4) for v in 500 + np.random.default_rng(seed).normal(0, 3, n).cumsum()]
+
+
+def test_each_series_names_its_model_and_every_candidates_backtest(client: TestClient) -> None:
+    hourly = [round(float(v), 4) for v in seasonal_series(300, seed=3)]
+    body = {
+        "model": "auto",
+        "horizon": 12,
+        "level": [80],
+        "series": [
+            {"id": "walk", "values": walk(300, 1)},
+            {"id": "hourly", "values": hourly, "start": "2024-01-01", "freq": "h"},
+        ],
+    }
+    r = client.post("/forecast", json=body)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["model"] == "auto"
+    walk_choice, hourly_choice = (f["model"] for f in answer["forecasts"])
+    for choice in (walk_choice, hourly_choice):
+        assert choice["backtest_windows"] == 3
+        scores = choice["backtest_mase"]
+        assert {"naive", BASE_MODEL} <= set(scores)
+        assert scores[choice["name"]] == min(scores.values())  # never worse than naive on its own backtest
+    assert "tiny" not in walk_choice["backtest_mase"]  # no freq: only models of any frequency are candidates
+    assert {"tiny", "seasonal_naive"} <= set(hourly_choice["backtest_mase"])  # the hourly model, season 24
+    assert hourly_choice["season"] == 24
+    for f in answer["forecasts"]:
+        lo, hi = np.asarray(f["intervals"]["80"]["lo"]), np.asarray(f["intervals"]["80"]["hi"])
+        assert len(f["mean"]) == 12 and (lo <= hi).all()
+    assert answer["forecasts"][1]["timestamps"][0].startswith("2024-01-13T12:00")
+
+
+def test_naive_wins_where_it_is_best_and_its_forecast_is_the_last_value(client: TestClient) -> None:
+    flat_then_jump = [10.0] * 100 + [50.0] * 40  # the last value is exactly right on every backtest window
+    r = client.post(
+        "/forecast",
+        json={"model": "auto", "horizon": 5, "level": [90], "series": [{"id": "s", "values": flat_then_jump}]},
+    )
+    assert r.status_code == 200, r.text
+    f = r.json()["forecasts"][0]
+    assert f["model"]["name"] == "naive" and f["model"]["backtest_mase"]["naive"] == 0
+    assert f["mean"] == [50.0] * 5
+
+
+def test_a_series_too_short_to_backtest_is_answered_by_the_base_model_and_says_so(client: TestClient) -> None:
+    r = client.post("/forecast", json={"model": "auto", "horizon": 12, "series": [{"id": "s", "values": walk(18, 2)}]})
+    assert r.status_code == 200, r.text
+    choice = r.json()["forecasts"][0]["model"]
+    assert choice == {"name": BASE_MODEL, "version": "1", "backtest_windows": 0, "backtest_mase": {}, "season": 1}
+
+
+def test_auto_needs_a_horizon(client: TestClient) -> None:
+    r = client.post("/forecast", json={"model": "auto", "series": [{"id": "s", "values": walk(100, 2)}]})
+    assert r.status_code == 422 and "needs `horizon`" in r.json()["message"]
+
+
+def test_a_csv_answer_names_the_model_of_each_series(client: TestClient) -> None:
+    stamps = pd.date_range("2024-01-01", periods=200, freq="D")
+    frame = pd.DataFrame({"unique_id": "d", "ds": stamps, "y": walk(200, 4)})
+    r = client.post(
+        "/forecast?model=auto&h=7",
+        content=frame.to_csv(index=False),
+        headers={"content-type": "text/csv", "accept": "text/csv"},
+    )
+    assert r.status_code == 200, r.text
+    out = pd.read_csv(io.StringIO(r.text))
+    assert "model" in out.columns and out["model"].nunique() == 1 and len(out) == 7
+
+
+def test_a_model_trained_at_another_frequency_answers_with_a_warning(client: TestClient) -> None:
+    weekly = {"id": "w", "values": [round(float(v), 3) for v in seasonal_series(100, seed=1)], "start": "2020-01-05"}
+    r = client.post("/forecast", json={"model": "tiny", "horizon": 3, "series": [{**weekly, "freq": "W"}]})
+    assert r.status_code == 200, r.text
+    (warning,) = r.json()["warnings"]
+    assert "'tiny' was trained at freq 'h' (season 24)" in warning and "'W' (season 52)" in warning
+    assert "Gatecast-Warning" in r.headers and "freq 'h'" in r.headers["Gatecast-Warning"]
+    same = client.post("/forecast", json={"model": "tiny", "horizon": 3, "series": [{**weekly, "freq": "h"}]})
+    assert "warnings" not in same.json() and "Gatecast-Warning" not in same.headers
+    stamps = pd.date_range("2020-01-05", periods=100, freq="W")
+    csv = pd.DataFrame({"unique_id": "w", "ds": stamps, "y": weekly["values"]}).to_csv(index=False)
+    from_stamps = client.post("/forecast?model=tiny&h=3", content=csv, headers={"content-type": "text/csv"})
+    assert from_stamps.status_code == 200 and "season 52" in from_stamps.json()["warnings"][0]
+
+
+@pytest.mark.parametrize(
+    ("freq", "season"),
+    [
+        ("15min", 96),
+        ("30min", 48),
+        ("h", 24),
+        ("D", 7),
+        ("B", 5),
+        ("W", 52),
+        ("W-SUN", 52),
+        ("MS", 12),
+        ("QS", 4),
+        ("YS", 1),
+        (None, 1),
+        ("nonsense", 1),
+    ],
+)
+def test_seasons_of_the_frequencies_users_send(freq: str | None, season: int) -> None:
+    assert frequency.season_of(freq) == season

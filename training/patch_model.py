@@ -1,0 +1,152 @@
+"""The base forecaster: a recurrent network over patches with a quantile head (TiRex and SegRNN's shape, small).
+
+    values (B, T) raw, NaN where missing
+      -> mask, instance normalisation over the observed values (loc, scale floored: constant series are finite)
+      -> left-padded to whole patches of `patch_len`; each patch's values and mask -> a residual embedding
+      -> a recurrent encoder (GRU or LSTM by name) over the patches; its last state
+      -> a head: per step of the horizon, the median and cumulative softplus gaps up and down (monotone)
+      -> quantiles (B, H, Q) in the units of the input; their median is the `forecast` (B, H)
+
+Everything, normalisation included, is in `forward`, so the exported graph takes raw values. The graph follows
+contract.signature with the `quantiles` output; `scale` is the conformal unit (mean |y_t - y_{t-1}|), so a
+conformal calibration on top of the quantiles keeps working.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from contract.quantiles import DEFAULT_LEVELS, check_levels
+from training.fields import doc
+
+CELLS = {"lstm": "LSTM", "gru": "GRU"}
+# The scale of the instance normalisation is at least this fraction of the window's largest |value|: a constant
+# or near-constant series is forecast as its level instead of as noise blown up by 1/std.
+SCALE_FLOOR = 1e-3
+
+
+@dataclass
+class PatchConfig:
+    cell: str = doc("gru", "recurrent cell over the patches: gru or lstm")
+    patch_len: int = doc(16, "steps per patch; the encoder runs once per patch")
+    max_context: int = doc(512, "longest context the model reads; longer series are cut to their last values")
+    min_context: int = doc(8, "shortest series the served model accepts")
+    embed_size: int = doc(128, "width of a patch's embedding")
+    hidden_size: int = doc(256, "units per recurrent layer")
+    num_layers: int = doc(2, "stacked recurrent layers")
+    dropout: float = doc(0.0, "dropout between recurrent layers and in the head")
+    horizon: int = doc(720, "steps forecast directly")
+    quantile_levels: list[float] = field(default_factory=lambda: list(DEFAULT_LEVELS))
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"cell {self.cell!r} is unknown; use one of {sorted(CELLS)}")
+        if not 2 <= self.min_context <= self.max_context:
+            raise ValueError(f"min_context {self.min_context} must be in [2, max_context={self.max_context}]")
+        if self.max_context % self.patch_len:
+            raise ValueError(f"max_context {self.max_context} must be a multiple of patch_len {self.patch_len}")
+        check_levels(self.quantile_levels)
+
+    @property
+    def median_index(self) -> int:
+        return self.quantile_levels.index(0.5)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class PatchForecaster(nn.Module):
+    def __init__(self, config: PatchConfig) -> None:
+        super().__init__()
+        self.config = config
+        p, d, h = config.patch_len, config.embed_size, config.hidden_size
+        self.embed_in = nn.Linear(2 * p, d)  # a patch's normalised values and its mask
+        self.embed_mid = nn.Linear(d, d)
+        self.embed_skip = nn.Linear(2 * p, d)
+        self.rnn = getattr(nn, CELLS[config.cell])(
+            input_size=d,
+            hidden_size=h,
+            num_layers=config.num_layers,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+            batch_first=True,
+        )
+        self.head_mid = nn.Linear(h, h)
+        self.drop = nn.Dropout(config.dropout)
+        q = len(config.quantile_levels)
+        self.head_out = nn.Linear(h, config.horizon * q)  # per step: median, then the gaps below and above it
+
+    def normalize(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, T) raw with NaN -> normalised values (0 where missing), the mask, loc and scale (B, 1)."""
+        mask = ~torch.isnan(values)
+        observed = mask.to(values.dtype)
+        x = torch.where(mask, values, torch.zeros_like(values))
+        magnitude = x.abs().amax(dim=1, keepdim=True).clamp_min(1e-30)  # (B, 1): no square can overflow
+        unit = x / magnitude
+        count = observed.sum(dim=1, keepdim=True).clamp_min(1.0)
+        loc = (unit * observed).sum(dim=1, keepdim=True) / count
+        var = (((unit - loc) * observed) ** 2).sum(dim=1, keepdim=True) / count
+        scale = var.clamp_min(0.0).sqrt().clamp_min(SCALE_FLOOR)
+        z = (unit - loc) / scale * observed
+        return z, observed, loc * magnitude, scale * magnitude
+
+    def patches(self, z: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """(B, T) -> (B, N, 2P): left-padded (as missing) to whole patches, the most recent patch last."""
+        p = self.config.patch_len
+        t = z.shape[1]
+        pad = (p - t % p) % p
+        z = F.pad(z, (pad, 0))
+        observed = F.pad(observed, (pad, 0))
+        b = z.shape[0]
+        return torch.cat([z.reshape(b, -1, p), observed.reshape(b, -1, p)], dim=-1)
+
+    def forward_normalized(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, T) raw, at most max_context -> quantiles (B, H, Q) on the normalised scale, with loc and scale (B, 1)."""
+        z, observed, loc, scale = self.normalize(values)
+        x = self.patches(z, observed)  # (B, N, 2P)
+        e = self.embed_skip(x) + self.embed_mid(F.gelu(self.embed_in(x)))  # (B, N, D)
+        out, _ = self.rnn(e)  # (B, N, H)
+        state = out[:, -1]
+        raw = self.head_out(self.drop(F.gelu(self.head_mid(state)) + state))
+        raw = raw.reshape(raw.shape[0], self.config.horizon, -1)  # (B, H, Q)
+        return monotone(raw, self.config.median_index), loc, scale
+
+    def forward(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, T) raw -> forecast (B, H) (the median), the conformal unit (B,) and quantiles (B, H, Q), raw units."""
+        values = values[:, -self.config.max_context :]
+        q, loc, scale = self.forward_normalized(values)
+        quantiles = q * scale.unsqueeze(-1) + loc.unsqueeze(-1)
+        return quantiles[..., self.config.median_index], step_scale(values), quantiles
+
+
+def monotone(raw: torch.Tensor, median: int) -> torch.Tensor:
+    """(B, H, Q) unconstrained -> quantiles ascending along Q: the median, then cumulative softplus gaps outwards."""
+    centre = raw[..., median : median + 1]
+    below = torch.flip(torch.cumsum(F.softplus(torch.flip(raw[..., :median], dims=[-1])), dim=-1), dims=[-1])
+    above = torch.cumsum(F.softplus(raw[..., median + 1 :]), dim=-1)
+    return torch.cat([centre - below, centre, centre + above], dim=-1)
+
+
+def step_scale(values: torch.Tensor) -> torch.Tensor:
+    """(B, T) raw with NaN -> (B,): mean |y_t - y_{t-1}| over observed pairs, floored like the normalisation."""
+    magnitude = torch.nan_to_num(values, nan=0.0).abs().amax(dim=1, keepdim=True).clamp_min(1e-30)
+    unit = values / magnitude
+    diff = unit[:, 1:] - unit[:, :-1]
+    ok = ~torch.isnan(diff)
+    total = torch.where(ok, diff.abs(), torch.zeros_like(diff)).sum(dim=1, keepdim=True)
+    mean = total / ok.to(values.dtype).sum(dim=1, keepdim=True).clamp_min(1.0)
+    return (mean.clamp_min(SCALE_FLOOR) * magnitude).squeeze(1)
+
+
+def pinball(q: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """Mean quantile loss of (B, H, Q) against (B, H) where `weight` (B, H) is 1 (0: no target there)."""
+    diff = target.unsqueeze(-1) - q  # (B, H, Q)
+    loss = torch.maximum(levels * diff, (levels - 1) * diff).mean(dim=-1)  # (B, H)
+    return (loss * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

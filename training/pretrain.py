@@ -1,0 +1,452 @@
+"""`gatecast pretrain`: the base model, trained on the corpus (training.corpus) with pinball loss, exported to ONNX
+with its card, its corpus and what was excluded.
+
+    corpus (real + synthetic, exclusions checked) -> held-out series for validation
+    sampler: a random series, origin and context (16 to max_context, left-padded as missing), up to `horizon`
+             targets; augmentations: TSMixup (convex mixes), sign flips, missing blocks
+    AdamW, warm-up then cosine, a fixed number of steps (seeded: the same corpus and steps give the same weights)
+    validation pinball and MASE against naive on held-out series every `eval_every` steps; the best is kept
+    export: the graph, checked against PyTorch in onnxruntime; a conformal table on the held-out windows
+
+One line of progress per `eval_every` steps goes to stdout (and the log file when given).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from contract import signature
+from contract.card import BASE_MODEL, Conformal, ModelCard
+from training import corpus as corpora
+from training.conformal import LEVEL_GRID
+from training.export import weights_sha256
+from training.patch_model import PatchConfig, PatchForecaster, count_parameters, pinball
+
+NAME = BASE_MODEL
+CONFIG = Path(__file__).parent / "configs" / "pretrain" / "gatecast-base.toml"
+CONTEXT_BUCKETS = (64, 128, 256, 512, 1024)  # a batch's padded context length; each sample's own is at most this
+
+
+@dataclass
+class PretrainConfig:
+    name: str = NAME
+    seed: int = 0
+    steps: int = 6000
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: int = 300
+    synthetic_count: int = 6000
+    real_share: float = 0.5  # of the samples, from real series (the rest synthetic)
+    mixup: float = 0.2  # of the samples, a convex mix of 2 or 3 series (TSMixup)
+    flip: float = 0.15  # of the samples, mirrored (x -> -x)
+    missing: float = 0.1  # of the samples, a block of the context made missing
+    validation_share: float = 0.03  # of the real series, held out
+    eval_every: int = 250
+    threads: int = 2
+    model: PatchConfig = field(default_factory=PatchConfig)
+
+    @classmethod
+    def load(cls, path: Path, **overrides: Any) -> PretrainConfig:
+        raw = tomllib.loads(path.read_text())
+        model = PatchConfig(**raw.pop("model", {}))
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {unknown}; known: {sorted(known)}")
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**raw, model=model)
+
+
+# --- sampling ---------------------------------------------------------------------------------------------------
+
+
+class Sampler:
+    """Batches of (context (B, L) with NaN, target (B, H) with NaN) drawn from series, seeded."""
+
+    def __init__(self, real: list[np.ndarray], synthetic: list[np.ndarray], cfg: PretrainConfig, seed: int) -> None:
+        self.real, self.synthetic, self.cfg = real, synthetic, cfg
+        self.rng = np.random.default_rng(seed)
+        self.horizon = cfg.model.horizon
+        self.min_context = cfg.model.min_context
+        self._real_weights = np.cumsum([np.sqrt(len(v)) for v in real])
+        self._synthetic_weights = np.cumsum([np.sqrt(len(v)) for v in synthetic])
+
+    def _series(self) -> np.ndarray:
+        """A series, from real or synthetic by `real_share`, within each in proportion to sqrt(length): the few
+        long hourly series weigh more than one short yearly series each, less than all of those together."""
+        real = self.rng.random() < self.cfg.real_share or not self.synthetic
+        pool, cumulative = (self.real, self._real_weights) if real else (self.synthetic, self._synthetic_weights)
+        return pool[int(np.searchsorted(cumulative, self.rng.random() * cumulative[-1], side="right"))]
+
+    def _one(self, length: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = self.rng
+        v = self._series()
+        n = len(v)
+        lo = min(self.min_context, n - 1)
+        origin = int(rng.integers(lo, n))  # values before the origin are known; at least one target after it
+        context = int(min(origin, length if rng.random() < 0.5 else rng.integers(self.min_context, length + 1)))
+        x = v[origin - context : origin].astype(np.float64)
+        y = v[origin : origin + self.horizon].astype(np.float64)
+        if rng.random() < self.cfg.mixup:
+            x, y = self._mix(x, y, rng)
+        if rng.random() < self.cfg.flip:
+            x, y = -x, -y
+        if rng.random() < self.cfg.missing and len(x) > 32:
+            a = int(rng.integers(0, len(x) - 16))
+            x = x.copy()
+            x[a : a + int(rng.integers(1, min(64, len(x) - a - 1)))] = np.nan
+        return x, y
+
+    def _mix(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """TSMixup: a convex mix with other series cut to the same context and target lengths, each scaled by its
+        mean |value| first."""
+        parts = [(x, y)]
+        for _ in range(int(rng.integers(1, 3))):
+            v = self._series()
+            if len(v) < len(x) + 1:
+                continue
+            origin = int(rng.integers(len(x), len(v)))
+            parts.append((v[origin - len(x) : origin], v[origin : origin + len(y)]))
+        k = min(len(p[1]) for p in parts)
+        weights = rng.dirichlet(np.ones(len(parts)))
+        mx, my = np.zeros(len(x)), np.zeros(k)
+        for w, (px, py) in zip(weights, parts, strict=True):
+            unit = np.nanmean(np.abs(px)) + 1e-8
+            mx += w * px / unit
+            my += w * py[:k] / unit
+        return mx, my
+
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        length = int(self.rng.choice(CONTEXT_BUCKETS, p=[0.1, 0.15, 0.25, 0.25, 0.25]))
+        length = min(length, self.cfg.model.max_context)
+        xs = np.full((size, length), np.nan, np.float32)
+        ys = np.full((size, self.horizon), np.nan, np.float32)
+        for i in range(size):
+            x, y = self._one(length)
+            xs[i, length - len(x) :] = x
+            ys[i, : len(y)] = y
+        return torch.from_numpy(xs), torch.from_numpy(ys)
+
+
+def loss_of(model: PatchForecaster, x: torch.Tensor, y: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """Pinball loss on the normalised scale, each sample's steps averaged first (short series count as much)."""
+    q, loc, scale = model.forward_normalized(x)
+    target = ((y - loc) / scale).clamp(-50, 50)
+    weight = (~torch.isnan(y)).to(x.dtype)
+    weight = weight / weight.sum(dim=1, keepdim=True).clamp_min(1.0)
+    return (
+        pinball(q, torch.nan_to_num(target), weight, levels)
+        * weight.shape[0]
+        / max(float((weight.sum(1) > 0).sum()), 1.0)
+    )
+
+
+# --- training ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Validation:
+    x: torch.Tensor  # (N, L)
+    y: torch.Tensor  # (N, H)
+    naive_scale: np.ndarray  # (N,) mean |y_t - y_{t-1}| of the context (MASE's denominator)
+
+
+def validation_set(series: list[np.ndarray], cfg: PretrainConfig, count: int = 512) -> Validation:
+    sampler = Sampler(
+        series,
+        [],
+        PretrainConfig(
+            **{**asdict(cfg), "model": cfg.model, "mixup": 0.0, "flip": 0.0, "missing": 0.0, "real_share": 1.0}
+        ),
+        seed=cfg.seed + 999,
+    )
+    xs, ys = [], []
+    for length in sorted({min(n, cfg.model.max_context) for n in (64, 256, 1024)}):
+        x, y = sampler.batch(count // 3)
+        if x.shape[1] != length:  # batch() draws its bucket: draw again until the length is the one wanted
+            x, y = _at_length(sampler, count // 3, length)
+        xs.append(x)
+        ys.append(y)
+    width = max(x.shape[1] for x in xs)
+    x = torch.cat([torch.nn.functional.pad(a, (width - a.shape[1], 0), value=float("nan")) for a in xs])
+    y = torch.cat(ys)
+    d = np.abs(np.diff(x.numpy(), axis=1))
+    scale = np.nanmean(np.where(np.isfinite(d), d, np.nan), axis=1)
+    return Validation(x, y, np.where(np.isfinite(scale) & (scale > 0), scale, 1.0))
+
+
+def _at_length(sampler: Sampler, size: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    xs = np.full((size, length), np.nan, np.float32)
+    ys = np.full((size, sampler.horizon), np.nan, np.float32)
+    for i in range(size):
+        x, y = sampler._one(length)
+        xs[i, length - len(x) :] = x
+        ys[i, : len(y)] = y
+    return torch.from_numpy(xs), torch.from_numpy(ys)
+
+
+def evaluate(model: PatchForecaster, val: Validation, levels: torch.Tensor) -> dict[str, float]:
+    """Pinball loss, and MASE of the median and of the last value (both over the context's naive scale)."""
+    model.eval()
+    with torch.no_grad():
+        loss = float(loss_of(model, val.x, val.y, levels))
+        median, _, _ = model(val.x)
+    model.train()
+    y = val.y.numpy()
+    last = np.array([row[np.isfinite(row)][-1] for row in val.x.numpy()])
+    ok = np.isfinite(y)
+    err = np.where(ok, np.abs(median.numpy() - y), 0).sum(1) / ok.sum(1).clip(1) / val.naive_scale
+    naive = np.where(ok, np.abs(last[:, None] - y), 0).sum(1) / ok.sum(1).clip(1) / val.naive_scale
+    return {"pinball": loss, "mase": float(np.mean(err)), "naive_mase": float(np.mean(naive))}
+
+
+def train(cfg: PretrainConfig, data_dir: Path, out: Path, log: Path | None = None) -> dict[str, Any]:
+    """Build the corpus, train, export `out/<name>/1/model.onnx` with its card; returns the report."""
+    started = time.time()
+    say = _logger(log)
+    corpus = corpora.build(data_dir, cfg.synthetic_count, cfg.seed)
+    say(f"corpus: {len(corpus.real)} real and {len(corpus.synthetic)} synthetic series ({time.time() - started:.0f} s)")
+    rng = np.random.default_rng(cfg.seed)
+    real = [s.values for s in corpus.real if len(s.values) >= 2 * cfg.model.min_context]
+    held = rng.random(len(real)) < cfg.validation_share
+    train_real = [v for v, h in zip(real, held, strict=True) if not h]
+    held_out = [v for v, h in zip(real, held, strict=True) if h]
+    model, report = fit(cfg, train_real, [s.values for s in corpus.synthetic], held_out, say)
+    report.update(corpus=corpus.manifest, corpus_sha256=corpora.digest(corpus))
+    path = out / cfg.name / "1" / "model.onnx"
+    export_artifact(model, cfg, report, held_out, path)
+    say(f"exported {path} ({report['onnx_bytes'] / 1e6:.1f} MB, {report['export_checks']} checks against PyTorch)")
+    return {**report, "model": model}
+
+
+def fit(
+    cfg: PretrainConfig,
+    real: list[np.ndarray],
+    synthetic: list[np.ndarray],
+    held_out: list[np.ndarray],
+    say: Callable[[str], None] = print,
+) -> tuple[PatchForecaster, dict[str, Any]]:
+    """Train a PatchForecaster on samples of `real` and `synthetic` series; the weights with the lowest validation
+    pinball loss on `held_out` are kept. Seeded: the same inputs give the same weights."""
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    val = validation_set(held_out, cfg)
+    sampler = Sampler(real, synthetic, cfg, cfg.seed)
+    model = PatchForecaster(cfg.model)
+    levels = torch.tensor(cfg.model.quantile_levels)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
+    say(f"model: {count_parameters(model):,} parameters; {cfg.steps} steps of {cfg.batch_size}")
+    best: dict[str, Any] = {"pinball": math.inf}
+    history = []
+    running, since = 0.0, 0
+    t0 = time.time()
+    for step in range(1, cfg.steps + 1):
+        x, y = sampler.batch(cfg.batch_size)
+        loss = loss_of(model, x, y, levels)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        schedule.step()
+        running += float(loss.detach())
+        since += 1
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            scores = evaluate(model, val, levels)
+            elapsed = time.time() - t0
+            history.append({"step": step, "train_pinball": running / since, **scores, "seconds": elapsed})
+            say(
+                f"step {step}/{cfg.steps}: train {running / since:.4f}, validation pinball "
+                f"{scores['pinball']:.4f}, MASE {scores['mase']:.3f} (naive {scores['naive_mase']:.3f}); "
+                f"{elapsed / 60:.1f} min, {elapsed / step * (cfg.steps - step) / 60:.1f} min left"
+            )
+            running, since = 0.0, 0
+            if scores["pinball"] < best["pinball"]:
+                best = {**scores, "step": step, "state": {k: v.clone() for k, v in model.state_dict().items()}}
+    model.load_state_dict(best.pop("state"))
+    model.eval()
+    report = {
+        "config": {**asdict(cfg), "model": cfg.model.to_dict()},
+        "parameters": count_parameters(model),
+        "best": best,
+        "history": history,
+        "train_seconds": time.time() - t0,
+    }
+    return model, report
+
+
+def export_artifact(
+    model: PatchForecaster, cfg: PretrainConfig, report: dict[str, Any], held_out: list[np.ndarray], path: Path
+) -> None:
+    """The ONNX file with its card: checked against PyTorch, a conformal table on the held-out series."""
+    export(model, path)
+    report["export_checks"] = validate_export(model, path)
+    card = build_card(model, cfg, calibrate(model, validation_set(held_out, cfg)), report)
+    attach(path, card)
+    report["onnx_bytes"] = path.stat().st_size
+
+
+def _lr_factor(step: int, cfg: PretrainConfig) -> float:
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def _logger(log: Path | None):  # type: ignore[no-untyped-def]
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+
+    def say(line: str) -> None:
+        stamped = f"{datetime.now(UTC).strftime('%H:%M:%S')} {line}"
+        print(stamped, flush=True)
+        if log is not None:
+            with log.open("a") as fh:
+                fh.write(stamped + "\n")
+
+    return say
+
+
+# --- export -----------------------------------------------------------------------------------------------------
+
+OUTPUT_NAMES = [t.name for t in signature.quantile_outputs()]
+
+
+def export(model: PatchForecaster, path: Path) -> None:
+    example = torch.randn(2, model.config.max_context)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(
+        model,
+        (example,),
+        str(path),
+        dynamo=False,
+        input_names=[signature.INPUT.name],
+        output_names=OUTPUT_NAMES,
+        dynamic_axes=signature.dynamic_axes(quantiles=True),
+        opset_version=17,
+    )
+
+
+def validate_export(model: PatchForecaster, path: Path) -> int:
+    """onnxruntime against PyTorch on random walks, with missing values, at several lengths and batch sizes, and a
+    constant series; raises listing every mismatch."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    cfg = model.config
+    rng = np.random.default_rng(0)
+    problems = signature.mismatches(
+        session.get_inputs(), session.get_outputs(), cfg.horizon, quantiles=len(cfg.quantile_levels)
+    )
+    cases = []
+    for batch in (1, 5, 64):
+        for length in (cfg.min_context, 17, 100, cfg.max_context, cfg.max_context + 40):
+            walk = (100 + 5 * np.cumsum(rng.normal(size=(batch, length)), axis=1)).astype(np.float32)
+            cases.append((f"walk b={batch} t={length}", walk))
+            holes = walk.copy()
+            holes[:, : length // 3] = np.nan
+            cases.append((f"missing b={batch} t={length}", holes))
+    cases.append(("constant", np.full((1, 64), 7.5, np.float32)))
+    for name, x in cases:
+        with torch.no_grad():
+            want = [t.numpy() for t in model(torch.from_numpy(x))]
+        got = session.run(OUTPUT_NAMES, {signature.INPUT.name: x})
+        for label, a, b in zip(OUTPUT_NAMES, got, want, strict=True):
+            if a.shape != b.shape or not np.all(np.isfinite(a)):
+                problems.append(f"{name}: {label} shape {a.shape} (PyTorch {b.shape}) or not finite")
+            elif not np.allclose(a, b, rtol=1e-3, atol=1e-3 * float(np.nanstd(x) + 1e-3)):
+                problems.append(f"{name}: {label} differs by up to {float(np.max(np.abs(a - b))):.3g}")
+    if problems:
+        raise RuntimeError(f"{len(problems)} export check(s) failed:\n  " + "\n  ".join(problems))
+    return len(cases)
+
+
+def calibrate(model: PatchForecaster, val: Validation) -> Conformal:
+    """A conformal table of |y - median| / scale per step on the held-out windows, so `calibration` and the
+    conformal options work on this model too; steps with too few targets take the last step's widths."""
+    with torch.no_grad():
+        median, scale, _ = model(val.x)
+    scores = np.abs(val.y.numpy() - median.numpy()) / scale.numpy()[:, None]  # (N, H), NaN past a series' end
+    rows = []
+    filled = np.isfinite(scores).sum(axis=0)
+    for level in LEVEL_GRID:
+        row = []
+        for h in range(scores.shape[1]):
+            column = scores[:, h][np.isfinite(scores[:, h])]
+            row.append(float(np.quantile(column, level)) if filled[h] >= 30 else (row[-1] if row else 1.0))
+        rows.append(row)
+    return Conformal(levels=list(LEVEL_GRID), quantiles=rows, calibration_windows=int(filled[0]))
+
+
+def build_card(model: PatchForecaster, cfg: PretrainConfig, conformal: Conformal, report: dict[str, Any]) -> ModelCard:
+    m = cfg.model
+    return ModelCard(
+        name=cfg.name,
+        version="1",
+        cell=m.cell,
+        input_window={"min": m.min_context, "trained": m.max_context},
+        horizon=m.horizon,
+        freq="",
+        season=1,
+        target="any",
+        dataset={"corpus": report.get("corpus", {}), "corpus_sha256": report.get("corpus_sha256", "")},
+        conformal=conformal,
+        metrics={"validation": {k: v for k, v in report["best"].items()}, "parameters": report["parameters"]},
+        trained_at=datetime.now(UTC).replace(microsecond=0).isoformat(),
+        seed=cfg.seed,
+        versions={"torch": torch.__version__, "onnx": onnx.__version__, "opset": "17", "onnxruntime": ort.__version__},
+        sha256=weights_sha256(model),
+        quantile_levels=list(m.quantile_levels),
+        extra={"training.pretrain_config": json.dumps({**asdict(cfg), "model": m.to_dict()})},
+    )
+
+
+def attach(path: Path, card: ModelCard) -> None:
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    for key, value in card.to_props().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.doc_string = f"gatecast base forecaster {card.name}@{card.version} ({card.cell} over patches)"
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="gatecast pretrain", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(CONFIG))
+    parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--out", default="models")
+    parser.add_argument("--runs", default="runs")
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--synthetic-count", type=int)
+    parser.add_argument("--log")
+    args = parser.parse_args(argv)
+    cfg = PretrainConfig.load(Path(args.config), steps=args.steps, synthetic_count=args.synthetic_count)
+    log = Path(args.log) if args.log else Path(args.runs) / cfg.name / "pretrain.log"
+    report = train(cfg, Path(args.data_dir), Path(args.out), log)
+    model = report.pop("model")
+    run = Path(args.runs) / cfg.name
+    run.mkdir(parents=True, exist_ok=True)
+    torch.save({"config": cfg.model.to_dict(), "state_dict": model.state_dict()}, run / "checkpoint.pt")
+    reports = Path("reports") / cfg.name
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "pretrain.json").write_text(json.dumps(report, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
