@@ -72,6 +72,7 @@ class _Pending:
     forecasts: np.ndarray | None = None  # (n, H) float32, allocated with the first answers
     scales: np.ndarray | None = None  # (n,) float32
     failed: bool = False
+    steps: int | None = None  # forecast steps the request keeps (None: all the graph answers)
 
     @property
     def remaining(self) -> int:
@@ -148,8 +149,9 @@ class Batcher:
         """Windows that run before the last of a new request of `n` windows, under fair sharing."""
         return n + sum(min(p.remaining, n) for p in self._queue)
 
-    async def submit(self, windows: list[Window]) -> tuple[np.ndarray, np.ndarray]:
-        """Forecasts (W, H) and scales (W,) of `windows`, in order, as float32."""
+    async def submit(self, windows: list[Window], steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Forecasts (W, H) and scales (W,) of `windows`, in order, as float32; with `steps`, only the first `steps`
+        of H are kept (a 720-step head's rows are not held for a one-step job)."""
         if self._closed:
             raise Overloaded("the model is being unloaded; retry shortly", retry_after=1.0)
         n = len(windows)
@@ -163,7 +165,7 @@ class Batcher:
             )
         self.start()
         source = current_source.get()
-        pending = _Pending(windows, asyncio.get_running_loop().create_future(), source)
+        pending = _Pending(windows, asyncio.get_running_loop().create_future(), source, steps=steps)
         if not n:
             return np.zeros((0, 0), np.float32), np.zeros(0, np.float32)
         self._queue.append(pending)
@@ -291,15 +293,18 @@ class Batcher:
         answered = time.perf_counter()
         for piece in batch:
             p, n = piece.pending, piece.stop - piece.start
+            rows = forecasts[offset : offset + n]
+            if p.steps is not None and p.steps < rows.shape[1]:
+                rows = np.ascontiguousarray(rows[:, : p.steps])  # a copy: the run's full rows are not kept alive
             if n == len(p.windows) and not p.future.done():  # the whole request in this run: views of its rows
-                p.future.set_result((forecasts[offset : offset + n], scales[offset : offset + n]))
+                p.future.set_result((rows, scales[offset : offset + n]))
                 if p.source is not None:
                     self._answered[p.source] = answered
             elif not p.failed and not p.future.done():
                 if p.forecasts is None:
-                    p.forecasts = np.empty((len(p.windows), *forecasts.shape[1:]), np.float32)
+                    p.forecasts = np.empty((len(p.windows), *rows.shape[1:]), np.float32)
                     p.scales = np.empty(len(p.windows), np.float32)
-                p.forecasts[piece.start : piece.stop] = forecasts[offset : offset + n]
+                p.forecasts[piece.start : piece.stop] = rows
                 p.scales[piece.start : piece.stop] = scales[offset : offset + n]  # type: ignore[index]
                 p.filled += n
                 if p.filled == len(p.windows):

@@ -249,6 +249,7 @@ class CrossValidationResponse(BaseModel):
     level: list[float]
     series: list[SeriesBacktest]
     overall: Scores
+    warnings: list[str] | None = Field(None, description="e.g. a series whose frequency is not the model's")
 
 
 class AnomaliesRequest(BaseModel):

@@ -139,8 +139,8 @@ class ModelService:
             steps = sum(int(np.minimum(np.asarray(c, dtype=np.int64), trained).sum()) for c in cutoffs)
         cost = costs.window_cost(lengths, windows, steps, horizon, self._channels, answered_per_step, answered_stamps)
         q = len(self.card.quantile_levels)
-        if q:  # a quantile head's rows: float32 over the card's horizon from the graph, float64 for the answer
-            head = windows * (self.card.horizon * (1 + q) * 4 + horizon * q * 8)
+        if q:  # a quantile head's rows: float32 from the graph (cut to the horizon), float64 for the answer
+            head = windows * horizon * (1 + q) * (4 + 8)
             cost = costs.Cost(cost.windows, cost.steps, cost.memory + head)
         return cost
 
@@ -425,7 +425,7 @@ class ModelService:
         horizon = plan.horizon
         if not plan.windows:
             return Predicted(plan, np.zeros((0, horizon)), np.zeros(0))
-        forecasts, scales = await self.batcher.submit(plan.windows)
+        forecasts, scales = await self.batcher.submit(plan.windows, horizon if self.card.quantile_levels else None)
         head = None
         if forecasts.ndim == 3:  # a quantile model: the forecast, then its quantiles (app.runtime)
             head = forecasts[:, :horizon, 1:].astype(np.float64)  # (W, H, Q)

@@ -228,6 +228,17 @@ def zeroshot_section() -> str:
             f"default model, {fx['gatecast auto']['mase']:.3f} for `auto`, {fx['naive']['mase']:.3f} for the last "
             f"value; best: {best}."
         )
+    own, peer = agg.get("gatecast (default)"), agg.get("fracast-0")
+    if own and peer:
+        behind = [k.upper() for k in ("mase", "crps") if own[k] >= peer[k]]
+        lines.append(
+            f"- The default model is **behind fracast-0 on {' and '.join(behind)}** ({own['mase']:.3f} / "
+            f"{own['crps']:.3f} against {peer['mase']:.3f} / {peer['crps']:.3f}): the base model does not yet do "
+            "what it is for; docs/benchmarks/zeroshot.md has each configuration."
+            if behind
+            else f"- The default model is ahead of fracast-0 on MASE and CRPS ({own['mase']:.3f} / {own['crps']:.3f} "
+            f"against {peer['mase']:.3f} / {peer['crps']:.3f})."
+        )
     ahead = agg.get("gatecast (default)", {}).get("ahead_of_seasonal_naive")
     if ahead is not None:
         lines.append(f"- The default model is ahead of seasonal naive on both metrics on {ahead} of the nine.")

@@ -36,6 +36,7 @@ import pandas as pd
 
 from bench import giftprotocol as protocol
 from bench.gifteval import process_cpu
+from contract.card import BASE_MODEL
 from harness import machine
 from training import data as datasets
 
@@ -225,12 +226,14 @@ def run(tasks: dict[str, protocol.Task], models: Path, skip_stats: bool) -> dict
 
     with tempfile.TemporaryDirectory(prefix="zeroshot-") as tmp:
         repo = Path(tmp) / "models"
-        shutil.copytree(models, repo)  # a copy: the registry refuses files that resolve outside its repository
+        # The base model alone: `auto` then chooses between it and the naive forecasts, so it stays zero-shot (the
+        # committed per-dataset models trained on this data would be its candidates otherwise). A copy: the
+        # registry refuses files that resolve outside its repository.
+        shutil.copytree(models / BASE_MODEL, repo / BASE_MODEL)
         with running_server(repo, workers=1) as (url, proc), httpx.Client(base_url=url, timeout=900) as client:
-            default = client.get("/models").json()
-            base = str(default.get("default") or "")
-            card = client.get(f"/models/{base}").json()["versions"][-1] if base else {}
-            context = int(card.get("input_window", {}).get("trained", 1024))
+            base = str(client.get("/models").json()["default"])
+            card = client.get(f"/models/{base}").json()["versions"][-1]
+            context = int(card["input_window"]["trained"])
             for name, task in tasks.items():
                 t0 = time.perf_counter()
                 record(name, "gatecast (default)", served(client, task, None, context), time.perf_counter() - t0)
@@ -283,7 +286,8 @@ def summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 SAW = {
     "gatecast (default)": "zero-shot: the corpus excludes ETT station 1, M4 Hourly and the exchange rates",
-    "gatecast auto": "zero-shot; chooses per series on the history each request sends",
+    "gatecast auto": "zero-shot: served beside the base model alone, it chooses per series between it, the last "
+    "value and the last season on the history each request sends",
     "fracast-0": "zero-shot, by its authors' account",
     "AutoETS": "fits each window's own history (local model)",
     "AutoTheta": "fits each window's own history (local model)",

@@ -136,3 +136,18 @@ def test_a_model_trained_at_another_frequency_answers_with_a_warning(client: Tes
 )
 def test_seasons_of_the_frequencies_users_send(freq: str | None, season: int) -> None:
     assert frequency.season_of(freq) == season
+
+
+def test_the_timegpt_route_takes_auto_and_carries_the_warning_in_a_header(client: TestClient) -> None:
+    y = [round(float(v), 3) for v in seasonal_series(120, seed=2)]
+    series = {"y": y, "sizes": [120], "start_datetime": ["2020-01-05"]}
+    auto = client.post("/v2/forecast", json={"model": "auto", "h": 4, "freq": "W", "series": series, "level": [80]})
+    assert auto.status_code == 200, auto.text
+    assert len(auto.json()["mean"]) == 4 and "Gatecast-Warning" not in auto.headers
+    hourly_model = client.post("/v2/forecast", json={"model": "tiny", "h": 4, "freq": "W", "series": series})
+    assert hourly_model.status_code == 200, hourly_model.text
+    assert "freq 'W'" in hourly_model.headers["Gatecast-Warning"]
+    default = client.post(
+        "/v2/forecast", json={"model": "timegpt-1-long-horizon", "h": 40, "freq": "W", "series": series}
+    )
+    assert default.status_code == 200 and len(default.json()["mean"]) == 40  # TimeGPT's names: the base model

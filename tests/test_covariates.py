@@ -59,12 +59,12 @@ def test_a_bad_declaration_is_refused_by_name(roles: dict[str, tuple[str, ...]],
         Covariates(**roles)
 
 
-def test_schema_1_cards_read_as_univariate_and_schema_4_round_trips(
+def test_schema_1_cards_read_as_univariate_and_schema_5_round_trips(
     tiny_artifact: Path, covariate_artifact: Path
 ) -> None:
     props = {p.key: p.value for p in onnx.load(str(covariate_artifact)).metadata_props}
     card = ModelCard.from_props(props)
-    assert card.schema == "4"
+    assert card.schema == "5"
     assert card.covariates == Covariates(("load",), ("plan",), ("hour_of_day", "day_of_week"))
     assert ModelCard.from_props(card.to_props()) == card
     # A schema-1 file (every committed model before covariates) has no covariates key and still loads.

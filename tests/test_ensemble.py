@@ -90,7 +90,7 @@ def test_an_ensemble_with_mixed_windows_and_cells_exports_as_one_graph_and_is_se
     path = tmp_path / "models" / "ens" / "1" / "model.onnx"
     built = build_artifact(config, _seasonal(), path)  # validates the ONNX graph against PyTorch
     card: ModelCard = built["card"]
-    assert card.cell == "mixed" and card.trained_window == 72 and card.schema == "4"
+    assert card.cell == "mixed" and card.trained_window == 72 and card.schema == "5"
     assert [m["input_window"] for m in card.members] == [48, 72, 48]
     assert [m["cell"] for m in card.members] == ["gru", "lstm", "gru"]
     evaluation = built["evaluation"]

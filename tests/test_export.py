@@ -140,7 +140,7 @@ def test_the_committed_test_models_are_what_the_pipeline_builds(tmp_path: Path) 
     """The server tests serve tests/fixtures/models (no torch, no training at session start): rebuilt here, the
     card's contract (everything but what training measures and when) and the graph's signature must match the
     committed files, or the fixtures are stale: run `python -m tests.build_fixtures`."""
-    from tests.build_fixtures import TINY, TINYCOV, build
+    from tests.build_fixtures import TINY, TINYCOV, TINYQ, build
 
     def contract(path: Path) -> tuple[dict[str, str], list[tuple[str, str]], list[str]]:
         model = onnx.load(str(path))
@@ -151,6 +151,6 @@ def test_the_committed_test_models_are_what_the_pipeline_builds(tmp_path: Path) 
         return card, inputs, [o.name for o in model.graph.output]
 
     fresh = build(tmp_path)
-    for committed, rebuilt in ((TINY, fresh["tiny"]), (TINYCOV, fresh["tinycov"])):
+    for committed, rebuilt in ((TINY, fresh["tiny"]), (TINYCOV, fresh["tinycov"]), (TINYQ, fresh["tinyq"])):
         assert contract(committed) == contract(rebuilt), f"{committed} is stale: run `python -m tests.build_fixtures`"
         ModelCard.from_props({p.key: p.value for p in onnx.load(str(committed)).metadata_props}).check()

@@ -20,6 +20,7 @@ import bench.memory_cost
 import bench.protocols
 import bench.serving
 import bench.streams
+import bench.zeroshot
 from bench import readme
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +71,7 @@ def test_every_relative_link_of_the_readme_and_docs_leads_somewhere() -> None:
         pytest.param("protocols", bench.protocols.render, id="protocols"),
         pytest.param("streams", bench.streams.render, id="streams"),
         pytest.param("fairness", bench.fairness.render, id="fairness"),
+        pytest.param("zeroshot", bench.zeroshot.render_markdown, id="zeroshot"),
     ],
 )
 def test_each_benchmark_page_is_its_json_rendered(page: str, render: Callable[[dict[str, Any]], str]) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Response
 
-from app import backtest, forecasting
+from app import backtest, forecasting, frequency
 from app.deps import RepositoryDep
 from app.jobs import WindowJob
 from app.protocols.rest.forecast import series_input
@@ -90,7 +90,13 @@ async def cross_validation(body: CrossValidationRequest, repository: RepositoryD
         "series": answers,
         "overall": _scores(overall, keys),
     }
-    return Response(orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+    if result.warnings:
+        answer["warnings"] = result.warnings
+    return Response(
+        orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY),
+        media_type="application/json",
+        headers=frequency.warning_headers(result.warnings),
+    )
 
 
 @router.post(
