@@ -34,10 +34,16 @@ AUTO = "auto"
 MAX_WINDOWS = 3
 MAX_MODEL_CANDIDATES = 4  # the base model and at most three served models of the series' frequency
 NAIVE, SEASONAL = "naive", "seasonal_naive"
+# A model answers only where its backtest MASE is this much below the best naive forecast's. 0: no margin did better
+# on GIFT-Eval's validation windows and the exchange rates' (`python -m bench.zeroshot --choose-auto-margin`,
+# docs/benchmarks/auto.json).
+MARGIN = 0.0
 
 
 @dataclass
-class _Series:
+class Series:
+    """One series as "auto" backtests it."""
+
     index: int
     s: SeriesInput
     values: np.ndarray
@@ -57,16 +63,16 @@ async def forecast(repository: ModelRepository, job: ForecastJob) -> ForecastRes
         raise InvalidInput("no series were sent; send at least one")
     base = _base(repository)
     base.check_series(job.series)
-    items = [_prepare(i, s, horizon) for i, s in enumerate(job.series)]
+    items = [prepare_series(i, s, horizon) for i, s in enumerate(job.series)]
     candidates = _candidates(repository, base, items, horizon)
     errors: list[dict[str, float]] = [{} for _ in items]
     for service in candidates:
         await _backtest_model(service, items, horizon, errors)
     for item, err in zip(items, errors, strict=True):
         if len(item.origins):
-            err[NAIVE] = _naive_mase(item, horizon, 1)
+            err[NAIVE] = naive_mase(item, horizon, 1)
             if item.season > 1 and item.origins[0] > item.season:
-                err[SEASONAL] = _naive_mase(item, horizon, item.season)
+                err[SEASONAL] = naive_mase(item, horizon, item.season)
     choices = [_choose(item, err, base) for item, err in zip(items, errors, strict=True)]
     return await _answer(repository, job, items, choices, horizon, levels)
 
@@ -78,7 +84,7 @@ def _base(repository: ModelRepository) -> ModelService:
         return repository.resolve(None)
 
 
-def _prepare(i: int, s: SeriesInput, horizon: int) -> _Series:
+def prepare_series(i: int, s: SeriesInput, horizon: int) -> Series:
     values = np.asarray(s.values, dtype=np.float64)
     freq = frequency.series_freq(s)
     season = frequency.season_of(freq)
@@ -92,11 +98,11 @@ def _prepare(i: int, s: SeriesInput, horizon: int) -> _Series:
         diffs = np.abs(history[lag:] - history[:-lag]) if len(history) > lag else np.zeros(0)
         scale = float(np.nanmean(diffs)) if len(diffs) and np.isfinite(diffs).any() else 1.0
         scale = scale if scale > 0 and math.isfinite(scale) else 1.0
-    return _Series(i, s, values, freq, season, origins, scale)
+    return Series(i, s, values, freq, season, origins, scale)
 
 
 def _candidates(
-    repository: ModelRepository, base: ModelService, items: list[_Series], horizon: int
+    repository: ModelRepository, base: ModelService, items: list[Series], horizon: int
 ) -> list[ModelService]:
     found = [base] if base.card.horizon >= horizon else []
     freqs = {item.freq for item in items if item.freq}
@@ -113,7 +119,7 @@ def _candidates(
 
 
 async def _backtest_model(
-    service: ModelService, items: list[_Series], horizon: int, errors: list[dict[str, float]]
+    service: ModelService, items: list[Series], horizon: int, errors: list[dict[str, float]]
 ) -> None:
     """One window job of every series' origins that this model can read (its freq matches, its window fits)."""
     card = service.card
@@ -138,7 +144,7 @@ async def _backtest_model(
         got[service.name] = got.get(service.name, 0.0) + err / len(item.origins)
 
 
-def _naive_mase(item: _Series, horizon: int, lag: int) -> float:
+def naive_mase(item: Series, horizon: int, lag: int) -> float:
     total = 0.0
     for origin in item.origins.tolist():
         actual = item.values[origin : origin + horizon]
@@ -155,18 +161,31 @@ def _naive(history: np.ndarray, horizon: int, lag: int) -> np.ndarray:
     return np.asarray([last[h % lag] for h in range(horizon)], dtype=np.float64)
 
 
-def _choose(item: _Series, err: dict[str, float], base: ModelService) -> Choice:
+def _choose(item: Series, err: dict[str, float], base: ModelService) -> Choice:
     finite = {k: round(v, 6) for k, v in err.items() if math.isfinite(v)}
     if not finite:  # too short to backtest
         return Choice(base.name, base.version, 0, {}, item.season)
-    best = min(finite, key=lambda k: (finite[k], k in (NAIVE, SEASONAL)))  # a tie goes to the model
-    return Choice(best, None, len(item.origins), finite, item.season)
+    return Choice(choose(finite), None, len(item.origins), finite, item.season)
+
+
+def choose(mase: dict[str, float], margin: float = MARGIN) -> str:
+    """The best model when it beats the best naive forecast by `margin` on the backtest, else that naive forecast:
+    a few windows rank candidates noisily, and a model that only ties naive there loses to it more often after."""
+    naive = {k: v for k, v in mase.items() if k in (NAIVE, SEASONAL)}
+    models = {k: v for k, v in mase.items() if k not in (NAIVE, SEASONAL)}
+    best_model = min(models, key=models.__getitem__) if models else None
+    best_naive = min(naive, key=naive.__getitem__) if naive else None
+    if best_naive is None:
+        return str(best_model)
+    if best_model is None or not models[best_model] < (1 - margin) * naive[best_naive]:
+        return best_naive
+    return best_model
 
 
 async def _answer(
     repository: ModelRepository,
     job: ForecastJob,
-    items: list[_Series],
+    items: list[Series],
     choices: list[Choice],
     horizon: int,
     levels: list[float],
@@ -218,7 +237,7 @@ async def _answer(
 
 
 def _fill_naive(
-    item: _Series,
+    item: Series,
     choice: Choice,
     horizon: int,
     levels: Sequence[float],
@@ -230,12 +249,7 @@ def _fill_naive(
     """A naive forecast with the intervals of its model: sigma of the one-step (or one-season) changes, growing with
     the square root of the steps (random walk) or of the seasons ahead (seasonal naive)."""
     lag = item.season if choice.model == SEASONAL else 1
-    values = item.values
-    mean[i] = _naive(values, horizon, lag)
-    diffs = values[lag:] - values[:-lag]
-    sigma = float(np.nanstd(diffs)) if len(diffs) > 1 else 0.0
-    steps = np.arange(1, horizon + 1)
-    spread = sigma * np.sqrt(steps if lag == 1 else (steps - 1) // lag + 1)
+    mean[i], spread = naive_forecast(item.values, horizon, lag)
     normal = NormalDist()
     for level in levels:
         z = normal.inv_cdf(0.5 + level / 200)
@@ -244,6 +258,15 @@ def _fill_naive(
         quantiles[q][i] = mean[i] + normal.inv_cdf(q) * spread
 
 
-def _future(item: _Series, horizon: int) -> pd.DatetimeIndex | None:
+def naive_forecast(values: np.ndarray, horizon: int, lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """The last value (lag 1) or the last season repeated, and the standard deviation of its error per step: that of
+    the lag's changes, growing with the square root of the steps (a random walk) or of the seasons ahead."""
+    diffs = values[lag:] - values[:-lag]
+    sigma = float(np.nanstd(diffs)) if len(diffs) > 1 else 0.0
+    steps = np.arange(1, horizon + 1)
+    return _naive(values, horizon, lag), sigma * np.sqrt(steps if lag == 1 else (steps - 1) // lag + 1)
+
+
+def _future(item: Series, horizon: int) -> pd.DatetimeIndex | None:
     s = item.s
     return future_index(s.id, len(item.values), horizon, item.freq or "", s.timestamps, s.start, s.freq)

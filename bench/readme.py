@@ -166,7 +166,7 @@ def basemodel_section() -> str:
     m = config["model"]
     lines = [
         f"`{BASE_MODEL}` (`gatecast pretrain`, [training/configs/pretrain/{BASE_MODEL}.toml]"
-        f"(training/configs/pretrain/{BASE_MODEL}.toml), seed {config['seed']}): a {m['num_layers']}-layer "
+        f"(../training/configs/pretrain/{BASE_MODEL}.toml), seed {config['seed']}): a {m['num_layers']}-layer "
         f"{m['cell'].upper()} ({m['hidden_size']} units) over patches of {m['patch_len']} steps, contexts of "
         f"{m['min_context']} to {m['max_context']} values, instance normalisation and the missing-value mask inside "
         f"the graph, a head of {len(levels)} quantiles ({levels[0]} ... {levels[-1]}, monotone by construction) for "

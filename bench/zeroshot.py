@@ -259,6 +259,129 @@ def run(tasks: dict[str, protocol.Task], models: Path, skip_stats: bool) -> dict
     return {"configs": results, "cost": cost, "base_model": base, "context": context}
 
 
+def validation_tasks(tasks: dict[str, protocol.Task]) -> dict[str, protocol.Task]:
+    """The nine's windows moved before their first test window (M4 Hourly: the last 48 values of each training part):
+    where a base model's candidates are compared, never on the test windows."""
+    out = {}
+    for name, task in tasks.items():
+        if name not in protocol.PUBLISHED:
+            continue
+        if task.data.resolution == "M4H":
+            values = [v[: o[0]] for v, o in zip(task.values, task.origins, strict=True)]
+            h = task.config.horizon
+            out[name] = protocol.Task(task.config, task.data, values, [[len(v) - h] for v in values])
+        else:
+            out[name] = protocol.validation_task(task, task.first_origin)
+    return out
+
+
+def validate(paths: list[Path], tasks: dict[str, protocol.Task]) -> dict[str, Any]:
+    """Each candidate ONNX file on the validation windows, in-process: MASE and CRPS per configuration, and their
+    geometric mean ratio to seasonal naive on the same windows."""
+    import onnxruntime as ort
+
+    from contract.card import ModelCard
+
+    found: dict[str, Any] = {}
+    naive = {n: protocol.score(t, protocol.seasonal_naive(t)) for n, t in tasks.items()}
+    for path in paths:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        card = ModelCard.from_props(dict(session.get_modelmeta().custom_metadata_map))
+        levels = card.quantile_levels
+        per: dict[str, Any] = {}
+        for name, task in tasks.items():
+            h = task.config.horizon
+            forecasts: Forecasts = []
+            for values, origins in zip(task.values, task.origins, strict=True):
+                rows = []
+                for o in origins:
+                    x = values[:o][-card.trained_window :].astype(np.float32)[None]
+                    q = session.run(["quantiles"], {"values": x})[0][0, :h]
+                    rows.append({p: q[:, levels.index(p)].astype(np.float64) for p in protocol.QUANTILES})
+                forecasts.append(rows)
+            s = protocol.score(task, forecasts)
+            per[name] = {"mase": s.mase, "crps": s.crps}
+        ratio = {
+            k: protocol.geometric_ratio({n: per[n][k] for n in per}, {n: getattr(naive[n], k) for n in per})
+            for k in ("mase", "crps")
+        }
+        found[str(path)] = {"configs": per, "ratio_to_seasonal_naive": ratio}
+        print(f"  validation {path}: MASE {ratio['mase']:.3f}  CRPS {ratio['crps']:.3f} (/ seasonal naive)", flush=True)
+    return found
+
+
+MARGINS = (0.0, 0.05, 0.1, 0.2, 0.3)
+
+
+def choose_auto_margin(path: Path, tasks: dict[str, protocol.Task]) -> dict[str, Any]:
+    """`auto`'s rule replayed in-process on validation windows (app.auto: the same backtest origins, MASE and choice)
+    with the base model `path` as the one model candidate, for each margin in MARGINS: MASE and CRPS per
+    configuration, and the configurations where auto is worse than the better of naive and seasonal naive."""
+    from statistics import NormalDist
+
+    import onnxruntime as ort
+
+    from app import auto
+    from app.jobs import SeriesInput
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    levels = [float(q) for q in json.loads(session.get_modelmeta().custom_metadata_map["gatecast.quantile_levels"])]
+    context = int(json.loads(session.get_modelmeta().custom_metadata_map["gatecast.input_window"])["trained"])
+
+    def base(history: np.ndarray) -> np.ndarray:
+        return session.run(["quantiles"], {"values": history[-context:].astype(np.float32)[None]})[0][0]
+
+    normal = NormalDist()
+    out: dict[str, Any] = {"margins": {}}
+    per_margin: dict[float, dict[str, Any]] = {m: {} for m in MARGINS}
+    for name, task in tasks.items():
+        h = task.config.horizon
+        freq = task.data.freq or "h"
+        chosen: dict[float, Forecasts] = {m: [] for m in MARGINS}
+        for values, origins in zip(task.values, task.origins, strict=True):
+            rows: dict[float, list[dict[float, np.ndarray]]] = {m: [] for m in MARGINS}
+            for o in origins:
+                item = auto.prepare_series(0, SeriesInput("s", values[:o], freq=freq), h)
+                err: dict[str, float] = {}
+                if len(item.origins):
+                    err[auto.NAIVE] = auto.naive_mase(item, h, 1)
+                    if item.season > 1 and item.origins[0] > item.season:
+                        err[auto.SEASONAL] = auto.naive_mase(item, h, item.season)
+                    total = 0.0
+                    for b in item.origins.tolist():
+                        actual = values[b : b + h]
+                        total += float(np.abs(base(values[:b])[: len(actual), levels.index(0.5)] - actual).mean())
+                    err[BASE_MODEL] = total / item.scale / len(item.origins)
+                head = base(values[:o])[:h]
+                for m in MARGINS:
+                    pick = auto.choose(err, m) if err else BASE_MODEL
+                    if pick == BASE_MODEL:
+                        rows[m].append({q: head[:, levels.index(q)].astype(np.float64) for q in protocol.QUANTILES})
+                    else:
+                        lag = item.season if pick == auto.SEASONAL else 1
+                        mean, spread = auto.naive_forecast(values[:o], h, lag)
+                        rows[m].append({q: mean + normal.inv_cdf(q) * spread for q in protocol.QUANTILES})
+            for m in MARGINS:
+                chosen[m].append(rows[m])
+        best_naive = min(
+            protocol.score(task, naive(task)).mase, protocol.score(task, protocol.seasonal_naive(task)).mase
+        )
+        for m in MARGINS:
+            sc = protocol.score(task, chosen[m])
+            per_margin[m][name] = {"mase": sc.mase, "crps": sc.crps, "best_naive_mase": best_naive}
+    for m, per in per_margin.items():
+        worse = [n for n, r in per.items() if r["mase"] > r["best_naive_mase"]]
+        nine = [n for n in per if n in protocol.PUBLISHED]
+        sn = {n: protocol.score(tasks[n], protocol.seasonal_naive(tasks[n])) for n in nine}
+        ratio = {
+            k: protocol.geometric_ratio({n: per[n][k] for n in nine}, {n: getattr(sn[n], k) for n in nine})
+            for k in ("mase", "crps")
+        }
+        out["margins"][str(m)] = {"configs": per, "worse_than_best_naive": worse, "ratio_to_seasonal_naive": ratio}
+        print(f"  margin {m:.2f}: MASE {ratio['mase']:.3f}  CRPS {ratio['crps']:.3f}  worse than naive on {worse}")
+    return out
+
+
 def summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Geometric means over the nine of each contender's ratio to the published seasonal naive."""
     nine = [n for n in results if n in protocol.PUBLISHED]
@@ -399,10 +522,29 @@ def main() -> None:
     parser.add_argument("--skip-stats", action="store_true", help="leave out AutoETS and AutoTheta (slow)")
     parser.add_argument("--models", type=Path, default=ROOT / "models")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
+    parser.add_argument(
+        "--validate", type=Path, nargs="+", help="score these ONNX files on the validation windows only (and stop)"
+    )
+    parser.add_argument(
+        "--choose-auto-margin", type=Path, help="replay auto's choice on validation windows with this base model file"
+    )
     args = parser.parse_args()
     tasks = protocol.tasks(root / "ett" / "ETTm1.csv.gz", root / "m4")
     check = protocol.check_protocol(tasks)
     print(f"protocol check: {len(check)} configurations reproduce the published seasonal-naive MASE", flush=True)
+    if args.choose_auto_margin:
+        vtasks = validation_tasks(tasks)
+        fx = fx_task(root / "exchange_rate")
+        vtasks[FX.name] = protocol.validation_task(fx, fx.first_origin)
+        found = choose_auto_margin(args.choose_auto_margin, vtasks)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "auto.json").write_text(json.dumps(found, indent=1) + "\n")
+        return
+    if args.validate:
+        found = validate(args.validate, validation_tasks(tasks))
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "zeroshot-validation.json").write_text(json.dumps(found, indent=1) + "\n")
+        return
     tasks[FX.name] = fx_task(root / "exchange_rate")
     if args.configs:
         tasks = {c: tasks[c] for c in args.configs}
