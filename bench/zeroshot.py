@@ -354,7 +354,7 @@ def choose_auto_margin(path: Path, tasks: dict[str, protocol.Task]) -> dict[str,
                     err[BASE_MODEL] = total / item.scale / len(item.origins)
                 head = base(values[:o])[:h]
                 for m in MARGINS:
-                    pick = auto.choose(err, m) if err else BASE_MODEL
+                    pick = auto.choose(err, m, auto.naive_pick(item, h)) if err else BASE_MODEL
                     if pick == BASE_MODEL:
                         rows[m].append({q: head[:, levels.index(q)].astype(np.float64) for q in protocol.QUANTILES})
                     else:

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from app import frequency
+from app import auto, frequency
 from app.main import create_app
 from app.settings import Settings
 from contract.card import BASE_MODEL
@@ -55,7 +55,12 @@ def test_each_series_names_its_model_and_every_candidates_backtest(client: TestC
         assert choice["backtest_windows"] == 3
         scores = choice["backtest_mase"]
         assert {"naive", BASE_MODEL} <= set(scores)
-        assert scores[choice["name"]] == min(scores.values())  # never worse than naive on its own backtest
+        naive = {k: v for k, v in scores.items() if k in ("naive", "seasonal_naive")}
+        models = {k: v for k, v in scores.items() if k not in naive}
+        if choice["name"] in naive:  # no model beat it by the margin on the series' own backtest
+            assert all(v >= (1 - auto.MARGIN) * scores[choice["name"]] for v in models.values())
+        else:  # a model answers only where it beat a naive forecast by the margin
+            assert scores[choice["name"]] < (1 - auto.MARGIN) * max(naive.values())
     assert "tiny" not in walk_choice["backtest_mase"]  # no freq: only models of any frequency are candidates
     assert {"tiny", "seasonal_naive"} <= set(hourly_choice["backtest_mase"])  # the hourly model, season 24
     assert hourly_choice["season"] == 24
@@ -151,3 +156,18 @@ def test_the_timegpt_route_takes_auto_and_carries_the_warning_in_a_header(client
         "/v2/forecast", json={"model": "timegpt-1-long-horizon", "h": 40, "freq": "W", "series": series}
     )
     assert default.status_code == 200 and len(default.json()["mean"]) == 40  # TimeGPT's names: the base model
+
+
+@pytest.mark.parametrize(
+    ("mase", "naive", "chosen"),
+    [
+        pytest.param({"naive": 1.0, "seasonal_naive": 0.9, "base": 0.8}, None, "seasonal_naive", id="within-margin"),
+        pytest.param({"naive": 1.0, "seasonal_naive": 0.9, "base": 0.5}, None, "base", id="beyond-margin"),
+        pytest.param({"naive": 1.0, "seasonal_naive": 0.9, "base": 0.85}, "naive", "naive", id="long-backtest-pick"),
+        pytest.param({"base": 0.85}, None, "base", id="no-naive"),
+    ],
+)
+def test_a_model_answers_only_where_it_beats_naive_by_the_margin(
+    mase: dict[str, float], naive: str | None, chosen: str
+) -> None:
+    assert auto.MARGIN == 0.2 and auto.choose(mase, naive=naive) == chosen
