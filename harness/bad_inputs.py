@@ -307,6 +307,7 @@ CASES += [
         422,
         "needs at least 48",
         CSV,
+        path="/forecast?model=etth1-lstm",  # the default, the base model, reads any series from 8 values
     ),
     Case("csv-na-y", "values", "CSV with y = NA", csv_rows(["a"], y="NA"), 422, "finite number", CSV),
     Case(

@@ -40,6 +40,11 @@ class PatchConfig:
     num_layers: int = doc(2, "stacked recurrent layers")
     dropout: float = doc(0.0, "dropout between recurrent layers and in the head")
     horizon: int = doc(720, "steps forecast directly")
+    lags: list[int] = doc(
+        [],
+        "seasonal lags the head may copy: the forecast is a learned mix of the last value and each lag's seasonal "
+        "naive forecast (the encoder picks the weights) plus the network's own quantiles around it; empty: none",
+    )
     quantile_levels: list[float] = field(default_factory=lambda: list(DEFAULT_LEVELS))
 
     def __post_init__(self) -> None:
@@ -78,6 +83,10 @@ class PatchForecaster(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         q = len(config.quantile_levels)
         self.head_out = nn.Linear(h, config.horizon * q)  # per step: median, then the gaps below and above it
+        if config.lags:  # a weight per lag, and one for "copy nothing"
+            self.lag_gate = nn.Linear(h, len(config.lags) + 1)
+            steps = torch.arange(config.horizon)
+            self.register_buffer("lag_steps", torch.stack([steps % lag for lag in config.lags]), persistent=False)
 
     def normalize(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, T) raw with NaN -> normalised values (0 where missing), the mask, loc and scale (B, 1)."""
@@ -112,7 +121,26 @@ class PatchForecaster(nn.Module):
         state = out[:, -1]
         raw = self.head_out(self.drop(F.gelu(self.head_mid(state)) + state))
         raw = raw.reshape(raw.shape[0], self.config.horizon, -1)  # (B, H, Q)
-        return monotone(raw, self.config.median_index), loc, scale
+        q = monotone(raw, self.config.median_index)
+        if self.config.lags:
+            q = q + self.copied(z, observed, state).unsqueeze(-1)
+        return q, loc, scale
+
+    def copied(self, z: torch.Tensor, observed: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """(B, H): the mix of seasonal naive forecasts at each lag (the value `lag` steps before, repeated), weighted
+        by the encoder; a lag longer than the context, or whose first value is missing, gets no weight."""
+        lags = torch.tensor(self.config.lags, dtype=torch.long)  # (K,)
+        length = torch.ones_like(z).sum(dim=1, keepdim=True).long()  # (B, 1) the context's length, as a tensor
+        start = length.unsqueeze(1) - lags.view(1, -1, 1)  # (B, K, 1) where each lag's last season begins
+        index = (start + self.lag_steps.unsqueeze(0)).clamp_min(0)  # (B, K, H)
+        b, k, h = index.shape
+        forecasts = torch.gather(z, 1, index.reshape(b, k * h)).reshape(b, k, h)  # (B, K, H)
+        first = torch.gather(observed, 1, start.squeeze(-1).clamp_min(0))  # (B, K)
+        valid = (start.squeeze(-1) >= 0).to(z.dtype) * first  # (B, K)
+        logits = self.lag_gate(state)  # (B, K + 1)
+        mask = torch.cat([valid, torch.ones_like(valid[:, :1])], dim=1)
+        weights = torch.softmax(logits.masked_fill(mask == 0, -1e4), dim=1)  # (B, K + 1)
+        return (weights[:, :k, None] * forecasts).sum(dim=1)  # the last weight copies nothing
 
     def forward(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, T) raw -> forecast (B, H) (the median), the conformal unit (B,) and quantiles (B, H, Q), raw units."""

@@ -1,0 +1,65 @@
+"""The base model's network (training.patch_model): monotone quantiles, missing values and constant series, the
+seasonal copy at its lags, and an export that agrees with PyTorch at every length, shorter than a lag included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.patch_model import PatchConfig, PatchForecaster
+from training.pretrain import export, validate_export
+
+SMALL = {
+    "patch_len": 8,
+    "max_context": 96,
+    "min_context": 8,
+    "embed_size": 16,
+    "hidden_size": 24,
+    "num_layers": 1,
+    "horizon": 48,
+}
+
+
+def test_quantiles_ascend_and_a_constant_or_gappy_series_stays_finite() -> None:
+    torch.manual_seed(0)
+    model = PatchForecaster(PatchConfig(**SMALL, lags=[1, 24])).eval()
+    x = torch.randn(4, 60).cumsum(1) * 100 + 5000
+    x[1, :20] = float("nan")
+    x[2] = 7.5
+    with torch.no_grad():
+        median, scale, q = model(x)
+    assert torch.isfinite(q).all() and (q.diff(dim=-1) >= 0).all()
+    assert torch.allclose(median, q[..., model.config.median_index])
+    assert torch.allclose(q[2], torch.full_like(q[2], 7.5), atol=0.05)  # a constant is forecast as itself
+
+
+def test_the_gate_copies_the_season_it_picks() -> None:
+    model = PatchForecaster(PatchConfig(**SMALL, lags=[1, 24])).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.lag_gate.bias.copy_(torch.tensor([-50.0, 50.0, -50.0]))  # all weight on lag 24
+    day = torch.sin(torch.arange(96) * 2 * torch.pi / 24) * 3 + 10
+    with torch.no_grad():
+        median, _, _ = model(day[None])
+    expected = day[-24:].repeat(2)
+    # the median is the copy plus the head's zero residual, in the series' units
+    assert torch.allclose(median[0], expected, atol=1e-4)
+
+
+def test_the_export_agrees_with_pytorch_at_lengths_shorter_than_its_lags(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    model = PatchForecaster(PatchConfig(**SMALL, lags=[1, 12, 24, 96])).eval()
+    path = tmp_path / "m.onnx"
+    export(model, path)
+    assert validate_export(model, path) > 20  # lengths 8 ... 136, with missing values, several batch sizes
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).normal(size=(2, 10)).cumsum(1).astype(np.float32)  # shorter than lags 12 ... 96
+    got = session.run(["forecast"], {"values": x})[0]
+    with torch.no_grad():
+        want = model(torch.from_numpy(x))[0].numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
