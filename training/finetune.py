@@ -15,7 +15,6 @@ recurrent layer from the top, and depth d trains the ceil(d x groups / 5) neares
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import time
@@ -99,14 +98,7 @@ def trainable_groups(model: AnyForecaster) -> list[list[torch.nn.Parameter]]:
 
 def freeze_to_depth(model: AnyForecaster, depth: int) -> int:
     """Train the ceil(depth x groups / 5) groups nearest the output; return how many parameters train."""
-    for p in model.parameters():
-        p.requires_grad_(False)
-    groups = trainable_groups(model)
-    chosen = groups[: max(1, math.ceil(depth * len(groups) / 5))]
-    for group in chosen:
-        for p in group:
-            p.requires_grad_(True)
-    return sum(p.numel() for g in chosen for p in g)
+    return finetune_base.train_nearest(model, trainable_groups(model), depth)
 
 
 def holdout_windows(

@@ -20,9 +20,9 @@ import torch
 
 from contract import jobs
 from contract.card import ModelCard
-from training.export import weights_sha256
+from training.export import attach_metadata, weights_sha256
 from training.patch_model import PatchConfig, PatchForecaster
-from training.pretrain import PretrainConfig, attach, build_card, export, loss_of, validate_export
+from training.pretrain import PretrainConfig, build_card, export, loss_of, validate_export
 
 HOLDOUT_FRACTION = 0.2
 LEARNING_RATE = 3e-4
@@ -52,9 +52,14 @@ def groups(model: PatchForecaster) -> list[list[torch.nn.Parameter]]:
 
 
 def freeze_to_depth(model: PatchForecaster, depth: int) -> int:
+    return train_nearest(model, groups(model), depth)
+
+
+def train_nearest(model: torch.nn.Module, all_groups: list[list[torch.nn.Parameter]], depth: int) -> int:
+    """Train the ceil(depth x groups / 5) groups nearest the output (ordered outputs first), freeze the rest; return
+    how many parameters train."""
     for p in model.parameters():
         p.requires_grad_(False)
-    all_groups = groups(model)
     chosen = all_groups[: max(1, math.ceil(depth * len(all_groups) / 5))]
     for group in chosen:
         for p in group:
@@ -208,6 +213,6 @@ def export_finetuned(
             "extra": {**card.extra, **extra},
         }
     )
-    attach(path, card)
+    attach_metadata(path, card)
     save_base(model, version_dir / "checkpoint.pt")
     return card

@@ -33,7 +33,7 @@ from contract import signature
 from contract.card import BASE_MODEL, Conformal, ModelCard
 from training import corpus as corpora
 from training.conformal import LEVEL_GRID
-from training.export import weights_sha256
+from training.export import attach_metadata, weights_sha256
 from training.patch_model import PatchConfig, PatchForecaster, count_parameters, pinball
 
 NAME = BASE_MODEL
@@ -133,7 +133,10 @@ class Sampler:
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         length = int(self.rng.choice(CONTEXT_BUCKETS, p=[0.1, 0.15, 0.25, 0.25, 0.25]))
-        length = min(length, self.cfg.model.max_context)
+        return self.at_length(size, min(length, self.cfg.model.max_context))
+
+    def at_length(self, size: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """`size` samples, contexts left-padded (as missing) to `length`, targets right-padded to the horizon."""
         xs = np.full((size, length), np.nan, np.float32)
         ys = np.full((size, self.horizon), np.nan, np.float32)
         for i in range(size):
@@ -179,7 +182,7 @@ def validation_set(series: list[np.ndarray], cfg: PretrainConfig, count: int = 5
     for length in sorted({min(n, cfg.model.max_context) for n in (64, 256, 1024)}):
         x, y = sampler.batch(count // 3)
         if x.shape[1] != length:  # batch() draws its bucket: draw again until the length is the one wanted
-            x, y = _at_length(sampler, count // 3, length)
+            x, y = sampler.at_length(count // 3, length)
         xs.append(x)
         ys.append(y)
     width = max(x.shape[1] for x in xs)
@@ -188,16 +191,6 @@ def validation_set(series: list[np.ndarray], cfg: PretrainConfig, count: int = 5
     d = np.abs(np.diff(x.numpy(), axis=1))
     scale = np.nanmean(np.where(np.isfinite(d), d, np.nan), axis=1)
     return Validation(x, y, np.where(np.isfinite(scale) & (scale > 0), scale, 1.0))
-
-
-def _at_length(sampler: Sampler, size: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    xs = np.full((size, length), np.nan, np.float32)
-    ys = np.full((size, sampler.horizon), np.nan, np.float32)
-    for i in range(size):
-        x, y = sampler._one(length)
-        xs[i, length - len(x) :] = x
-        ys[i, : len(y)] = y
-    return torch.from_numpy(xs), torch.from_numpy(ys)
 
 
 def evaluate(model: PatchForecaster, val: Validation, levels: torch.Tensor) -> dict[str, float]:
@@ -297,7 +290,7 @@ def export_artifact(
     export(model, path)
     report["export_checks"] = validate_export(model, path)
     card = build_card(model, cfg, calibrate(model, validation_set(held_out, cfg)), report)
-    attach(path, card)
+    attach_metadata(path, card)
     report["onnx_bytes"] = path.stat().st_size
 
 
@@ -416,17 +409,6 @@ def build_card(model: PatchForecaster, cfg: PretrainConfig, conformal: Conformal
         quantile_levels=list(m.quantile_levels),
         extra={"training.pretrain_config": json.dumps({**asdict(cfg), "model": m.to_dict()})},
     )
-
-
-def attach(path: Path, card: ModelCard) -> None:
-    proto = onnx.load(str(path))
-    del proto.metadata_props[:]
-    for key, value in card.to_props().items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    proto.doc_string = f"gatecast base forecaster {card.name}@{card.version} ({card.cell} over patches)"
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
 
 
 def main(argv: list[str] | None = None) -> None:
