@@ -503,17 +503,28 @@ class ModelService:
                 continue
             offset = half_width(quantile_level(q))
             answered_quantiles[float(q)] = mean - offset if q < 0.5 else mean + offset
+        return self._result(plan, mean, unit, levels, intervals, answered_quantiles)
+
+    def _result(
+        self,
+        plan: Plan,
+        mean: np.ndarray,
+        unit: np.ndarray,
+        levels: Sequence[float],
+        intervals: dict[float, tuple[np.ndarray, np.ndarray]],
+        quantiles: dict[float, np.ndarray],
+    ) -> ForecastResult:
         return ForecastResult(
             self.name,
             self.version,
-            horizon,
+            mean.shape[1],
             sorted(float(level) for level in levels),
             plan.ids,
             mean,
             unit,
             intervals,
             plan.future,
-            answered_quantiles,
+            quantiles,
         )
 
     def _answer_from_head(
@@ -540,19 +551,7 @@ class ModelService:
                 width = self._width(level)[None, : mean.shape[1]] * unit[:, None]
                 intervals[float(level)] = (mean - width, mean + width)
         answered = {float(q): model_quantiles.at(declared, head, q) for q in sorted(quantiles)}
-        plan = predicted.plan
-        return ForecastResult(
-            self.name,
-            self.version,
-            mean.shape[1],
-            sorted(float(level) for level in levels),
-            plan.ids,
-            mean,
-            unit,
-            intervals,
-            plan.future,
-            answered,
-        )
+        return self._result(predicted.plan, mean, unit, levels, intervals, answered)
 
     def check_head(self, levels: Sequence[float], quantiles: Sequence[float], calibration: str = "model") -> None:
         """A quantile model answers from its head (calibration "model") only what its levels span: a level or
