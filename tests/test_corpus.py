@@ -29,7 +29,18 @@ def fake_data_dir(root: Path) -> Path:
     pd.DataFrame(rng.uniform(0.5, 1.5, (300, 2)).round(6)).to_csv(
         root / "exchange_rate" / "exchange_rate.txt.gz", header=False, index=False
     )
+    (root / "m4").mkdir()
+    train = pd.DataFrame(rng.uniform(100, 900, (3, 80)).round(1), index=["H1", "H2", "H3"])
+    train.columns = [f"V{i + 2}" for i in range(80)]
+    train.to_csv(root / "m4" / "Hourly-train.csv", index_label="V1")
     return root
+
+
+def test_m4_hourly_values_under_another_name_are_caught(tmp_path: Path) -> None:
+    data = fake_data_dir(tmp_path)
+    row = pd.read_csv(data / "m4" / "Hourly-train.csv", index_col=0).iloc[1].to_numpy()
+    with pytest.raises(CorpusLeak, match="M4 Hourly"):
+        corpus.check_exclusions([Series("hourly load", "h", row[10:40].astype(np.float32))], data)
 
 
 @pytest.mark.parametrize("path", ["ett/ETTh1.csv", "ett/ETTm1.csv.gz", "m4/Hourly-train.csv", "exchange_rate/x.gz"])
