@@ -5,6 +5,8 @@
     backtest    up to MAX_WINDOWS origins, `horizon` apart, ending `horizon` before the last value; each model
                 candidate runs them as one window job through the forecasting entry point (limits, cost and
                 admission as any job); MASE over them, scaled by the in-sample seasonal naive error
+    choice      a model answers where it beat the naive forecast (the better of the two on more windows) by
+                MARGIN; where it beat it by less, the two forecasts' mean answers; else the naive forecast
     forecast    each chosen model forecasts its series; the naive forecasts get the classic intervals of a random
                 walk (sigma sqrt(h)) and of seasonal naive (sigma sqrt(seasons ahead))
     answer      per series the model used and every candidate's backtest MASE, so a user sees what naive scored
@@ -14,6 +16,7 @@ A series too short for one backtest window is answered by the base model, and th
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +42,8 @@ NAIVE, SEASONAL = "naive", "seasonal_naive"
 # CRPS of 0, 0.05, 0.1, 0.2, 0.3 on GIFT-Eval's validation windows and the exchange rates' (`python -m bench.zeroshot
 # --choose-auto-margin`, docs/benchmarks/auto.json).
 MARGIN = 0.2
+# Where a model beat the naive forecast on the backtest but by less than MARGIN, the two forecasts' mean answers.
+BLEND = True
 
 
 @dataclass
@@ -166,18 +171,28 @@ def _choose(item: Series, err: dict[str, float], base: ModelService, naive: str 
     finite = {k: round(v, 6) for k, v in err.items() if math.isfinite(v)}
     if not finite:  # too short to backtest
         return Choice(base.name, base.version, 0, {}, item.season)
-    return Choice(choose(finite, naive=naive), None, len(item.origins), finite, item.season)
+    pick = choose(finite, naive=naive)
+    partner = blend_partner(finite, pick) if BLEND else None
+    if partner is not None:
+        return Choice(partner, None, len(item.origins), finite, item.season, blended_with=pick)
+    return Choice(pick, None, len(item.origins), finite, item.season)
 
 
-def naive_pick(item: Series, horizon: int) -> str | None:
-    """Naive or seasonal naive, whichever erred less over up to NAIVE_WINDOWS windows at the series' end (None when
-    the series is too short for one)."""
+def naive_pick(item: Series, horizon: int, rule: str = "backtest") -> str | None:
+    """Naive or seasonal naive (None when the series is too short for one backtest window). `rule`: "backtest",
+    whichever erred less over up to NAIVE_WINDOWS windows at the series' end; "acf", seasonal naive where the
+    series is seasonal by the classic autocorrelation test (`is_seasonal`); "both", seasonal naive only where the
+    test and the backtest agree."""
     n, least = len(item.values), max(8, 2 * min(item.season, len(item.values) // 4) if item.season > 1 else 8)
     origins = [n - k * horizon for k in range(NAIVE_WINDOWS, 0, -1) if n - k * horizon >= least]
     if not origins:
         return None
     if item.season <= 1 or origins[0] <= item.season:
         return NAIVE
+    if rule != "backtest" and not is_seasonal(item.values, item.season):
+        return NAIVE
+    if rule == "acf":
+        return SEASONAL
     errors = {}
     for name, lag in ((NAIVE, 1), (SEASONAL, item.season)):
         errors[name] = sum(
@@ -189,6 +204,27 @@ def naive_pick(item: Series, horizon: int) -> str | None:
             for o in origins
         )
     return min(errors, key=errors.__getitem__)
+
+
+SEASONAL_TEST_VALUES = 4096  # the test reads at most the last this many values
+
+
+def is_seasonal(values: np.ndarray, season: int) -> bool:
+    """The autocorrelation of the first differences at the season beyond its 90% limit under no seasonality,
+    |r_m| > 1.645 sqrt((1 + 2 sum r_k^2, k < m) / n) (the M4 Theta benchmark's test, on differences so that a random
+    walk or a trend, whose levels correlate at every lag, is not called seasonal)."""
+    x = np.diff(np.asarray(values[-SEASONAL_TEST_VALUES:], dtype=np.float64))
+    x = x[np.isfinite(x)]
+    n = len(x)
+    if season <= 1 or n < 3 * season:
+        return False
+    x = x - x.mean()
+    denominator = float(x @ x)
+    if denominator <= 0:
+        return False
+    r = np.asarray([float(x[k:] @ x[:-k]) for k in range(1, season + 1)]) / denominator
+    limit = 1.645 * math.sqrt((1 + 2 * float(np.sum(r[:-1] ** 2))) / n)
+    return bool(abs(r[-1]) > limit)
 
 
 def choose(mase: dict[str, float], margin: float = MARGIN, naive: str | None = None) -> str:
@@ -205,6 +241,17 @@ def choose(mase: dict[str, float], margin: float = MARGIN, naive: str | None = N
     if best_model is None or not models[best_model] < (1 - margin) * naive_scores[best_naive]:
         return best_naive
     return best_model
+
+
+def blend_partner(mase: dict[str, float], pick: str) -> str | None:
+    """Where a naive forecast was picked but the best model beat it on the backtest (by less than the margin), that
+    model, whose forecast is averaged with the naive one (where BLEND). None where the model was picked, or lost to
+    the naive forecast."""
+    models = {k: v for k, v in mase.items() if k not in (NAIVE, SEASONAL)}
+    if pick not in (NAIVE, SEASONAL) or pick not in mase or not models:
+        return None
+    best = min(models, key=models.__getitem__)
+    return best if models[best] < mase[pick] else None
 
 
 async def _answer(
@@ -244,7 +291,9 @@ async def _answer(
             for q in quantiles:
                 quantiles[q][i] = result.quantiles[q][k]
             timestamps[i] = result.timestamps[k] if result.timestamps else None
-            choices[i] = Choice(model, service.version, choices[i].windows, choices[i].mase, choices[i].season)
+            choices[i] = dataclasses.replace(choices[i], version=service.version)
+            if choices[i].blended_with:
+                _blend_naive(items[i], choices[i], horizon, i, mean, intervals, quantiles)
     return ForecastResult(
         AUTO,
         "",
@@ -271,16 +320,47 @@ def _fill_naive(
     intervals: dict[float, tuple[np.ndarray, np.ndarray]],
     quantiles: dict[float, np.ndarray],
 ) -> None:
-    """A naive forecast with the intervals of its model: sigma of the one-step (or one-season) changes, growing with
-    the square root of the steps (random walk) or of the seasons ahead (seasonal naive)."""
-    lag = item.season if choice.model == SEASONAL else 1
-    mean[i], spread = naive_forecast(item.values, horizon, lag)
+    """Row i: the naive forecast `choice.model` with the intervals of its model."""
+    mean[i], bounds, at = naive_answer(item, choice.model, horizon, levels, list(quantiles))
+    for level, (lo, hi) in bounds.items():
+        intervals[level][0][i], intervals[level][1][i] = lo, hi
+    for q, values in at.items():
+        quantiles[q][i] = values
+
+
+def _blend_naive(
+    item: Series,
+    choice: Choice,
+    horizon: int,
+    i: int,
+    mean: np.ndarray,
+    intervals: dict[float, tuple[np.ndarray, np.ndarray]],
+    quantiles: dict[float, np.ndarray],
+) -> None:
+    """Row i, filled from the model, averaged half and half with the naive forecast `choice.blended_with`: the
+    means, each quantile and each bound (averaged quantiles are the quantiles of a mean of the two forecasts' spreads,
+    a Vincentization)."""
+    naive_mean, bounds, at = naive_answer(item, str(choice.blended_with), horizon, list(intervals), list(quantiles))
+    mean[i] = 0.5 * (mean[i] + naive_mean)
+    for level, (lo, hi) in bounds.items():
+        intervals[level][0][i] = 0.5 * (intervals[level][0][i] + lo)
+        intervals[level][1][i] = 0.5 * (intervals[level][1][i] + hi)
+    for q, values in at.items():
+        quantiles[q][i] = 0.5 * (quantiles[q][i] + values)
+
+
+def naive_answer(
+    item: Series, which: str, horizon: int, levels: Sequence[float], qs: Sequence[float]
+) -> tuple[np.ndarray, dict[float, tuple[np.ndarray, np.ndarray]], dict[float, np.ndarray]]:
+    """`which` ("naive" or "seasonal_naive") for one series: its mean, bounds per level and quantiles, the spread
+    sigma of the one-step (or one-season) changes growing with the square root of the steps (or seasons) ahead."""
+    mean, spread = naive_forecast(item.values, horizon, item.season if which == SEASONAL else 1)
     normal = NormalDist()
+    bounds = {}
     for level in levels:
         z = normal.inv_cdf(0.5 + level / 200)
-        intervals[level][0][i], intervals[level][1][i] = mean[i] - z * spread, mean[i] + z * spread
-    for q in quantiles:
-        quantiles[q][i] = mean[i] + normal.inv_cdf(q) * spread
+        bounds[level] = (mean - z * spread, mean + z * spread)
+    return mean, bounds, {q: mean + normal.inv_cdf(q) * spread for q in qs}
 
 
 def naive_forecast(values: np.ndarray, horizon: int, lag: int) -> tuple[np.ndarray, np.ndarray]:

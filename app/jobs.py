@@ -91,6 +91,11 @@ class Choice:
     windows: int  # backtest windows (0: the history was too short to backtest: the base model answered)
     mase: dict[str, float]  # candidate -> MASE over those windows (scaled by the in-sample seasonal naive error)
     season: int
+    blended_with: str | None = None  # "naive" or "seasonal_naive", averaged half and half with `model`
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}+{self.blended_with}" if self.blended_with else self.model
 
 
 @dataclass(frozen=True)

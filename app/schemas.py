@@ -107,6 +107,11 @@ class SeriesChoice(BaseModel):
     backtest_windows: int = Field(..., description="windows of the series' own end it was chosen on (0: too short)")
     backtest_mase: dict[str, float] = Field(..., description="each candidate's MASE on those windows")
     season: int = Field(..., description="the season of the series' frequency (seasonal naive's lag)")
+    blended_with: str | None = Field(
+        None,
+        description='"naive" or "seasonal_naive" where the answer is the mean of the model\'s forecast and that one\'s '
+        "(quantiles and bounds averaged too): the model beat it on the backtest, by less than the margin",
+    )
 
 
 class SeriesForecast(BaseModel):

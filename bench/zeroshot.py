@@ -311,12 +311,15 @@ def validate(paths: list[Path], tasks: dict[str, protocol.Task]) -> dict[str, An
 
 
 MARGINS = (0.0, 0.05, 0.1, 0.2, 0.3)
+# app.auto.naive_pick's rules, and "blend": "backtest" with app.auto.blend_partner's averaging
+NAIVE_RULES = ("backtest", "acf", "both", "blend")
 
 
 def choose_auto_margin(path: Path, tasks: dict[str, protocol.Task]) -> dict[str, Any]:
     """`auto`'s rule replayed in-process on validation windows (app.auto: the same backtest origins, MASE and choice)
-    with the base model `path` as the one model candidate, for each margin in MARGINS: MASE and CRPS per
-    configuration, and the configurations where auto is worse than the better of naive and seasonal naive."""
+    with the base model `path` as the one model candidate, for each rule of choosing between the naive forecasts
+    and each margin: MASE and CRPS per configuration, and the configurations where auto is worse than the better of
+    naive and seasonal naive."""
     from statistics import NormalDist
 
     import onnxruntime as ort
@@ -332,14 +335,15 @@ def choose_auto_margin(path: Path, tasks: dict[str, protocol.Task]) -> dict[str,
         return session.run(["quantiles"], {"values": history[-context:].astype(np.float32)[None]})[0][0]
 
     normal = NormalDist()
-    out: dict[str, Any] = {"margins": {}}
-    per_margin: dict[float, dict[str, Any]] = {m: {} for m in MARGINS}
+    out: dict[str, Any] = {"rules": {}}
+    variants = [(r, m) for r in NAIVE_RULES for m in MARGINS]
+    per_margin: dict[tuple[str, float], dict[str, Any]] = {v: {} for v in variants}
     for name, task in tasks.items():
         h = task.config.horizon
         freq = task.data.freq or "h"
-        chosen: dict[float, Forecasts] = {m: [] for m in MARGINS}
+        chosen: dict[tuple[str, float], Forecasts] = {v: [] for v in variants}
         for values, origins in zip(task.values, task.origins, strict=True):
-            rows: dict[float, list[dict[float, np.ndarray]]] = {m: [] for m in MARGINS}
+            rows: dict[tuple[str, float], list[dict[float, np.ndarray]]] = {v: [] for v in variants}
             for o in origins:
                 item = auto.prepare_series(0, SeriesInput("s", values[:o], freq=freq), h)
                 err: dict[str, float] = {}
@@ -353,23 +357,33 @@ def choose_auto_margin(path: Path, tasks: dict[str, protocol.Task]) -> dict[str,
                         total += float(np.abs(base(values[:b])[: len(actual), levels.index(0.5)] - actual).mean())
                     err[BASE_MODEL] = total / item.scale / len(item.origins)
                 head = base(values[:o])[:h]
-                for m in MARGINS:
-                    pick = auto.choose(err, m, auto.naive_pick(item, h)) if err else BASE_MODEL
-                    if pick == BASE_MODEL:
-                        rows[m].append({q: head[:, levels.index(q)].astype(np.float64) for q in protocol.QUANTILES})
+                picks = {r: auto.naive_pick(item, h, "backtest" if r == "blend" else r) for r in NAIVE_RULES}
+                for r, m in variants:
+                    pick = auto.choose(err, m, picks[r]) if err else BASE_MODEL
+                    if r == "blend" and err and auto.blend_partner(err, pick) == BASE_MODEL:
+                        lag = item.season if pick == auto.SEASONAL else 1
+                        mean, spread = auto.naive_forecast(values[:o], h, lag)
+                        rows[r, m].append(
+                            {
+                                q: 0.5 * (head[:, levels.index(q)] + mean + normal.inv_cdf(q) * spread)
+                                for q in protocol.QUANTILES
+                            }
+                        )
+                    elif pick == BASE_MODEL:
+                        rows[r, m].append({q: head[:, levels.index(q)].astype(np.float64) for q in protocol.QUANTILES})
                     else:
                         lag = item.season if pick == auto.SEASONAL else 1
                         mean, spread = auto.naive_forecast(values[:o], h, lag)
-                        rows[m].append({q: mean + normal.inv_cdf(q) * spread for q in protocol.QUANTILES})
-            for m in MARGINS:
-                chosen[m].append(rows[m])
+                        rows[r, m].append({q: mean + normal.inv_cdf(q) * spread for q in protocol.QUANTILES})
+            for v in variants:
+                chosen[v].append(rows[v])
         best_naive = min(
             protocol.score(task, naive(task)).mase, protocol.score(task, protocol.seasonal_naive(task)).mase
         )
-        for m in MARGINS:
-            sc = protocol.score(task, chosen[m])
-            per_margin[m][name] = {"mase": sc.mase, "crps": sc.crps, "best_naive_mase": best_naive}
-    for m, per in per_margin.items():
+        for v in variants:
+            sc = protocol.score(task, chosen[v])
+            per_margin[v][name] = {"mase": sc.mase, "crps": sc.crps, "best_naive_mase": best_naive}
+    for (r, m), per in per_margin.items():
         worse = [n for n, r in per.items() if r["mase"] > r["best_naive_mase"]]
         nine = [n for n in per if n in protocol.PUBLISHED]
         sn = {n: protocol.score(tasks[n], protocol.seasonal_naive(tasks[n])) for n in nine}
@@ -377,8 +391,18 @@ def choose_auto_margin(path: Path, tasks: dict[str, protocol.Task]) -> dict[str,
             k: protocol.geometric_ratio({n: per[n][k] for n in nine}, {n: getattr(sn[n], k) for n in nine})
             for k in ("mase", "crps")
         }
-        out["margins"][str(m)] = {"configs": per, "worse_than_best_naive": worse, "ratio_to_seasonal_naive": ratio}
-        print(f"  margin {m:.2f}: MASE {ratio['mase']:.3f}  CRPS {ratio['crps']:.3f}  worse than naive on {worse}")
+        worst = max(r["mase"] / r["best_naive_mase"] for r in per.values())
+        out["rules"].setdefault(r, {})[str(m)] = {
+            "configs": per,
+            "worse_than_best_naive": worse,
+            "worst_ratio_to_best_naive": worst,
+            "ratio_to_seasonal_naive": ratio,
+        }
+        print(
+            f"  {r:8s} margin {m:.2f}: MASE {ratio['mase']:.3f}  CRPS {ratio['crps']:.3f}  worst / best naive "
+            f"{worst:.3f}, worse on {len(worse)}",
+            flush=True,
+        )
     return out
 
 

@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app import auto, frequency
+from app.jobs import SeriesInput
 from app.main import create_app
 from app.settings import Settings
 from contract.card import BASE_MODEL
@@ -57,9 +58,12 @@ def test_each_series_names_its_model_and_every_candidates_backtest(client: TestC
         assert {"naive", BASE_MODEL} <= set(scores)
         naive = {k: v for k, v in scores.items() if k in ("naive", "seasonal_naive")}
         models = {k: v for k, v in scores.items() if k not in naive}
-        if choice["name"] in naive:  # no model beat it by the margin on the series' own backtest
-            assert all(v >= (1 - auto.MARGIN) * scores[choice["name"]] for v in models.values())
-        else:  # a model answers only where it beat a naive forecast by the margin
+        if choice["name"] in naive:  # no model beat it on the series' own backtest
+            assert all(v >= scores[choice["name"]] for v in models.values())
+        elif choice["blended_with"]:  # the model beat the naive forecast, by less than the margin: their mean
+            assert (1 - auto.MARGIN) * scores[choice["blended_with"]] <= scores[choice["name"]]
+            assert scores[choice["name"]] < scores[choice["blended_with"]]
+        else:  # a model answers alone only where it beat a naive forecast by the margin
             assert scores[choice["name"]] < (1 - auto.MARGIN) * max(naive.values())
     assert "tiny" not in walk_choice["backtest_mase"]  # no freq: only models of any frequency are candidates
     assert {"tiny", "seasonal_naive"} <= set(hourly_choice["backtest_mase"])  # the hourly model, season 24
@@ -86,7 +90,14 @@ def test_a_series_too_short_to_backtest_is_answered_by_the_base_model_and_says_s
     r = client.post("/forecast", json={"model": "auto", "horizon": 12, "series": [{"id": "s", "values": walk(18, 2)}]})
     assert r.status_code == 200, r.text
     choice = r.json()["forecasts"][0]["model"]
-    assert choice == {"name": BASE_MODEL, "version": "1", "backtest_windows": 0, "backtest_mase": {}, "season": 1}
+    assert choice == {
+        "name": BASE_MODEL,
+        "version": "1",
+        "backtest_windows": 0,
+        "backtest_mase": {},
+        "season": 1,
+        "blended_with": None,
+    }
 
 
 def test_auto_needs_a_horizon(client: TestClient) -> None:
@@ -171,3 +182,54 @@ def test_a_model_answers_only_where_it_beats_naive_by_the_margin(
     mase: dict[str, float], naive: str | None, chosen: str
 ) -> None:
     assert auto.MARGIN == 0.2 and auto.choose(mase, naive=naive) == chosen
+
+
+def test_the_seasonality_test_calls_daily_cycles_seasonal_and_random_walks_not() -> None:
+    t = np.arange(2000)
+    rng = np.random.default_rng(0)
+    cycle = 10 * np.sin(2 * np.pi * t / 24) + rng.normal(0, 1, len(t))
+    assert auto.is_seasonal(cycle, 24)
+    assert auto.is_seasonal(cycle + np.cumsum(rng.normal(0, 0.2, len(t))), 24)  # a drifting level keeps the cycle
+    walks = [np.cumsum(np.random.default_rng(seed).normal(0, 1, 2000)) for seed in range(20)]
+    assert sum(auto.is_seasonal(w, 7) for w in walks) <= 4  # a 10% test: a few by chance at most
+    assert not auto.is_seasonal(cycle[:60], 24)  # fewer than three seasons: no test, no season
+    assert not auto.is_seasonal(np.full(500, 3.0), 24)
+
+
+def test_the_naive_rules_differ_only_where_the_test_and_the_backtest_disagree() -> None:
+    t = np.arange(1500)
+    cycle = auto.prepare_series(0, SeriesInput("c", 50 + 10 * np.sin(2 * np.pi * t / 24), freq="h"), 24)
+    walk_values = np.asarray(walk(1500, 4))
+    walk_item = auto.prepare_series(0, SeriesInput("w", walk_values, freq="h"), 24)
+    for rule in ("backtest", "acf", "both"):
+        assert auto.naive_pick(cycle, 24, rule) == auto.SEASONAL
+    assert auto.naive_pick(walk_item, 24, "acf") == auto.NAIVE
+    assert auto.naive_pick(walk_item, 24, "both") == auto.NAIVE
+
+
+def test_a_blended_answer_is_the_mean_of_the_models_and_the_naive_forecasts(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every series picks its naive forecast and is blended with the base model, whatever the backtest said.
+    monkeypatch.setattr(auto, "choose", lambda mase, margin=auto.MARGIN, naive=None: naive or auto.NAIVE)
+    monkeypatch.setattr(auto, "blend_partner", lambda mase, pick: BASE_MODEL)
+    hourly = [round(float(v), 4) for v in seasonal_series(300, seed=3)]
+    series = [
+        {"id": "walk", "values": walk(300, 1)},
+        {"id": "hourly", "values": hourly, "start": "2024-01-01", "freq": "h"},
+    ]
+    ask = {"horizon": 12, "level": [80], "quantiles": [0.1, 0.9], "series": series}
+    blended = client.post("/forecast", json={**ask, "model": "auto"}).json()["forecasts"]
+    alone = client.post("/forecast", json={**ask, "model": BASE_MODEL}).json()["forecasts"]
+    for b, a, s in zip(blended, alone, series, strict=True):
+        pick = b["model"]["blended_with"]
+        assert b["model"]["name"] == BASE_MODEL and pick in (auto.NAIVE, auto.SEASONAL)
+        item = auto.prepare_series(0, SeriesInput(s["id"], np.asarray(s["values"]), freq=s.get("freq")), 12)
+        mean, bounds, at = auto.naive_answer(item, pick, 12, [80.0], [0.1, 0.9])
+        np.testing.assert_allclose(b["mean"], 0.5 * (np.asarray(a["mean"]) + mean), rtol=1e-5)
+        lo = np.asarray(a["intervals"]["80"]["lo"])
+        np.testing.assert_allclose(b["intervals"]["80"]["lo"], 0.5 * (lo + bounds[80.0][0]), rtol=1e-5)
+        np.testing.assert_allclose(b["quantiles"]["0.9"], 0.5 * (np.asarray(a["quantiles"]["0.9"]) + at[0.9]), rtol=1e-5)
+    assert [b["model"]["blended_with"] for b in blended] == [auto.NAIVE, auto.SEASONAL]
+    csv = client.post("/forecast", json={**ask, "model": "auto"}, headers={"accept": "text/csv"})
+    assert set(pd.read_csv(io.StringIO(csv.text))["model"]) == {f"{BASE_MODEL}+naive", f"{BASE_MODEL}+seasonal_naive"}

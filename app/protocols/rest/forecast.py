@@ -220,6 +220,7 @@ def render_json(result: ForecastResult) -> bytes:
                 "backtest_windows": choice.windows,
                 "backtest_mase": choice.mase,
                 "season": choice.season,
+                "blended_with": choice.blended_with,
             }
         if calibration is not None:
             entry["calibration"] = {
@@ -251,7 +252,7 @@ def render_csv(result: ForecastResult) -> str:
         "forecast": result.mean.ravel(),
     }
     if result.choices is not None:  # model "auto": the model that answered each series
-        columns["model"] = np.repeat([c.model for c in result.choices], h)
+        columns["model"] = np.repeat([c.label for c in result.choices], h)
     for level, (lo, hi) in result.intervals.items():
         columns[f"forecast-lo-{level_key(level)}"] = lo.ravel()
         columns[f"forecast-hi-{level_key(level)}"] = hi.ravel()
