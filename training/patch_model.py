@@ -4,7 +4,7 @@
       -> mask, instance normalisation over the observed values (loc, scale floored: constant series are finite)
       -> left-padded to whole patches of `patch_len`; each patch's values and mask -> a residual embedding
       -> a recurrent encoder (GRU or LSTM by name) over the patches; its last state
-      -> a head: per step of the horizon, the median and cumulative softplus gaps up and down (monotone)
+      -> a head: per step of the horizon, the median and cumulative gaps |g| up and down (monotone)
       -> quantiles (B, H, Q) in the units of the input; their median is the `forecast` (B, H)
 
 Everything, normalisation included, is in `forward`, so the exported graph takes raw values. The graph follows
@@ -151,10 +151,11 @@ class PatchForecaster(nn.Module):
 
 
 def monotone(raw: torch.Tensor, median: int) -> torch.Tensor:
-    """(B, H, Q) unconstrained -> quantiles ascending along Q: the median, then cumulative softplus gaps outwards."""
+    """(B, H, Q) unconstrained -> quantiles ascending along Q: the median, then cumulative gaps |g| outwards. (The
+    absolute value, not softplus: it is cheaper to serve, and any non-negative gap keeps the order.)"""
     centre = raw[..., median : median + 1]
-    below = torch.flip(torch.cumsum(F.softplus(torch.flip(raw[..., :median], dims=[-1])), dim=-1), dims=[-1])
-    above = torch.cumsum(F.softplus(raw[..., median + 1 :]), dim=-1)
+    below = torch.flip(torch.cumsum(torch.flip(raw[..., :median], dims=[-1]).abs(), dim=-1), dims=[-1])
+    above = torch.cumsum(raw[..., median + 1 :].abs(), dim=-1)
     return torch.cat([centre - below, centre, centre + above], dim=-1)
 
 

@@ -3,8 +3,9 @@ users send (15 minutes to yearly), seeded.
 
 `kernel_synth` follows the Chronos paper (KernelSynth): a Gaussian process whose kernel is a random composition
 (sums and products) of periodic, linear, RBF, rational-quadratic and white-noise kernels. The others simulate what
-the field's test sets hold: ETS and ARIMA processes, sensors with daily and weekly cycles, random walks with
-changing volatility (prices), trends with level shifts and spikes, and intermittent demand.
+the field's test sets hold: ETS and ARIMA processes, sensors with daily and weekly cycles, demand and load
+profiles that are not sines, random walks with changing volatility (prices), trends with level shifts and spikes,
+and intermittent demand.
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ PERIODS = {
     "YS": (1, 5, 11),
 }
 FREQS = tuple(PERIODS)
-FREQ_WEIGHTS = np.array([0.15, 0.25, 0.2, 0.15, 0.13, 0.06, 0.06])
+FREQ_WEIGHTS = np.array([0.2, 0.3, 0.2, 0.12, 0.1, 0.04, 0.04])
 
 
 def _length(rng: np.random.Generator, freq: str) -> int:
-    longest = {"15min": 2400, "h": 2400, "D": 2000, "W": 800, "MS": 400, "QS": 200, "YS": 120}[freq]
+    longest = {"15min": 6000, "h": 6000, "D": 3000, "W": 800, "MS": 400, "QS": 200, "YS": 120}[freq]
     return int(np.exp(rng.uniform(np.log(48), np.log(longest))))
 
 
@@ -120,8 +121,55 @@ def sensor(rng: np.random.Generator, freq: str, n: int) -> np.ndarray:
     return rng.uniform(0.3, 3) * shape * amp + weekly + ar * rng.uniform(0.5, 3)
 
 
+def _profile(rng: np.random.Generator, period: int) -> np.ndarray:
+    """One cycle of a season that is not a sine: random harmonics with decaying amplitudes, and sometimes bumps
+    (a morning and an evening peak) or a flat night, scaled to unit spread."""
+    phase = np.arange(period) / period
+    k = np.arange(1, min(8, max(period // 2, 1)) + 1)[:, None]
+    amp = rng.normal(0, 1, (len(k), 1)) / k ** rng.uniform(0.8, 2.0)
+    shape = (amp * np.sin(2 * np.pi * k * phase + rng.uniform(0, 2 * np.pi, (len(k), 1)))).sum(axis=0)
+    for _ in range(rng.poisson(1.0)):
+        centre, width = rng.uniform(0, 1), rng.uniform(0.02, 0.15)
+        gap = np.minimum(np.abs(phase - centre), 1 - np.abs(phase - centre))
+        shape = shape + rng.normal(0, 2) * np.exp(-0.5 * (gap / width) ** 2)
+    if rng.random() < 0.3:
+        shape = np.maximum(shape, np.quantile(shape, rng.uniform(0.2, 0.6)))
+    return (shape - shape.mean()) / (shape.std() + 1e-9)
+
+
+def multi_seasonal(rng: np.random.Generator, freq: str, n: int) -> np.ndarray:
+    """Demand, load and traffic: a daily profile (for 15 minutes and hours) or a weekly one (days) times
+    day-of-week factors, drifting slowly between two profiles, on a level with a trend, additive or multiplicative,
+    with AR(1) noise and rare outliers."""
+    if freq not in ("15min", "h", "D"):
+        freq = str(rng.choice(["15min", "h", "D"]))
+    cycle = {"15min": 96, "h": 24, "D": 7}[freq]
+    t = np.arange(n)
+    a, b = _profile(rng, cycle), _profile(rng, cycle)
+    drift = 0.5 + 0.5 * np.sin(2 * np.pi * t / rng.uniform(4, 60) / cycle + rng.uniform(0, 2 * np.pi))
+    mix = rng.uniform(0, 0.6) * drift
+    season = (1 - mix) * a[t % cycle] + mix * b[t % cycle]
+    if freq == "D":
+        season = season + rng.uniform(0, 1.5) * np.sin(2 * np.pi * t / 365.25 + rng.uniform(0, 2 * np.pi))
+    else:
+        week = 1 + rng.uniform(0, 0.5) * rng.normal(0, 1, 7) * (rng.random() < 0.7)
+        week[5:] *= rng.uniform(0.3, 1.2) if rng.random() < 0.6 else 1.0
+        season = season * week[(t // cycle) % 7]
+    level = 10 + np.cumsum(rng.normal(0, rng.uniform(0, 0.05), n)) + rng.normal(0, 3) * t / n * (rng.random() < 0.6)
+    noise = lfilter([1.0], [1.0, -rng.uniform(0.2, 0.95)], rng.normal(0, rng.uniform(0.02, 0.4), n))
+    amp = rng.uniform(0.5, 4)
+    if rng.random() < 0.5:
+        out = level * (1 + 0.1 * amp * season) + noise * level.std() + noise
+    else:
+        out = level + amp * season + noise * amp
+    spots = rng.random(n) < rng.uniform(0, 0.003)
+    out[spots] += rng.normal(0, 5 * amp, spots.sum())
+    return out
+
+
 def random_walk(rng: np.random.Generator, freq: str, n: int) -> np.ndarray:
-    vol = np.exp(np.cumsum(rng.normal(0, 0.05, n)) + rng.normal(-4, 1))  # volatility that drifts (GARCH-like)
+    drift = np.clip(np.cumsum(rng.normal(0, 0.05, n)), -2, 2)  # log volatility that wanders, bounded
+    vol = np.minimum(np.exp(drift + rng.normal(-4, 1)), 0.05)  # per step, so a 6,000-step path stays finite
     steps = rng.standard_t(rng.uniform(3, 30), n) * vol + rng.normal(0, 2e-4)
     return np.exp(np.cumsum(steps)) * rng.uniform(0.5, 200) if rng.random() < 0.5 else np.cumsum(steps) * 100
 
@@ -161,6 +209,8 @@ GENERATORS: dict[str, str] = {
     "ets": "ETS simulations: level, damped trend, additive season, at each frequency's periods",
     "arima": "ARIMA(p, d, q) simulations, p <= 3, q <= 2, d <= 2",
     "sensor": "15-minute and hourly sensors: daily shape, weekends, AR(1) noise, slow amplitude changes",
+    "multi_seasonal": "demand and traffic: non-sinusoidal daily or weekly profiles that drift, day-of-week factors, "
+    "trends, additive or multiplicative, AR(1) noise, outliers",
     "random_walk": "random walks with drifting volatility and heavy tails, in levels and in logs (prices)",
     "trend_shifts": "piecewise trends with level shifts, spikes and a season",
     "intermittent": "intermittent demand: Bernoulli occurrences of gamma sizes, sometimes seasonal",
@@ -170,18 +220,20 @@ _FUNCS: dict[str, Callable[[np.random.Generator, str, int], np.ndarray]] = {
     "ets": ets,
     "arima": arima,
     "sensor": sensor,
+    "multi_seasonal": multi_seasonal,
     "random_walk": random_walk,
     "trend_shifts": trend_shifts,
     "intermittent": intermittent,
 }
 SHARES = {
-    "kernel_synth": 0.25,
-    "ets": 0.15,
-    "arima": 0.15,
-    "sensor": 0.15,
-    "random_walk": 0.12,
-    "trend_shifts": 0.12,
-    "intermittent": 0.06,
+    "kernel_synth": 0.2,
+    "ets": 0.12,
+    "arima": 0.1,
+    "sensor": 0.12,
+    "multi_seasonal": 0.22,
+    "random_walk": 0.1,
+    "trend_shifts": 0.09,
+    "intermittent": 0.05,
 }
 
 
