@@ -242,6 +242,17 @@ def zeroshot_section() -> str:
     ahead = agg.get("gatecast (default)", {}).get("ahead_of_seasonal_naive")
     if ahead is not None:
         lines.append(f"- The default model is ahead of seasonal naive on both metrics on {ahead} of the nine.")
+    judged = {
+        name: row["gatecast auto"]["mase"] / min(row["naive"]["mase"], row["seasonal naive"]["mase"])
+        for name, row in configs.items()
+        if {"gatecast auto", "naive", "seasonal naive"} <= set(row)
+    }
+    if judged:
+        worse = [f"{name} ({ratio:.3f}x)" for name, ratio in judged.items() if ratio > 1]
+        lines.append(
+            f"- `auto` is no worse than the better of naive and seasonal naive (MASE) on {len(judged) - len(worse)} of "
+            f"{len(judged)} configurations" + (f"; worse on {', '.join(worse)}." if worse else ".")
+        )
     lines.append(
         f"- Server CPU: {cost['server_cpu_ms_per_series']:.3f} ms per series (requests of "
         f"{cost['series_per_request']} series, 48 steps, 9 quantiles)."

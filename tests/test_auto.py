@@ -229,7 +229,8 @@ def test_a_blended_answer_is_the_mean_of_the_models_and_the_naive_forecasts(
         np.testing.assert_allclose(b["mean"], 0.5 * (np.asarray(a["mean"]) + mean), rtol=1e-5)
         lo = np.asarray(a["intervals"]["80"]["lo"])
         np.testing.assert_allclose(b["intervals"]["80"]["lo"], 0.5 * (lo + bounds[80.0][0]), rtol=1e-5)
-        np.testing.assert_allclose(b["quantiles"]["0.9"], 0.5 * (np.asarray(a["quantiles"]["0.9"]) + at[0.9]), rtol=1e-5)
+        q9 = np.asarray(a["quantiles"]["0.9"])
+        np.testing.assert_allclose(b["quantiles"]["0.9"], 0.5 * (q9 + at[0.9]), rtol=1e-5)
     assert [b["model"]["blended_with"] for b in blended] == [auto.NAIVE, auto.SEASONAL]
     csv = client.post("/forecast", json={**ask, "model": "auto"}, headers={"accept": "text/csv"})
     assert set(pd.read_csv(io.StringIO(csv.text))["model"]) == {f"{BASE_MODEL}+naive", f"{BASE_MODEL}+seasonal_naive"}
