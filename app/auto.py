@@ -39,11 +39,10 @@ NAIVE_WINDOWS = 10  # naive against seasonal naive costs no model run: ranked on
 MAX_MODEL_CANDIDATES = 4  # the base model and at most three served models of the series' frequency
 NAIVE, SEASONAL = "naive", "seasonal_naive"
 # A model answers alone only where its backtest MASE is this much below the naive forecast's, and where it is below
-# by less, the two forecasts' mean answers (BLEND): of the margins 0 ... 0.3 and the rules of NAIVE_RULES in
+# by less, the two forecasts' mean answers (blend_partner): of the margins 0 ... 0.3 and the rules of NAIVE_RULES in
 # bench/zeroshot.py, this had the lowest MASE on GIFT-Eval's validation windows and the exchange rates' and the least
 # loss to the better naive forecast (`python -m bench.zeroshot --choose-auto-margin`, docs/benchmarks/auto.json).
 MARGIN = 0.2
-BLEND = True
 
 
 @dataclass
@@ -172,7 +171,7 @@ def _choose(item: Series, err: dict[str, float], base: ModelService, naive: str 
     if not finite:  # too short to backtest
         return Choice(base.name, base.version, 0, {}, item.season)
     pick = choose(finite, naive=naive)
-    partner = blend_partner(finite, pick) if BLEND else None
+    partner = blend_partner(finite, pick)
     if partner is not None:
         return Choice(partner, None, len(item.origins), finite, item.season, blended_with=pick)
     return Choice(pick, None, len(item.origins), finite, item.season)
@@ -245,8 +244,8 @@ def choose(mase: dict[str, float], margin: float = MARGIN, naive: str | None = N
 
 def blend_partner(mase: dict[str, float], pick: str) -> str | None:
     """Where a naive forecast was picked but the best model beat it on the backtest (by less than the margin), that
-    model, whose forecast is averaged with the naive one (where BLEND). None where the model was picked, or lost to
-    the naive forecast."""
+    model, whose forecast is averaged with the naive one. None where the model was picked, or lost to the naive
+    forecast."""
     models = {k: v for k, v in mase.items() if k not in (NAIVE, SEASONAL)}
     if pick not in (NAIVE, SEASONAL) or pick not in mase or not models:
         return None

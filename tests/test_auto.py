@@ -234,3 +234,22 @@ def test_a_blended_answer_is_the_mean_of_the_models_and_the_naive_forecasts(
     assert [b["model"]["blended_with"] for b in blended] == [auto.NAIVE, auto.SEASONAL]
     csv = client.post("/forecast", json={**ask, "model": "auto"}, headers={"accept": "text/csv"})
     assert set(pd.read_csv(io.StringIO(csv.text))["model"]) == {f"{BASE_MODEL}+naive", f"{BASE_MODEL}+seasonal_naive"}
+
+
+@pytest.mark.parametrize(
+    ("mase", "pick", "partner"),
+    [
+        pytest.param(
+            {"naive": 1.0, "seasonal_naive": 0.9, "base": 0.8}, "seasonal_naive", "base", id="lead-under-margin"
+        ),
+        pytest.param({"naive": 1.0, "seasonal_naive": 0.9, "base": 0.95}, "seasonal_naive", None, id="model-lost"),
+        pytest.param({"naive": 1.0, "seasonal_naive": 0.9, "base": 0.5}, "base", None, id="model-picked"),
+        pytest.param({"naive": 1.0, "base": 0.9, "tiny": 0.85}, "naive", "tiny", id="best-model"),
+        pytest.param({"naive": 1.0}, "naive", None, id="no-model"),
+    ],
+)
+def test_the_model_is_averaged_in_only_where_it_beat_the_picked_naive_forecast(
+    mase: dict[str, float], pick: str, partner: str | None
+) -> None:
+    assert auto.choose(mase, naive=pick if pick in mase and pick != "base" else None) == pick
+    assert auto.blend_partner(mase, pick) == partner
