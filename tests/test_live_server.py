@@ -81,8 +81,15 @@ def worker_pids(server_pid: int) -> set[int]:
     """uvicorn's worker processes: children of the server whose command line is a multiprocessing spawn."""
     pids = set()
     for task in Path(f"/proc/{server_pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        try:
+            children = (task / "children").read_text().split()
+        except FileNotFoundError:  # the thread ended while we listed
+            continue
+        for child in children:
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except FileNotFoundError:  # a killed worker reaped between the listing and the read is no worker
+                continue
             if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
                 pids.add(int(child))
     return pids
