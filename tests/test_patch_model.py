@@ -49,9 +49,39 @@ def test_the_gate_copies_the_season_it_picks() -> None:
     assert torch.allclose(median[0], expected, atol=1e-4)
 
 
+def test_the_folded_candidate_is_the_last_level_plus_the_mean_seasonal_shape() -> None:
+    model = PatchForecaster(PatchConfig(**SMALL, lags=[1, 24], folds=3)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.lag_gate.bias.copy_(torch.tensor([-50.0, -50.0, 50.0, -50.0]))  # all weight on the folded lag 24
+    rng = np.random.default_rng(0)
+    shape = np.sin(np.arange(24) * 2 * np.pi / 24) * 3
+    seasons = [shape + level + rng.normal(scale=0.5, size=24) for level in (0.0, 1.0, 2.0, 5.0)]  # levels shift
+    series = np.concatenate(seasons).astype(np.float32)
+    series[-30] = np.nan  # a missing value counts in no mean
+    folds = [series[-72:-48], series[-48:-24], series[-24:]]  # the last three seasons
+    level = np.nanmean(folds[-1])
+    deviation = np.nanmean([season - np.nanmean(season) for season in folds], axis=0)
+    expected = np.tile(level + deviation, 2)
+    with torch.no_grad():
+        median, _, _ = model(torch.from_numpy(series)[None])
+    np.testing.assert_allclose(median[0].numpy(), expected, atol=1e-3)
+
+
+def test_a_folded_lag_needs_two_whole_seasons() -> None:
+    model = PatchForecaster(PatchConfig(**SMALL, lags=[1, 24], folds=3)).eval()
+    z = torch.randn(2, 40)
+    _, valid = model.folded(z, torch.ones_like(z))
+    assert valid.tolist() == [[0.0], [0.0]]
+    z = torch.randn(1, 48)
+    _, valid = model.folded(z, torch.ones_like(z))
+    assert valid.tolist() == [[1.0]]
+
+
 def test_the_export_agrees_with_pytorch_at_lengths_shorter_than_its_lags(tmp_path: Path) -> None:
     torch.manual_seed(1)
-    model = PatchForecaster(PatchConfig(**SMALL, lags=[1, 12, 24, 96])).eval()
+    model = PatchForecaster(PatchConfig(**SMALL, lags=[1, 12, 24, 96], folds=3)).eval()
     path = tmp_path / "m.onnx"
     export(model, path)
     assert validate_export(model, path) > 20  # lengths 8 ... 136, with missing values, several batch sizes

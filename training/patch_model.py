@@ -45,6 +45,11 @@ class PatchConfig:
         "seasonal lags the head may copy: the forecast is a learned mix of the last value and each lag's seasonal "
         "naive forecast (the encoder picks the weights) plus the network's own quantiles around it; empty: none",
     )
+    folds: int = doc(
+        0,
+        "past seasons averaged into a second, folded candidate per lag (2 and longer): the last season's level plus "
+        "the mean seasonal shape of up to this many seasons; less noisy than one season's copy. 0: none",
+    )
     quantile_levels: list[float] = field(default_factory=lambda: list(DEFAULT_LEVELS))
 
     def __post_init__(self) -> None:
@@ -55,6 +60,14 @@ class PatchConfig:
         if self.max_context % self.patch_len:
             raise ValueError(f"max_context {self.max_context} must be a multiple of patch_len {self.patch_len}")
         check_levels(self.quantile_levels)
+        if self.folds < 0 or self.folds == 1:
+            raise ValueError(f"folds {self.folds} must be 0 (none) or at least 2 seasons")
+        if self.folds and not self.folded_lags:
+            raise ValueError("folds needs a lag of 2 or longer in lags")
+
+    @property
+    def folded_lags(self) -> list[int]:
+        return [lag for lag in self.lags if lag >= 2] if self.folds else []
 
     @property
     def median_index(self) -> int:
@@ -83,10 +96,15 @@ class PatchForecaster(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         q = len(config.quantile_levels)
         self.head_out = nn.Linear(h, config.horizon * q)  # per step: median, then the gaps below and above it
-        if config.lags:  # a weight per lag, and one for "copy nothing"
-            self.lag_gate = nn.Linear(h, len(config.lags) + 1)
+        if config.lags:  # a weight per lag, per folded lag, and one for "copy nothing"
+            self.lag_gate = nn.Linear(h, len(config.lags) + len(config.folded_lags) + 1)
             steps = torch.arange(config.horizon)
             self.register_buffer("lag_steps", torch.stack([steps % lag for lag in config.lags]), persistent=False)
+        if config.folds:
+            steps = torch.arange(config.horizon)
+            self.register_buffer(
+                "fold_steps", torch.stack([steps % lag for lag in config.folded_lags]), persistent=False
+            )
 
     def normalize(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, T) raw with NaN -> normalised values (0 where missing), the mask, loc and scale (B, 1)."""
@@ -137,10 +155,42 @@ class PatchForecaster(nn.Module):
         forecasts = torch.gather(z, 1, index.reshape(b, k * h)).reshape(b, k, h)  # (B, K, H)
         first = torch.gather(observed, 1, start.squeeze(-1).clamp_min(0))  # (B, K)
         valid = (start.squeeze(-1) >= 0).to(z.dtype) * first  # (B, K)
-        logits = self.lag_gate(state)  # (B, K + 1)
+        if self.config.folds:
+            folded, folded_valid = self.folded(z, observed)
+            forecasts = torch.cat([forecasts, folded], dim=1)
+            valid = torch.cat([valid, folded_valid], dim=1)
+            k = forecasts.shape[1]
+        logits = self.lag_gate(state)  # (B, K + K' + 1)
         mask = torch.cat([valid, torch.ones_like(valid[:, :1])], dim=1)
-        weights = torch.softmax(logits.masked_fill(mask == 0, -1e4), dim=1)  # (B, K + 1)
+        weights = torch.softmax(logits.masked_fill(mask == 0, -1e4), dim=1)
         return (weights[:, :k, None] * forecasts).sum(dim=1)  # the last weight copies nothing
+
+    def folded(self, z: torch.Tensor, observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, K', H) folded seasonal forecasts and (B, K') their validity: for each lag, the last season's mean
+        level plus the mean over up to `folds` whole past seasons of each phase's deviation from its season's mean.
+        A lag needs two whole seasons in the context; missing values count in no mean."""
+        lags = torch.tensor(self.config.folded_lags, dtype=torch.long)  # (K',)
+        seasons = torch.arange(1, self.config.folds + 1, dtype=torch.long)  # (C,)
+        length = torch.ones_like(z).sum(dim=1, keepdim=True).long()  # (B, 1)
+        # cumulative sums with a leading 0, so that a season's sum is the difference of two of them
+        sums = F.pad(torch.cumsum(z * observed, dim=1), (1, 0))  # (B, T + 1)
+        counts = F.pad(torch.cumsum(observed, dim=1), (1, 0))
+        start = length.unsqueeze(1) - (seasons.view(1, -1) * lags.view(-1, 1)).unsqueeze(0)  # (B, K', C)
+        b, k, c = start.shape
+        whole = (start >= 0).to(z.dtype)  # (B, K', C) the season lies in the context
+        begin = start.clamp_min(0).reshape(b, k * c)
+        end = (start + lags.view(1, -1, 1)).clamp_min(0).reshape(b, k * c)
+        season_sum = (torch.gather(sums, 1, end) - torch.gather(sums, 1, begin)).reshape(b, k, c)
+        season_count = (torch.gather(counts, 1, end) - torch.gather(counts, 1, begin)).reshape(b, k, c)
+        level = season_sum / season_count.clamp_min(1.0)  # (B, K', C)
+        whole = whole * (season_count > 0).to(z.dtype)
+        h = self.fold_steps.shape[1]
+        index = (start.unsqueeze(-1) + self.fold_steps.view(1, k, 1, h)).clamp_min(0)  # (B, K', C, H)
+        values = torch.gather(z, 1, index.reshape(b, k * c * h)).reshape(b, k, c, h)
+        seen = torch.gather(observed, 1, index.reshape(b, k * c * h)).reshape(b, k, c, h) * whole.unsqueeze(-1)
+        deviation = ((values - level.unsqueeze(-1)) * seen).sum(dim=2) / seen.sum(dim=2).clamp_min(1.0)  # (B, K', H)
+        valid = whole[:, :, 1]  # two whole seasons, the last with a value
+        return level[:, :, :1] + deviation, valid
 
     def forward(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, T) raw -> forecast (B, H) (the median), the conformal unit (B,) and quantiles (B, H, Q), raw units."""
