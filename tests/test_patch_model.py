@@ -79,9 +79,28 @@ def test_a_folded_lag_needs_two_whole_seasons() -> None:
     assert valid.tolist() == [[1.0]]
 
 
+def test_the_folds_read_history_beyond_the_encoders_window() -> None:
+    torch.manual_seed(2)
+    config = PatchConfig(**SMALL, lags=[1, 96], folds=3, fold_context=288)  # the encoder reads 96, the folds 288
+    model = PatchForecaster(config).eval()
+    with torch.no_grad():
+        model.lag_gate.weight.zero_()
+        model.lag_gate.bias.copy_(torch.tensor([-50.0, -50.0, 50.0, -50.0]))  # all weight on the folded lag 96
+    x = torch.randn(1, 288).cumsum(1)
+    with torch.no_grad():
+        full = model(x)[0]
+        older = x.clone()
+        older[:, :48] += 5.0  # half of the third season back (its shape): only the folds see it
+        moved = model(older)[0]
+        short = model(x[:, -96:])[0]  # one season: the folded lag is invalid, the gate falls back
+    assert not torch.allclose(full, moved)
+    assert torch.isfinite(short).all()
+    assert model.config.input_length == 288
+
+
 def test_the_export_agrees_with_pytorch_at_lengths_shorter_than_its_lags(tmp_path: Path) -> None:
     torch.manual_seed(1)
-    model = PatchForecaster(PatchConfig(**SMALL, lags=[1, 12, 24, 96], folds=3)).eval()
+    model = PatchForecaster(PatchConfig(**SMALL, lags=[1, 12, 24, 96], folds=3, fold_context=240)).eval()
     path = tmp_path / "m.onnx"
     export(model, path)
     assert validate_export(model, path) > 20  # lengths 8 ... 136, with missing values, several batch sizes

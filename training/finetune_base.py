@@ -83,11 +83,11 @@ def origins(
 def batch(
     series: list[np.ndarray], picks: list[tuple[int, int, int]], cfg: PatchConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(min(o, cfg.max_context) for _, o, _ in picks)
+    width = max(min(o, cfg.input_length) for _, o, _ in picks)
     x = np.full((len(picks), width), np.nan, np.float32)
     y = np.full((len(picks), cfg.horizon), np.nan, np.float32)
     for row, (i, o, end) in enumerate(picks):
-        context = series[i][max(0, o - cfg.max_context) : o]
+        context = series[i][max(0, o - cfg.input_length) : o]
         x[row, width - len(context) :] = context
         target = series[i][o : min(end, o + cfg.horizon)]
         y[row, : len(target)] = target

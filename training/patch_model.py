@@ -50,6 +50,11 @@ class PatchConfig:
         "past seasons averaged into a second, folded candidate per lag (2 and longer): the last season's level plus "
         "the mean seasonal shape of up to this many seasons; less noisy than one season's copy. 0: none",
     )
+    fold_context: int = doc(
+        0,
+        "longest history the seasonal candidates read (the encoder reads max_context of it), so that a long season "
+        "(a week at 15 minutes) can be folded; 0: max_context",
+    )
     quantile_levels: list[float] = field(default_factory=lambda: list(DEFAULT_LEVELS))
 
     def __post_init__(self) -> None:
@@ -64,6 +69,13 @@ class PatchConfig:
             raise ValueError(f"folds {self.folds} must be 0 (none) or at least 2 seasons")
         if self.folds and not self.folded_lags:
             raise ValueError("folds needs a lag of 2 or longer in lags")
+        if self.fold_context and (self.fold_context < self.max_context or not self.lags):
+            raise ValueError(f"fold_context {self.fold_context} needs lags and must be 0 or >= max_context")
+
+    @property
+    def input_length(self) -> int:
+        """The most values the model reads: the seasonal candidates' history, or the encoder's."""
+        return max(self.fold_context, self.max_context)
 
     @property
     def folded_lags(self) -> list[int]:
@@ -131,8 +143,9 @@ class PatchForecaster(nn.Module):
         return torch.cat([z.reshape(b, -1, p), observed.reshape(b, -1, p)], dim=-1)
 
     def forward_normalized(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B, T) raw, at most max_context -> quantiles (B, H, Q) on the normalised scale, with loc and scale (B, 1)."""
-        z, observed, loc, scale = self.normalize(values)
+        """(B, T) raw, at most input_length -> quantiles (B, H, Q) on the normalised scale, with loc and scale (B, 1).
+        The encoder reads the last max_context values; the seasonal candidates all of them."""
+        z, observed, loc, scale = self.normalize(values[:, -self.config.max_context :])
         x = self.patches(z, observed)  # (B, N, 2P)
         e = self.embed_skip(x) + self.embed_mid(F.gelu(self.embed_in(x)))  # (B, N, D)
         out, _ = self.rnn(e)  # (B, N, H)
@@ -141,6 +154,8 @@ class PatchForecaster(nn.Module):
         raw = raw.reshape(raw.shape[0], self.config.horizon, -1)  # (B, H, Q)
         q = monotone(raw, self.config.median_index)
         if self.config.lags:
+            if self.config.fold_context > self.config.max_context:
+                z, observed = standardize(values, loc, scale)
             q = q + self.copied(z, observed, state).unsqueeze(-1)
         return q, loc, scale
 
@@ -194,10 +209,17 @@ class PatchForecaster(nn.Module):
 
     def forward(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, T) raw -> forecast (B, H) (the median), the conformal unit (B,) and quantiles (B, H, Q), raw units."""
-        values = values[:, -self.config.max_context :]
+        values = values[:, -self.config.input_length :]
         q, loc, scale = self.forward_normalized(values)
         quantiles = q * scale.unsqueeze(-1) + loc.unsqueeze(-1)
-        return quantiles[..., self.config.median_index], step_scale(values), quantiles
+        return quantiles[..., self.config.median_index], step_scale(values[:, -self.config.max_context :]), quantiles
+
+
+def standardize(values: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) raw with NaN, and the encoder window's loc and scale -> values on that scale (0 where missing), mask."""
+    mask = ~torch.isnan(values)
+    z = torch.where(mask, (values - loc) / scale, torch.zeros_like(values))
+    return z, mask.to(values.dtype)
 
 
 def monotone(raw: torch.Tensor, median: int) -> torch.Tensor:

@@ -2,8 +2,8 @@
 with its card, its corpus and what was excluded.
 
     corpus (real + synthetic, exclusions checked) -> held-out series for validation
-    sampler: a random series, origin and context (16 to max_context, left-padded as missing), up to `horizon`
-             targets; augmentations: TSMixup (convex mixes), sign flips, missing blocks
+    sampler: a random series, origin and context (16 to the model's input length, left-padded as missing), up to
+             `horizon` targets; augmentations: TSMixup (convex mixes), sign flips, missing blocks
     AdamW, warm-up then cosine, a fixed number of steps (seeded: the same corpus and steps give the same weights)
     validation pinball and MASE against naive on held-out series every `eval_every` steps; the best is kept
     export: the graph, checked against PyTorch in onnxruntime; a conformal table on the held-out windows
@@ -132,8 +132,11 @@ class Sampler:
         return mx, my
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        length = int(self.rng.choice(CONTEXT_BUCKETS, p=[0.1, 0.15, 0.25, 0.25, 0.25]))
-        return self.at_length(size, min(length, self.cfg.model.max_context))
+        buckets, p = CONTEXT_BUCKETS, [0.1, 0.15, 0.25, 0.25, 0.25]
+        if self.cfg.model.input_length > buckets[-1]:  # the seasonal candidates read further back: some batches too
+            buckets, p = (*buckets, self.cfg.model.input_length), [0.1, 0.15, 0.2, 0.2, 0.2, 0.15]
+        length = int(self.rng.choice(buckets, p=p))
+        return self.at_length(size, min(length, self.cfg.model.input_length))
 
     def at_length(self, size: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         """`size` samples, contexts left-padded (as missing) to `length`, targets right-padded to the horizon."""
@@ -179,10 +182,11 @@ def validation_set(series: list[np.ndarray], cfg: PretrainConfig, count: int = 5
         seed=cfg.seed + 999,
     )
     xs, ys = [], []
-    for length in sorted({min(n, cfg.model.max_context) for n in (64, 256, 1024)}):
-        x, y = sampler.batch(count // 3)
+    lengths = sorted({min(n, cfg.model.input_length) for n in (64, 256, 1024, cfg.model.input_length)})
+    for length in lengths:
+        x, y = sampler.batch(count // len(lengths))
         if x.shape[1] != length:  # batch() draws its bucket: draw again until the length is the one wanted
-            x, y = sampler.at_length(count // 3, length)
+            x, y = sampler.at_length(count // len(lengths), length)
         xs.append(x)
         ys.append(y)
     width = max(x.shape[1] for x in xs)
@@ -321,7 +325,7 @@ OUTPUT_NAMES = [t.name for t in signature.quantile_outputs()]
 
 
 def export(model: PatchForecaster, path: Path) -> None:
-    example = torch.randn(2, model.config.max_context)
+    example = torch.randn(2, model.config.input_length)
     path.parent.mkdir(parents=True, exist_ok=True)
     # The tracer warns about shape arithmetic it records and about GRU batch sizes; validate_export runs the graph
     # at several lengths and batch sizes against PyTorch, so what the warnings fear is checked, not assumed.
@@ -350,7 +354,7 @@ def validate_export(model: PatchForecaster, path: Path) -> int:
     )
     cases = []
     for batch in (1, 5, 64):
-        for length in (cfg.min_context, 17, 100, cfg.max_context, cfg.max_context + 40):
+        for length in sorted({cfg.min_context, 17, 100, cfg.max_context, cfg.input_length, cfg.input_length + 40}):
             walk = (100 + 5 * np.cumsum(rng.normal(size=(batch, length)), axis=1)).astype(np.float32)
             cases.append((f"walk b={batch} t={length}", walk))
             holes = walk.copy()
@@ -394,7 +398,7 @@ def build_card(model: PatchForecaster, cfg: PretrainConfig, conformal: Conformal
         name=cfg.name,
         version="1",
         cell=m.cell,
-        input_window={"min": m.min_context, "trained": m.max_context},
+        input_window={"min": m.min_context, "trained": m.input_length},
         horizon=m.horizon,
         freq="",
         season=1,
