@@ -45,7 +45,7 @@ async def app(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-de
             break
     request = json.loads(body)
     x = np.array([s["values"] for s in request["series"]], dtype=np.float32)
-    forecast, _ = session().run(None, {"values": x})
+    forecast, _ = session().run(["forecast", "scale"], {"values": x})
     answer = {
         "forecasts": [{"id": s["id"], "mean": f.tolist()} for s, f in zip(request["series"], forecast, strict=True)]
     }

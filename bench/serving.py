@@ -5,8 +5,8 @@ and noisy: compare within a run, not across runs):
   1. raw onnxruntime: `session.run` in-process; latency of one series, and throughput with one
      single-threaded session per core in its own process, at batch 1 and 32;
   2. gatecast as the README starts it (`gatecast serve`, its defaults) under wrk at 1, 4, 16 and 64
-     connections, one real 168-point ETTh1 window per request; 32 series per request; the OIP route in JSON
-     and in Triton's binary tensor format; the workers' CPU shares at 64 connections;
+     connections, one real 168-point ETTh1 window per request, to the default model; 32 series per request;
+     the OIP route in JSON and in Triton's binary tensor format; the workers' CPU shares at 64 connections;
   3. gatecast with one worker (the default before issue 11), for comparison;
   4. a bare ASGI app (bench/bare_app.py: json, session.run, json; no framework, no batching);
   5. peer servers, each from its own virtualenv (.bench/peers/NAME, installed from bench/peers/NAME.txt):
@@ -47,7 +47,7 @@ from harness import machine
 from harness.live import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL = "etth1-lstm"
+MODEL = "gatecast-base"  # the default model: what a request that names none gets
 ONNX = ROOT / "models" / MODEL / "1" / "model.onnx"
 LUA = ROOT / "bench" / "post.lua"
 PEERS = ROOT / ".bench" / "peers"

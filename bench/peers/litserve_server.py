@@ -25,7 +25,7 @@ class Forecaster(ls.LitAPI):
         return np.stack(inputs)
 
     def predict(self, x):
-        return self.session.run(None, {"values": x})[0]
+        return self.session.run(["forecast"], {"values": x})[0]
 
     def unbatch(self, output):
         return list(output)

@@ -20,7 +20,7 @@ class OnnxForecaster(MLModel):
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         x = NumpyCodec.decode_input(payload.inputs[0]).astype(np.float32)
-        forecast, scale = self.session.run(None, {"values": x})
+        forecast, scale = self.session.run(["forecast", "scale"], {"values": x})
         return InferenceResponse(
             model_name=self.name,
             outputs=[NumpyCodec.encode_output("forecast", forecast), NumpyCodec.encode_output("scale", scale)],
