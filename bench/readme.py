@@ -170,7 +170,19 @@ def basemodel_section() -> str:
         f"{m['cell'].upper()} ({m['hidden_size']} units) over patches of {m['patch_len']} steps, contexts of "
         f"{m['min_context']} to {m['max_context']} values, instance normalisation and the missing-value mask inside "
         f"the graph, a head of {len(levels)} quantiles ({levels[0]} ... {levels[-1]}, monotone by construction) for "
-        f"each of {m['horizon']} steps; {report.get('parameters', 0):,} parameters, "
+        f"each of {m['horizon']} steps"
+        + (
+            f", added to a mix the encoder weighs of seasonal naive copies at lags {', '.join(map(str, m['lags']))}"
+            if m.get("lags")
+            else ""
+        )
+        + (
+            f" and of folded seasons (each phase's mean over up to {m['folds']} seasons, from up to "
+            f"{max(m.get('fold_context') or 0, m['max_context'])} values)"
+            if m.get("folds")
+            else ""
+        )
+        + f"; {report.get('parameters', 0):,} parameters, "
         f"{path.stat().st_size / 2**20:.1f} MiB of ONNX. Pretrained for {config['steps']:,} steps of "
         f"{config['batch_size']} windows"
         + (f" in {report['train_seconds'] / 60:.0f} minutes on {config['threads']} CPUs" if report else "")
