@@ -47,7 +47,10 @@ async def app(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-de
     x = np.array([s["values"] for s in request["series"]], dtype=np.float32)
     forecast, _ = session().run(["forecast", "scale"], {"values": x})
     answer = {
-        "forecasts": [{"id": s["id"], "mean": f.tolist()} for s, f in zip(request["series"], forecast, strict=True)]
+        "forecasts": [
+            {"id": s["id"], "mean": f[: request.get("horizon")].tolist()}  # the steps asked
+            for s, f in zip(request["series"], forecast, strict=True)
+        ]
     }
     content = json.dumps(answer).encode()
     await send(

@@ -1,7 +1,7 @@
 """The model behind LitServe with its native dynamic batching, as its documentation sets it up.
 
   python litserve_server.py MODEL.onnx PORT WORKERS     (in the litserve virtualenv)
-Requests: the same JSON as gatecast's /forecast ({"series": [{"id", "values"}]}, one series), to /predict.
+Requests: the same JSON as gatecast's /forecast ({"horizon", "series": [{"id", "values"}]}, one series), to /predict.
 """
 
 import sys
@@ -19,16 +19,18 @@ class Forecaster(ls.LitAPI):
         self.session = ort.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
 
     def decode_request(self, request):
-        return np.asarray(request["series"][0]["values"], dtype=np.float32)
+        return np.asarray(request["series"][0]["values"], dtype=np.float32), request.get("horizon")
 
     def batch(self, inputs):
-        return np.stack(inputs)
+        return np.stack([values for values, _ in inputs]), [horizon for _, horizon in inputs]
 
-    def predict(self, x):
-        return self.session.run(["forecast"], {"values": x})[0]
+    def predict(self, batch):
+        x, horizons = batch
+        return self.session.run(["forecast"], {"values": x})[0], horizons
 
     def unbatch(self, output):
-        return list(output)
+        forecast, horizons = output
+        return [row[:horizon] for row, horizon in zip(forecast, horizons, strict=True)]  # the steps asked
 
     def encode_response(self, output):
         return {"mean": output.tolist()}
