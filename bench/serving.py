@@ -380,6 +380,7 @@ def main() -> None:
         "machine": {**machine.describe(), "cpus": cpus},
         "model": MODEL,
         "series_length": 168,
+        "horizon": HORIZON,
         "contestants": {},
     }
     print(f"raw onnxruntime session.run, {MODEL}, one 168-point series", flush=True)
@@ -636,8 +637,13 @@ def render(r: dict[str, Any]) -> str:
         f"onnxruntime {m['onnxruntime']}. The ratios to raw onnxruntime are host-dependent: onnxruntime's gain from "
         "a batch differs with the CPU's vector instructions (AVX2 or AVX-512) and cache, so the batching a server "
         "does buys more on some hosts than others; run `make bench` on yours. "
-        f"Model `{r['model']}`, one real ETTh1 window of "
-        f"{r['series_length']} points per request unless stated. Every contestant runs on the same cores in the "
+        f"Model `{r['model']}`, one real ETTh1 window of {r['series_length']} points per request"
+        + (
+            f", {r['horizon']} steps asked of `/forecast` (OIP answers the model's whole horizon)"
+            if "horizon" in r
+            else ""
+        )
+        + " unless stated. Every contestant runs on the same cores in the "
         "same run, with wrk (C) generating the load on those cores too. Each point: windows of 5 s repeated "
         "until three in a row agree within 10% on throughput; figures are the medians of those three. Peers: "
         + ", ".join(f"`{v}`" for v in r["versions"].values())
