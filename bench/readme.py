@@ -172,12 +172,13 @@ def basemodel_section() -> str:
         f"the graph, a head of {len(levels)} quantiles ({levels[0]} ... {levels[-1]}, monotone by construction) for "
         f"each of {m['horizon']} steps"
         + (
-            f", added to a mix the encoder weighs of seasonal naive copies at lags {', '.join(map(str, m['lags']))}"
+            f", added to a mix of seasonal naive copies at lags {', '.join(map(str, m['lags']))} that the encoder "
+            "weighs"
             if m.get("lags")
             else ""
         )
         + (
-            f" and of folded seasons (each phase's mean over up to {m['folds']} seasons, from up to "
+            f", and of folded seasons (each phase's mean over up to {m['folds']} seasons, from up to "
             f"{max(m.get('fold_context') or 0, m['max_context'])} values)"
             if m.get("folds")
             else ""
