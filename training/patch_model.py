@@ -55,6 +55,12 @@ class PatchConfig:
         "longest history the seasonal candidates read (the encoder reads max_context of it), so that a long season "
         "(a week at 15 minutes) can be folded; 0: max_context",
     )
+    gate_edges: list[int] = doc(
+        [],
+        "horizon steps where the lag gate's mix may change: the steps before the first edge share one mix, those "
+        "from it to the next another, and so on (near steps can copy the last value, far ones a season); empty: one "
+        "mix for every step",
+    )
     quantile_levels: list[float] = field(default_factory=lambda: list(DEFAULT_LEVELS))
 
     def __post_init__(self) -> None:
@@ -71,6 +77,11 @@ class PatchConfig:
             raise ValueError("folds needs a lag of 2 or longer in lags")
         if self.fold_context and (self.fold_context < self.max_context or not self.lags):
             raise ValueError(f"fold_context {self.fold_context} needs lags and must be 0 or >= max_context")
+        if self.gate_edges and (
+            not self.lags or sorted(set(self.gate_edges)) != self.gate_edges or not 0 < self.gate_edges[0]
+            or self.gate_edges[-1] >= self.horizon
+        ):
+            raise ValueError(f"gate_edges {self.gate_edges} need lags and must ascend within (0, horizon)")
 
     @property
     def input_length(self) -> int:
@@ -108,10 +119,13 @@ class PatchForecaster(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         q = len(config.quantile_levels)
         self.head_out = nn.Linear(h, config.horizon * q)  # per step: median, then the gaps below and above it
-        if config.lags:  # a weight per lag, per folded lag, and one for "copy nothing"
-            self.lag_gate = nn.Linear(h, len(config.lags) + len(config.folded_lags) + 1)
+        if config.lags:  # per group of steps: a weight per lag, per folded lag, and one for "copy nothing"
+            self.candidates = len(config.lags) + len(config.folded_lags) + 1
+            self.lag_gate = nn.Linear(h, (len(config.gate_edges) + 1) * self.candidates)
             steps = torch.arange(config.horizon)
             self.register_buffer("lag_steps", torch.stack([steps % lag for lag in config.lags]), persistent=False)
+            edges = torch.tensor(config.gate_edges, dtype=torch.long)
+            self.register_buffer("step_group", torch.bucketize(steps, edges, right=True), persistent=False)
         if config.folds:
             steps = torch.arange(config.horizon)
             self.register_buffer(
@@ -175,10 +189,10 @@ class PatchForecaster(nn.Module):
             forecasts = torch.cat([forecasts, folded], dim=1)
             valid = torch.cat([valid, folded_valid], dim=1)
             k = forecasts.shape[1]
-        logits = self.lag_gate(state)  # (B, K + K' + 1)
-        mask = torch.cat([valid, torch.ones_like(valid[:, :1])], dim=1)
-        weights = torch.softmax(logits.masked_fill(mask == 0, -1e4), dim=1)
-        return (weights[:, :k, None] * forecasts).sum(dim=1)  # the last weight copies nothing
+        logits = self.lag_gate(state).reshape(b, -1, self.candidates)  # (B, G, K + K' + 1)
+        mask = torch.cat([valid, torch.ones_like(valid[:, :1])], dim=1).unsqueeze(1)
+        weights = torch.softmax(logits.masked_fill(mask == 0, -1e4), dim=2)[:, self.step_group]  # (B, H, K + K' + 1)
+        return (weights[:, :, :k] * forecasts.transpose(1, 2)).sum(dim=2)  # the last weight copies nothing
 
     def folded(self, z: torch.Tensor, observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, K', H) folded seasonal forecasts and (B, K') their validity: for each lag, the last season's mean

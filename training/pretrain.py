@@ -38,6 +38,7 @@ from training.patch_model import PatchConfig, PatchForecaster, count_parameters,
 
 NAME = BASE_MODEL
 CONFIG = Path(__file__).parent / "configs" / "pretrain" / "gatecast-base.toml"
+NAIVE_ERROR_FLOOR = 0.05  # of the context's standard deviation
 CONTEXT_BUCKETS = (64, 128, 256, 512, 1024)  # a batch's padded context length; each sample's own is at most this
 
 
@@ -58,6 +59,9 @@ class PretrainConfig:
     validation_share: float = 0.03  # of the real series, held out
     eval_every: int = 250
     threads: int = 2
+    # Each horizon step's loss divided by the batch's mean error of the last value at that step: far steps, whose
+    # errors are larger, stop drowning the near ones that short horizons are scored on.
+    step_balance: bool = False
     model: PatchConfig = field(default_factory=PatchConfig)
 
     @classmethod
@@ -149,17 +153,34 @@ class Sampler:
         return torch.from_numpy(xs), torch.from_numpy(ys)
 
 
-def loss_of(model: PatchForecaster, x: torch.Tensor, y: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
-    """Pinball loss on the normalised scale, each sample's steps averaged first (short series count as much)."""
+def loss_of(
+    model: PatchForecaster, x: torch.Tensor, y: torch.Tensor, levels: torch.Tensor, balance: bool = False
+) -> torch.Tensor:
+    """Pinball loss on the normalised scale, each sample's steps averaged first (short series count as much);
+    with `balance`, each step's weight divided by the batch's mean naive error there (naive_error_by_step)."""
     q, loc, scale = model.forward_normalized(x)
     target = ((y - loc) / scale).clamp(-50, 50)
     weight = (~torch.isnan(y)).to(x.dtype)
     weight = weight / weight.sum(dim=1, keepdim=True).clamp_min(1.0)
+    if balance:
+        weight = weight / naive_error_by_step(x, target, loc, scale)
     return (
         pinball(q, torch.nan_to_num(target), weight, levels)
         * weight.shape[0]
         / max(float((weight.sum(1) > 0).sum()), 1.0)
     )
+
+
+def naive_error_by_step(x: torch.Tensor, target: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """(1, H): the mean |target - last observed value| over the batch at each step, on the normalised scale;
+    floored, so that a step where the last value is nearly exact cannot take all the weight."""
+    seen = ~torch.isnan(x)
+    position = torch.where(seen, torch.arange(x.shape[1]).expand_as(x), torch.zeros_like(x, dtype=torch.long))
+    last = torch.gather(torch.nan_to_num(x), 1, position.amax(dim=1, keepdim=True))
+    naive = ((last - loc) / scale).clamp(-50, 50)
+    has = ~torch.isnan(target)
+    error = torch.where(has, (torch.nan_to_num(target) - naive).abs(), torch.zeros_like(target)).sum(0, keepdim=True)
+    return (error / has.sum(0, keepdim=True).clamp_min(1)).clamp_min(NAIVE_ERROR_FLOOR).detach()
 
 
 # --- training ---------------------------------------------------------------------------------------------------
@@ -197,11 +218,11 @@ def validation_set(series: list[np.ndarray], cfg: PretrainConfig, count: int = 5
     return Validation(x, y, np.where(np.isfinite(scale) & (scale > 0), scale, 1.0))
 
 
-def evaluate(model: PatchForecaster, val: Validation, levels: torch.Tensor) -> dict[str, float]:
-    """Pinball loss, and MASE of the median and of the last value (both over the context's naive scale)."""
+def evaluate(model: PatchForecaster, val: Validation, levels: torch.Tensor, balance: bool = False) -> dict[str, float]:
+    """Pinball loss (balanced as trained), and MASE of the median and of the last value (both over the context's naive scale)."""
     model.eval()
     with torch.no_grad():
-        loss = float(loss_of(model, val.x, val.y, levels))
+        loss = float(loss_of(model, val.x, val.y, levels, balance))
         median, _, _ = model(val.x)
     model.train()
     y = val.y.numpy()
@@ -255,7 +276,7 @@ def fit(
     t0 = time.time()
     for step in range(1, cfg.steps + 1):
         x, y = sampler.batch(cfg.batch_size)
-        loss = loss_of(model, x, y, levels)
+        loss = loss_of(model, x, y, levels, cfg.step_balance)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -264,7 +285,7 @@ def fit(
         running += float(loss.detach())
         since += 1
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            scores = evaluate(model, val, levels)
+            scores = evaluate(model, val, levels, cfg.step_balance)
             elapsed = time.time() - t0
             history.append({"step": step, "train_pinball": running / since, **scores, "seconds": elapsed})
             say(
