@@ -174,6 +174,11 @@ def basemodel_section() -> str:
         + (
             f", added to a mix of seasonal naive copies at lags {', '.join(map(str, m['lags']))} that the encoder "
             "weighs"
+            + (
+                f" anew for each group of horizon steps (edges at steps {', '.join(map(str, m['gate_edges']))})"
+                if m.get("gate_edges")
+                else ""
+            )
             if m.get("lags")
             else ""
         )
@@ -186,7 +191,17 @@ def basemodel_section() -> str:
         + f"; {report.get('parameters', 0):,} parameters, "
         f"{path.stat().st_size / 2**20:.1f} MiB of ONNX. Pretrained for {config['steps']:,} steps of "
         f"{config['batch_size']} windows"
-        + (f" in {report['train_seconds'] / 60:.0f} minutes on {config['threads']} CPUs" if report else "")
+        + (
+            ", each horizon step's loss divided by the last value's mean error at that step"
+            if config.get("step_balance")
+            else ""
+        )
+        + (
+            f" in {report['train_seconds'] / 60:.0f} minutes on "
+            + (f"{config['threads']} CPUs" if config["threads"] > 1 else "one CPU")
+            if report
+            else ""
+        )
         + f"; validation on held-out corpus series (step {validation.get('step', '?')}, the best kept): pinball "
         f"{validation['pinball']:.4f}, MASE {validation['mase']:.3f} against the last value's "
         f"{validation['naive_mase']:.3f}.",

@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from training.patch_model import PatchConfig, PatchForecaster
-from training.pretrain import export, validate_export
+from training.pretrain import NAIVE_ERROR_FLOOR, export, loss_of, naive_error_by_step, validate_export
 
 SMALL = {
     "patch_len": 8,
@@ -47,6 +48,29 @@ def test_the_gate_copies_the_season_it_picks() -> None:
     expected = day[-24:].repeat(2)
     # the median is the copy plus the head's zero residual, in the series' units
     assert torch.allclose(median[0], expected, atol=1e-4)
+
+
+def test_near_and_far_steps_copy_what_their_group_of_the_gate_picks() -> None:
+    model = PatchForecaster(PatchConfig(**SMALL, lags=[1, 24], gate_edges=[6])).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        # steps 0-5 put all weight on lag 1 (the last value), from step 6 on, on lag 24
+        model.lag_gate.bias.copy_(torch.tensor([50.0, -50.0, -50.0, -50.0, 50.0, -50.0]))
+    day = torch.sin(torch.arange(96) * 2 * torch.pi / 24) * 3 + 10
+    with torch.no_grad():
+        median, _, _ = model(day[None])
+    seasonal = day[-24:].repeat(2)
+    assert torch.allclose(median[0, :6], day[-1].expand(6), atol=1e-4)
+    assert torch.allclose(median[0, 6:], seasonal[6:], atol=1e-4)
+
+
+def test_gate_edges_must_ascend_inside_the_horizon() -> None:
+    for edges in ([6, 6], [12, 6], [0], [48]):
+        with pytest.raises(ValueError, match="gate_edges"):
+            PatchConfig(**SMALL, lags=[1, 24], gate_edges=edges)
+    with pytest.raises(ValueError, match="gate_edges"):
+        PatchConfig(**SMALL, gate_edges=[6])  # no lags: no gate to group
 
 
 def test_the_folded_candidate_is_the_last_level_plus_the_mean_seasonal_shape() -> None:
@@ -100,7 +124,9 @@ def test_the_folds_read_history_beyond_the_encoders_window() -> None:
 
 def test_the_export_agrees_with_pytorch_at_lengths_shorter_than_its_lags(tmp_path: Path) -> None:
     torch.manual_seed(1)
-    model = PatchForecaster(PatchConfig(**SMALL, lags=[1, 12, 24, 96], folds=3, fold_context=240)).eval()
+    model = PatchForecaster(
+        PatchConfig(**SMALL, lags=[1, 12, 24, 96], folds=3, fold_context=240, gate_edges=[5, 20])
+    ).eval()
     path = tmp_path / "m.onnx"
     export(model, path)
     assert validate_export(model, path) > 20  # lengths 8 ... 136, with missing values, several batch sizes
@@ -112,3 +138,27 @@ def test_the_export_agrees_with_pytorch_at_lengths_shorter_than_its_lags(tmp_pat
     with torch.no_grad():
         want = model(torch.from_numpy(x))[0].numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_the_balanced_loss_divides_each_step_by_the_last_values_error_there() -> None:
+    model = PatchForecaster(PatchConfig(**SMALL, lags=[1, 24]))
+    rng = np.random.default_rng(0)
+    walk = rng.normal(size=(8, 60 + 48)).cumsum(1).astype(np.float32)
+    x, y = torch.from_numpy(walk[:, :60].copy()), torch.from_numpy(walk[:, 60:].copy())
+    x[0, -5:] = float("nan")  # its last observed value is 5 steps back
+    y[1, 10:] = float("nan")  # a short target counts only where it has values
+    _, _, loc, scale = model.normalize(x)
+    target = (y - loc) / scale
+    per_step = naive_error_by_step(x, target, loc, scale)[0].numpy()
+    last = np.array([walk[0, 54]] + list(walk[1:, 59]))[:, None]
+    z_last = (last - loc.numpy()) / scale.numpy()
+    errors = np.abs(target.numpy() - z_last)
+    expected = np.nanmean(errors, axis=0)
+    assert np.allclose(per_step, np.maximum(expected, NAIVE_ERROR_FLOOR), atol=1e-5)
+    # a constant continued exactly (0 on the normalised scale): every step gets the floor, not a division by 0
+    flat = naive_error_by_step(
+        torch.full((2, 60), 3.0), torch.zeros((2, 48)), torch.full((2, 1), 3.0), torch.ones((2, 1))
+    )
+    assert torch.equal(flat[0], torch.full((48,), NAIVE_ERROR_FLOOR))
+    levels = torch.tensor(model.config.quantile_levels)
+    assert torch.isfinite(loss_of(model, x, y, levels, balance=True))

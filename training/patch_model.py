@@ -78,7 +78,9 @@ class PatchConfig:
         if self.fold_context and (self.fold_context < self.max_context or not self.lags):
             raise ValueError(f"fold_context {self.fold_context} needs lags and must be 0 or >= max_context")
         if self.gate_edges and (
-            not self.lags or sorted(set(self.gate_edges)) != self.gate_edges or not 0 < self.gate_edges[0]
+            not self.lags
+            or sorted(set(self.gate_edges)) != self.gate_edges
+            or self.gate_edges[0] <= 0
             or self.gate_edges[-1] >= self.horizon
         ):
             raise ValueError(f"gate_edges {self.gate_edges} need lags and must ascend within (0, horizon)")

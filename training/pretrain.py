@@ -219,7 +219,8 @@ def validation_set(series: list[np.ndarray], cfg: PretrainConfig, count: int = 5
 
 
 def evaluate(model: PatchForecaster, val: Validation, levels: torch.Tensor, balance: bool = False) -> dict[str, float]:
-    """Pinball loss (balanced as trained), and MASE of the median and of the last value (both over the context's naive scale)."""
+    """Pinball loss (balanced as trained), and MASE of the median and of the last value (both over the context's
+    naive scale)."""
     model.eval()
     with torch.no_grad():
         loss = float(loss_of(model, val.x, val.y, levels, balance))
