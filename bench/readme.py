@@ -218,7 +218,28 @@ def basemodel_section() -> str:
     ]
     if corpus.get("missing"):
         lines.append("Missing when it was built: " + ", ".join(f"{x['name']} ({x['why']})" for x in corpus["missing"]))
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _candidates_table()) + "\n"
+
+
+def _candidates_table() -> list[str]:
+    """The base models tried, scored on GIFT-Eval's validation windows (docs/benchmarks/zeroshot-validation.json)."""
+    path = BENCH / "zeroshot-validation.json"
+    if not path.exists():
+        return []
+    candidates = json.loads(path.read_text())["candidates"]
+    return [
+        "",
+        "Which base model is committed was chosen on GIFT-Eval's validation windows, before each configuration's "
+        "first test window (`python -m bench.zeroshot --validate A.onnx B.onnx`, [zeroshot-validation.json]"
+        "(benchmarks/zeroshot-validation.json)); geometric mean of the ratio to seasonal naive, in the order tried:",
+        "",
+        "| candidate | MASE | CRPS |",
+        "|---|---|---|",
+        *[
+            f"| {name} | {c['ratio_to_seasonal_naive']['mase']:.3f} | {c['ratio_to_seasonal_naive']['crps']:.3f} |"
+            for name, c in candidates.items()
+        ],
+    ]
 
 
 def zeroshot_section() -> str:

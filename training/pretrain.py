@@ -39,6 +39,7 @@ from training.patch_model import PatchConfig, PatchForecaster, count_parameters,
 NAME = BASE_MODEL
 CONFIG = Path(__file__).parent / "configs" / "pretrain" / "gatecast-base.toml"
 NAIVE_ERROR_FLOOR = 0.05  # of the context's standard deviation
+MEAN_STEP_FLOOR = 0.1  # likewise
 CONTEXT_BUCKETS = (64, 128, 256, 512, 1024)  # a batch's padded context length; each sample's own is at most this
 
 
@@ -62,6 +63,9 @@ class PretrainConfig:
     # Each horizon step's loss divided by the batch's mean error of the last value at that step: far steps, whose
     # errors are larger, stop drowning the near ones that short horizons are scored on.
     step_balance: bool = False
+    # Each sample's loss divided by its context's mean |step| on the normalised scale, as MASE divides by the naive
+    # error: a smooth series weighs as much as the metric weighs it, not less because its steps are small.
+    naive_scaled: bool = False
     model: PatchConfig = field(default_factory=PatchConfig)
 
     @classmethod
@@ -154,16 +158,24 @@ class Sampler:
 
 
 def loss_of(
-    model: PatchForecaster, x: torch.Tensor, y: torch.Tensor, levels: torch.Tensor, balance: bool = False
+    model: PatchForecaster,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    levels: torch.Tensor,
+    balance: bool = False,
+    naive_scaled: bool = False,
 ) -> torch.Tensor:
     """Pinball loss on the normalised scale, each sample's steps averaged first (short series count as much);
-    with `balance`, each step's weight divided by the batch's mean naive error there (naive_error_by_step)."""
+    with `balance`, each step's weight divided by the batch's mean naive error there (naive_error_by_step); with
+    `naive_scaled`, each sample's by its context's mean step (mean_step)."""
     q, loc, scale = model.forward_normalized(x)
     target = ((y - loc) / scale).clamp(-50, 50)
     weight = (~torch.isnan(y)).to(x.dtype)
     weight = weight / weight.sum(dim=1, keepdim=True).clamp_min(1.0)
     if balance:
         weight = weight / naive_error_by_step(x, target, loc, scale)
+    if naive_scaled:
+        weight = weight / mean_step(x, loc, scale)
     return (
         pinball(q, torch.nan_to_num(target), weight, levels)
         * weight.shape[0]
@@ -181,6 +193,17 @@ def naive_error_by_step(x: torch.Tensor, target: torch.Tensor, loc: torch.Tensor
     has = ~torch.isnan(target)
     error = torch.where(has, (torch.nan_to_num(target) - naive).abs(), torch.zeros_like(target)).sum(0, keepdim=True)
     return (error / has.sum(0, keepdim=True).clamp_min(1)).clamp_min(NAIVE_ERROR_FLOOR).detach()
+
+
+def mean_step(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """(B, 1): the mean |z_t - z_(t-1)| over each context's observed pairs, on the normalised scale; floored, so
+    that a series of long flat runs cannot take all the weight."""
+    seen = ~torch.isnan(x)
+    z = (x - loc) / scale
+    step = (z[:, 1:] - z[:, :-1]).abs()
+    pairs = seen[:, 1:] & seen[:, :-1]
+    total = torch.where(pairs, step, torch.zeros_like(step)).sum(1, keepdim=True)
+    return (total / pairs.sum(1, keepdim=True).clamp_min(1)).clamp_min(MEAN_STEP_FLOOR).detach()
 
 
 # --- training ---------------------------------------------------------------------------------------------------
@@ -218,12 +241,12 @@ def validation_set(series: list[np.ndarray], cfg: PretrainConfig, count: int = 5
     return Validation(x, y, np.where(np.isfinite(scale) & (scale > 0), scale, 1.0))
 
 
-def evaluate(model: PatchForecaster, val: Validation, levels: torch.Tensor, balance: bool = False) -> dict[str, float]:
-    """Pinball loss (balanced as trained), and MASE of the median and of the last value (both over the context's
+def evaluate(model: PatchForecaster, val: Validation, levels: torch.Tensor, cfg: PretrainConfig) -> dict[str, float]:
+    """Pinball loss (weighted as trained), and MASE of the median and of the last value (both over the context's
     naive scale)."""
     model.eval()
     with torch.no_grad():
-        loss = float(loss_of(model, val.x, val.y, levels, balance))
+        loss = float(loss_of(model, val.x, val.y, levels, cfg.step_balance, cfg.naive_scaled))
         median, _, _ = model(val.x)
     model.train()
     y = val.y.numpy()
@@ -277,7 +300,7 @@ def fit(
     t0 = time.time()
     for step in range(1, cfg.steps + 1):
         x, y = sampler.batch(cfg.batch_size)
-        loss = loss_of(model, x, y, levels, cfg.step_balance)
+        loss = loss_of(model, x, y, levels, cfg.step_balance, cfg.naive_scaled)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -286,7 +309,7 @@ def fit(
         running += float(loss.detach())
         since += 1
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            scores = evaluate(model, val, levels, cfg.step_balance)
+            scores = evaluate(model, val, levels, cfg)
             elapsed = time.time() - t0
             history.append({"step": step, "train_pinball": running / since, **scores, "seconds": elapsed})
             say(
