@@ -10,7 +10,15 @@ import pytest
 import torch
 
 from training.patch_model import PatchConfig, PatchForecaster
-from training.pretrain import NAIVE_ERROR_FLOOR, export, loss_of, naive_error_by_step, validate_export
+from training.pretrain import (
+    MEAN_STEP_FLOOR,
+    NAIVE_ERROR_FLOOR,
+    export,
+    loss_of,
+    mean_step,
+    naive_error_by_step,
+    validate_export,
+)
 
 SMALL = {
     "patch_len": 8,
@@ -162,3 +170,24 @@ def test_the_balanced_loss_divides_each_step_by_the_last_values_error_there() ->
     assert torch.equal(flat[0], torch.full((48,), NAIVE_ERROR_FLOOR))
     levels = torch.tensor(model.config.quantile_levels)
     assert torch.isfinite(loss_of(model, x, y, levels, balance=True))
+
+
+def test_the_naive_scaled_loss_divides_each_series_by_its_mean_step() -> None:
+    x = torch.tensor([[0.0, 1.0, float("nan"), 3.0, 5.0], [2.0, 2.0, 2.0, 2.0, 2.0]])
+    loc, scale = torch.tensor([[1.0], [2.0]]), torch.tensor([[2.0], [1.0]])
+    # the first: steps 1 and 2 between observed pairs, halved by its scale; the second is flat: the floor
+    assert torch.allclose(mean_step(x, loc, scale), torch.tensor([[0.75], [MEAN_STEP_FLOOR]]))
+    model = PatchForecaster(PatchConfig(**SMALL, lags=[1, 24]))
+    rng = np.random.default_rng(1)
+    smooth = np.sin(np.arange(108) / 6.0)[None] + rng.normal(scale=0.01, size=(1, 108))
+    rough = rng.normal(size=(1, 108))
+    series = torch.from_numpy(np.concatenate([smooth, rough]).astype(np.float32))
+    levels = torch.tensor(model.config.quantile_levels)
+    x, y = series[:, :60], series[:, 60:]
+    with torch.no_grad():
+        each = torch.tensor([float(loss_of(model, x[i : i + 1], y[i : i + 1], levels)) for i in range(2)])
+        _, _, loc, scale = model.normalize(x)
+        steps = mean_step(x, loc, scale)[:, 0]
+        scaled = float(loss_of(model, x, y, levels, naive_scaled=True))
+    assert steps[0] < steps[1] / 4  # the smooth series' steps are small: its loss weighs more
+    assert scaled == pytest.approx(float((each / steps).sum() / (1 / steps).sum()), rel=1e-5)
