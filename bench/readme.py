@@ -236,7 +236,8 @@ def _candidates_table() -> list[str]:
         "| candidate | MASE | CRPS |",
         "|---|---|---|",
         *[
-            f"| {name} | {c['ratio_to_seasonal_naive']['mase']:.3f} | {c['ratio_to_seasonal_naive']['crps']:.3f} |"
+            f"| {name.replace('|', chr(92) + '|')} | {c['ratio_to_seasonal_naive']['mase']:.3f} | "
+            f"{c['ratio_to_seasonal_naive']['crps']:.3f} |"
             for name, c in candidates.items()
         ],
     ]
