@@ -41,8 +41,8 @@ NAIVE, SEASONAL = "naive", "seasonal_naive"
 # A model answers alone only where its backtest MASE is this much below the naive forecast's, and where it is below
 # by less, the two forecasts' mean answers (blend_partner): of the margins 0 ... 0.3 and the rules of NAIVE_RULES in
 # bench/zeroshot.py, this lost least to the better naive forecast on GIFT-Eval's validation windows and the exchange
-# rates', at a MASE within rounding of the lowest; re-chosen for each new base model (`python -m bench.zeroshot
-# --choose-auto-margin`, docs/benchmarks/auto.json).
+# rates' (fewest configurations behind it, then the smallest worst ratio); re-chosen for each new base model
+# (`python -m bench.zeroshot --choose-auto-margin`, docs/benchmarks/auto.json).
 MARGIN = 0.2
 
 

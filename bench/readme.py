@@ -163,6 +163,9 @@ def basemodel_section() -> str:
     levels = json.loads(props["gatecast.quantile_levels"])
     report_path = ROOT / "reports" / BASE_MODEL / "pretrain.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    if report and report.get("config") != config:  # a report left by another run must not describe this model
+        raise SystemExit(f"{report_path} is not the report of {path}'s run (its pretraining config differs)")
+    parameters = json.loads(props["gatecast.metrics"])["parameters"]
     m = config["model"]
     lines = [
         f"`{BASE_MODEL}` (`gatecast pretrain`, [training/configs/pretrain/{BASE_MODEL}.toml]"
@@ -188,14 +191,15 @@ def basemodel_section() -> str:
             if m.get("folds")
             else ""
         )
-        + f"; {report.get('parameters', 0):,} parameters, "
+        + f"; {parameters:,} parameters, "
         f"{path.stat().st_size / 2**20:.1f} MiB of ONNX. Pretrained for {config['steps']:,} steps of "
-        f"{config['batch_size']} windows"
+        f"{config['batch_size']} windows ({config.get('flip', 0):.0%} of them mirrored, x -> -x)"
         + (
             ", each horizon step's loss divided by the last value's mean error at that step"
             if config.get("step_balance")
             else ""
         )
+        + (", each series' loss divided by its context's mean step" if config.get("naive_scaled") else "")
         + (
             f" in {report['train_seconds'] / 60:.0f} minutes on "
             + (f"{config['threads']} CPUs" if config["threads"] > 1 else "one CPU")

@@ -472,6 +472,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int)
     parser.add_argument("--synthetic-count", type=int)
     parser.add_argument("--log")
+    parser.add_argument("--reports", default="reports", help="folder for <name>/pretrain.json (the run's report)")
     args = parser.parse_args(argv)
     cfg = PretrainConfig.load(Path(args.config), steps=args.steps, synthetic_count=args.synthetic_count)
     log = Path(args.log) if args.log else Path(args.runs) / cfg.name / "pretrain.log"
@@ -480,7 +481,7 @@ def main(argv: list[str] | None = None) -> None:
     run = Path(args.runs) / cfg.name
     run.mkdir(parents=True, exist_ok=True)
     torch.save({"config": cfg.model.to_dict(), "state_dict": model.state_dict()}, run / "checkpoint.pt")
-    reports = Path("reports") / cfg.name
+    reports = Path(args.reports) / cfg.name
     reports.mkdir(parents=True, exist_ok=True)
     (reports / "pretrain.json").write_text(json.dumps(report, indent=1, default=float))
 
