@@ -182,6 +182,11 @@ def basemodel_section() -> str:
                 if m.get("gate_edges")
                 else ""
             )
+            + (
+                ", and whose state reads how closely a copy at each lag matched the context"
+                if m.get("copy_features")
+                else ""
+            )
             if m.get("lags")
             else ""
         )
@@ -199,7 +204,15 @@ def basemodel_section() -> str:
             if config.get("step_balance")
             else ""
         )
-        + (", each series' loss divided by its context's mean step" if config.get("naive_scaled") else "")
+        + (
+            (
+                ", each series' loss divided by its context's smallest error of a copy at one of the lags"
+                if config.get("best_copy")
+                else ", each series' loss divided by its context's mean step"
+            )
+            if config.get("naive_scaled")
+            else ""
+        )
         + (
             f" in {report['train_seconds'] / 60:.0f} minutes on "
             + (f"{config['threads']} CPUs" if config["threads"] > 1 else "one CPU")

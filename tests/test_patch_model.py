@@ -13,6 +13,7 @@ from training.patch_model import PatchConfig, PatchForecaster
 from training.pretrain import (
     MEAN_STEP_FLOOR,
     NAIVE_ERROR_FLOOR,
+    best_copy_error,
     export,
     loss_of,
     mean_step,
@@ -130,10 +131,38 @@ def test_the_folds_read_history_beyond_the_encoders_window() -> None:
     assert model.config.input_length == 288
 
 
+def test_the_copy_features_tell_an_exact_season_from_a_near_one_and_need_two_seasons() -> None:
+    model = PatchForecaster(PatchConfig(**SMALL, lags=[1, 12, 24], copy_features=True)).eval()
+    rng = np.random.default_rng(3)
+    season = np.tile(rng.normal(size=12), 8)  # 96 values repeating every 12 steps
+    series = np.stack([season, season + rng.normal(scale=0.3, size=96), season]).astype(np.float32)
+    series[2, :66] = np.nan  # 30 values: 18 pairs at lag 12 (counted), 6 at lag 24 (fewer than 24: not)
+    x = torch.from_numpy(series)
+    z, observed, _, _ = model.normalize(x)
+    features = model.copy_errors(z, observed)  # log error per lag 1, 12, 24, then counted per lag
+    assert features[0, 1] == pytest.approx(np.log(1e-3)) and features[0, 2] == pytest.approx(np.log(1e-3))
+    assert features[1, 1] > np.log(0.05)  # a near copy is told apart from an exact one
+    assert features[2, 3:].tolist() == [1.0, 1.0, 0.0] and features[2, 2] == 0.0
+    assert features[2, 1] == pytest.approx(np.log(1e-3))
+    with torch.no_grad():
+        plain = PatchForecaster(PatchConfig(**SMALL, lags=[1, 12, 24])).eval()
+        plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("copy_in")})
+        model.copy_in.weight.zero_()
+        model.copy_in.bias.zero_()
+        assert torch.allclose(model(x)[2], plain(x)[2])  # the features enter only through copy_in
+        model.copy_in.weight.fill_(0.1)
+        assert not torch.allclose(model(x)[2], plain(x)[2])
+
+
+def test_copy_features_need_lags() -> None:
+    with pytest.raises(ValueError, match="copy_features"):
+        PatchConfig(**SMALL, copy_features=True)
+
+
 def test_the_export_agrees_with_pytorch_at_lengths_shorter_than_its_lags(tmp_path: Path) -> None:
     torch.manual_seed(1)
     model = PatchForecaster(
-        PatchConfig(**SMALL, lags=[1, 12, 24, 96], folds=3, fold_context=240, gate_edges=[5, 20])
+        PatchConfig(**SMALL, lags=[1, 12, 24, 96], folds=3, fold_context=240, gate_edges=[5, 20], copy_features=True)
     ).eval()
     path = tmp_path / "m.onnx"
     export(model, path)
@@ -191,3 +220,23 @@ def test_the_naive_scaled_loss_divides_each_series_by_its_mean_step() -> None:
         scaled = float(loss_of(model, x, y, levels, naive_scaled=True))
     assert steps[0] < steps[1] / 4  # the smooth series' steps are small: its loss weighs more
     assert scaled == pytest.approx(float((each / steps).sum() / (1 / steps).sum()), rel=1e-5)
+
+
+def test_the_best_copy_scale_is_the_error_of_the_closest_seasonal_copy_with_two_whole_seasons() -> None:
+    t = np.arange(96)
+    rng = np.random.default_rng(2)
+    daily = np.tile(rng.normal(size=12), 8) + rng.normal(scale=0.01, size=96)  # repeats every 12 steps
+    walk = np.cumsum(rng.normal(size=96))
+    x = torch.tensor(np.stack([daily, walk, np.sin(2 * np.pi * t / 24)]), dtype=torch.float32)
+    x[2, :60] = float("nan")  # 36 values: lag 24, exact here, has 12 pairs, fewer than 24, and does not count
+    loc = torch.nanmean(x, dim=1, keepdim=True)
+    scale = torch.tensor([[1.0], [10.0], [0.2]])
+    steps = mean_step(x, loc, scale)
+    best = best_copy_error(x, loc, scale, [12, 24, 48])
+    assert float(best[0]) == pytest.approx(MEAN_STEP_FLOOR)  # the copy 12 steps back is all but exact: the floor
+    assert float(steps[0]) > 5 * MEAN_STEP_FLOOR
+    assert float(best[1]) == pytest.approx(float(steps[1]))  # a walk repeats no season: its last value is best
+    assert float(best[2]) == pytest.approx(float(steps[2]))
+    x[2, 36:60] = torch.from_numpy(np.sin(2 * np.pi * t[36:60] / 24)).float()  # now 60 values: lag 24 counts
+    assert float(best_copy_error(x, loc, scale, [12, 24, 48])[2]) == pytest.approx(MEAN_STEP_FLOOR)
+    assert torch.all(best <= steps)

@@ -55,6 +55,12 @@ class PatchConfig:
         "longest history the seasonal candidates read (the encoder reads max_context of it), so that a long season "
         "(a week at 15 minutes) can be folded; 0: max_context",
     )
+    copy_features: bool = doc(
+        False,
+        "the encoder's state also reads, for each lag, how closely a copy at that lag matched the context (the log "
+        "of its mean error on the normalised scale): a series that repeats its season exactly is told from one "
+        "that nearly does, so its forecast can copy the season instead of adding the network's noise to it",
+    )
     gate_edges: list[int] = doc(
         [],
         "horizon steps where the lag gate's mix may change: the steps before the first edge share one mix, those "
@@ -77,6 +83,8 @@ class PatchConfig:
             raise ValueError("folds needs a lag of 2 or longer in lags")
         if self.fold_context and (self.fold_context < self.max_context or not self.lags):
             raise ValueError(f"fold_context {self.fold_context} needs lags and must be 0 or >= max_context")
+        if self.copy_features and not self.lags:
+            raise ValueError("copy_features needs lags")
         if self.gate_edges and (
             not self.lags
             or sorted(set(self.gate_edges)) != self.gate_edges
@@ -128,6 +136,8 @@ class PatchForecaster(nn.Module):
             self.register_buffer("lag_steps", torch.stack([steps % lag for lag in config.lags]), persistent=False)
             edges = torch.tensor(config.gate_edges, dtype=torch.long)
             self.register_buffer("step_group", torch.bucketize(steps, edges, right=True), persistent=False)
+        if config.copy_features:  # per lag: the log of its copy's error, and whether it had two seasons to tell
+            self.copy_in = nn.Linear(2 * len(config.lags), h)
         if config.folds:
             steps = torch.arange(config.horizon)
             self.register_buffer(
@@ -166,6 +176,8 @@ class PatchForecaster(nn.Module):
         e = self.embed_skip(x) + self.embed_mid(F.gelu(self.embed_in(x)))  # (B, N, D)
         out, _ = self.rnn(e)  # (B, N, H)
         state = out[:, -1]
+        if self.config.copy_features:
+            state = state + self.copy_in(self.copy_errors(z, observed))
         raw = self.head_out(self.drop(F.gelu(self.head_mid(state)) + state))
         raw = raw.reshape(raw.shape[0], self.config.horizon, -1)  # (B, H, Q)
         q = monotone(raw, self.config.median_index)
@@ -195,6 +207,24 @@ class PatchForecaster(nn.Module):
         mask = torch.cat([valid, torch.ones_like(valid[:, :1])], dim=1).unsqueeze(1)
         weights = torch.softmax(logits.masked_fill(mask == 0, -1e4), dim=2)[:, self.step_group]  # (B, H, K + K' + 1)
         return (weights[:, :, :k] * forecasts.transpose(1, 2)).sum(dim=2)  # the last weight copies nothing
+
+    def copy_errors(self, z: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """(B, 2K): for each lag, the log of the mean |z_t - z_(t-lag)| over the context's observed pairs (0 where
+        it is not told), then 1 where at least `lag` pairs tell it (two whole seasons), else 0. Padded on the left
+        and sliced by constants, so that the exported graph computes it at any length."""
+        lags = self.config.lags
+        pad = max(lags)
+        zp, op = F.pad(z, (pad, 0)), F.pad(observed, (pad, 0))
+        now, seen = zp[:, pad:], op[:, pad:]
+        errors, told = [], []
+        for lag in lags:
+            pairs = seen * op[:, pad - lag : -lag]
+            count = pairs.sum(dim=1, keepdim=True)
+            error = ((now - zp[:, pad - lag : -lag]).abs() * pairs).sum(dim=1, keepdim=True) / count.clamp_min(1.0)
+            counted = (count >= lag).to(z.dtype)
+            errors.append(torch.log(error.clamp_min(1e-3)) * counted)
+            told.append(counted)
+        return torch.cat(errors + told, dim=1)
 
     def folded(self, z: torch.Tensor, observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, K', H) folded seasonal forecasts and (B, K') their validity: for each lag, the last season's mean

@@ -19,7 +19,7 @@ import math
 import time
 import tomllib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,6 +67,10 @@ class PretrainConfig:
     # Each sample's loss divided by its context's mean |step| on the normalised scale, as MASE divides by the naive
     # error: a smooth series weighs as much as the metric weighs it, not less because its steps are small.
     naive_scaled: bool = False
+    # With naive_scaled, a context's error is that of its best copy at the model's lags (the last value's among
+    # them), not the last value's alone: MASE divides by the seasonal naive error, so a series that repeats its
+    # season closely weighs as much as that metric weighs it.
+    best_copy: bool = False
     model: PatchConfig = field(default_factory=PatchConfig)
 
     @classmethod
@@ -165,10 +169,12 @@ def loss_of(
     levels: torch.Tensor,
     balance: bool = False,
     naive_scaled: bool = False,
+    copy_lags: Sequence[int] = (),
 ) -> torch.Tensor:
     """Pinball loss on the normalised scale, each sample's steps averaged first (short series count as much);
     with `balance`, each step's weight divided by the batch's mean naive error there (naive_error_by_step); with
-    `naive_scaled`, each sample's by its context's mean step (mean_step)."""
+    `naive_scaled`, each sample's by its context's mean step (mean_step), or with `copy_lags` by the smaller error
+    of a copy at one of those lags (best_copy_error)."""
     q, loc, scale = model.forward_normalized(x)
     target = ((y - loc) / scale).clamp(-50, 50)
     weight = (~torch.isnan(y)).to(x.dtype)
@@ -176,7 +182,7 @@ def loss_of(
     if balance:
         weight = weight / naive_error_by_step(x, target, loc, scale)
     if naive_scaled:
-        weight = weight / mean_step(x, loc, scale)
+        weight = weight / (best_copy_error(x, loc, scale, copy_lags) if copy_lags else mean_step(x, loc, scale))
     return (
         pinball(q, torch.nan_to_num(target), weight, levels)
         * weight.shape[0]
@@ -205,6 +211,24 @@ def mean_step(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.
     pairs = seen[:, 1:] & seen[:, :-1]
     total = torch.where(pairs, step, torch.zeros_like(step)).sum(1, keepdim=True)
     return (total / pairs.sum(1, keepdim=True).clamp_min(1)).clamp_min(MEAN_STEP_FLOOR).detach()
+
+
+def best_copy_error(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, lags: Sequence[int]) -> torch.Tensor:
+    """(B, 1): the smallest mean |z_t - z_(t-lag)| over the last value (lag 1) and `lags`, on the normalised scale,
+    floored like mean_step. A lag counts only with at least `lag` observed pairs (two whole seasons), so that a long
+    lag cannot look exact on a handful of pairs."""
+    seen = ~torch.isnan(x)
+    z = (x - loc) / scale
+    best = mean_step(x, loc, scale)
+    for lag in sorted(set(lags) - {1}):
+        if 2 * lag > x.shape[1]:
+            continue
+        pairs = seen[:, lag:] & seen[:, :-lag]
+        count = pairs.sum(1, keepdim=True)
+        error = torch.where(pairs, (z[:, lag:] - z[:, :-lag]).abs(), torch.zeros_like(z[:, lag:])).sum(1, keepdim=True)
+        error = torch.where(count >= lag, error / count.clamp_min(1), torch.full_like(error, math.inf))
+        best = torch.minimum(best, error.clamp_min(MEAN_STEP_FLOOR))
+    return best.detach()
 
 
 # --- training ---------------------------------------------------------------------------------------------------
@@ -247,7 +271,7 @@ def evaluate(model: PatchForecaster, val: Validation, levels: torch.Tensor, cfg:
     naive scale)."""
     model.eval()
     with torch.no_grad():
-        loss = float(loss_of(model, val.x, val.y, levels, cfg.step_balance, cfg.naive_scaled))
+        loss = float(loss_of(model, val.x, val.y, levels, cfg.step_balance, cfg.naive_scaled, _copy_lags(cfg)))
         median, _, _ = model(val.x)
     model.train()
     y = val.y.numpy()
@@ -301,7 +325,7 @@ def fit(
     t0 = time.time()
     for step in range(1, cfg.steps + 1):
         x, y = sampler.batch(cfg.batch_size)
-        loss = loss_of(model, x, y, levels, cfg.step_balance, cfg.naive_scaled)
+        loss = loss_of(model, x, y, levels, cfg.step_balance, cfg.naive_scaled, _copy_lags(cfg))
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -342,6 +366,10 @@ def export_artifact(
     card = build_card(model, cfg, calibrate(model, validation_set(held_out, cfg)), report)
     attach_metadata(path, card)
     report["onnx_bytes"] = path.stat().st_size
+
+
+def _copy_lags(cfg: PretrainConfig) -> list[int]:
+    return list(cfg.model.lags) if cfg.best_copy else []
 
 
 def _lr_factor(step: int, cfg: PretrainConfig) -> float:
