@@ -214,7 +214,7 @@ def basemodel_section() -> str:
             else ""
         )
         + (
-            f" in {report['train_seconds'] / 60:.0f} minutes on "
+            f", in {report['train_seconds'] / 60:.0f} minutes on "
             + (f"{config['threads']} CPUs" if config["threads"] > 1 else "one CPU")
             if report
             else ""
