@@ -83,3 +83,20 @@ def test_the_memory_page_is_its_json_rendered(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(bench.memory_cost, "PAGE", tmp_path / "memory.md")
     bench.memory_cost.render(json.loads((PAGES / "memory_cost.json").read_text()))
     assert (tmp_path / "memory.md").read_text() == (PAGES / "memory.md").read_text()
+
+
+def test_the_base_model_card_refuses_a_report_from_another_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from contract.card import BASE_MODEL
+
+    model = ROOT / "models" / BASE_MODEL / "1" / "model.onnx"
+    report = json.loads((ROOT / "reports" / BASE_MODEL / "pretrain.json").read_text())
+    (tmp_path / "models" / BASE_MODEL / "1").mkdir(parents=True)
+    (tmp_path / "models" / BASE_MODEL / "1" / "model.onnx").symlink_to(model)
+    (tmp_path / "reports" / BASE_MODEL).mkdir(parents=True)
+    monkeypatch.setattr(readme, "ROOT", tmp_path)
+    (tmp_path / "reports" / BASE_MODEL / "pretrain.json").write_text(json.dumps(report))
+    assert BASE_MODEL in readme.basemodel_section()  # its own run's report renders
+    report["config"] = {**report["config"], "seed": report["config"]["seed"] + 1}
+    (tmp_path / "reports" / BASE_MODEL / "pretrain.json").write_text(json.dumps(report))
+    with pytest.raises(SystemExit, match="not the report"):
+        readme.basemodel_section()
