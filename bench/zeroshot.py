@@ -27,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +137,17 @@ def serving_cost(client: httpx.Client, pid: int, task: protocol.Task, context: i
 def remeasure_cost(task: protocol.Task, models: Path) -> dict[str, Any]:
     """The serving cost alone, with the base model alone in a fresh server: for a machine that was busy while the
     whole run measured it (the forecasts and scores do not depend on load; CPU time per series does, a little)."""
+    with base_server(models) as (client, pid, _, context):
+        cost = measured_cost(client, pid, task, context)
+    return {**cost, "remeasured": time.strftime("%Y-%m-%d %H:%M")}
+
+
+@contextmanager
+def base_server(models: Path) -> Iterator[tuple[httpx.Client, int, str, int]]:
+    """A fresh one-worker server with the base model alone: its client, its pid, the model's name and the context
+    it was trained on. Alone, so that `auto` chooses between it and the naive forecasts and stays zero-shot (the
+    committed per-dataset models trained on this data would be its candidates otherwise). A copy: the registry
+    refuses files that resolve outside its repository."""
     from harness.live import running_server
 
     with tempfile.TemporaryDirectory(prefix="zeroshot-") as tmp:
@@ -143,9 +156,13 @@ def remeasure_cost(task: protocol.Task, models: Path) -> dict[str, Any]:
         with running_server(repo, workers=1) as (url, proc), httpx.Client(base_url=url, timeout=900) as client:
             base = str(client.get("/models").json()["default"])
             context = int(client.get(f"/models/{base}").json()["versions"][-1]["input_window"]["trained"])
-            cost = serving_cost(client, proc.pid, task, context)
+            yield client, proc.pid, base, context
+
+
+def measured_cost(client: httpx.Client, pid: int, task: protocol.Task, context: int) -> dict[str, Any]:
+    cost = serving_cost(client, pid, task, context)
     print(f"  server CPU {cost['server_cpu_ms_per_series']:.3f} ms per series (32 a request, 48 steps)")
-    return {**cost, "remeasured": time.strftime("%Y-%m-%d %H:%M")}
+    return cost
 
 
 # --- peers ---------------------------------------------------------------------------------------------------
@@ -225,8 +242,6 @@ def naive(task: protocol.Task) -> Forecasts:
 
 
 def run(tasks: dict[str, protocol.Task], models: Path, skip_stats: bool) -> dict[str, Any]:
-    from harness.live import running_server
-
     results: dict[str, dict[str, Any]] = {name: {} for name in tasks}
 
     def record(name: str, contender: str, forecasts: Forecasts, seconds: float) -> None:
@@ -240,27 +255,16 @@ def run(tasks: dict[str, protocol.Task], models: Path, skip_stats: bool) -> dict
         }
         print(f"  {name:20s} {contender:16s} MASE {s.mase:.3f}  CRPS {s.crps:.3f}  ({seconds:.1f} s)", flush=True)
 
-    with tempfile.TemporaryDirectory(prefix="zeroshot-") as tmp:
-        repo = Path(tmp) / "models"
-        # The base model alone: `auto` then chooses between it and the naive forecasts, so it stays zero-shot (the
-        # committed per-dataset models trained on this data would be its candidates otherwise). A copy: the
-        # registry refuses files that resolve outside its repository.
-        shutil.copytree(models / BASE_MODEL, repo / BASE_MODEL)
-        with running_server(repo, workers=1) as (url, proc), httpx.Client(base_url=url, timeout=900) as client:
-            base = str(client.get("/models").json()["default"])
-            card = client.get(f"/models/{base}").json()["versions"][-1]
-            context = int(card["input_window"]["trained"])
-            for name, task in tasks.items():
-                t0 = time.perf_counter()
-                record(name, "gatecast (default)", served(client, task, None, context), time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                auto = served(client, task, "auto", context + 3 * task.config.horizon)
-                counts = chosen_counts(auto)
-                record(name, "gatecast auto", auto, time.perf_counter() - t0)
-                results[name]["gatecast auto"]["chosen"] = counts
-            cost_task = tasks.get("m4_hourly/H/short") or next(iter(tasks.values()))
-            cost = serving_cost(client, proc.pid, cost_task, context)
-            print(f"  server CPU {cost['server_cpu_ms_per_series']:.3f} ms per series (32 a request, 48 steps)")
+    with base_server(models) as (client, pid, base, context):
+        for name, task in tasks.items():
+            t0 = time.perf_counter()
+            record(name, "gatecast (default)", served(client, task, None, context), time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            auto = served(client, task, "auto", context + 3 * task.config.horizon)
+            counts = chosen_counts(auto)
+            record(name, "gatecast auto", auto, time.perf_counter() - t0)
+            results[name]["gatecast auto"]["chosen"] = counts
+        cost = measured_cost(client, pid, tasks.get("m4_hourly/H/short") or next(iter(tasks.values())), context)
     for name, task in tasks.items():
         t0 = time.perf_counter()
         record(name, "fracast-0", fracast(task, 2048), time.perf_counter() - t0)
