@@ -145,9 +145,16 @@ def validate(model: AnyForecaster, path: Path, real: WindowSet | None = None, sp
         for problem in signature.mismatches(session.get_inputs(), session.get_outputs(), cfg.horizon, cfg.covariates)
     ]
     cases = validation_windows(model, real, spec)
-    for name, inputs in cases:
-        with torch.no_grad():
-            want_f, want_s = (t.numpy() for t in model(*(torch.from_numpy(a) for a in inputs.values())))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the reference sums in one order, whatever thread count the caller left set
+    try:
+        references = []
+        for _, inputs in cases:
+            with torch.no_grad():
+                references.append(tuple(t.numpy() for t in model(*(torch.from_numpy(a) for a in inputs.values()))))
+    finally:
+        torch.set_num_threads(threads)
+    for (name, inputs), (want_f, want_s) in zip(cases, references, strict=True):
         got_f, got_s = session.run(None, inputs)
         if got_f.shape != want_f.shape:
             mismatches.append(f"{name}: forecast shape {got_f.shape}, PyTorch {want_f.shape}")
