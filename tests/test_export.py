@@ -154,3 +154,21 @@ def test_the_committed_test_models_are_what_the_pipeline_builds(tmp_path: Path) 
     for committed, rebuilt in ((TINY, fresh["tiny"]), (TINYCOV, fresh["tinycov"]), (TINYQ, fresh["tinyq"])):
         assert contract(committed) == contract(rebuilt), f"{committed} is stale: run `python -m tests.build_fixtures`"
         ModelCard.from_props({p.key: p.value for p in onnx.load(str(committed)).metadata_props}).check()
+
+
+def test_the_pytorch_reference_runs_on_one_thread_and_the_callers_count_comes_back(tmp_path: Path) -> None:
+    """Sums in another order differ by ~1e-4 on a long window; the check must not depend on the caller's threads."""
+    torch.manual_seed(0)
+    m = Forecaster(ForecasterConfig(cell="gru", hidden_size=8, num_layers=1, input_window=16, min_window=8, horizon=2))
+    path = tmp_path / "m.onnx"
+    export_onnx(m, path)
+    seen: list[int] = []
+    m.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert validate(m.eval(), path) >= 10
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {1}
