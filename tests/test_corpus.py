@@ -81,13 +81,31 @@ def test_synthetic_series_are_seeded_and_cover_every_generator() -> None:
     assert not np.array_equal(generate(5, seed=4)[0].values, a[0].values)
 
 
+def test_readings_go_on_a_regular_grid_and_their_gaps_stay_missing() -> None:
+    times = pd.Series(["2020-01-01 00:00", "2020-01-01 00:05", "2020-01-01 00:05", "2020-01-01 00:20"])
+    values = pd.Series(["1", "3", "5", "oops"])
+    grid = corpus._on_grid(times, values, "5min")
+    # a duplicated stamp is averaged, a missing reading and an unreadable one become NaN, never a made-up value
+    np.testing.assert_array_equal(grid, np.array([1, 4, np.nan, np.nan, np.nan], dtype=np.float32))
+
+
+@pytest.mark.parametrize("source", ["pvlib", "vega_datasets", "bokeh_sampledata", "sktime"])
+def test_the_packaged_sources_load_their_wheel_files(source: str) -> None:
+    pytest.importorskip(source.replace("-", "_"))
+    loaded = next(s for s in corpus.EXTRA_SOURCES if s.name == source).load(Path("unused"))
+    assert loaded and all(s.source == source and s.values.dtype == np.float32 for s in loaded)
+    assert all(len(s.values) >= corpus.MIN_LENGTH for s in loaded)
+    if source == "sktime":  # ACSF1's train and test parts: 100 appliances each, 1,460 readings
+        assert len(loaded) == 200 and {len(s.values) for s in loaded} == {1460}
+
+
 @pytest.mark.data
 def test_the_real_sources_hold_no_excluded_data() -> None:
     from training.data import data_dir
 
-    built = corpus.build(data_dir(), 0, 0)
+    built = corpus.build(data_dir(), 0, 0, SOURCES + corpus.EXTRA_SOURCES)
     assert not built.manifest["missing"], built.manifest["missing"]
-    assert {s["name"] for s in built.manifest["real"]} == {s.name for s in SOURCES}
+    assert {s["name"] for s in built.manifest["real"]} == {s.name for s in SOURCES + corpus.EXTRA_SOURCES}
 
 
 def test_the_committed_base_model_lists_its_corpus_and_exclusions() -> None:
@@ -103,3 +121,30 @@ def test_the_committed_base_model_lists_its_corpus_and_exclusions() -> None:
     assert path.stat().st_size <= 25 * 2**20
     config = json.loads(card.extra["training.pretrain_config"])
     assert config["seed"] == card.seed
+
+
+@pytest.mark.parametrize("power", [0.5, 1.0])
+def test_real_series_are_drawn_in_proportion_to_length_to_the_power_set(power: float) -> None:
+    from training.pretrain import PretrainConfig, Sampler
+
+    real = [np.zeros(100, np.float32), np.zeros(400, np.float32)]
+    sampler = Sampler(real, [], PretrainConfig(real_share=1.0, length_power=power), seed=0)
+    long_share = np.mean([len(sampler._series()) == 400 for _ in range(4000)])
+    assert long_share == pytest.approx(400**power / (100**power + 400**power), abs=0.03)  # 2/3 or 4/5
+
+
+def test_extra_sources_enter_the_corpus_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from training import pretrain
+
+    seen: list[list[str]] = []
+
+    def build(data_dir: Path, count: int, seed: int, sources: tuple[Source, ...]) -> None:
+        seen.append([s.name for s in sources])
+        raise RuntimeError("stop here: only the sources were wanted")
+
+    monkeypatch.setattr(pretrain.corpora, "build", build)
+    for extra in (False, True):
+        with pytest.raises(RuntimeError, match="stop here"):
+            pretrain.train(pretrain.PretrainConfig(extra_sources=extra), tmp_path, tmp_path / "out")
+    assert seen == [[s.name for s in SOURCES], [s.name for s in SOURCES + corpus.EXTRA_SOURCES]]
+    assert not {s.name for s in SOURCES} & {s.name for s in corpus.EXTRA_SOURCES}
