@@ -240,3 +240,14 @@ def test_the_best_copy_scale_is_the_error_of_the_closest_seasonal_copy_with_two_
     x[2, 36:60] = torch.from_numpy(np.sin(2 * np.pi * t[36:60] / 24)).float()  # now 60 values: lag 24 counts
     assert float(best_copy_error(x, loc, scale, [12, 24, 48])[2]) == pytest.approx(MEAN_STEP_FLOOR)
     assert torch.all(best <= steps)
+
+
+def test_fold_lags_pick_which_lags_are_folded_and_must_be_lags_of_two_or_longer() -> None:
+    assert PatchConfig(**SMALL, lags=[1, 7, 24], folds=3).folded_lags == [7, 24]
+    config = PatchConfig(**SMALL, lags=[1, 7, 24], folds=3, fold_lags=[24])
+    assert config.folded_lags == [24]
+    model = PatchForecaster(config).eval()
+    assert model.candidates == len(config.lags) + 1 + 1  # each lag, one folded lag, "copy nothing"
+    for bad in ({"fold_lags": [1]}, {"fold_lags": [12]}, {"fold_lags": [24], "folds": 0}):
+        with pytest.raises(ValueError, match="fold_lags"):
+            PatchConfig(**SMALL, **{"lags": [1, 7, 24], "folds": 3, **bad})

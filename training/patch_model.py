@@ -50,6 +50,11 @@ class PatchConfig:
         "past seasons averaged into a second, folded candidate per lag (2 and longer): the last season's level plus "
         "the mean seasonal shape of up to this many seasons; less noisy than one season's copy. 0: none",
     )
+    fold_lags: list[int] = doc(
+        [],
+        "the lags folded, each one of lags (2 and longer); empty: every lag of 2 and longer. Fewer folded lags "
+        "train faster: the folded candidates gather seasons x horizon values each",
+    )
     fold_context: int = doc(
         0,
         "longest history the seasonal candidates read (the encoder reads max_context of it), so that a long season "
@@ -81,6 +86,8 @@ class PatchConfig:
             raise ValueError(f"folds {self.folds} must be 0 (none) or at least 2 seasons")
         if self.folds and not self.folded_lags:
             raise ValueError("folds needs a lag of 2 or longer in lags")
+        if self.fold_lags and (not self.folds or not set(self.fold_lags) <= {lag for lag in self.lags if lag >= 2}):
+            raise ValueError(f"fold_lags {self.fold_lags} need folds and must be lags of 2 or longer")
         if self.fold_context and (self.fold_context < self.max_context or not self.lags):
             raise ValueError(f"fold_context {self.fold_context} needs lags and must be 0 or >= max_context")
         if self.copy_features and not self.lags:
@@ -100,7 +107,9 @@ class PatchConfig:
 
     @property
     def folded_lags(self) -> list[int]:
-        return [lag for lag in self.lags if lag >= 2] if self.folds else []
+        if not self.folds:
+            return []
+        return sorted(self.fold_lags) if self.fold_lags else [lag for lag in self.lags if lag >= 2]
 
     @property
     def median_index(self) -> int:

@@ -71,6 +71,10 @@ class PretrainConfig:
     # them), not the last value's alone: MASE divides by the seasonal naive error, so a series that repeats its
     # season closely weighs as much as that metric weighs it.
     best_copy: bool = False
+    # Real series are drawn in proportion to length ** length_power: 0.5 lets the few long sub-daily series weigh
+    # more than one short yearly series each, less than all of those together; 1.0 weighs every value alike.
+    length_power: float = 0.5
+    extra_sources: bool = False  # the corpus also reads training.corpus.EXTRA_SOURCES
     model: PatchConfig = field(default_factory=PatchConfig)
 
     @classmethod
@@ -96,12 +100,13 @@ class Sampler:
         self.rng = np.random.default_rng(seed)
         self.horizon = cfg.model.horizon
         self.min_context = cfg.model.min_context
-        self._real_weights = np.cumsum([np.sqrt(len(v)) for v in real])
+        power = cfg.length_power
+        self._real_weights = np.cumsum([np.sqrt(len(v)) if power == 0.5 else len(v) ** power for v in real])
         self._synthetic_weights = np.cumsum([np.sqrt(len(v)) for v in synthetic])
 
     def _series(self) -> np.ndarray:
-        """A series, from real or synthetic by `real_share`, within each in proportion to sqrt(length): the few
-        long hourly series weigh more than one short yearly series each, less than all of those together."""
+        """A series, from real or synthetic by `real_share`: real ones in proportion to length ** length_power,
+        synthetic ones to sqrt(length)."""
         real = self.rng.random() < self.cfg.real_share or not self.synthetic
         pool, cumulative = (self.real, self._real_weights) if real else (self.synthetic, self._synthetic_weights)
         return pool[int(np.searchsorted(cumulative, self.rng.random() * cumulative[-1], side="right"))]
@@ -286,7 +291,8 @@ def train(cfg: PretrainConfig, data_dir: Path, out: Path, log: Path | None = Non
     """Build the corpus, train, export `out/<name>/1/model.onnx` with its card; returns the report."""
     started = time.time()
     say = _logger(log)
-    corpus = corpora.build(data_dir, cfg.synthetic_count, cfg.seed)
+    sources = corpora.SOURCES + (corpora.EXTRA_SOURCES if cfg.extra_sources else ())
+    corpus = corpora.build(data_dir, cfg.synthetic_count, cfg.seed, sources)
     say(f"corpus: {len(corpus.real)} real and {len(corpus.synthetic)} synthetic series ({time.time() - started:.0f} s)")
     rng = np.random.default_rng(cfg.seed)
     real = [s.values for s in corpus.real if len(s.values) >= 2 * cfg.model.min_context]
