@@ -198,7 +198,10 @@ def basemodel_section() -> str:
         )
         + f"; {parameters:,} parameters, "
         f"{path.stat().st_size / 2**20:.1f} MiB of ONNX. Pretrained for {config['steps']:,} steps of "
-        f"{config['batch_size']} windows ({config.get('flip', 0):.0%} of them mirrored, x -> -x)"
+        f"{config['batch_size']} windows ({config.get('flip', 0):.0%} of them mirrored, x -> -x; "
+        f"{config['real_share']:.0%} from real series, each drawn in proportion to its length"
+        + ("" if config.get("length_power", 0.5) == 1 else f" to the power {config.get('length_power', 0.5)}")
+        + ")"
         + (
             ", each horizon step's loss divided by the last value's mean error at that step"
             if config.get("step_balance")
