@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,7 +110,10 @@ def test_two_workers_with_every_committed_model_take_every_worst_case_job_at_onc
     """The default server (2 workers here, the committed models) inside the manifests' 1 GiB, with every heavy
     job kind of issue 32 sent at once, twice each (harness/heavy.py: 10,000-window backtests, anomaly scoring
     and calibration on history, 10,000-series bodies on JSON, OIP binary and gRPC, 1,000-reading stream appends).
-    Each one is answered (200, or 413/422/503 saying why); no worker is killed; small calls still work."""
+    Each one is answered (200, or 413/422/503 saying why); no worker is killed; small calls still work. The client
+    honours Retry-After as a real one would: a 503 is sent again after a second, until a deadline. Which requests
+    are shed depends on their order of arrival, which a busy machine shuffles, so only the retried outcome is
+    asserted to include a 200."""
     grpc_port = str(free_port())
     with running_server(
         MODELS, workers=2, cgroup_procs=cgroup_1g.procs, GATECAST_GRPC_PORT=grpc_port, GATECAST_LOG_LEVEL="warning"
@@ -120,14 +124,20 @@ def test_two_workers_with_every_committed_model_take_every_worst_case_job_at_onc
             async with httpx.AsyncClient(base_url=url, timeout=120) as client:
 
                 async def one(kind: str, i: int) -> tuple[str, int | str]:
-                    try:
-                        status, _ = await kinds[kind](client, i)
-                    except httpx.HTTPError as exc:  # a reset: a worker died under it
-                        return kind, type(exc).__name__
-                    return kind, status
+                    while True:
+                        try:
+                            status, _ = await kinds[kind](client, i)
+                        except httpx.HTTPError as exc:  # a reset: a worker died under it
+                            return kind, type(exc).__name__
+                        if status != 503 or time.monotonic() > deadline:
+                            return kind, status
+                        shed[kind] += 1
+                        await asyncio.sleep(1.0)  # the server's Retry-After
 
                 return list(await asyncio.gather(*(one(kind, i) for kind in kinds for i in range(2))))
 
+        shed: collections.Counter[str] = collections.Counter()
+        deadline = time.monotonic() + 120
         outcomes = asyncio.run(fire())
         assert proc.poll() is None, "the server died"
         small = {"model": "etth1-lstm", "series": [{"id": "a", "values": [20.0 + i % 24 for i in range(168)]}]}
@@ -135,7 +145,8 @@ def test_two_workers_with_every_committed_model_take_every_worst_case_job_at_onc
     assert {status for _, status in outcomes} <= {200, 413, 422, 503}, outcomes
     assert any(status == 200 for _, status in outcomes), outcomes  # shed under pressure, not refused wholesale
     assert cgroup_1g.oom_kills() == 0
-    print(f"outcomes {sorted(outcomes)}; cgroup peak {cgroup_1g.peak_bytes() / MiB:.0f} MiB of 1024")
+    peak = cgroup_1g.peak_bytes() / MiB
+    print(f"outcomes {sorted(outcomes)}; 503s retried {dict(shed)}; cgroup peak {peak:.0f} MiB of 1024")
 
 
 def test_more_workers_than_the_limit_holds_stop_the_start_and_say_how_many_fit(tmp_path: Path) -> None:
