@@ -251,7 +251,9 @@ def _candidates_table() -> list[str]:
         "",
         "Which base model is committed was chosen on GIFT-Eval's validation windows, before each configuration's "
         "first test window (`python -m bench.zeroshot --validate A.onnx B.onnx`, [zeroshot-validation.json]"
-        "(benchmarks/zeroshot-validation.json)); geometric mean of the ratio to seasonal naive, in the order tried:",
+        "(benchmarks/zeroshot-validation.json)); the means of several runs and the longer context were built from "
+        "checkpoints without training (`python -m bench.base_variants`). Geometric mean of the ratio to seasonal "
+        "naive, in the order tried:",
         "",
         "| candidate | MASE | CRPS |",
         "|---|---|---|",
