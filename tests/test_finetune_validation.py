@@ -1,0 +1,43 @@
+"""bench.finetune_validation: the base model fine-tuned per ETT resolution before its validation windows, scored on
+them beside the base. Needs the real data (ETTm1), so it skips without it."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from bench import giftprotocol as protocol
+from bench.finetune_validation import BASE, fine_tune_and_score, main
+from bench.zeroshot import validate, validation_tasks
+from training.data import data_dir
+
+pytestmark = pytest.mark.data
+
+
+@pytest.fixture(scope="module")
+def tasks() -> dict[str, protocol.Task]:
+    return validation_tasks(protocol.tasks(data_dir() / "ett" / "ETTm1.csv.gz", None))
+
+
+def test_the_daily_resolution_is_fine_tuned_before_its_windows_and_scored_beside_the_base(
+    tasks: dict[str, protocol.Task], tmp_path: Path
+) -> None:
+    main(["--resolutions", "D", "--steps", "5", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "finetune-validation.json").read_text())
+    daily = report["resolutions"]["D"]
+    assert report["settings"] == {"steps": 5, "depth": 5, "seed": 0}
+    assert list(daily["configs"]) == ["ett1/D/short"]  # the other resolutions share the station: not scored
+    assert daily["channels"] == 7
+    assert daily["cut"] <= min(o[0] for o in tasks["ett1/D/short"].origins)  # trained before every window
+    assert 0 <= daily["fine_tuning"]["best_step"] <= 5
+    alone = validate([BASE], {"ett1/D/short": tasks["ett1/D/short"]})[str(BASE)]["configs"]["ett1/D/short"]
+    assert daily["configs"]["ett1/D/short"]["base"] == alone
+    assert all(math.isfinite(v) for v in daily["configs"]["ett1/D/short"]["fine-tuned"].values())
+
+
+def test_a_resolution_without_configurations_is_refused(tasks: dict[str, protocol.Task]) -> None:
+    with pytest.raises(ValueError, match="no configuration at '2H'"):
+        fine_tune_and_score(tasks, "2H", steps=1, depth=5, seed=0)
