@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import onnxruntime as ort
 
@@ -27,7 +32,7 @@ from bench.base_variants import write
 from bench.zeroshot import validate, validation_tasks
 from contract.card import ModelCard
 from training import data as datasets
-from training import finetune_base
+from training import finetune_base, quantile_spread
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "models" / "gatecast-base" / "1" / "model.onnx"
@@ -42,9 +47,12 @@ def fine_tune_and_score(
     seed: int,
     base: Path = BASE,
     checkpoint: Path = CHECKPOINT,
+    pipeline: bool = False,
 ) -> dict[str, Any]:
-    """One resolution: the cut, the fine-tuning summary, and each configuration's validation MASE and CRPS for the
-    base and the fine-tuned model."""
+    """One resolution: the cut, the fine-tuning summary, and each configuration's validation MASE, CRPS and coverage
+    for the base, the fine-tuned model, the fine-tuned model with its quantiles spread on its held-out tail
+    (training.quantile_spread) and, with `pipeline`, the model `gatecast pipeline` trains from the configuration's
+    TOML on the same values."""
     names = [n for n in tasks if n.startswith(f"ett1/{resolution}/")]
     if not names:
         raise ValueError(f"no configuration at {resolution!r}; have {sorted(tasks)}")
@@ -56,19 +64,65 @@ def fine_tune_and_score(
     model, summary = finetune_base.finetune(
         card, checkpoint, series, steps, depth, seed, report=lambda _: None, cancelled=lambda: False
     )
+    factors, spread = finetune_base.spread_on_tail(model, series, seed)
     summary["cpu_seconds"] = round(time.process_time() - started, 1)
+    summary["spread"] = spread
     with tempfile.TemporaryDirectory() as folder:
-        tuned = Path(folder) / "model.onnx"
+        tuned, spread_file = Path(folder) / "model.onnx", Path(folder) / "spread.onnx"
         write(model, tuned, base, model.config.input_length)
-        scores = validate([base, tuned], mine)
-    return {
-        "cut": cut,
-        "channels": len(series),
-        "fine_tuning": summary,
-        "configs": {
-            n: {"base": scores[str(base)]["configs"][n], "fine-tuned": scores[str(tuned)]["configs"][n]} for n in names
-        },
+        write(quantile_spread.Spread(model, factors), spread_file, base, model.config.input_length)
+        scores = validate([base, tuned, spread_file], mine)
+    found = {
+        n: {
+            "base": scores[str(base)]["configs"][n],
+            "fine-tuned": scores[str(tuned)]["configs"][n],
+            "fine-tuned, spread": scores[str(spread_file)]["configs"][n],
+        }
+        for n in names
     }
+    out: dict[str, Any] = {"cut": cut, "channels": len(series), "fine_tuning": summary, "configs": found}
+    if pipeline:
+        out["pipeline"] = pipeline_candidate(mine, resolution, found)
+    return out
+
+
+def pipeline_candidate(
+    tasks: dict[str, protocol.Task], resolution: str, found: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """bench.gifteval's model for `resolution` trained by `gatecast pipeline` from its TOML on the values before
+    `tasks`' windows (the same file bench.gifteval writes, cut earlier), served, and scored on those windows with
+    its own widths; its scores go into `found` as "pipeline"."""
+    from bench import gifteval
+    from harness.live import running_server
+
+    model = next(m for m, r in gifteval.RESOLUTION_OF.items() if r == resolution)
+    ett_csv = datasets.data_dir() / "ett" / "ETTm1.csv.gz"
+    with tempfile.TemporaryDirectory(prefix="pipeline-candidate-") as folder:
+        root = Path(folder)
+        data = gifteval.training_file(model, resolution, tasks, ett_csv, root / "data")
+        config = (gifteval.CANDIDATE_CONFIGS / f"{model}.toml").read_text()
+        config = re.sub(r'(?m)^dataset = ".*"$', f"dataset = {json.dumps(str(data))}", config)
+        (root / f"{model}.toml").write_text(config)
+        started = time.perf_counter()
+        trained = subprocess.run(
+            [sys.executable, "-m", "app.cli", "pipeline", str(root / f"{model}.toml"), "--quiet", "--root", str(root)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        seconds = time.perf_counter() - started
+        if trained.returncode != 0:  # weekly: too few weeks before the validation windows for its own splits
+            return {"model": model, "failed": (trained.stderr.strip().splitlines() or ["(no output)"])[-1]}
+        with running_server(root / "models", workers=1) as (url, _), httpx.Client(base_url=url, timeout=600) as client:
+            context = int(client.get(f"/models/{model}").json()["versions"][-1]["input_window"]["trained"])
+            for name, task in tasks.items():
+                s = protocol.score(task, gifteval.forecast_task(client, task, model, context))
+                found[name]["pipeline"] = {
+                    "mase": s.mase,
+                    "crps": s.crps,
+                    "coverage": {str(k): v for k, v in s.coverage.items()},
+                }
+    return {"model": model, "wall_seconds": round(seconds, 1)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -78,6 +132,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--depth", type=int, default=5, help="1-5: how far from the output inwards weights train")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
+    parser.add_argument(
+        "--pipeline", action="store_true", help="also train bench.gifteval's `gatecast pipeline` candidate on them"
+    )
     args = parser.parse_args(argv)
     ett = datasets.data_dir() / "ett" / "ETTm1.csv.gz"
     if not ett.exists():
@@ -85,19 +142,19 @@ def main(argv: list[str] | None = None) -> None:
     tasks = validation_tasks(protocol.tasks(ett, None))
     report: dict[str, Any] = {
         "what": "the base model fine-tuned per ETT resolution before its validation windows, on those windows",
-        "settings": {"steps": args.steps, "depth": args.depth, "seed": args.seed},
+        "settings": {"steps": args.steps, "depth": args.depth, "seed": args.seed, "pipeline": args.pipeline},
         "resolutions": {},
     }
     for resolution in args.resolutions:
-        found = fine_tune_and_score(tasks, resolution, args.steps, args.depth, args.seed)
+        found = fine_tune_and_score(tasks, resolution, args.steps, args.depth, args.seed, pipeline=args.pipeline)
         report["resolutions"][resolution] = found
-        for name, pair in found["configs"].items():
-            b, t = pair["base"], pair["fine-tuned"]
-            print(
-                f"{name}: base {b['mase']:.3f} / {b['crps']:.3f}, fine-tuned {t['mase']:.3f} / {t['crps']:.3f} "
-                f"(best step {found['fine_tuning']['best_step']} of {args.steps})",
-                flush=True,
+        for name, candidates in found["configs"].items():
+            shown = "  ".join(
+                f"{label} {v['mase']:.3f} / {v['crps']:.3f} ({v['coverage'].get('80', math.nan):.2f}, "
+                f"{v['coverage'].get('95', math.nan):.2f})"
+                for label, v in candidates.items()
             )
+            print(f"{name}: {shown}  (best step {found['fine_tuning']['best_step']} of {args.steps})", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "finetune-validation.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
 

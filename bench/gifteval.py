@@ -2,11 +2,12 @@
 
   1. The protocol checks itself: seasonal naive must reproduce the published MASE of every configuration
      (and ND 0.2717 on ett1/H/short), or the run stops, naming the configuration (bench.giftprotocol).
-  2. Training (unless --score-only): each configuration's training data (everything before its first test
-     window; a model that answers several configurations sees only what precedes the earliest) is written as
-     a long-format file and trained with `gatecast pipeline` and training/configs/gifteval-*.toml, as a user would.
-     Every choice there (early stopping, naive blend, conformal widths) is made on the pipeline's validation
-     split, which lies before the test windows.
+  2. Training (unless --score-only): the 15-minute and hourly models are the base model fine-tuned (training.finetune,
+     the code a user's fine-tuning job runs) on every channel before the earliest test window of the
+     configurations they answer; daily and weekly are answered by the base model itself. Those choices were made
+     on validation windows (bench.finetune_validation) against `gatecast pipeline` models trained from
+     training/configs/gifteval-candidates/*.toml on long-format files this module writes (`training_file`).
+     M4 Hourly's model is trained by `make models` (training/configs/m4-hourly-gru.toml).
   3. The models are served by `gatecast serve` (one worker). Each model's interval widths (its own, or
      calibrated on the history sent, "auto") are chosen on validation windows: the test's windows moved to end
      at the model's training cut. Then every test window is forecast with a POST /forecast holding all series
@@ -16,7 +17,8 @@
   python -m bench.gifteval [--ett ETTm1.csv.gz] [--m4 m4/] [--configs ...] [--out docs/benchmarks]
                                           (make bench-gifteval: train, serve, score)
   python -m bench.gifteval --score-only     score the models in models/ (the committed ones), train nothing
-  python -m bench.gifteval --data-only      write the training files the gifteval configs read (make models)
+  python -m bench.gifteval --data-only      write the training files of the pipeline candidates (build/gifteval/)
+  python -m bench.gifteval --finetune-only  fine-tune the models that start from the base model (make models)
 
 The foundation models' figures are published zero-shot results; gatecast's models are trained per dataset.
 """
@@ -27,8 +29,6 @@ import argparse
 import json
 import math
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -52,7 +52,10 @@ CALIBRATIONS = ("model", "auto")
 AUTO_MIN_GAIN = 0.01  # the share of validation CRPS "auto" must save over the model's widths to be served
 CALIBRATION_WORDS = {"model": "the model's widths", "auto": "the history sent (`auto`)"}
 
-# The served model answering each configuration, and the config that trains it.
+# The served model answering each configuration, chosen on validation windows (bench.finetune_validation): the
+# base fine-tuned at 15 minutes and hourly; the base itself, never trained on ETT, daily and weekly (fine-tuning
+# daily kept the base's weights; weekly lost to it, and its `gatecast pipeline` model cannot train before the
+# validation windows).
 MODEL_FOR = {
     "ett1/15T/short": "gifteval-ett1-15t",
     "ett1/15T/medium": "gifteval-ett1-15t",
@@ -60,8 +63,8 @@ MODEL_FOR = {
     "ett1/H/short": "gifteval-ett1-h",
     "ett1/H/medium": "gifteval-ett1-h",
     "ett1/H/long": "gifteval-ett1-h",
-    "ett1/D/short": "gifteval-ett1-d",
-    "ett1/W/short": "gifteval-ett1-w",
+    "ett1/D/short": "gatecast-base",
+    "ett1/W/short": "gatecast-base",
     "m4_hourly/H/short": "m4-hourly-gru",
 }
 # Daily and weekly ETT have 725 and 103 points: their models also train on the same sensors summed from
@@ -74,10 +77,12 @@ OFFSETS = {"D": ("h", 24, 1), "W": ("D", 7, 1)}
 def training_file(
     model: str, resolution: str, tasks: dict[str, protocol.Task], ett_csv: Path, folder: Path = BUILD
 ) -> Path:
-    """The long-format file `model` trains on: every series cut before the earliest test window of the
-    configurations it answers."""
-    answered = [tasks[c] for c, m in MODEL_FOR.items() if m == model and c in tasks]
-    cut = model_cut(model, tasks)
+    """The long-format file the pipeline candidate `model` trains on: every series cut before the earliest test
+    window of `tasks`' configurations at `resolution`."""
+    answered = [t for c, t in tasks.items() if c.startswith(f"ett1/{resolution}/")]
+    if not answered:
+        raise ValueError(f"no configuration at {resolution!r} among {sorted(tasks)}")
+    cut = min(t.first_origin for t in answered)
     index = answered[0].data.index
     assert index is not None
     frames = []
@@ -117,6 +122,8 @@ def offset_series(base: protocol.Data, cut: int, ett_csv: Path, resolution: str)
 
 # --- training ---------------------------------------------------------------------------------------------
 
+# The `gatecast pipeline` candidates compared on validation (bench.finetune_validation) and their resolution.
+CANDIDATE_CONFIGS = ROOT / "training" / "configs" / "gifteval-candidates"
 RESOLUTION_OF = {
     "gifteval-ett1-15t": "15T",
     "gifteval-ett1-h": "H",
@@ -125,21 +132,57 @@ RESOLUTION_OF = {
 }
 
 
-def train_models(tasks: dict[str, protocol.Task], ett_csv: Path, names: list[str]) -> None:
-    """`gatecast pipeline` on each model's config, as a user runs it."""
+# Models fine-tuned from the base model (training.finetune, the code a user's fine-tuning job runs) instead of trained
+# by `gatecast pipeline`: (steps, depth), chosen per resolution on validation windows (bench.finetune_validation,
+# docs/benchmarks/finetune-validation.json). They read the 7 channels alone.
+FINETUNED = {"gifteval-ett1-15t": (300, 5), "gifteval-ett1-h": (300, 5)}
+BASE_MODEL = ROOT / "models" / "gatecast-base" / "1"
+
+
+def finetune_model(name: str, tasks: dict[str, protocol.Task], root: Path = ROOT) -> float:
+    """Fine-tune the base on every channel before the earliest test window `name` answers, publish it as
+    <root>/models/<name>/1 with its checkpoint in <root>/runs/<name>/ and its record in <root>/reports/<name>/, and
+    return the CPU seconds it took."""
+    from training.finetune import CHECKPOINT_FILE, FinetuneSpec, finetune
+
+    answered = [tasks[c] for c, m in MODEL_FOR.items() if m == name and c in tasks]
+    cut = model_cut(name, tasks)
+    series = [np.asarray(v[:cut], np.float32) for v in answered[0].data.values]
+    steps, depth = FINETUNED[name]
+    started = time.process_time()
+    with tempfile.TemporaryDirectory(prefix="finetune-") as tmp:
+        spec = FinetuneSpec(BASE_MODEL, name, series, steps, depth, "default", seed=0, created_by="make models")
+        record = finetune(spec, Path(tmp), runs_dir=ROOT / "runs")
+        seconds = time.process_time() - started
+        run = root / "runs" / name
+        shutil.rmtree(run, ignore_errors=True)
+        run.mkdir(parents=True)
+        shutil.move(Path(tmp) / name / "1" / CHECKPOINT_FILE, run / CHECKPOINT_FILE)
+        shutil.rmtree(root / "models" / name, ignore_errors=True)
+        shutil.move(Path(tmp) / name, root / "models" / name)
+    report = root / "reports" / name
+    shutil.rmtree(report, ignore_errors=True)
+    report.mkdir(parents=True)
+    training = {"seconds": round(seconds, 1), "clock": "CPU", "series": len(series), "cut": cut}
+    (report / "metrics.json").write_text(json.dumps({"training": training, "finetune": record}, indent=1) + "\n")
+    return seconds
+
+
+def train_models(tasks: dict[str, protocol.Task], names: list[str]) -> None:
+    """Fine-tune each of `names` (FINETUNED) from the base."""
     for name in names:
-        training_file(name, RESOLUTION_OF[name], tasks, ett_csv)
-        config = ROOT / "training" / "configs" / f"{name}.toml"
-        print(f"  training {name} ({config.relative_to(ROOT)})", flush=True)
-        t0 = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-m", "app.cli", "pipeline", str(config), "--quiet", "--force"], cwd=ROOT, check=True
-        )
-        print(f"    {time.perf_counter() - t0:.0f} s (train, evaluate, export)", flush=True)
+        print(f"  fine-tuning {name} from {BASE_MODEL.parent.name} {FINETUNED[name]} (steps, depth)", flush=True)
+        print(f"    {finetune_model(name, tasks):.0f} CPU s (fine-tune, export)", flush=True)
+
+
+def training_words(model: str, seconds: float | None) -> str:
+    if seconds:
+        return f"{seconds:.0f}"
+    return "pretrained, not counted (zero-shot)" if model == BASE_MODEL.parent.name else "not recorded"
 
 
 def training_seconds(model: str) -> float | None:
-    """The training time the pipeline recorded (reports/<model>/metrics.json), on this machine's cores."""
+    """The training time the pipeline or the fine-tuning recorded (reports/<model>/metrics.json)."""
     path = ROOT / "reports" / model / "metrics.json"
     return float(json.loads(path.read_text())["training"]["seconds"]) if path.exists() else None
 
@@ -189,9 +232,13 @@ def serving_cpu(
     return process_cpu(pid) - cpu0, rounds
 
 
-def model_cut(model: str, tasks: dict[str, protocol.Task]) -> int:
-    """The index before which `model` trains: the earliest first test window of the configurations it answers."""
-    return min(tasks[c].first_origin for c, m in MODEL_FOR.items() if m == model and c in tasks)
+def model_cut(model: str, tasks: dict[str, protocol.Task], like: str | None = None) -> int:
+    """The index before which `model` trains: the earliest first test window of the configurations it answers (with
+    `like`, of those at that configuration's resolution: a model answering daily and weekly has a cut in each)."""
+    answered = [c for c, m in MODEL_FOR.items() if m == model and c in tasks]
+    if like is not None:
+        answered = [c for c in answered if tasks[c].data.resolution == tasks[like].data.resolution]
+    return min(tasks[c].first_origin for c in answered)
 
 
 def choose_calibration(
@@ -200,13 +247,12 @@ def choose_calibration(
     """The model's own widths, or the series' history ("auto") where it lowers the CRPS (geometric mean over the
     configurations the model answers) by at least AUTO_MIN_GAIN on validation windows: the test's windows moved
     before the model's training cut."""
-    cut = model_cut(model, tasks)
     answered = [c for c, m in MODEL_FOR.items() if m == model and c in tasks]
     found: dict[str, dict[str, Any]] = {}
     for mode in CALIBRATIONS:
         found[mode] = {}
         for name in answered:
-            val = protocol.validation_task(tasks[name], cut)
+            val = protocol.validation_task(tasks[name], model_cut(model, tasks, name))
             s = protocol.score(val, forecast_task(client, val, model, context, mode))
             found[mode][name] = {"mase": s.mase, "crps": s.crps, "coverage": {str(k): v for k, v in s.coverage.items()}}
     gm = {mode: float(np.exp(np.mean([np.log(found[mode][n]["crps"]) for n in answered]))) for mode in CALIBRATIONS}
@@ -312,8 +358,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         "# GIFT-Eval: the nine configurations rebuilt from ../shared/data",
         "",
         "Generated by `python -m bench.gifteval` (`make bench-gifteval`) from `gifteval.json`. MASE / CRPS; lower is "
-        "better. gatecast's models are **trained per dataset** on everything before each configuration's first test "
-        "window (`training/configs/gifteval-*.toml`, choices on validation only) and scored through `POST /forecast` "
+        "better. gatecast's 15-minute and hourly models are the base model **fine-tuned per dataset** on everything "
+        "before each configuration's first test window; daily and weekly ETT are answered by the base model itself, "
+        "never trained on ETT; M4 Hourly by a GRU trained on its training part (choices on validation only, "
+        "`bench.finetune_validation`). All are scored through `POST /forecast` "
         "with quantiles 0.1 ... 0.9; Chronos-2, TiRex and TimesFM-2.5 are published **zero-shot** figures (one model "
         "for all data, not trained on these series); PatchTST is published, trained per dataset.",
         "",
@@ -349,7 +397,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "## Cost",
         "",
-        "| model | answers | training (s, 2 cores) | calibration (chosen on validation) | server CPU ms per series "
+        "| model | answers | training (CPU s) | calibration (chosen on validation) | server CPU ms per series "
         "forecast, as served | with the model's widths |",
         "|---|---|---|---|---|---|",
     ]
@@ -360,7 +408,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         trained = report["training_seconds"].get(model)
         calibration = configs[answered[0]].get("calibration", "model")
         lines.append(
-            f"| `{model}` | {', '.join(answered)} | {f'{trained:.0f}' if trained else 'not recorded'} | "
+            f"| `{model}` | {', '.join(answered)} | {training_words(model, trained)} | "
             f"{CALIBRATION_WORDS[calibration]} | {cpu:.2f} | {plain:.2f} |"
         )
     lines += [
@@ -403,7 +451,8 @@ def main() -> None:
     parser.add_argument("--m4", type=Path, default=root / "m4", help="a folder with Hourly-train.csv, Hourly-test.csv")
     parser.add_argument("--configs", nargs="*", default=None, help="configurations to score (default: all nine)")
     parser.add_argument("--score-only", action="store_true", help="score the models there are; train nothing")
-    parser.add_argument("--data-only", action="store_true", help="write the training files and stop (make models)")
+    parser.add_argument("--data-only", action="store_true", help="write the pipeline candidates' training files")
+    parser.add_argument("--finetune-only", action="store_true", help="fine-tune FINETUNED from the base (make models)")
     parser.add_argument("--models", type=Path, default=ROOT / "models", help="the model folder to serve")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
     args = parser.parse_args()
@@ -424,15 +473,18 @@ def main() -> None:
     out_json = args.out / "gifteval.json"
     previous = json.loads(out_json.read_text()) if out_json.exists() else {}
     if args.data_only:
-        for name in sorted({MODEL_FOR[c] for c in tasks} & set(RESOLUTION_OF)):
-            print(f"  wrote {training_file(name, RESOLUTION_OF[name], tasks, args.ett).relative_to(ROOT)}")
+        for name, resolution in RESOLUTION_OF.items():
+            print(f"  wrote {training_file(name, resolution, tasks, args.ett).relative_to(ROOT)}")
         return
     if not args.score_only:
-        train_models(tasks, args.ett, sorted({MODEL_FOR[c] for c in tasks} & set(RESOLUTION_OF)))
+        train_models(tasks, sorted({MODEL_FOR[c] for c in tasks} & set(FINETUNED)))
+    if args.finetune_only:
+        return
     scored, validation = score_served(tasks, args.models)
     results = {**previous.get("configs", {}), **scored}
-    validation = {**previous.get("validation", {}), **validation}
     results = {c.name: results[c.name] for c in protocol.CONFIGS if c.name in results}
+    serving = {r["model"] for r in results.values()}  # a retired model's validation rows go with it
+    validation = {m: v for m, v in {**previous.get("validation", {}), **validation}.items() if m in serving}
     report = {
         "configs": results,
         "summary": summary(results),

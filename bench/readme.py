@@ -101,10 +101,24 @@ def models_section() -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *[f"- {_verdict(m)}" for m in models]]
+    lines += [f"- {_finetuned_line(m)}" for m in committed_models() if "finetune" in m["metrics"]]
     m4 = _m4_line()
     if m4:
         lines.append(f"- {m4}")
     return "\n".join(lines) + "\n"
+
+
+def _finetuned_line(m: dict[str, Any]) -> str:
+    """A model fine-tuned from the base: what it started from, how far it trained, its held-out tail."""
+    f = m["metrics"]["finetune"]
+    seconds = m["training"].get("seconds")
+    return (
+        f"`{m['name']}`: `{f['base_model']}` fine-tuned on its dataset ({f['steps']} steps at depth {f['depth']}, "
+        f"the best on the held-out tail at step {f['best_step']}; {f['training_windows']:,} training windows"
+        + (f", {seconds:.0f} CPU s" if seconds else "")
+        + f"): held-out MASE {f['heldout_mase_before']:.3f} before, {f['heldout_mase_after']:.3f} after. Its test "
+        "figures are in [GIFT-Eval](benchmarks/gifteval.md)."
+    )
 
 
 def _verdict(m: dict[str, Any]) -> str:
@@ -436,8 +450,9 @@ def accuracy_section() -> str:
 
 
 def gifteval_section() -> str:
-    """GIFT-Eval: gatecast beside the published zero-shot models (docs/benchmarks/gifteval.json)."""
-    from bench.giftprotocol import PUBLISHED
+    """GIFT-Eval: gatecast beside the published zero-shot models (docs/benchmarks/gifteval.json) and its own base model
+    zero-shot (docs/benchmarks/zeroshot.json)."""
+    from bench.giftprotocol import PUBLISHED, geometric_ratio
 
     path = BENCH / "gifteval.json"
     if not path.exists():
@@ -450,19 +465,34 @@ def gifteval_section() -> str:
         f"(docs/benchmarks/gifteval.md), commit {measured_at(path)}): MASE / CRPS, lower is better. gatecast's "
         "recurrent models are **trained per dataset** on the data before the test windows and scored through "
         "`POST /forecast`; Chronos-2, TiRex and TimesFM-2.5 are their published **zero-shot** figures, PatchTST "
-        "the published figure of a model trained per dataset.",
+        "the published figure of a model trained per dataset. The model column names the gatecast model that "
+        "answers; `gatecast-base zero-shot` is the default model on the same windows, never trained on this data "
+        "([zeroshot.md](docs/benchmarks/zeroshot.md)).",
         "",
-        "| config | gatecast | " + " | ".join(shown) + " | seasonal naive |",
-        "|---|---|" + "---|" * (len(shown) + 1),
+        "| config | model | gatecast | gatecast-base zero-shot | " + " | ".join(shown) + " | seasonal naive |",
+        "|---|---|---|---|" + "---|" * (len(shown) + 1),
     ]
+    zero_path = BENCH / "zeroshot.json"
+    zero = json.loads(zero_path.read_text())["configs"] if zero_path.exists() else {}
+    base = {n: z["gatecast (default)"] for n, z in zero.items() if "gatecast (default)" in z and n in r["configs"]}
     for name, c in r["configs"].items():
         pub = PUBLISHED[name]
         cells = " | ".join(f"{pub[m][0]:.3f} / {pub[m][1]:.3f}" for m in shown)
         naive = pub["Seasonal naive"]
-        lines.append(f"| {name} | {c['mase']:.3f} / {c['crps']:.3f} | {cells} | {naive[0]:.3f} / {naive[1]:.3f} |")
+        b = f"{base[name]['mase']:.3f} / {base[name]['crps']:.3f}" if name in base else "–"
+        lines.append(
+            f"| {name} | `{c['model']}` | {c['mase']:.3f} / {c['crps']:.3f} | {b} | {cells} | "
+            f"{naive[0]:.3f} / {naive[1]:.3f} |"
+        )
+    if len(base) == len(r["configs"]):
+        naive_pub = {k: {n: PUBLISHED[n]["Seasonal naive"][i] for n in base} for i, k in enumerate(("mase", "crps"))}
+        base_agg = {k: geometric_ratio({n: base[n][k] for n in base}, naive_pub[k]) for k in naive_pub}
+        base_cell = f"{base_agg['mase']:.3f} / {base_agg['crps']:.3f}"
+    else:
+        base_cell = "–"
     lines.append(
-        f"| **geometric mean, ratio to seasonal naive** ({len(r['configs'])} configurations) | "
-        f"**{agg['gatecast']['mase']:.3f} / {agg['gatecast']['crps']:.3f}** | "
+        f"| **geometric mean, ratio to seasonal naive** ({len(r['configs'])} configurations) | | "
+        f"**{agg['gatecast']['mase']:.3f} / {agg['gatecast']['crps']:.3f}** | {base_cell} | "
         + " | ".join(f"{agg[m]['mase']:.3f} / {agg[m]['crps']:.3f}" for m in shown)
         + " | 1.000 / 1.000 |"
     )

@@ -308,6 +308,7 @@ def validate(paths: list[Path], tasks: dict[str, protocol.Task]) -> dict[str, An
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         card = ModelCard.from_props(dict(session.get_modelmeta().custom_metadata_map))
         levels = card.quantile_levels
+        asked = [p for p in (*protocol.QUANTILES, 0.025, 0.975) if p in levels]  # the 95% interval where it has one
         per: dict[str, Any] = {}
         for name, task in tasks.items():
             h = task.config.horizon
@@ -317,10 +318,10 @@ def validate(paths: list[Path], tasks: dict[str, protocol.Task]) -> dict[str, An
                 for o in origins:
                     x = values[:o][-card.trained_window :].astype(np.float32)[None]
                     q = session.run(["quantiles"], {"values": x})[0][0, :h]
-                    rows.append({p: q[:, levels.index(p)].astype(np.float64) for p in protocol.QUANTILES})
+                    rows.append({p: q[:, levels.index(p)].astype(np.float64) for p in asked})
                 forecasts.append(rows)
             s = protocol.score(task, forecasts)
-            per[name] = {"mase": s.mase, "crps": s.crps}
+            per[name] = {"mase": s.mase, "crps": s.crps, "coverage": {str(k): v for k, v in s.coverage.items()}}
         ratio = {
             k: protocol.geometric_ratio({n: per[n][k] for n in per}, {n: getattr(naive[n], k) for n in per})
             for k in ("mase", "crps")

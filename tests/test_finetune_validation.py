@@ -28,14 +28,21 @@ def test_the_daily_resolution_is_fine_tuned_before_its_windows_and_scored_beside
     main(["--resolutions", "D", "--steps", "5", "--out", str(tmp_path)])
     report = json.loads((tmp_path / "finetune-validation.json").read_text())
     daily = report["resolutions"]["D"]
-    assert report["settings"] == {"steps": 5, "depth": 5, "seed": 0}
+    assert report["settings"] == {"steps": 5, "depth": 5, "seed": 0, "pipeline": False}
     assert list(daily["configs"]) == ["ett1/D/short"]  # the other resolutions share the station: not scored
     assert daily["channels"] == 7
     assert daily["cut"] <= min(o[0] for o in tasks["ett1/D/short"].origins)  # trained before every window
     assert 0 <= daily["fine_tuning"]["best_step"] <= 5
     alone = validate([BASE], {"ett1/D/short": tasks["ett1/D/short"]})[str(BASE)]["configs"]["ett1/D/short"]
     assert daily["configs"]["ett1/D/short"]["base"] == alone
-    assert all(math.isfinite(v) for v in daily["configs"]["ett1/D/short"]["fine-tuned"].values())
+    scored = daily["configs"]["ett1/D/short"]
+    assert set(scored) == {"base", "fine-tuned", "fine-tuned, spread"}
+    for label in ("fine-tuned", "fine-tuned, spread"):
+        assert math.isfinite(scored[label]["mase"]) and math.isfinite(scored[label]["crps"])
+        assert set(scored[label]["coverage"]) == {"80", "95"}
+    assert scored["fine-tuned, spread"]["mase"] == pytest.approx(scored["fine-tuned"]["mase"])  # the median is kept
+    spread = daily["fine_tuning"]["spread"]
+    assert spread["windows"] > 0 and 0 <= spread["coverage_after"]["central 80%"] <= 1
 
 
 def test_a_resolution_without_configurations_is_refused(tasks: dict[str, protocol.Task]) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from bench import giftprotocol as protocol
 from training.data import data_dir
+
+ETT = data_dir() / "ett" / "ETTm1.csv.gz"
 
 
 def synthetic_task(horizon: int = 8, season: int = 4, n: int = 200, noise: float = 0.0) -> protocol.Task:
@@ -111,3 +115,27 @@ def test_validation_windows_end_at_the_cut_and_hold_nothing_after_it() -> None:
         assert len(origins) == len(test_origins)
         assert origins[-1] + task.config.horizon == cut and np.all(np.diff(origins) == task.config.horizon)
     np.testing.assert_array_equal(val.values[1], task.values[1][:cut])
+
+
+@pytest.mark.data
+def test_a_model_fine_tuned_from_the_base_reads_only_what_precedes_its_earliest_test_window(
+    tmp_path, monkeypatch
+) -> None:
+    from bench import gifteval
+    from contract.card import ModelCard
+    from training.finetune import read_card
+
+    tasks = protocol.tasks(ETT, None)
+    monkeypatch.setitem(gifteval.FINETUNED, "gifteval-ett1-h", (3, 1))
+    for folder in ("models", "runs", "reports"):
+        (tmp_path / folder).mkdir()
+    seconds = gifteval.finetune_model("gifteval-ett1-h", tasks, tmp_path)
+    card: ModelCard = read_card(tmp_path / "models" / "gifteval-ett1-h" / "1" / "model.onnx")
+    assert card.extra["finetune.base_model"] == "gatecast-base" and card.quantile_levels
+    assert (tmp_path / "runs" / "gifteval-ett1-h" / "checkpoint.pt").exists()
+    assert not (tmp_path / "models" / "gifteval-ett1-h" / "1" / "checkpoint.pt").exists()
+    record = json.loads((tmp_path / "reports" / "gifteval-ett1-h" / "metrics.json").read_text())
+    earliest = min(tasks[c].first_origin for c in ("ett1/H/short", "ett1/H/medium", "ett1/H/long"))
+    assert record["training"]["cut"] == earliest and record["training"]["series"] == 7
+    assert record["training"]["seconds"] == pytest.approx(seconds, abs=0.1)
+    assert record["finetune"]["steps"] == 3 and record["finetune"]["depth"] == 1

@@ -20,6 +20,7 @@ import torch
 
 from contract import jobs
 from contract.card import ModelCard
+from training import quantile_spread
 from training.export import attach_metadata, weights_sha256
 from training.patch_model import PatchConfig, PatchForecaster
 from training.pretrain import PretrainConfig, build_card, export, loss_of, validate_export
@@ -29,6 +30,7 @@ LEARNING_RATE = 3e-4
 BATCH_SIZE = 32
 CHECK_EVERY = 10
 MAX_HELDOUT_WINDOWS = 256
+MAX_SPREAD_WINDOWS = 1024  # held-out windows the quantile spread is fitted on (more than early stopping needs)
 
 
 def load_base(checkpoint: Path) -> PatchForecaster:
@@ -182,7 +184,33 @@ def finetune(
         "heldout_loss_after": best[0],
         "heldout_mase_before": mase_before,
         "heldout_mase_after": tail_mase(),
-        "intervals": "the quantile head's, fine-tuned with it",
+    }
+
+
+def spread_on_tail(model: PatchForecaster, series: list[np.ndarray], seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Factors on the quantile head's distances from its median (training.quantile_spread) fitted on the held-out
+    tail, and the coverage there before and after them."""
+    cfg = model.config
+    _, tail_at = origins(series, cfg.min_context)
+    rng = np.random.default_rng(seed + 1)
+    if len(tail_at) > MAX_SPREAD_WINDOWS:
+        tail_at = [tail_at[k] for k in np.sort(rng.choice(len(tail_at), MAX_SPREAD_WINDOWS, replace=False))]
+    medians, heads, targets = [], [], []
+    with torch.no_grad():
+        for start in range(0, len(tail_at), 256):
+            x, y = batch(series, tail_at[start : start + 256], cfg)
+            median, _, quantiles = model(x)
+            medians.append(median.numpy())
+            heads.append(quantiles.numpy())
+            targets.append(y.numpy())
+    median, head, target = np.concatenate(medians), np.concatenate(heads), np.concatenate(targets)
+    levels = list(cfg.quantile_levels)
+    factors = quantile_spread.fit(median, head, target, levels, cfg.median_index)
+    spread = quantile_spread.spread(median, head, factors, cfg.median_index)
+    return factors, {
+        "windows": len(tail_at),
+        "coverage_before": quantile_spread.coverage(head, target, levels),
+        "coverage_after": quantile_spread.coverage(spread, target, levels),
     }
 
 
@@ -194,11 +222,19 @@ def export_finetuned(
     seed: int,
     version_dir: Path,
     extra: dict[str, str],
+    factors: np.ndarray | None = None,
 ) -> ModelCard:
-    """The fine-tuned model's file and card (the base's conformal table and frequency), checked against PyTorch."""
+    """The fine-tuned model's file and card (the base's conformal table and frequency), checked against PyTorch; with
+    `factors`, its quantiles spread by them (training.quantile_spread)."""
     path = version_dir / "model.onnx"
-    export(model, path)
-    validate_export(model, path)
+    served = model if factors is None else quantile_spread.Spread(model, factors)
+    export(served, path)  # type: ignore[arg-type]
+    validate_export(served, path)  # type: ignore[arg-type]
+    summary = {
+        **summary,
+        "intervals": "the quantile head's, fine-tuned with it"
+        + ("" if factors is None else ", its spread fitted per step and level on the held-out tail"),
+    }
     cfg = PretrainConfig(name=name, seed=seed, model=model.config)
     report = {"best": {}, "parameters": sum(p.numel() for p in model.parameters())}
     card = build_card(model, cfg, base_card.conformal, report)
