@@ -29,6 +29,7 @@ import onnxruntime as ort
 
 from bench import giftprotocol as protocol
 from bench.base_variants import write
+from bench.spread_validation import cross_fitted
 from bench.zeroshot import validate, validation_tasks
 from contract.card import ModelCard
 from training import data as datasets
@@ -72,26 +73,34 @@ def fine_tune_and_score(
         write(model, tuned, base, model.config.input_length)
         write(quantile_spread.Spread(model, factors), spread_file, base, model.config.input_length)
         scores = validate([base, tuned, spread_file], mine)
+        crossed = {"base": cross_fitted(base, mine), "fine-tuned": cross_fitted(tuned, mine)}
     found = {
         n: {
             "base": scores[str(base)]["configs"][n],
             "fine-tuned": scores[str(tuned)]["configs"][n],
             "fine-tuned, spread": scores[str(spread_file)]["configs"][n],
+            **{
+                f"{label}, validation {kind} (cross-fitted)": v
+                for label, c in crossed.items()
+                for kind, v in c["configs"][n].items()
+                if kind != "as is"
+            },
         }
         for n in names
     }
     out: dict[str, Any] = {"cut": cut, "channels": len(series), "fine_tuning": summary, "configs": found}
     if pipeline:
-        out["pipeline"] = pipeline_candidate(mine, resolution, found)
+        out["pipeline"] = pipeline_candidate(mine, resolution, found, crossed["fine-tuned"])
     return out
 
 
 def pipeline_candidate(
-    tasks: dict[str, protocol.Task], resolution: str, found: dict[str, dict[str, Any]]
+    tasks: dict[str, protocol.Task], resolution: str, found: dict[str, dict[str, Any]], tuned: dict[str, Any]
 ) -> dict[str, Any]:
     """bench.gifteval's model for `resolution` trained by `gatecast pipeline` from its TOML on the values before
     `tasks`' windows (the same file bench.gifteval writes, cut earlier), served, and scored on those windows with
-    its own widths; its scores go into `found` as "pipeline"."""
+    its own widths; its scores go into `found` as "pipeline", and those of the mean of its quantiles and the
+    fine-tuned model's (`tuned`: spread_validation.cross_fitted's) as "fine-tuned + pipeline"."""
     from bench import gifteval
     from harness.live import running_server
 
@@ -116,13 +125,20 @@ def pipeline_candidate(
         with running_server(root / "models", workers=1) as (url, _), httpx.Client(base_url=url, timeout=600) as client:
             context = int(client.get(f"/models/{model}").json()["versions"][-1]["input_window"]["trained"])
             for name, task in tasks.items():
-                s = protocol.score(task, gifteval.forecast_task(client, task, model, context))
-                found[name]["pipeline"] = {
-                    "mase": s.mase,
-                    "crps": s.crps,
-                    "coverage": {str(k): v for k, v in s.coverage.items()},
-                }
+                served = gifteval.forecast_task(client, task, model, context)
+                found[name]["pipeline"] = scores_of(task, served)
+                levels = tuned["levels"]
+                mean = [
+                    [{p: (q[p] + head[:, levels.index(p)]) / 2 for p in q} for q, head in zip(a, b, strict=True)]
+                    for a, b in zip(served, tuned["heads"][name], strict=True)
+                ]
+                found[name]["fine-tuned + pipeline"] = scores_of(task, mean)
     return {"model": model, "wall_seconds": round(seconds, 1)}
+
+
+def scores_of(task: protocol.Task, forecasts: list[list[dict[float, np.ndarray]]]) -> dict[str, Any]:
+    s = protocol.score(task, forecasts)
+    return {"mase": s.mase, "crps": s.crps, "coverage": {str(k): v for k, v in s.coverage.items()}}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -463,8 +463,10 @@ def gifteval_section() -> str:
     lines = [
         f"From `python -m bench.gifteval` (`make bench-gifteval`, [docs/benchmarks/gifteval.md]"
         f"(docs/benchmarks/gifteval.md), commit {measured_at(path)}): MASE / CRPS, lower is better. gatecast's "
-        "recurrent models are **trained per dataset** on the data before the test windows and scored through "
-        "`POST /forecast`; Chronos-2, TiRex and TimesFM-2.5 are their published **zero-shot** figures, PatchTST "
+        "models (chosen per resolution on validation windows) saw only the data before the test windows: the base "
+        "model **fine-tuned per dataset** at 15 minutes and hourly, the base model itself daily and weekly, a GRU "
+        "trained on M4 Hourly's training part; all scored through `POST /forecast`; Chronos-2, TiRex and "
+        "TimesFM-2.5 are their published **zero-shot** figures, PatchTST "
         "the published figure of a model trained per dataset. The model column names the gatecast model that "
         "answers; `gatecast-base zero-shot` is the default model on the same windows, never trained on this data "
         "([zeroshot.md](docs/benchmarks/zeroshot.md)).",

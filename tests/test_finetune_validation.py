@@ -36,8 +36,11 @@ def test_the_daily_resolution_is_fine_tuned_before_its_windows_and_scored_beside
     alone = validate([BASE], {"ett1/D/short": tasks["ett1/D/short"]})[str(BASE)]["configs"]["ett1/D/short"]
     assert daily["configs"]["ett1/D/short"]["base"] == alone
     scored = daily["configs"]["ett1/D/short"]
-    assert set(scored) == {"base", "fine-tuned", "fine-tuned, spread"}
-    for label in ("fine-tuned", "fine-tuned, spread"):
+    crossed = {
+        f"{m}, validation spread {k} (cross-fitted)" for m in ("base", "fine-tuned") for k in ("per step", "per level")
+    }
+    assert set(scored) == {"base", "fine-tuned", "fine-tuned, spread", *crossed}
+    for label in ("fine-tuned", "fine-tuned, spread", *crossed):
         assert math.isfinite(scored[label]["mase"]) and math.isfinite(scored[label]["crps"])
         assert set(scored[label]["coverage"]) == {"80", "95"}
     assert scored["fine-tuned, spread"]["mase"] == pytest.approx(scored["fine-tuned"]["mase"])  # the median is kept

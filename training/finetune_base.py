@@ -189,7 +189,8 @@ def finetune(
 
 def spread_on_tail(model: PatchForecaster, series: list[np.ndarray], seed: int) -> tuple[np.ndarray, dict[str, Any]]:
     """Factors on the quantile head's distances from its median (training.quantile_spread) fitted on the held-out
-    tail, and the coverage there before and after them."""
+    tail, and the coverage there before and after them. A candidate measured by bench.finetune_validation; it did
+    not win there, so fine-tuning jobs do not apply it."""
     cfg = model.config
     _, tail_at = origins(series, cfg.min_context)
     rng = np.random.default_rng(seed + 1)
@@ -222,19 +223,12 @@ def export_finetuned(
     seed: int,
     version_dir: Path,
     extra: dict[str, str],
-    factors: np.ndarray | None = None,
 ) -> ModelCard:
-    """The fine-tuned model's file and card (the base's conformal table and frequency), checked against PyTorch; with
-    `factors`, its quantiles spread by them (training.quantile_spread)."""
+    """The fine-tuned model's file and card (the base's conformal table and frequency), checked against PyTorch."""
     path = version_dir / "model.onnx"
-    served = model if factors is None else quantile_spread.Spread(model, factors)
-    export(served, path)  # type: ignore[arg-type]
-    validate_export(served, path)  # type: ignore[arg-type]
-    summary = {
-        **summary,
-        "intervals": "the quantile head's, fine-tuned with it"
-        + ("" if factors is None else ", its spread fitted per step and level on the held-out tail"),
-    }
+    export(model, path)
+    validate_export(model, path)
+    summary = {**summary, "intervals": "the quantile head's, fine-tuned with it"}
     cfg = PretrainConfig(name=name, seed=seed, model=model.config)
     report = {"best": {}, "parameters": sum(p.numel() for p in model.parameters())}
     card = build_card(model, cfg, base_card.conformal, report)

@@ -16,20 +16,28 @@ POOL = 1.25  # step h pools the steps from h / POOL to h * POOL (1-based): neigh
 
 
 def fit(
-    median: np.ndarray, quantiles: np.ndarray, targets: np.ndarray, levels: list[float], median_index: int
+    median: np.ndarray,
+    quantiles: np.ndarray,
+    targets: np.ndarray,
+    levels: list[float],
+    median_index: int,
+    per_step: bool = True,
 ) -> np.ndarray:
     """(N, H) medians, (N, H, Q) quantiles, (N, H) targets (NaN: none) -> (H, Q) factors: level tau's factor at step
-    h is the s for which a share tau of the targets lies below median + s (q_tau - median), clipped. (`spread` keeps
-    the quantiles in order where the factors alone would cross them.)"""
+    h is the s for which a share tau of the targets lies below median + s (q_tau - median), clipped; without
+    `per_step`, one factor per level from every step (fewer held-out values need fewer factors). (`spread` keeps the
+    quantiles in order where the factors alone would cross them.)"""
     n, horizon, count = quantiles.shape
     offsets = quantiles - median[..., None]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = (targets - median)[..., None] / offsets  # (N, H, Q)
     ratio[~np.isfinite(ratio) | (np.abs(offsets) < 1e-12)] = np.nan
-    steps = _grid(horizon)
+    steps = _grid(horizon) if per_step else np.asarray([0])
     at_grid = np.ones((len(steps), count))
     for g, h in enumerate(steps):
         lo, hi = max(1, math.floor((h + 1) / POOL)) - 1, min(horizon, math.ceil((h + 1) * POOL))
+        if not per_step:  # one factor per level, from every step
+            lo, hi = 0, horizon
         pooled = ratio[:, lo:hi].reshape(-1, count)
         for k, tau in enumerate(levels):
             if k == median_index:
@@ -39,7 +47,10 @@ def fit(
                 continue
             # Above the median: P(y <= m + s d) = P(r <= s); below it (d < 0) P(y <= m + s d) = P(r >= s).
             at_grid[g, k] = np.quantile(column, tau if tau > 0.5 else 1 - tau)
-    factors = np.stack([np.interp(np.arange(horizon), steps, at_grid[:, k]) for k in range(count)], axis=1)
+    if per_step:
+        factors = np.stack([np.interp(np.arange(horizon), steps, at_grid[:, k]) for k in range(count)], axis=1)
+    else:
+        factors = np.repeat(at_grid, horizon, axis=0)
     factors = np.clip(factors, MIN_FACTOR, MAX_FACTOR)
     factors[:, median_index] = 1.0
     return factors
