@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIGS := training/configs/etth1-lstm.toml training/configs/etth1-gru.toml training/configs/vix-lstm.toml \
-           training/configs/vix-gru.toml training/configs/m4-hourly-gru.toml training/configs/etth1-lstm-cov.toml \
-           training/configs/etth1-gru-cov.toml training/configs/vix-gru-cov.toml training/configs/etth1-gru-holiday.toml
+           training/configs/vix-gru.toml training/configs/m4-hourly-gru.toml training/configs/vix-gru-cov.toml \
+           training/configs/etth1-gru-holiday.toml
 
 .PHONY: pretrain bench-zeroshot serve test test-quick bench-tests lint grpc-code models bench bench-streams bench-protocols bench-accuracy bench-gifteval bench-choices bench-claims bench-memory bench-fairness bench-training soak reliability docs-pages clean venv-serve venv-dev
 

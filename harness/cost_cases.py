@@ -48,14 +48,14 @@ def timegpt(n: int = 300, ids: int = 1, **options: object) -> bytes:
     )
 
 
-COVARIATE_NAMES = ("HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL")  # etth1-lstm-cov's, with the calendar
+COVARIATE_NAMES = ("OPEN", "HIGH", "LOW")  # vix-gru-cov's, with the calendar
 
 
 def one_short(n: int = 300) -> dict[str, object]:
-    """A series for etth1-lstm-cov whose first covariate has one value fewer than the series."""
+    """A series for vix-gru-cov whose first covariate has one value fewer than the series."""
     covariates = {name: values(n, i) for i, name in enumerate(COVARIATE_NAMES)}
-    covariates["HUFL"] = covariates["HUFL"][:-1]
-    return series(n, covariates=covariates, start="2024-01-01T00:00:00", freq="h")
+    covariates["OPEN"] = covariates["OPEN"][:-1]
+    return series(n, covariates=covariates, start="2024-01-01T00:00:00", freq="B")
 
 
 def gzip_members(payload: bytes) -> bytes:
@@ -175,7 +175,7 @@ CASES = [
         "cv-covariate-one-short",
         COVARIATES,
         "a covariate one value shorter than its series (cross-validation)",
-        js({"model": "etth1-lstm-cov", "series": [one_short()], "n_windows": 2}),
+        js({"model": "vix-gru-cov", "series": [one_short()], "n_windows": 2}),
         422,
         "send one covariate value per value",
         path="/cross_validation",
@@ -184,7 +184,7 @@ CASES = [
         "anomalies-covariate-one-short",
         COVARIATES,
         "a covariate one value shorter than its series (anomalies)",
-        js({"model": "etth1-lstm-cov", "series": [one_short()]}),
+        js({"model": "vix-gru-cov", "series": [one_short()]}),
         422,
         "send one covariate value per value",
         path="/anomalies",
@@ -193,7 +193,7 @@ CASES = [
         "forecast-covariate-one-short",
         COVARIATES,
         "a covariate one value shorter than its series (forecast)",
-        js({"model": "etth1-lstm-cov", "series": [one_short()]}),
+        js({"model": "vix-gru-cov", "series": [one_short()]}),
         422,
         "send one covariate value per value",
     ),

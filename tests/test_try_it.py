@@ -45,4 +45,4 @@ def test_the_readme_try_it_commands_answer_forecasts(tmp_path: Path) -> None:
     assert out.count('"forecasts"') == 2, out  # the JSON examples
     assert '"backtest_mase"' in out, out  # "auto" says what each candidate scored
     assert out.count("unique_id,ds,forecast") == 2, out  # the two CSV examples, the covariate model's included
-    assert "tx-1,2018-02-05 00:00:00," in out, out  # its forecast starts the hour after the last row
+    assert "vix,2024-05-14," in out, out  # its forecast starts the business day after the last row (2024-05-13)
