@@ -126,7 +126,7 @@ def test_a_model_fine_tuned_from_the_base_reads_only_what_precedes_its_earliest_
     from training.finetune import read_card
 
     tasks = protocol.tasks(ETT, None)
-    monkeypatch.setitem(gifteval.FINETUNED, "gifteval-ett1-h", (3, 1))
+    monkeypatch.setitem(gifteval.FINETUNED, "gifteval-ett1-h", gifteval.Recipe(3, 1, "per step"))
     for folder in ("models", "runs", "reports"):
         (tmp_path / folder).mkdir()
     seconds = gifteval.finetune_model("gifteval-ett1-h", tasks, tmp_path)
@@ -139,3 +139,25 @@ def test_a_model_fine_tuned_from_the_base_reads_only_what_precedes_its_earliest_
     assert record["training"]["cut"] == earliest and record["training"]["series"] == 7
     assert record["training"]["seconds"] == pytest.approx(seconds, abs=0.1)
     assert record["finetune"]["steps"] == 3 and record["finetune"]["depth"] == 1
+    assert "quantile_spread" in card.extra  # the recipe's spread, fitted on the validation windows, is in the graph
+    assert "scaled per step and level" in card.metrics["finetune"]["intervals"]
+
+
+def test_the_spread_is_fitted_on_windows_that_end_before_the_first_test_window(monkeypatch) -> None:
+    from bench import gifteval, spread_validation
+
+    tasks = protocol.tasks(ETT, None)
+    answered = {c: tasks[c] for c in ("ett1/H/short", "ett1/H/medium", "ett1/H/long")}
+    seen: dict[str, int] = {}
+    fit = spread_validation.fit
+
+    def spy(validation, found, levels, keep=None, per_step=True):  # type: ignore[no-untyped-def]
+        for name, task in validation.items():
+            seen[name] = max(o[-1] + task.config.horizon for o in task.origins)
+        return fit(validation, found, levels, keep, per_step)
+
+    monkeypatch.setattr(spread_validation, "fit", spy)
+    factors = gifteval.validation_spread(answered, gifteval.Recipe(2, 1, "per step"))
+    assert factors.shape == (720, 13) and set(seen) == set(answered)
+    for name, end in seen.items():
+        assert end <= answered[name].first_origin, name  # the last validation value precedes the test windows

@@ -65,6 +65,9 @@ class FinetuneSpec:
     loss: str
     seed: int = 0
     created_by: str = "anonymous"
+    # A quantile model's factors on its quantiles' distances from the median, per step and level, fitted on windows
+    # outside the series (training.quantile_spread; bench.gifteval fits them on validation windows); None: as trained.
+    spread: np.ndarray | None = None
 
 
 def checkpoint_for(base_dir: Path, runs_dir: Path | None) -> Path:
@@ -322,7 +325,9 @@ def _finetune_quantile_model(
     staging = staging or repository / jobs.STAGING_DIR / spec.output_id
     shutil.rmtree(staging, ignore_errors=True)
     extra = jobs.finetune_props(base_card.name, base_card.version, spec.created_by, spec.steps, spec.depth, spec.loss)
-    finetune_base.export_finetuned(model, base_card, spec.output_id, summary, spec.seed, staging / "1", extra)
+    finetune_base.export_finetuned(
+        model, base_card, spec.output_id, summary, spec.seed, staging / "1", extra, spec.spread
+    )
     target = repository / spec.output_id
     if target.exists():
         shutil.rmtree(staging, ignore_errors=True)

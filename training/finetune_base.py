@@ -223,12 +223,23 @@ def export_finetuned(
     seed: int,
     version_dir: Path,
     extra: dict[str, str],
+    spread: np.ndarray | None = None,
 ) -> ModelCard:
-    """The fine-tuned model's file and card (the base's conformal table and frequency), checked against PyTorch."""
+    """The fine-tuned model's file and card (the base's conformal table and frequency), checked against PyTorch; with
+    `spread` (H, Q), its quantiles spread by those factors inside the graph (training.quantile_spread)."""
     path = version_dir / "model.onnx"
-    export(model, path)
-    validate_export(model, path)
-    summary = {**summary, "intervals": "the quantile head's, fine-tuned with it"}
+    served = model if spread is None else quantile_spread.Spread(model, spread)
+    export(served, path)  # type: ignore[arg-type]
+    validate_export(served, path)  # type: ignore[arg-type]
+    intervals = "the quantile head's, fine-tuned with it"
+    if spread is not None:
+        intervals += ", its distances from the median scaled per step and level by factors fitted on other windows"
+        extra = {
+            **extra,
+            "quantile_spread": f"{spread.shape[0]} steps x {spread.shape[1]} levels, factors "
+            f"{float(spread.min()):.3f} to {float(spread.max()):.3f} (in the graph)",
+        }
+    summary = {**summary, "intervals": intervals}
     cfg = PretrainConfig(name=name, seed=seed, model=model.config)
     report = {"best": {}, "parameters": sum(p.numel() for p in model.parameters())}
     card = build_card(model, cfg, base_card.conformal, report)
