@@ -91,3 +91,32 @@ def test_the_base_model_fine_tunes_its_quantile_head_and_never_ends_worse_on_its
     assert (repo / "tuned-q" / "1" / "checkpoint.pt").exists()
     with pytest.raises(FinetuneError, match="pinball"):
         finetune(FinetuneSpec(repo / "tinyq" / "1", "mae-q", series, steps=5, depth=1, loss="mae"), repo)
+
+
+def test_a_spread_given_with_the_fine_tuning_is_inside_the_exported_graph(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from tests.build_fixtures import TINYQ
+    from training.finetune import FinetuneSpec, finetune, read_card
+
+    repo = tmp_path / "models"
+    shutil.copytree(TINYQ.parent.parent, repo / "tinyq")
+    series = [300 + 25 * seasonal_series(400, season=7, seed=6)]
+    levels = read_card(TINYQ).quantile_levels
+    factors = np.full((read_card(TINYQ).horizon, len(levels)), 2.0)
+    factors[:, levels.index(0.5)] = 1.0
+    for name, spread in (("plain", None), ("wide", factors)):  # no steps: both answer with the base's weights
+        finetune(FinetuneSpec(repo / "tinyq" / "1", name, series, 0, 5, "default", spread=spread), repo)
+    x = series[0][-96:].astype(np.float32)[None]
+    plain, wide = (
+        ort.InferenceSession(str(repo / n / "1" / "model.onnx")).run(["forecast", "quantiles"], {"values": x})
+        for n in ("plain", "wide")
+    )
+    np.testing.assert_allclose(wide[0], plain[0], rtol=1e-6)  # the median is the model's
+    median = plain[0][..., None]
+    np.testing.assert_allclose(wide[1] - median, 2 * (plain[1] - median), rtol=1e-4, atol=1e-4)
+    card = read_card(repo / "wide" / "1" / "model.onnx")
+    assert (
+        "quantile_spread" in card.extra
+        and "quantile_spread" not in read_card(repo / "plain" / "1" / "model.onnx").extra
+    )
