@@ -6,8 +6,10 @@ For each ETT station 1 resolution: the base model fine-tuned (training.finetune_
 `finetune` takes) on every channel's values before that resolution's earliest validation window; then the base and
 the fine-tuned model on that resolution's validation windows (bench.zeroshot.validate). Only that resolution's
 configurations are scored: the others come from the same station, and their windows overlap what it trained on.
+With --joint, also the base fine-tuned once on every resolution, all cut before the earliest validation window of
+any, scored on every ETT configuration.
 
-  python -m bench.finetune_validation [--resolutions 15T H D W] [--steps 300] [--depth 5] [--out docs/benchmarks]
+  python -m bench.finetune_validation [--resolutions 15T H D W] [--steps 300] [--depth 5] [--pipeline] [--joint]
 """
 
 from __future__ import annotations
@@ -136,6 +138,28 @@ def pipeline_candidate(
     return {"model": model, "wall_seconds": round(seconds, 1)}
 
 
+def joint_candidate(tasks: dict[str, protocol.Task], steps: int, depth: int, seed: int) -> dict[str, Any]:
+    """The base fine-tuned once on every ETT resolution's channels, all cut at the time of the earliest validation
+    window of any of them (so no resolution's values from any validation window's period are read), and scored on
+    every ETT configuration's validation windows."""
+    from bench.gifteval import ALL_ETT, series_before
+
+    ett = {n: t for n, t in tasks.items() if n.startswith("ett1/")}
+    cut = min(t.data.index[t.first_origin] for t in ett.values())  # type: ignore[index]
+    series = series_before(ett, ALL_ETT, cut)
+    card = ModelCard.from_props(dict(ort.InferenceSession(str(BASE)).get_modelmeta().custom_metadata_map))
+    started = time.process_time()
+    model, summary = finetune_base.finetune(
+        card, CHECKPOINT, series, steps, depth, seed, report=lambda _: None, cancelled=lambda: False
+    )
+    summary["cpu_seconds"] = round(time.process_time() - started, 1)
+    with tempfile.TemporaryDirectory() as folder:
+        joint = Path(folder) / "model.onnx"
+        write(model, joint, BASE, model.config.input_length)
+        scores = validate([joint], ett)[str(joint)]["configs"]
+    return {"cut": str(cut), "series": len(series), "fine_tuning": summary, "configs": scores}
+
+
 def scores_of(task: protocol.Task, forecasts: list[list[dict[float, np.ndarray]]]) -> dict[str, Any]:
     s = protocol.score(task, forecasts)
     return {"mase": s.mase, "crps": s.crps, "coverage": {str(k): v for k, v in s.coverage.items()}}
@@ -151,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--pipeline", action="store_true", help="also train bench.gifteval's `gatecast pipeline` candidate on them"
     )
+    parser.add_argument("--joint", action="store_true", help="also fine-tune once on every resolution (all cut early)")
     args = parser.parse_args(argv)
     ett = datasets.data_dir() / "ett" / "ETTm1.csv.gz"
     if not ett.exists():
@@ -158,7 +183,13 @@ def main(argv: list[str] | None = None) -> None:
     tasks = validation_tasks(protocol.tasks(ett, None))
     report: dict[str, Any] = {
         "what": "the base model fine-tuned per ETT resolution before its validation windows, on those windows",
-        "settings": {"steps": args.steps, "depth": args.depth, "seed": args.seed, "pipeline": args.pipeline},
+        "settings": {
+            "steps": args.steps,
+            "depth": args.depth,
+            "seed": args.seed,
+            "pipeline": args.pipeline,
+            "joint": args.joint,
+        },
         "resolutions": {},
     }
     for resolution in args.resolutions:
@@ -171,6 +202,10 @@ def main(argv: list[str] | None = None) -> None:
                 for label, v in candidates.items()
             )
             print(f"{name}: {shown}  (best step {found['fine_tuning']['best_step']} of {args.steps})", flush=True)
+    if args.joint:
+        report["joint"] = joint_candidate(tasks, args.steps, args.depth, args.seed)
+        for name, v in report["joint"]["configs"].items():
+            print(f"{name}: fine-tuned on every resolution {v['mase']:.3f} / {v['crps']:.3f}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "finetune-validation.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
 

@@ -53,17 +53,17 @@ AUTO_MIN_GAIN = 0.01  # the share of validation CRPS "auto" must save over the m
 CALIBRATION_WORDS = {"model": "the model's widths", "auto": "the history sent (`auto`)"}
 
 # The served model answering each configuration, chosen on validation windows (bench.finetune_validation): the
-# base fine-tuned at 15 minutes and hourly; the base itself, never trained on ETT, daily and weekly (fine-tuning
-# daily kept the base's weights; weekly lost to it, and its `gatecast pipeline` model cannot train before the
-# validation windows).
+# base fine-tuned at 15 minutes; the base fine-tuned on every resolution of the station hourly and daily; the base
+# itself, never trained on ETT, weekly (both fine-tunings lost to it there, and the weekly `gatecast pipeline` model
+# cannot train before the validation windows).
 MODEL_FOR = {
     "ett1/15T/short": "gifteval-ett1-15t",
     "ett1/15T/medium": "gifteval-ett1-15t",
     "ett1/15T/long": "gifteval-ett1-15t",
-    "ett1/H/short": "gifteval-ett1-h",
-    "ett1/H/medium": "gifteval-ett1-h",
-    "ett1/H/long": "gifteval-ett1-h",
-    "ett1/D/short": "gatecast-base",
+    "ett1/H/short": "gifteval-ett1-h-d",
+    "ett1/H/medium": "gifteval-ett1-h-d",
+    "ett1/H/long": "gifteval-ett1-h-d",
+    "ett1/D/short": "gifteval-ett1-h-d",
     "ett1/W/short": "gatecast-base",
     "m4_hourly/H/short": "m4-hourly-gru",
 }
@@ -136,27 +136,60 @@ class Recipe(NamedTuple):
     steps: int
     depth: int
     spread: str | None  # "per step": quantile factors fitted on validation windows (bench.spread_validation)
+    # The ETT resolutions whose 7 channels it fine-tunes on, all cut at the time of the earliest test window it
+    # answers; () for the channels of the resolution it answers alone.
+    resolutions: tuple[str, ...] = ()
 
 
 # Models fine-tuned from the base model (training.finetune, the code a user's fine-tuning job runs) instead of trained
-# by `gatecast pipeline`, chosen per resolution on validation windows (bench.finetune_validation,
-# docs/benchmarks/finetune-validation.json). They read the 7 channels alone. At 15 minutes the spread fitted per
-# step on validation windows brought the intervals there to their levels at a CRPS within 0.5%; hourly it cost CRPS.
-FINETUNED = {"gifteval-ett1-15t": Recipe(300, 5, "per step"), "gifteval-ett1-h": Recipe(300, 5, None)}
+# by `gatecast pipeline`, chosen per configuration on validation windows (bench.finetune_validation,
+# docs/benchmarks/finetune-validation.json). At 15 minutes: the 7 channels at that resolution, and a spread fitted
+# per step on validation windows (there it brought the intervals to their levels at a CRPS within 0.5%). Hourly and
+# daily: one model fine-tuned on every resolution of the station, ahead there of the base and of a model per
+# resolution.
+ALL_ETT = ("15T", "H", "D", "W")
+FINETUNED = {
+    "gifteval-ett1-15t": Recipe(300, 5, "per step"),
+    "gifteval-ett1-h-d": Recipe(300, 5, None, ALL_ETT),
+}
+# When each resolution's value ends, after its label (a week is labelled with its last day).
+PERIOD = {"15T": pd.Timedelta("15min"), "H": pd.Timedelta("1h"), "D": pd.Timedelta("1D"), "W": pd.Timedelta("1D")}
+
+
+def series_before(tasks: dict[str, protocol.Task], resolutions: tuple[str, ...], cut: pd.Timestamp) -> list[np.ndarray]:
+    """Every channel of each of `resolutions` (from `tasks`' data) up to its last value that ends by `cut`."""
+    data = {t.data.resolution: t.data for t in tasks.values()}
+    missing = [r for r in resolutions if r not in data]
+    if missing:
+        raise ValueError(f"resolutions {missing} have no configuration among {sorted(tasks)}")
+    out = []
+    for r in resolutions:
+        index = data[r].index
+        assert index is not None
+        keep = int(np.sum(index + PERIOD[r] <= cut))
+        out += [np.asarray(v[:keep], np.float32) for v in data[r].values]
+    return out
+
+
 BASE_MODEL = ROOT / "models" / "gatecast-base" / "1"
 BASE_CHECKPOINT = ROOT / "runs" / "gatecast-base" / "checkpoint.pt"
 
 
 def finetune_model(name: str, tasks: dict[str, protocol.Task], root: Path = ROOT) -> float:
-    """Fine-tune the base on every channel before the earliest test window `name` answers, publish it as
+    """Fine-tune the base on every channel (of its recipe's resolutions) before the earliest test window `name`
+    answers, publish it as
     <root>/models/<name>/1 with its checkpoint in <root>/runs/<name>/ and its record in <root>/reports/<name>/, and
     return the CPU seconds it took (the spread's fitting included)."""
     from training.finetune import CHECKPOINT_FILE, FinetuneSpec, finetune
 
     answered = {c: tasks[c] for c, m in MODEL_FOR.items() if m == name and c in tasks}
-    cut = model_cut(name, tasks)
-    series = [np.asarray(v[:cut], np.float32) for v in next(iter(answered.values())).data.values]
     recipe = FINETUNED[name]
+    if recipe.resolutions:
+        cut: int | str = str(min(t.data.index[t.first_origin] for t in answered.values()))  # type: ignore[index]
+        series = series_before(tasks, recipe.resolutions, pd.Timestamp(cut))
+    else:
+        cut = model_cut(name, tasks)
+        series = [np.asarray(v[:cut], np.float32) for v in next(iter(answered.values())).data.values]
     started = time.process_time()
     spread = validation_spread(answered, recipe) if recipe.spread else None
     with tempfile.TemporaryDirectory(prefix="finetune-") as tmp:

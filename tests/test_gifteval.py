@@ -126,21 +126,27 @@ def test_a_model_fine_tuned_from_the_base_reads_only_what_precedes_its_earliest_
     from training.finetune import read_card
 
     tasks = protocol.tasks(ETT, None)
-    monkeypatch.setitem(gifteval.FINETUNED, "gifteval-ett1-h", gifteval.Recipe(3, 1, "per step"))
+    monkeypatch.setitem(gifteval.FINETUNED, "gifteval-ett1-15t", gifteval.Recipe(3, 1, "per step"))
+    monkeypatch.setitem(gifteval.FINETUNED, "gifteval-ett1-h-d", gifteval.Recipe(3, 1, None, gifteval.ALL_ETT))
     for folder in ("models", "runs", "reports"):
         (tmp_path / folder).mkdir()
-    seconds = gifteval.finetune_model("gifteval-ett1-h", tasks, tmp_path)
-    card: ModelCard = read_card(tmp_path / "models" / "gifteval-ett1-h" / "1" / "model.onnx")
-    assert card.extra["finetune.base_model"] == "gatecast-base" and card.quantile_levels
-    assert (tmp_path / "runs" / "gifteval-ett1-h" / "checkpoint.pt").exists()
-    assert not (tmp_path / "models" / "gifteval-ett1-h" / "1" / "checkpoint.pt").exists()
-    record = json.loads((tmp_path / "reports" / "gifteval-ett1-h" / "metrics.json").read_text())
-    earliest = min(tasks[c].first_origin for c in ("ett1/H/short", "ett1/H/medium", "ett1/H/long"))
-    assert record["training"]["cut"] == earliest and record["training"]["series"] == 7
-    assert record["training"]["seconds"] == pytest.approx(seconds, abs=0.1)
-    assert record["finetune"]["steps"] == 3 and record["finetune"]["depth"] == 1
-    assert "quantile_spread" in card.extra  # the recipe's spread, fitted on the validation windows, is in the graph
-    assert "scaled per step and level" in card.metrics["finetune"]["intervals"]
+    records = {}
+    for name in ("gifteval-ett1-15t", "gifteval-ett1-h-d"):
+        seconds = gifteval.finetune_model(name, tasks, tmp_path)
+        card: ModelCard = read_card(tmp_path / "models" / name / "1" / "model.onnx")
+        assert card.extra["finetune.base_model"] == "gatecast-base" and card.quantile_levels
+        assert (tmp_path / "runs" / name / "checkpoint.pt").exists()
+        assert not (tmp_path / "models" / name / "1" / "checkpoint.pt").exists()
+        records[name] = json.loads((tmp_path / "reports" / name / "metrics.json").read_text())
+        assert records[name]["training"]["seconds"] == pytest.approx(seconds, abs=0.1)
+        assert records[name]["finetune"]["steps"] == 3 and records[name]["finetune"]["depth"] == 1
+        assert ("quantile_spread" in card.extra) == (name == "gifteval-ett1-15t")  # the recipe's spread, in the graph
+    own = records["gifteval-ett1-15t"]["training"]  # its resolution's 7 channels, up to its earliest test window
+    assert own["cut"] == min(tasks[c].first_origin for c in tasks if c.startswith("ett1/15T/")) and own["series"] == 7
+    joint = records["gifteval-ett1-h-d"]["training"]  # every resolution, up to the earliest hourly or daily window
+    answered = [tasks[c] for c in ("ett1/H/short", "ett1/H/medium", "ett1/H/long", "ett1/D/short")]
+    assert pd.Timestamp(joint["cut"]) == min(t.data.index[t.first_origin] for t in answered)
+    assert joint["series"] == 28
 
 
 def test_the_spread_is_fitted_on_windows_that_end_before_the_first_test_window(monkeypatch) -> None:
