@@ -184,6 +184,7 @@ def finetune(
         "heldout_loss_after": best[0],
         "heldout_mase_before": mase_before,
         "heldout_mase_after": tail_mase(),
+        "intervals": "the quantile head's, fine-tuned with it",
     }
 
 
@@ -231,15 +232,17 @@ def export_finetuned(
     served = model if spread is None else quantile_spread.Spread(model, spread)
     export(served, path)  # type: ignore[arg-type]
     validate_export(served, path)  # type: ignore[arg-type]
-    intervals = "the quantile head's, fine-tuned with it"
     if spread is not None:
-        intervals += ", its distances from the median scaled per step and level by factors fitted on other windows"
+        summary = {
+            **summary,
+            "intervals": "the quantile head's, fine-tuned with it, its distances from the median scaled per step and "
+            "level by factors fitted on other windows",
+        }
         extra = {
             **extra,
             "quantile_spread": f"{spread.shape[0]} steps x {spread.shape[1]} levels, factors "
             f"{float(spread.min()):.3f} to {float(spread.max()):.3f} (in the graph)",
         }
-    summary = {**summary, "intervals": intervals}
     cfg = PretrainConfig(name=name, seed=seed, model=model.config)
     report = {"best": {}, "parameters": sum(p.numel() for p in model.parameters())}
     card = build_card(model, cfg, base_card.conformal, report)
