@@ -2,12 +2,12 @@
 
   1. The protocol checks itself: seasonal naive must reproduce the published MASE of every configuration
      (and ND 0.2717 on ett1/H/short), or the run stops, naming the configuration (bench.giftprotocol).
-  2. Training (unless --score-only): the 15-minute and hourly models are the base model fine-tuned (training.finetune,
-     the code a user's fine-tuning job runs) on every channel before the earliest test window of the
-     configurations they answer; daily and weekly are answered by the base model itself. Those choices were made
-     on validation windows (bench.finetune_validation) against `gatecast pipeline` models trained from
-     training/configs/gifteval-candidates/*.toml on long-format files this module writes (`training_file`).
-     M4 Hourly's model is trained by `make models` (training/configs/m4-hourly-gru.toml).
+  2. Training (unless --score-only): the base model fine-tuned (training.finetune, the code a user's fine-tuning job
+     runs) on every channel before the earliest test window of the configurations each model answers: at 15
+     minutes on that resolution, hourly and daily on all four of ETT's (`FINETUNED`); weekly is answered by the
+     base model itself. Those choices were made on validation windows (bench.finetune_validation), also against
+     `gatecast pipeline` models trained from training/configs/gifteval-candidates/*.toml on long-format files this
+     module writes (`training_file`). M4 Hourly's model is trained by `make models` (its own TOML).
   3. The models are served by `gatecast serve` (one worker). Each model's interval widths (its own, or
      calibrated on the history sent, "auto") are chosen on validation windows: the test's windows moved to end
      at the model's training cut. Then every test window is forecast with a POST /forecast holding all series
@@ -177,13 +177,14 @@ BASE_CHECKPOINT = ROOT / "runs" / "gatecast-base" / "checkpoint.pt"
 
 def finetune_model(name: str, tasks: dict[str, protocol.Task], root: Path = ROOT) -> float:
     """Fine-tune the base on every channel (of its recipe's resolutions) before the earliest test window `name`
-    answers, publish it as
-    <root>/models/<name>/1 with its checkpoint in <root>/runs/<name>/ and its record in <root>/reports/<name>/, and
-    return the CPU seconds it took (the spread's fitting included)."""
+    answers; publish it as <root>/models/<name>/1, its checkpoint in <root>/runs/<name>/ and its record in
+    <root>/reports/<name>/; return the CPU seconds it took (the spread's fitting included)."""
     from training.finetune import CHECKPOINT_FILE, FinetuneSpec, finetune
 
     answered = {c: tasks[c] for c, m in MODEL_FOR.items() if m == name and c in tasks}
     recipe = FINETUNED[name]
+    if recipe.spread and recipe.resolutions:
+        raise ValueError(f"{name}: a spread is fitted for a model of one resolution (validation_spread)")
     if recipe.resolutions:
         cut: int | str = str(min(t.data.index[t.first_origin] for t in answered.values()))  # type: ignore[index]
         series = series_before(tasks, recipe.resolutions, pd.Timestamp(cut))
