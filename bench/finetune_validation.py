@@ -54,8 +54,9 @@ def fine_tune_and_score(
 ) -> dict[str, Any]:
     """One resolution: the cut, the fine-tuning summary, and each configuration's validation MASE, CRPS and coverage
     for the base, the fine-tuned model, the fine-tuned model with its quantiles spread on its held-out tail
-    (training.quantile_spread) and, with `pipeline`, the model `gatecast pipeline` trains from the configuration's
-    TOML on the same values."""
+    (training.quantile_spread), the base and the fine-tuned model with a spread cross-fitted on the validation
+    windows (bench.spread_validation) and, with `pipeline`, the model `gatecast pipeline` trains from the candidate
+    TOML on the same values and the mean of its quantiles and the fine-tuned model's."""
     names = [n for n in tasks if n.startswith(f"ett1/{resolution}/")]
     if not names:
         raise ValueError(f"no configuration at {resolution!r}; have {sorted(tasks)}")
