@@ -92,7 +92,7 @@ class ServingMiddleware:
         with self._envelope.open(budget, scope.get("client"), counted) as call:
             try:
                 pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-                headers = dict(pairs)
+                headers = _fields(pairs)
                 declared = headers.get("content-length", "")
                 self._envelope.admit(
                     call,
@@ -233,3 +233,17 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 def _too_large_message(size: int, limit: int) -> str:
     return f"the body has {size}+ bytes; the limit is {limit} (GATECAST_MAX_BODY_BYTES): split the request"
+
+
+# Header fields whose value is a list: sent on several lines, they are one list in order (RFC 9110, section 5.3).
+LIST_FIELDS = ("content-encoding",)
+
+
+def _fields(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """Header fields by (lower-case) name: a list field's lines joined with commas, otherwise the last line."""
+    fields = dict(pairs)
+    for name in LIST_FIELDS:
+        lines = [value for key, value in pairs if key == name]
+        if len(lines) > 1:
+            fields[name] = ", ".join(lines)
+    return fields

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 import re
 import threading
@@ -14,6 +15,7 @@ from typing import Any
 import onnx
 import onnxruntime as ort
 import pytest
+import zstandard
 from fastapi.testclient import TestClient
 from onnx import TensorProto, helper
 from prometheus_client import REGISTRY
@@ -164,6 +166,18 @@ def test_compressed_bodies_inflate_no_further_than_the_body_limit(repository: Pa
         assert r.status_code == 413 and "inflates to more than 16777216 bytes" in r.json()["message"]
         r = c.post("/forecast", content=b"{}", headers={"content-type": "application/json", "content-encoding": "br"})
         assert r.status_code == 415 and "zstd or gzip" in r.json()["message"]
+
+
+def test_content_encoding_on_two_lines_is_one_list(repository: Path) -> None:
+    body = json.dumps({"series": [{"id": "a", "values": [float(i % 24) for i in range(200)]}], "model": "tiny"})
+    twice = zstandard.ZstdCompressor().compress(gzip.compress(body.encode()))  # gzip applied first, then zstd
+    with TestClient(create_app(Settings(model_repository=repository))) as c:
+        plain = c.post("/forecast", content=body, headers={"content-type": "application/json"})
+        lines = [("content-type", "application/json"), ("content-encoding", "gzip"), ("content-encoding", "zstd")]
+        r = c.post("/forecast", content=twice, headers=lines)
+        assert r.status_code == 200 and r.json()["forecasts"] == plain.json()["forecasts"], r.text
+        r = c.post("/forecast", content=twice, headers=[*lines[:2], ("content-encoding", "br")])
+        assert r.status_code == 415 and "Content-Encoding 'br' is not read here" in r.json()["message"], r.text
 
 
 def test_deeply_nested_json_is_a_client_error(repository: Path) -> None:
