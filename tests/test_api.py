@@ -90,7 +90,7 @@ def test_quantiles_are_the_bounds_of_the_conformal_intervals(client: TestClient)
         headers={"content-type": "text/csv", "accept": "text/csv"},
     )
     assert csv.status_code == 200, csv.text
-    assert csv.text.splitlines()[0] == "unique_id,ds,forecast,forecast-q-0.1,forecast-q-0.9"
+    assert csv.text.splitlines()[0] == "unique_id,ds,forecast,model,version,forecast-q-0.1,forecast-q-0.9"
 
 
 @pytest.mark.parametrize(
@@ -160,8 +160,10 @@ def test_csv_in_and_csv_out(client: TestClient) -> None:
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/csv")
     out = pd.read_csv(io.StringIO(r.text))
-    assert list(out.columns) == ["unique_id", "ds", "forecast", "forecast-lo-80", "forecast-hi-80"]
+    assert list(out.columns) == ["unique_id", "ds", "forecast", "model", "version", "forecast-lo-80", "forecast-hi-80"]
     assert list(out["unique_id"]) == ["x"] * 4 + ["y"] * 4
+    default = client.get("/models").json()  # no model asked: each row names the one that answered
+    assert set(zip(out["model"], out["version"].astype(str), strict=True)) == {(default["default"], "1")}, default
     assert out["ds"].iloc[0] == "2024-01-03 02:00:00"
     as_json = client.post("/forecast", json={"h": 4, "series": [{"id": "x", "values": values(50, seed=0)}]}).json()
     np.testing.assert_allclose(out["forecast"][:4], as_json["forecasts"][0]["mean"], rtol=1e-6)

@@ -243,7 +243,8 @@ def render_json(result: ForecastResult) -> bytes:
 
 
 def render_csv(result: ForecastResult) -> str:
-    """Long format: unique_id, ds (or step), forecast, forecast-lo-80, forecast-hi-80, ..., forecast-q-0.9, ..."""
+    """Long format: unique_id, ds (or step), forecast, model, version, forecast-lo-80, forecast-hi-80, ...,
+    forecast-q-0.9, ..."""
     h = result.horizon
     steps = np.arange(1, h + 1)
     columns: dict[str, Any] = {
@@ -253,6 +254,10 @@ def render_csv(result: ForecastResult) -> str:
     }
     if result.choices is not None:  # model "auto": the model that answered each series
         columns["model"] = np.repeat([c.label for c in result.choices], h)
+        columns["version"] = np.repeat([c.version or "" for c in result.choices], h)
+    else:  # a CSV has no envelope: every row names the model that made it, as the JSON answer does once
+        columns["model"] = result.model
+        columns["version"] = result.version
     for level, (lo, hi) in result.intervals.items():
         columns[f"forecast-lo-{level_key(level)}"] = lo.ravel()
         columns[f"forecast-hi-{level_key(level)}"] = hi.ravel()
