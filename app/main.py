@@ -18,7 +18,7 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import multiprocess
 from starlette.types import ASGIApp
 
-from app import __version__, metrics, problems
+from app import __version__, metrics, parent_watch, problems
 from app.admission import MemoryBudget, TooLittleMemory, derive_budget
 from app.auth import DOCS_ASSETS
 from app.middleware import DirectRoute, ServingMiddleware
@@ -226,4 +226,5 @@ def app_factory() -> FastAPI:
     logging.basicConfig(
         level=get_settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    parent_watch.watch_supervisor()
     return create_app()

@@ -160,3 +160,31 @@ def test_a_killed_worker_is_replaced_and_the_others_keep_answering(tmp_path: Pat
             time.sleep(0.25)
             text = httpx.get(f"{url}/metrics").text
         assert in_flight == 0  # a scrape does not count itself
+
+
+def test_workers_exit_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    """A SIGKILL to `gatecast serve` (an OOM kill, `kill -9`) leaves no worker answering on the port unsupervised."""
+    import os
+    import shutil
+    import signal
+    import time
+
+    from harness.live import running_server
+
+    repo = tmp_path / "models"
+    shutil.copytree(MODELS.parent / "tests" / "fixtures" / "models" / "tiny", repo / "tiny")
+    with running_server(repo, workers=2) as (url, proc):
+        deadline = time.monotonic() + 30
+        while len(workers := worker_pids(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(workers) == 2, workers
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 10  # the issue's bar: no worker alive 10 s after its supervisor is killed
+        while (alive := {p for p in workers if Path(f"/proc/{p}").exists()}) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for pid in alive:  # a failure here leaves nothing running behind the test
+            os.kill(pid, signal.SIGKILL)
+        assert not alive, f"workers {sorted(alive)} outlived their supervisor"
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/v2/health/live", timeout=2)
