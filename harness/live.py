@@ -59,7 +59,7 @@ def running_server(
     }
     environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     folder = repository.parent
-    if folder.resolve() == ROOT:  # never a log file in the checkout
+    if folder.resolve().is_relative_to(ROOT):  # never a log file in the checkout
         folder = Path(tempfile.mkdtemp(prefix="gatecast-server-"))
     log_path = folder / f"server-{port}.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
