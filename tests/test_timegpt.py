@@ -314,17 +314,18 @@ def test_missing_values_are_refused_by_position(server: str) -> None:
     assert r.status_code == 422 and "value 7 is missing (NaN)" in r.json()["detail"], r.text
 
 
-def test_the_api_pages_x_df_example_runs_against_the_committed_models(capsys: pytest.CaptureFixture[str]) -> None:
-    """docs/api.md's X_df block, as written, against a server on the committed models (etth1-gru-holiday)."""
+def test_the_api_pages_x_df_example_runs_against_the_fixture_it_names(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/api.md's X_df block, as written, against a server on tests/fixtures/models (tinycov), as the page says."""
     page = (ROOT / "docs" / "api.md").read_text()
     block = page.split("<!-- xdf-example:")[1].split("<!-- end xdf-example -->")[0]
     code = block.split("```python\n")[1].split("```")[0]
     ns: dict[str, Any] = {}
-    with running_server(ROOT / "models") as (url, _):
+    with running_server(ROOT / "tests" / "fixtures" / "models") as (url, _):
         exec(compile(code.replace("http://localhost:8000", url), "docs/api.md", "exec"), ns)  # noqa: S102
         printed = capsys.readouterr().out
         client, df, x_df = ns["client"], ns["df"], ns["X_df"]
-        on = client.forecast(df, X_df=x_df, h=24, model="etth1-gru-holiday")["TimeGPT"].to_numpy()
-        off = client.forecast(df, X_df=x_df.assign(holiday=0.0), h=24, model="etth1-gru-holiday")["TimeGPT"]
-    assert "TimeGPT-lo-80" in printed and "2018-09-30 00:00:00" in printed, printed
-    assert not np.allclose(on, off.to_numpy()), "the flag ahead changed nothing: X_df was not read"
+        asked = {"h": 12, "model": "tinycov", "hist_exog_list": ["load"]}
+        on = client.forecast(df, X_df=x_df, **asked)["TimeGPT"].to_numpy()
+        off = client.forecast(df, X_df=x_df.assign(plan=0.0), **asked)["TimeGPT"].to_numpy()
+    assert "TimeGPT-lo-80" in printed and "2024-03-05 00:00:00" in printed, printed
+    assert not np.allclose(on, off), "the planned step ahead changed nothing: X_df was not read"
