@@ -8,6 +8,7 @@
   (training/config.py), each described where it is defined;
 - `accuracy`: docs/benchmarks/accuracy.json and the published tables in bench/accuracy.py;
 - `gifteval`: docs/benchmarks/gifteval.json and the published GIFT-Eval figures in bench/giftprotocol.py;
+- `committedvalidation`: docs/benchmarks/committed-validation.json (pipeline models against the fine-tuned base);
 - `testsuite`: docs/benchmarks/testsuite.json (how long the suites take on a busy machine);
 - `training`: docs/benchmarks/training.json (fine-tuning, jobs, tuning and scale-out, measured);
 - `tunespace`: the search space of `gatecast tune` (training/tune.py).
@@ -105,6 +106,27 @@ def models_section() -> str:
     m4 = _m4_line()
     if m4:
         lines.append(f"- {m4}")
+    return "\n".join(lines) + "\n"
+
+
+def committedvalidation_section() -> str:
+    """Each committed pipeline model beside the base and the base fine-tuned on the same training split, on the
+    model's validation windows (docs/benchmarks/committed-validation.json, bench.committed_validation)."""
+    found = json.loads((BENCH / "committed-validation.json").read_text())
+    lines = [
+        "| model | validation windows | `gatecast pipeline` (committed) | `gatecast-base` | base fine-tuned, best run "
+        "| naive | seasonal naive | lowest |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in found.items():
+        mase, best = row["mase"], min(row["fine_tuned"], key=lambda r: r["mase"])
+        lines.append(
+            f"| `{name}` | {row['windows']:,} | {mase['pipeline']:.3f} | "
+            f"{mase['base']:.3f} | {best['mase']:.3f} ({best['settings']}) | {mase['naive']:.3f} | "
+            f"{mase['seasonal_naive']:.3f} | {row['winner']} |"
+        )
+    runs = sorted({r["settings"] for row in found.values() for r in row["fine_tuned"]})
+    lines += ["", f"Fine-tuning runs tried: {'; '.join(runs)}."]
     return "\n".join(lines) + "\n"
 
 
@@ -704,6 +726,7 @@ SECTIONS: dict[str, Callable[[], str]] = {
     "settings": settings_section,
     "config": config_section,
     "models": models_section,
+    "committedvalidation": committedvalidation_section,
     "serving": serving_section,
     "scaling": scaling_section,
     "accuracy": accuracy_section,

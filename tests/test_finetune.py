@@ -120,3 +120,17 @@ def test_a_spread_given_with_the_fine_tuning_is_inside_the_exported_graph(tmp_pa
         "quantile_spread" in card.extra
         and "quantile_spread" not in read_card(repo / "plain" / "1" / "model.onnx").extra
     )
+
+
+def test_a_fine_tuning_scored_on_its_first_steps_has_no_targets_beyond_them() -> None:
+    from training.finetune_base import batch
+    from training.patch_model import PatchConfig
+
+    cfg = PatchConfig(patch_len=4, max_context=32, min_context=8, horizon=12)
+    series = [np.arange(100, dtype=np.float64)]
+    picks = [(0, 40, 100), (0, 95, 100)]  # the second window's target runs past the end of the series
+    _, whole = batch(series, picks, cfg)
+    x, first = batch(series, picks, cfg, scored=3)
+    assert np.isfinite(whole[0]).all() and np.isnan(whole[1, 5:]).all()
+    np.testing.assert_array_equal(first[:, :3].numpy(), whole[:, :3].numpy())
+    assert np.isnan(first[:, 3:]).all() and x[0, -1] == 39

@@ -83,15 +83,16 @@ def origins(
 
 
 def batch(
-    series: list[np.ndarray], picks: list[tuple[int, int, int]], cfg: PatchConfig
+    series: list[np.ndarray], picks: list[tuple[int, int, int]], cfg: PatchConfig, scored: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Contexts (left-padded with NaN) and targets; with `scored`, the targets beyond that step are NaN (no loss)."""
     width = max(min(o, cfg.input_length) for _, o, _ in picks)
     x = np.full((len(picks), width), np.nan, np.float32)
     y = np.full((len(picks), cfg.horizon), np.nan, np.float32)
     for row, (i, o, end) in enumerate(picks):
         context = series[i][max(0, o - cfg.input_length) : o]
         x[row, width - len(context) :] = context
-        target = series[i][o : min(end, o + cfg.horizon)]
+        target = series[i][o : min(end, o + (scored or cfg.horizon))]
         y[row, : len(target)] = target
     return torch.from_numpy(x), torch.from_numpy(y)
 
@@ -105,8 +106,11 @@ def finetune(
     seed: int,
     report: Callable[[dict[str, Any]], None],
     cancelled: Callable[[], bool],
+    lr: float = LEARNING_RATE,
+    scored: int | None = None,
 ) -> tuple[PatchForecaster, dict[str, Any]]:
-    """The fine-tuned model and what the job's record keeps; raises ValueError naming what to change."""
+    """The fine-tuned model and what the job's record keeps; raises ValueError naming what to change. With `scored`,
+    the loss (training and held out) reads the first `scored` steps of the horizon only."""
     started = time.perf_counter()
     model = load_base(checkpoint)
     if weights_sha256(model) != base_card.sha256:
@@ -121,7 +125,7 @@ def finetune(
         tail_at = [tail_at[k] for k in np.sort(rng.choice(len(tail_at), MAX_HELDOUT_WINDOWS, replace=False))]
     torch.manual_seed(seed)
     levels = torch.tensor(cfg.quantile_levels)
-    xh, yh = batch(series, tail_at, cfg)
+    xh, yh = batch(series, tail_at, cfg, scored)
 
     scales = np.asarray([max(float(np.nanmean(np.abs(np.diff(series[i])))), 1e-8) for i, _, _ in tail_at])
 
@@ -139,13 +143,13 @@ def finetune(
         return float(np.mean(err / scales))
 
     trained = freeze_to_depth(model, depth)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LEARNING_RATE)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     base_loss, mase_before = held_out(), tail_mase()
     best = (base_loss, 0, {k: v.clone() for k, v in model.state_dict().items()})
     for step in range(1, steps + 1):
         model.train()
         picks = [train_at[k] for k in rng.integers(0, len(train_at), min(BATCH_SIZE, len(train_at)))]
-        x, y = batch(series, picks, cfg)
+        x, y = batch(series, picks, cfg, scored)
         loss = loss_of(model, x, y, levels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -176,7 +180,8 @@ def finetune(
         "steps": steps,
         "best_step": best[1],
         "depth": depth,
-        "loss": "pinball",
+        "lr": lr,
+        "loss": "pinball" if scored is None else f"pinball on the first {scored} steps",
         "trained_parameters": trained,
         "training_windows": len(train_at),
         "heldout_windows": len(tail_at),
