@@ -1,7 +1,7 @@
 """Training and fine-tuning jobs, from the server's side: accepted here, run by trainer processes on Ray.
 
 The server never imports torch. A job is a record in the model repository (contract.jobs) and a Ray task that
-calls `training.jobs.run` in a trainer process (through contract.jobs.run_in_trainer), which needs the `train`
+calls `training.jobs.run` in a trainer process (through `run_in_trainer` below), which needs the `train`
 extra where it runs. Ray is found at GATECAST_RAY_ADDRESS; unset, `gatecast serve` starts a local Ray for its
 workers (app.server) and an app run any other way (a test client, uvicorn directly) starts one in its own process
 on its first job. Every worker and replica reads the same records, so any of them answers GET /jobs/{id} and
@@ -148,7 +148,7 @@ class Trainer:
             raise
         import ray
 
-        task = ray.remote(jobs.run_in_trainer).options(
+        task = ray.remote(run_in_trainer).options(
             num_cpus=self.settings.training_cpus_per_job, max_retries=0, name=f"gatecast-{job_id}"
         )
         ref = task.remote(str(self.root), job_id)
@@ -254,3 +254,12 @@ def _unless_stale(root: Path, record: jobs.JobRecord) -> jobs.JobRecord:
 
 def _safe_id(job_id: str) -> bool:
     return job_id.replace("-", "").isalnum() and len(job_id) <= 64
+
+
+def run_in_trainer(repository: str, job_id: str) -> dict[str, Any]:
+    """What the server hands Ray. Ray sends a module's function by reference, so a trainer process imports this
+    torch-free module and only then, there, training and torch; the server itself never runs it."""
+    from training import jobs as trainer_jobs  # noqa: PLC0415 - the trainer's side, never the server's
+
+    result: dict[str, Any] = trainer_jobs.run(repository, job_id)
+    return result

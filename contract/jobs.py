@@ -10,7 +10,6 @@ which the trainer looks for between steps, so neither side overwrites the other'
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import tempfile
@@ -77,14 +76,6 @@ def stale(record: JobRecord, at: datetime | None = None) -> bool:
         return False
     last = datetime.fromisoformat(record.heartbeat_at)
     return ((at or datetime.now(UTC)) - last).total_seconds() > STALE_S
-
-
-def run_in_trainer(repository: str, job_id: str) -> dict[str, Any]:
-    """What the server hands Ray: a function defined here (Ray sends it by reference, so a trainer process loads
-    this module, not the server's) that imports training, and torch, only where it runs."""
-    module = importlib.import_module("training.jobs")
-    result: dict[str, Any] = module.run(repository, job_id)
-    return result
 
 
 def job_dir(repository: Path, job_id: str) -> Path:
