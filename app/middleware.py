@@ -117,6 +117,9 @@ class ServingMiddleware:
                     json_part = headers.get("inference-header-content-length", "")
                     cost = admission.decode_cost(body, media, int(json_part) if json_part.isdigit() else None)
                     ticket.charge(cost, "decoding this request's body")
+                repository = getattr(scope["app"].state, "repository", None)
+                if repository is not None and counted:  # a model published or removed through another worker
+                    await repository.catch_up()
                 route = self._match(scope)
                 if route is None:
                     await self.app(scope, _replay(body, receive), send_wrapper)

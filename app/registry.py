@@ -24,6 +24,7 @@ from app.errors import InvalidInput, ModelLoadError, NotFound
 from app.runtime import CPU, Runtime, choose_providers, load_runtime
 from app.service import Limits, ModelService
 from app.settings import Settings
+from contract import generation
 from contract.card import BASE_MODEL
 
 log = logging.getLogger("gatecast.registry")
@@ -61,6 +62,8 @@ class ModelRepository:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _seen: DiskState = field(default_factory=dict)  # disk state at the last load attempt, per model
     _loaded: dict[tuple[str, str], Fingerprint] = field(default_factory=dict)  # what each service was built from
+    _generation: int = -1  # contract.generation read at the start of the last finished sync; -1: never synced
+    _syncing: asyncio.Future[None] | None = None  # the sync that requests catching up wait for
 
     @property
     def root(self) -> Path:
@@ -122,8 +125,24 @@ class ModelRepository:
 
     # --- loading ----------------------------------------------------------------------------------------
 
+    async def catch_up(self) -> None:
+        """Before a request is answered: when a publish or removal elsewhere advanced the repository's generation
+        (contract.generation) since this worker last synced, wait for a sync (one, shared by every request that
+        saw the change; shielded, so a request that times out does not cancel it). Otherwise one stat."""
+        for _ in range(2):  # a sync already under way may have read the generation before the change
+            if generation.current(self.root) == self._generation:
+                return
+            if self._syncing is None or self._syncing.done():
+                self._syncing = asyncio.ensure_future(self.sync())
+            try:
+                await asyncio.shield(self._syncing)
+            except Exception:  # noqa: BLE001 - the request goes on with what is loaded; the poll retries
+                log.exception("model repository catch-up failed")
+                return
+
     async def sync(self) -> None:
         """Make this worker match the folder: (re)load what is new or changed, unload what is gone."""
+        seen = generation.current(self.root)  # read first: a change during the scan leaves the next request to sync
         disk = await self._scan()
         for name in sorted(set(self.models) - set(disk)):
             log.warning("model %s is gone from %s: unloading it", name, self.root)
@@ -137,6 +156,7 @@ class ModelRepository:
                     await self.load(name)
         for key in [k for k in self.failures if k.partition("@")[0] not in disk]:
             del self.failures[key]  # a refused file that was deleted is no longer a failure to report
+        self._generation = seen
 
     async def load(self, name: str) -> dict[str, ModelService]:
         """(Re)load every version of `name` from disk. Versions that fail keep their old copy serving;

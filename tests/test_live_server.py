@@ -188,3 +188,38 @@ def test_workers_exit_when_their_supervisor_is_killed(tmp_path: Path) -> None:
         assert not alive, f"workers {sorted(alive)} outlived their supervisor"
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{url}/v2/health/live", timeout=2)
+
+
+def test_a_model_published_or_removed_is_served_or_refused_by_every_worker_before_the_call_returns(
+    tmp_path: Path,
+) -> None:
+    """With the poll out of the picture (an hour), a publish or removal that advances the repository's generation
+    (contract.generation, as the trainer and the TimeGPT routes do) is seen by both workers on the next request."""
+    import os
+    import shutil
+
+    from contract import generation
+
+    repo = tmp_path / "models"
+    tiny = MODELS.parent / "tests" / "fixtures" / "models" / "tiny"
+    shutil.copytree(tiny, repo / "tiny")
+    payload = {"model": "fresh", "series": [{"id": "a", "values": [float(i % 24) for i in range(200)]}]}
+
+    def statuses() -> set[int]:
+        found = set()
+        for _ in range(24):  # a new connection each time: the kernel hands them to both workers
+            with httpx.Client(base_url=url, timeout=30) as client:
+                found.add(client.post("/forecast", json=payload).status_code)
+        return found
+
+    with running_server(repo, workers=2, GATECAST_REPOSITORY_POLL_S="3600") as (url, _):
+        assert statuses() == {404}
+        staging = repo / ".staging" / "fresh"
+        shutil.copytree(tiny, staging)
+        os.rename(staging, repo / "fresh")  # published as a trainer publishes: one rename, then the generation
+        generation.advance(repo)
+        assert statuses() == {200}
+        (repo / ".trash").mkdir()
+        os.rename(repo / "fresh", repo / ".trash" / "fresh")  # removed as the TimeGPT delete route removes
+        generation.advance(repo)
+        assert statuses() == {404}

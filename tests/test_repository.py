@@ -182,6 +182,30 @@ def test_deleted_versions_and_models_are_unloaded(repository: Path) -> None:
         )
 
 
+def test_a_request_after_the_generation_advanced_waits_for_one_sync_and_others_do_not_sync(repository: Path) -> None:
+    """No poll (an hour): a copy dropped in by hand waits for the poll; one announced with contract.generation is
+    served to the next request, after one sync; the requests after it sync nothing."""
+    from contract import generation
+
+    with TestClient(create_app(Settings(model_repository=repository, repository_poll_s=3600))) as c:
+        registry = c.app.state.repository  # type: ignore[attr-defined]
+        syncs = 0
+        real_sync = registry.sync
+
+        async def counted() -> None:
+            nonlocal syncs
+            syncs += 1
+            await real_sync()
+
+        registry.sync = counted
+        shutil.copytree(repository / "tiny", repository / "quiet")
+        assert c.post("/forecast", json={**ONE, "model": "quiet"}).status_code == 404 and syncs == 0
+        generation.advance(repository)
+        assert c.post("/forecast", json={**ONE, "model": "quiet"}).status_code == 200 and syncs == 1
+        assert c.post("/forecast", json={**ONE, "model": "tiny"}).status_code == 200 and syncs == 1
+        assert generation.current(repository) == 1
+
+
 def test_a_request_that_resolved_a_copy_rewritten_meanwhile_is_answered_by_the_new_one(repository: Path) -> None:
     """A model file rewritten in place while a request holds the old copy: the old copy's batcher closes, and the
     request is answered by the copy that replaced it, never refused."""

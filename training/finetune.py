@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 import torch
 
-from contract import jobs
+from contract import generation, jobs
 from contract.card import ModelCard
 from training import finetune_base
 from training.conformal import calibrate
@@ -335,6 +335,7 @@ def _finetune_quantile_model(
             f"model {spec.output_id!r} already exists in the repository: choose another output_model_id"
         )
     os.rename(staging, target)
+    generation.advance(repository)  # every worker serves it before this call answers
     summary["seconds"] = round(time.perf_counter() - started, 2)
     return {"model": spec.output_id, "version": "1", **summary}
 
@@ -354,6 +355,7 @@ def publish(model: AnyForecaster, card: ModelCard, real: WindowSet, repository: 
         shutil.rmtree(staging, ignore_errors=True)
         raise FinetuneError(f"model {card.name!r} already exists in the repository: choose another output_model_id")
     os.rename(staging, target)
+    generation.advance(repository)  # every worker serves it before this call answers
 
 
 def save_weights(model: AnyForecaster, path: Path) -> None:

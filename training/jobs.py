@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from contract import jobs
+from contract import generation, jobs
 
 log = logging.getLogger("gatecast.jobs")
 REPORT_EVERY_S = 1.0  # progress writes at most this often: a record per epoch of a fast model would be noise
@@ -188,3 +188,4 @@ def _publish_version(built: Path, target: Path) -> None:
     if target.exists():
         raise FileExistsError(f"{target} appeared while the job ran: nothing was overwritten; submit the job again")
     os.rename(built, target)
+    generation.advance(target.parent.parent)  # every worker serves it before the job's record says it succeeded

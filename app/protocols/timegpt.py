@@ -44,7 +44,7 @@ from app.jobs import ForecastJob, SeriesInput, WindowJob
 from app.registry import ModelRepository, check_segment
 from app.service import ModelService, check_levels, level_key
 from app.training import Trainer
-from contract import jobs
+from contract import generation, jobs
 from contract.words import count
 
 
@@ -645,6 +645,7 @@ def _remove_model(repository: ModelRepository, name: str) -> None:
     trash = repository.root / jobs.TRASH_DIR / f"{name}-{uuid.uuid4().hex[:8]}"
     trash.parent.mkdir(parents=True, exist_ok=True)
     os.rename(repository.root / name, trash)
+    generation.advance(repository.root)  # every worker refuses it before this call answers
     shutil.rmtree(trash, ignore_errors=True)
 
 

@@ -85,6 +85,7 @@ class InferenceService:
                 try:
                     metadata = _headers(context.invocation_metadata())
                     self.envelope.admit(call, http_method, path, metadata, len(raw), "this message")
+                    await self.repository.catch_up()  # a model published or removed through another worker
                     return await getattr(self, method)(_parse(request_type, raw))
                 except asyncio.CancelledError as exc:
                     if not self.envelope.timed_out(call, exc):
