@@ -6,7 +6,7 @@ extra where it runs. Ray is found at GATECAST_RAY_ADDRESS; unset, `gatecast serv
 workers (app.server) and an app run any other way (a test client, uvicorn directly) starts one in its own process
 on its first job. Every worker and replica reads the same records, so any of them answers GET /jobs/{id} and
 cancels; the worker that submitted a job also follows its Ray task, marks it failed when the trainer dies before
-writing a final state, and loads the new model at once (the others within GATECAST_REPOSITORY_POLL_S).
+writing a final state, and loads the new model at once (the others on their next request: contract.generation).
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ class Trainer:
             self._followed.pop(job_id, None)
         record = jobs.read(self.root, job_id)
         if record is not None and record.state == "succeeded":
-            await self.repository.sync()  # this worker serves the new model now; the others at their next poll
+            await self.repository.sync()  # this worker serves the new model now; the others on their next request
 
     async def wait(self, job_id: str, timeout: float) -> jobs.JobRecord | None:
         """The job's record once final, or None when `timeout` seconds pass first."""
