@@ -21,6 +21,7 @@ In order, for each HTTP request:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -89,6 +90,7 @@ class ServingMiddleware:
 
         counted = scope["path"] != "/metrics"  # a scrape does not count itself in flight
         budget: admission.MemoryBudget | None = getattr(scope["app"].state, "memory_budget", None)
+        incoming = _Body(receive)
         with self._envelope.open(budget, scope.get("client"), counted) as call:
             try:
                 pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
@@ -104,7 +106,7 @@ class ServingMiddleware:
                 )
                 self._check_headers(headers)
                 ticket = call.ticket
-                body = await self._read_body(receive, ticket, declared.isdigit())
+                body = await self._read_body(incoming.receive, ticket, declared.isdigit())
                 if body is None:
                     return  # the client went away before sending its body
                 coding = headers.get("content-encoding", "").strip().lower()
@@ -133,6 +135,8 @@ class ServingMiddleware:
                     raise  # not the time limit: the server is shutting down
                 await self._answer(scope, send_wrapper, status, exc, timed_out=True)
             except Exception as exc:  # noqa: BLE001 - the one place nothing may escape from
+                if not incoming.ended:  # refused before its body was read: let the client finish sending first
+                    await _drain(incoming, self.settings.max_body_bytes)
                 await self._answer(scope, send_wrapper, status, exc)
             finally:
                 route_template = self._template(scope)
@@ -218,6 +222,34 @@ class ServingMiddleware:
                 chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class _Body:
+    """The connection's receive, noting when the request's body has ended (or its client has gone)."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.ended = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.disconnect" or not message.get("more_body", False):
+            self.ended = True
+        return message
+
+
+DRAIN_S = 5.0  # the longest a refused request's remaining body is read for
+
+
+async def _drain(body: _Body, limit: int) -> None:
+    """Read and drop the rest of a refused request's body (at most twice the body limit, for at most DRAIN_S)
+    before answering: a server that closes with unread bytes makes the client's TCP stack reset the connection,
+    and a client still sending sees the reset instead of its 413 or 503."""
+    left = 2 * limit
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DRAIN_S):
+            while not body.ended and left > 0:
+                left -= len((await body.receive()).get("body", b""))
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -223,3 +223,44 @@ def test_a_model_published_or_removed_is_served_or_refused_by_every_worker_befor
         os.rename(repo / "fresh", repo / ".trash" / "fresh")  # removed as the TimeGPT delete route removes
         generation.advance(repo)
         assert statuses() == {404}
+
+
+def test_clients_still_sending_a_refused_body_read_their_413_not_a_reset(tmp_path: Path) -> None:
+    """A body over GATECAST_MAX_BODY_BYTES is refused from its Content-Length before it is read. Answered at once,
+    its connection would count as idle while the client still sends (uvicorn drops the rest), and the idle-connection
+    cap or the keep-alive timeout would close it under the client: a reset. The server reads and drops the rest
+    (bounded) before it answers, so six clients sending slowly at once each read their 413."""
+    import shutil
+    import socket
+    import threading
+    import time
+
+    repo = tmp_path / "models"
+    shutil.copytree(MODELS.parent / "tests" / "fixtures" / "models" / "tiny", repo / "tiny")
+    part = b"1.0," * 50_000
+    body = b"[" + part * 10 + b"1.0]"  # 2 MB: over the limit below, within twice it
+    head = f"POST /forecast HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+    seen: list[str] = []
+
+    def send(port: int) -> None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+                sock.sendall(head.encode() + b"\r\n" + b"[")
+                for _ in range(10):  # a slow client: the rest arrives over a second and more
+                    time.sleep(0.15)
+                    sock.sendall(part)
+                sock.sendall(b"1.0]")
+                seen.append(sock.recv(64).split(b"\r\n")[0].decode())
+        except OSError as exc:  # a reset: what the server must not cause
+            seen.append(type(exc).__name__)
+
+    env = {"GATECAST_MAX_BODY_BYTES": "1000000", "GATECAST_MAX_IDLE_CONNECTIONS": "1", "GATECAST_KEEP_ALIVE_S": "1"}
+    with running_server(repo, **env) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        threads = [threading.Thread(target=send, args=(port,)) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert seen == ["HTTP/1.1 413 Request Entity Too Large"] * 6, seen
+        assert httpx.get(f"{url}/v2/health/ready").status_code == 200
