@@ -7,14 +7,15 @@ ARG PYTHON_IMAGE=python:3.11-slim
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements/serve.txt ./
 COPY app ./app
 COPY contract ./contract
+# Dependencies from the lock file (every version pinned, every file's hash checked), then gatecast itself.
 # After the install: caches, tests, pip itself, and what serving never loads: onnxruntime's model-building tools
 # (transformers, quantization, tools) and zstandard's CFFI backend (its C backend is the one imported).
 RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install --upgrade pip \
- && /opt/venv/bin/pip install . \
+ && /opt/venv/bin/pip install --require-hashes -r serve.txt \
+ && /opt/venv/bin/pip install --no-deps . \
  && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
  && find /opt/venv/lib/python3.11/site-packages -mindepth 2 -maxdepth 3 -type d -name tests -prune -exec rm -rf {} + \
  && rm -rf /opt/venv/lib/python3.11/site-packages/pip /opt/venv/lib/python3.11/site-packages/setuptools \

@@ -5,25 +5,35 @@ BIN := $(VENV)/bin
 CONFIGS := training/configs/etth1-lstm.toml training/configs/etth1-gru.toml training/configs/vix-lstm.toml \
            training/configs/vix-gru.toml training/configs/m4-hourly-gru.toml training/configs/vix-gru-cov.toml
 
-.PHONY: pretrain bench-zeroshot serve test test-quick bench-tests lint grpc-code models bench bench-streams bench-protocols bench-accuracy bench-gifteval bench-choices bench-claims bench-memory bench-fairness bench-training soak reliability docs-pages clean venv-serve venv-dev
+.PHONY: lock pretrain bench-zeroshot serve test test-quick bench-tests lint grpc-code models bench bench-streams bench-protocols bench-accuracy bench-gifteval bench-choices bench-claims bench-memory bench-fairness bench-training soak reliability docs-pages clean venv-serve venv-dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 
-# Installs run again only when pyproject.toml changes (a stamp file per set): after the first setup,
-# `make serve` and `make test` need no package index, so they work on a machine without a network.
+# Installs come from the lock files, every version pinned and every file's hash checked, so a release elsewhere
+# cannot change what a clean install gets; `make lock` rewrites them after pyproject.toml changes (a test fails
+# while they disagree). They run again only when a lock file changes (a stamp file per set): after the first
+# setup, `make serve` and `make test` need no package index, so they work on a machine without a network.
 venv-serve: $(VENV)/.installed-serve
 venv-dev: $(VENV)/.installed-dev
 
 # Serving only: no torch.
-$(VENV)/.installed-serve: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+$(VENV)/.installed-serve: requirements/serve.txt pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --require-hashes -r requirements/serve.txt
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e ".[train,dev]"
+$(VENV)/.installed-dev: requirements/dev.txt pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --require-hashes -r requirements/dev.txt
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@ $(VENV)/.installed-serve
+
+## Rewrite the lock files from pyproject.toml (uv, from the dev extra): serving alone, and everything make test needs.
+lock: venv-dev
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --find-links /opt/wheels \
+	  --quiet -o requirements/serve.txt
+	$(BIN)/uv pip compile pyproject.toml --extra train --extra dev --python-version 3.11 --generate-hashes \
+	  --find-links /opt/wheels --quiet -o requirements/dev.txt
 
 ## Run the service on 127.0.0.1:8000 (gRPC 8001) with the committed models; `make serve PORT=8080 GRPC_PORT=8081`
 ## for others (GRPC_PORT=0: no gRPC). Unset, GATECAST_PORT and GATECAST_GRPC_PORT apply.
