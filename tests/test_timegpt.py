@@ -329,3 +329,14 @@ def test_the_api_pages_x_df_example_runs_against_the_fixture_it_names(capsys: py
         off = client.forecast(df, X_df=x_df.assign(plan=0.0), **asked)["TimeGPT"].to_numpy()
     assert "TimeGPT-lo-80" in printed and "2024-03-05 00:00:00" in printed, printed
     assert not np.allclose(on, off), "the planned step ahead changed nothing: X_df was not read"
+
+
+def test_every_answer_names_the_model_and_version_that_made_it(server: str) -> None:
+    """TimeGPT's bodies have no field for it: a `gatecast-model` header does, for a named model and the default."""
+    y = [float(i % 24) for i in range(200)]
+    headers = {"authorization": "Bearer k-1"}
+    for model in ("tiny", "timegpt-1"):  # named, and TimeGPT's name for the default (GATECAST_DEFAULT_MODEL=tiny)
+        body = {"series": {"y": y, "sizes": [200]}, "model": model, "h": 6, "freq": "h"}
+        for route in ("/v2/forecast", "/v2/cross_validation", "/v2/anomaly_detection"):
+            r = httpx.post(f"{server}{route}", json=body, headers=headers)
+            assert r.status_code == 200 and r.headers["gatecast-model"] == "tiny@1", (route, r.text)

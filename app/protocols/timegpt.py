@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict
 from app import auth, auto, backtest, deadlines, forecasting, frequency
 from app.deps import RepositoryDep, TrainerDep
 from app.errors import Conflict, InvalidInput, NotFound, RequestTimeout, ServiceUnavailable
-from app.jobs import ForecastJob, SeriesInput, WindowJob
+from app.jobs import ForecastJob, ForecastResult, SeriesInput, WindowJob
 from app.registry import ModelRepository, check_segment
 from app.service import ModelService, check_levels, level_key
 from app.training import Trainer
@@ -130,8 +130,21 @@ class FinetuneRequest(BaseModel):
     finetuned_model_id: str | None = Field(None, max_length=128)
 
 
-def _answer(body: dict[str, Any]) -> Response:
-    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+MODEL_HEADER = "gatecast-model"  # TimeGPT's bodies have no field for it: the model and version that answered
+
+
+def _answer(body: dict[str, Any], made_by: str | None = None) -> Response:
+    headers = {MODEL_HEADER: made_by} if made_by else None
+    return Response(
+        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json", headers=headers
+    )
+
+
+def _made_by(result: ForecastResult) -> str:
+    """name@version; model "auto": each series' choice, in order (the naive forecasts have no version)."""
+    if result.choices is None:
+        return f"{result.model}@{result.version}"
+    return ", ".join(c.label + (f"@{c.version}" if c.version else "") for c in result.choices)
 
 
 def resolve(repository: ModelRepository, model: str | None) -> ModelService:
@@ -182,7 +195,7 @@ async def forecast(body: TimeGPTRequest, repository: RepositoryDep, trainer: Tra
         calibration = calibration or ("model" if service.card.quantile_levels else "auto")
         result = await forecasting.forecast(service, ForecastJob(series, h, levels, calibration=calibration))
     intervals = _flat_intervals(result.intervals, result.mean, zero)
-    response = _answer({"mean": result.mean.ravel(), "intervals": intervals, "weights_x": None})
+    response = _answer({"mean": result.mean.ravel(), "intervals": intervals, "weights_x": None}, _made_by(result))
     response.headers.update(frequency.warning_headers(result.warnings))
     return response
 
@@ -212,7 +225,8 @@ async def cross_validation(body: TimeGPTRequest, repository: RepositoryDep) -> R
     result = windows.result
     mean = result.mean[inside]
     intervals = _flat_intervals({lv: (lo[inside], hi[inside]) for lv, (lo, hi) in result.intervals.items()}, mean, zero)
-    return _answer({"idxs": idxs, "sizes": sizes, "mean": mean, "intervals": intervals, "weights_x": None})
+    answer = {"idxs": idxs, "sizes": sizes, "mean": mean, "intervals": intervals, "weights_x": None}
+    return _answer(answer, f"{service.name}@{service.version}")
 
 
 @router.post("/v2/anomaly_detection", summary="TimeGPT API: anomalies in the history")
@@ -224,7 +238,7 @@ async def anomaly_detection(body: TimeGPTRequest, repository: RepositoryDep) -> 
     series = _series(body, service, future_h=None)
     # A series too short to score a single value is refused by name, not left out of the answer.
     cutoffs = [backtest.detection_cutoffs(s, len(s.values), None, 1, service.card.min_window) for s in series]
-    return _answer(await _scored(service, series, cutoffs, 1, level, online=False))
+    return _answer(await _scored(service, series, cutoffs, 1, level, online=False), f"{service.name}@{service.version}")
 
 
 @router.post("/v2/online_anomaly_detection", summary="TimeGPT API: anomalies in the last values")
@@ -248,7 +262,7 @@ async def online_anomaly_detection(body: TimeGPTRequest, repository: RepositoryD
     series = _series(body, service, future_h=None)
     min_window = service.card.min_window
     cutoffs = [backtest.detection_cutoffs(s, len(s.values), body.detection_size, step, min_window) for s in series]
-    return _answer(await _scored(service, series, cutoffs, h, level, online=True))
+    return _answer(await _scored(service, series, cutoffs, h, level, online=True), f"{service.name}@{service.version}")
 
 
 async def _scored(
