@@ -221,3 +221,39 @@ def test_requests_past_the_time_limit_get_503_with_retry_after(
         while (status := c.post("/forecast", json={"series": [{"id": "a", "values": VALUES}]}).status_code) != 200:
             assert status == 503 and time.monotonic() < deadline, status
             time.sleep(0.05)
+
+
+def test_a_body_refused_from_its_headers_is_read_to_its_end_before_the_answer(repository: Path) -> None:
+    """Refused from its Content-Length, the body's rest is read and dropped (bounded) before the 413 starts: a
+    connection answered while its client still sends counts as idle, and the idle cap would close it under the
+    client, who would read a reset instead of the 413."""
+    import asyncio
+
+    app = create_app(Settings(model_repository=repository, max_body_bytes=1024))
+    chunks = [b"x" * 400] * 5  # 2,000 bytes: over the limit, within twice it
+    events: list[str] = []
+
+    async def receive() -> dict[str, Any]:
+        chunk = chunks.pop(0)
+        events.append("read")
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            events.append(f"answer {message['status']}")
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/forecast",
+        "raw_path": b"/forecast",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"2000")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+        "scheme": "http",
+        "http_version": "1.1",
+        "app": app,
+    }
+    asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
+    assert events == ["read"] * 5 + ["answer 413"], events
