@@ -21,7 +21,6 @@ In order, for each HTTP request:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -35,7 +34,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import admission, encoding, metrics, problems
-from app.envelope import Envelope
+from app.envelope import Call, Envelope
 from app.errors import PayloadTooLarge
 from app.settings import Settings
 
@@ -136,7 +135,7 @@ class ServingMiddleware:
                 await self._answer(scope, send_wrapper, status, exc, timed_out=True)
             except Exception as exc:  # noqa: BLE001 - the one place nothing may escape from
                 if not incoming.ended:  # refused before its body was read: let the client finish sending first
-                    await _drain(incoming, self.settings.max_body_bytes)
+                    await self._drain(incoming, call)
                 await self._answer(scope, send_wrapper, status, exc)
             finally:
                 route_template = self._template(scope)
@@ -203,6 +202,18 @@ class ServingMiddleware:
             raise PayloadTooLarge(_too_large_message(int(length), self.settings.max_body_bytes))
         encoding.check(headers.get("content-encoding", ""))
 
+    async def _drain(self, body: _Body, call: Call) -> None:
+        """Read and drop the rest of a refused request's body (at most twice the body limit, and no longer than the
+        request's own deadline) before answering: a connection answered while its client still sends counts as
+        idle, the idle cap can close it under the client, and the client reads a reset instead of its 413 or 503."""
+        left = 2 * self.settings.max_body_bytes
+        try:
+            while not body.ended and left > 0:
+                left -= len((await body.receive()).get("body", b""))
+        except asyncio.CancelledError as exc:
+            if not self._envelope.timed_out(call, exc):
+                raise  # not the deadline: the server is shutting down
+
     async def _read_body(self, receive: Receive, ticket: admission.Ticket | None, charged: bool) -> bytes | None:
         """The whole body, or None when the client disconnected. Chunked bodies are charged as they arrive."""
         limit = self.settings.max_body_bytes
@@ -236,20 +247,6 @@ class _Body:
         if message["type"] == "http.disconnect" or not message.get("more_body", False):
             self.ended = True
         return message
-
-
-DRAIN_S = 5.0  # the longest a refused request's remaining body is read for
-
-
-async def _drain(body: _Body, limit: int) -> None:
-    """Read and drop the rest of a refused request's body (at most twice the body limit, for at most DRAIN_S)
-    before answering: a server that closes with unread bytes makes the client's TCP stack reset the connection,
-    and a client still sending sees the reset instead of its 413 or 503."""
-    left = 2 * limit
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(DRAIN_S):
-            while not body.ended and left > 0:
-                left -= len((await body.receive()).get("body", b""))
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
