@@ -1,14 +1,10 @@
-"""Optional API keys. Off unless GATECAST_API_KEYS (or GATECAST_ADMIN_KEYS) is set.
-
-- Health routes stay open so probes work; /metrics is open unless GATECAST_METRICS_NEED_KEY=true.
-- Every other route needs `Authorization: Bearer <key>` or `X-API-Key: <key>` from the API or admin keys.
-- Model control (load/unload) needs GATECAST_MODEL_CONTROL=true and, when keys are configured, an admin key.
-- Training jobs (/jobs) need an admin key when keys are configured; fine-tuning through the TimeGPT API, an API key.
-Keys are compared in constant time (hmac.compare_digest on their SHA-256 digests, so lengths leak nothing).
+"""Optional API keys, off unless GATECAST_API_KEYS (or GATECAST_ADMIN_KEYS) is set. Which rule (`Access`) guards a
+path is its protocol's to say (app.protocols); keys are compared in constant time.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 from collections.abc import Iterable
@@ -16,11 +12,17 @@ from collections.abc import Iterable
 from app.errors import BadRequest, Forbidden, Unauthorized
 from app.settings import Settings
 
-OPEN_PATHS = frozenset(
-    {"/v2/health/live", "/v2/health/ready", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}
-)
-DOCS_ASSETS = "/docs-assets"  # Swagger UI's and ReDoc's files, served from the package (open, like the docs)
-CONTROL_SUFFIXES = ("/load", "/unload")
+
+class Access(enum.Enum):
+    """What a path asks of a caller; each protocol says which applies to each of its paths (app.protocols)."""
+
+    OPEN = "open"  # health and the docs: probes and browsers work without a key
+    API_KEY = "api key"  # an API or admin key, when keys are configured
+    ADMIN = "admin key"  # training jobs: an admin key, when keys are configured
+    CONTROL = "model control"  # load and unload: GATECAST_MODEL_CONTROL, and an admin key when keys are configured
+    METRICS = "metrics"  # open unless GATECAST_METRICS_NEED_KEY
+
+
 UNAUTHORIZED = "missing or invalid API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
 
 
@@ -59,17 +61,9 @@ def presented_key(headers: dict[str, str]) -> str | None:
     return headers.get("x-api-key")
 
 
-def is_training(path: str) -> bool:
-    return path == "/jobs" or path.startswith("/jobs/")
-
-
-def is_control(path: str) -> bool:
-    return path.startswith("/v2/repository/models/") and path.endswith(CONTROL_SUFFIXES)
-
-
-def check(method: str, path: str, headers: dict[str, str], settings: Settings) -> None:
-    """Raise Unauthorized or Forbidden when the request may not reach `path`."""
-    if method == "POST" and is_control(path):
+def check(access: Access, headers: dict[str, str], settings: Settings) -> None:
+    """Raise Unauthorized or Forbidden when the request may not pass `access` (its protocol's rule for the path)."""
+    if access is Access.CONTROL:
         if not settings.model_control:
             raise Forbidden("model control is disabled; start the server with GATECAST_MODEL_CONTROL=true")
         if (settings.api_keys or settings.admin_keys) and not _matches(presented_key(headers), settings.admin_keys):
@@ -77,15 +71,11 @@ def check(method: str, path: str, headers: dict[str, str], settings: Settings) -
         return
     if not settings.api_keys and not settings.admin_keys:
         return
-    if is_training(path):
+    if access is Access.ADMIN:
         if not _matches(presented_key(headers), settings.admin_keys):
             raise Unauthorized("training jobs need an admin key (GATECAST_ADMIN_KEYS)")
         return
-    if (
-        path in OPEN_PATHS
-        or path.startswith(DOCS_ASSETS + "/")
-        or (path == "/metrics" and not settings.metrics_need_key)
-    ):
+    if access is Access.OPEN or (access is Access.METRICS and not settings.metrics_need_key):
         return
     if not _matches(presented_key(headers), settings.api_keys + settings.admin_keys):
         raise Unauthorized(UNAUTHORIZED)

@@ -28,8 +28,9 @@ import pandas as pd
 from app import forecasting, frequency
 from app.errors import InvalidInput, NotFound
 from app.jobs import Choice, ForecastJob, ForecastResult, SeriesInput, WindowJob
+from app.levels import check_levels, check_quantiles
 from app.registry import ModelRepository
-from app.service import ModelService, check_levels, check_quantiles
+from app.service import ModelService
 from app.timeaxis import future_index
 from contract.card import BASE_MODEL
 

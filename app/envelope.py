@@ -62,12 +62,13 @@ class Envelope:
                 metrics.IN_FLIGHT.value -= 1
 
     def admit(
-        self, call: Call, method: str, path: str, headers: Iterable[tuple[str, str]], message_bytes: int, what: str
+        self, call: Call, access: auth.Access, headers: Iterable[tuple[str, str]], message_bytes: int, what: str
     ) -> None:
-        """The credential and key checks for `method path`, then the message's bytes charged to the ticket."""
+        """The credential and key checks (`access`: the protocol's rule for the call), then the message's bytes
+        charged to the ticket."""
         pairs = list(headers)
         auth.one_credential(pairs)
-        auth.check(method, path, dict(pairs), self.settings)
+        auth.check(access, dict(pairs), self.settings)
         if call.ticket is not None:
             call.ticket.charge(admission.REQUEST_BYTES + admission.BODY_COPIES * message_bytes, what)
 

@@ -23,7 +23,8 @@ from app import admission, calibration, frequency
 from app.cost import Cost, check_windows
 from app.errors import InvalidInput, Overloaded
 from app.jobs import CALIBRATIONS, ForecastJob, ForecastResult, WindowJob, Windows
-from app.service import ModelService, Predicted, check_levels, check_quantiles, quantile_level
+from app.levels import check_levels, check_quantiles, quantile_level
+from app.service import ModelService, Predicted
 
 
 async def forecast(service: ModelService, job: ForecastJob) -> ForecastResult:

@@ -30,6 +30,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app import problems
 from app.errors import GatecastError, HeaderTooLarge, RequestTimeout
+from app.protocols import rest
 from app.settings import get_settings
 
 # Connections of this worker with no request in progress, least recently active first.
@@ -228,7 +229,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._stop_head_timer()
         self.logger.warning("refused a request from %s: %s", self.client, error.message)
         if not self.transport.is_closing():
-            self.transport.write(problems.raw_response(problems.problem_of(error)))
+            self.transport.write(problems.raw_response(problems.problem_of(error), rest.error_body))
             self.transport.close()
 
     def _mark_idle(self) -> None:

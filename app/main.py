@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 from prometheus_client import multiprocess
@@ -20,12 +20,8 @@ from starlette.types import ASGIApp
 
 from app import __version__, metrics, parent_watch, problems
 from app.admission import MemoryBudget, TooLittleMemory, derive_budget
-from app.auth import DOCS_ASSETS
-from app.middleware import DirectRoute, ServingMiddleware
-from app.protocols import timegpt
-from app.protocols.oip import http as v2
-from app.protocols.rest import backtest, forecast, models, streams
-from app.protocols.rest import jobs as training_jobs
+from app.middleware import ServingMiddleware
+from app.protocols import Protocols, oip, operations, rest, timegpt
 from app.registry import ModelRepository
 from app.schemas import ForecastRequest, StreamReadings, StreamSettings
 from app.server import STARTUP_FAILURE_ENV
@@ -153,13 +149,8 @@ def _reload_on_sighup(repository: ModelRepository) -> bool:
     return True
 
 
-# The model routes, which app.middleware calls without FastAPI's router (see there why).
-DIRECT_ROUTES = (
-    DirectRoute("POST", "/forecast", forecast.post_forecast),
-    DirectRoute("POST", "/v2/models/{name}/infer", v2.infer),
-    DirectRoute("POST", "/v2/models/{name}/versions/{version}/infer", v2.infer),
-    DirectRoute("POST", "/streams/{stream_id}/points", streams.append),
-)
+# Each protocol declares its routes, the paths it owns, its key rules, its decode cost and its error body.
+PROTOCOLS = Protocols(rest.PROTOCOL, timegpt.PROTOCOL, oip.PROTOCOL, operations.PROTOCOL, fallback=rest.PROTOCOL)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -171,7 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        static_url=DOCS_ASSETS,
+        static_url=operations.DOCS_ASSETS,
         swagger_ui_parameters={"validatorUrl": None},
         # FastAPI's own OpenTelemetry: its check for a configured SDK cost ~10% of a request's CPU, so it is off
         # unless asked for (GATECAST_OPENTELEMETRY); Prometheus metrics are always on.
@@ -179,17 +170,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.started = False
-    outermost(app, ServingMiddleware, settings=settings, direct=DIRECT_ROUTES)
-    app.include_router(forecast.router)
-    app.include_router(backtest.router)
-    app.include_router(timegpt.router)
-    app.include_router(models.router)
-    app.include_router(v2.router)
-    app.include_router(streams.router)
-    app.include_router(training_jobs.router)
-    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+    outermost(app, ServingMiddleware, settings=settings, protocols=PROTOCOLS)
+    for router in PROTOCOLS.routers:
+        app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    problems.install(app)
+    problems.install(app, lambda path: PROTOCOLS.owner(path).error_body)
     return app
 
 
@@ -214,11 +199,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         components[body.__name__] = request_schema
     app.openapi_schema = schema
     return schema
-
-
-async def metrics_endpoint(request: Request) -> Response:
-    body, content_type = metrics.render(request.headers.get("accept", ""))
-    return Response(body, media_type=content_type)
 
 
 def app_factory() -> FastAPI:

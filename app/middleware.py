@@ -1,41 +1,25 @@
-"""Pure ASGI middleware around every route: access, size and memory admission, the body, the time limit,
-request metrics, and the last line of the error mapping. It is the outermost layer of the app
-(`app.main.outermost` wraps it around FastAPI's own stack).
-
-In order, for each HTTP request:
-1. checks that need only the headers: API key, declared body size, the body's encoding;
-2. opens the request's memory ticket (app.admission) and charges the declared body before reading it;
-3. reads the whole body (bounded by GATECAST_MAX_BODY_BYTES even when chunked, and again once inflated when
-   it came compressed: app.encoding) and charges the estimated
-   cost of decoding it, so no route parses a body the worker has no memory for;
-4. runs the route with that body, under GATECAST_REQUEST_TIMEOUT_S (app.deadlines; the limit starts with
-   the body's reading). The model routes (`DirectRoute`) are
-   called here directly: FastAPI's router and its layers took about a fifth of such a request's CPU outside
-   onnxruntime (measured in-process when this was written), and those routes use none of it (no
-   dependencies, no parameter validation: they read their body themselves). Every other path goes through
-   FastAPI;
-5. answers anything that escaped the route through `app.problems` (never a bare 500, never a dead worker),
-   releases the ticket and records the request's duration.
+"""The outermost layer of the app, around every HTTP request: in order, the header checks (the protocol's key rule,
+declared size, encoding), the memory ticket, the body (bounded, inflated, its decoding charged), the route under the
+request's deadline, and the error mapping for whatever escaped it. The protocols' direct routes are called here,
+without FastAPI's router (docs/design.md says why).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import Histogram
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import admission, encoding, metrics, problems
 from app.envelope import Call, Envelope
 from app.errors import PayloadTooLarge
+from app.protocols import Protocols
+from app.protocols.protocol import DirectRoute
 from app.settings import Settings
 
 log = logging.getLogger("gatecast")
@@ -47,27 +31,12 @@ class _Status:
     sent: bool = False  # the response has started: it can no longer be replaced by an error
 
 
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-@dataclass(frozen=True)
-class DirectRoute:
-    """A route the middleware calls itself. The same endpoint is registered with FastAPI too, for the
-    OpenAPI schema; path parameters arrive in `request.path_params`."""
-
-    method: str
-    template: str  # "/v2/models/{name}/infer"
-    endpoint: Endpoint
-
-    @property
-    def pattern(self) -> re.Pattern[str]:
-        return compile_path(self.template)[0]
-
-
 class ServingMiddleware:
-    def __init__(self, app: ASGIApp, settings: Settings, direct: Sequence[DirectRoute] = ()) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, protocols: Protocols) -> None:
         self.app = app
         self.settings = settings
+        self.protocols = protocols
+        direct = protocols.direct_routes
         self._direct = {r.template: r for r in direct if "{" not in r.template}
         self._direct_patterns = [(r.pattern, r) for r in direct if "{" in r.template]
         self._templates: dict[object, str] | None = None  # endpoint -> path template, built on first use
@@ -97,8 +66,7 @@ class ServingMiddleware:
                 declared = headers.get("content-length", "")
                 self._envelope.admit(
                     call,
-                    scope["method"],
-                    scope["path"],
+                    self.protocols.access(scope["method"], scope["path"]),
                     pairs,
                     int(declared) if declared.isdigit() else 0,
                     "this request's body",
@@ -114,9 +82,7 @@ class ServingMiddleware:
                     if ticket is not None:
                         ticket.charge(admission.BODY_COPIES * len(body), "this request's inflated body")
                 if ticket is not None and body:
-                    media = headers.get("content-type", "").split(";")[0].strip().lower()
-                    json_part = headers.get("inference-header-content-length", "")
-                    cost = admission.decode_cost(body, media, int(json_part) if json_part.isdigit() else None)
+                    cost = self.protocols.decode_cost(scope["path"], body, headers)
                     ticket.charge(cost, "decoding this request's body")
                 repository = getattr(scope["app"].state, "repository", None)
                 if repository is not None and counted:  # a model published or removed through another worker
@@ -193,7 +159,7 @@ class ServingMiddleware:
         problem = self._envelope.problem(exc, scope["method"], scope["path"], timed_out)
         if status.sent:
             return  # the response is under way; it cannot be replaced, only cut short by the server
-        await problems.send_problem(scope, send, problem)
+        await problems.send_problem(scope, send, problem, self.protocols.owner(scope["path"]).error_body)
 
     def _check_headers(self, headers: dict[str, str]) -> None:
         """Checks that need only the headers: declared size, compressed bodies (access: the envelope)."""

@@ -1,18 +1,13 @@
 """The one error mapping: any exception, raised by any route, middleware, the HTTP protocol layer or the gRPC
-server, becomes a status, a body and headers here and nowhere else (app.protocols.oip.grpc_server turns the
-status into a gRPC code and sends the same message).
-
-The body's shape is the protocol's that owns the path (app.protocols.error_body): `{"error": code, "message": what to
-fix}` on gatecast's routes, `{"error": message}` on the Open Inference Protocol's `/v2/...` routes, as that protocol
-defines (tritonclient decodes that key), and `{"detail": message, "error": code}` on the TimeGPT API's routes (the
-nixtla client shows `detail`). An exception no rule knows is answered 500 `internal` in the same shape and logged with
-its traceback: it is a bug in gatecast, never the client's fault, and it never takes the process down.
+server, becomes a status, a code, a message and headers here and nowhere else; the body's shape is the protocol's
+that owns the path (app.protocols). An exception no rule knows is a bug in gatecast: answered 500 `internal`, logged
+with its traceback, and never the end of the process.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,10 +19,11 @@ from starlette.responses import Response
 from starlette.routing import compile_path
 from starlette.types import Scope, Send
 
-from app import metrics, protocols
+from app import metrics
 from app.errors import GatecastError, MethodNotAllowed, NotFound, Overloaded, RequestTimeout, Unauthorized
 from contract.longformat import LongFormatError as TableError
 
+Shape = Callable[["Problem"], dict[str, Any]]  # a protocol's error body
 INTERNAL = "the server failed on this request; the error is logged (a fault in gatecast, not in the request)"
 
 
@@ -89,46 +85,49 @@ def count(problem: Problem) -> None:
     metrics.ERRORS.labels(reason=problem.code).inc()
 
 
-def body(problem: Problem, path: str) -> bytes:
-    """The JSON body in the shape of the route at `path`; counts the error by reason."""
+def body(problem: Problem, shape: Shape) -> bytes:
+    """The JSON body in `shape` (the protocol's that owns the path); counts the error by reason."""
     count(problem)
-    return json.dumps(protocols.error_body(problem, path)).encode()
+    return json.dumps(shape(problem)).encode()
 
 
-def response(problem: Problem, path: str) -> Response:
-    return Response(body(problem, path), problem.status, problem.headers, media_type="application/json")
+def response(problem: Problem, shape: Shape) -> Response:
+    return Response(body(problem, shape), problem.status, problem.headers, media_type="application/json")
 
 
-async def send_problem(scope: Scope, send: Send, problem: Problem) -> None:
+async def send_problem(scope: Scope, send: Send, problem: Problem, shape: Shape) -> None:
     """For pure ASGI code (the middleware), before any response has started."""
-    content = body(problem, scope.get("path", ""))
+    content = body(problem, shape)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
     headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in problem.headers.items()]
     await send({"type": "http.response.start", "status": problem.status, "headers": headers})
     await send({"type": "http.response.body", "body": content})
 
 
-def raw_response(problem: Problem, path: str = "") -> bytes:
+def raw_response(problem: Problem, shape: Shape) -> bytes:
     """A whole HTTP/1.1 response that closes the connection: for the protocol layer, before any ASGI app runs."""
     from http import HTTPStatus
 
-    content = body(problem, path)
+    content = body(problem, shape)
     head = [f"HTTP/1.1 {problem.status} {HTTPStatus(problem.status).phrase}"]
     head += ["content-type: application/json", f"content-length: {len(content)}", "connection: close"]
     head += [f"{k}: {v}" for k, v in problem.headers.items()]
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + content
 
 
-async def _handle(request: Request, exc: Exception) -> Response:
-    """Only the known kinds below reach here (all client errors or ours on purpose); anything else is logged
-    and answered by the middleware."""
-    path = request.url.path
-    if isinstance(exc, StarletteHTTPException) and exc.status_code == 405:
-        # Starlette names the methods of the first route that matched; a path served by several routes (GET,
-        # PUT and DELETE /streams/{id}) answers all of theirs, as the schema documents them.
-        allow = _allowed(request.app, path) or (exc.headers or {}).get("Allow", "")
-        exc = MethodNotAllowed(f"{path} does not answer {request.method}; it answers {allow}", allow)
-    return response(problem_of(exc, request.method, path), path)
+def _handler(shape_of: Callable[[str], Shape]) -> Callable[[Request, Exception], Awaitable[Response]]:
+    async def handle(request: Request, exc: Exception) -> Response:
+        """Only the known kinds below reach here (all client errors or ours on purpose); anything else is logged
+        and answered by the middleware."""
+        path = request.url.path
+        if isinstance(exc, StarletteHTTPException) and exc.status_code == 405:
+            # Starlette names the methods of the first route that matched; a path served by several routes (GET,
+            # PUT and DELETE /streams/{id}) answers all of theirs, as the schema documents them.
+            allow = _allowed(request.app, path) or (exc.headers or {}).get("Allow", "")
+            exc = MethodNotAllowed(f"{path} does not answer {request.method}; it answers {allow}", allow)
+        return response(problem_of(exc, request.method, path), shape_of(path))
+
+    return handle
 
 
 _METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
@@ -145,8 +144,9 @@ def _allowed(app: FastAPI, path: str) -> str:
     return next((methods for regex, methods in table if regex.match(path)), "")
 
 
-def install(app: FastAPI) -> None:
-    """Route every error type that handlers can see through `problem_of`. Anything else that escapes a route
-    reaches `app.middleware.ServingMiddleware`, which answers it the same way."""
+def install(app: FastAPI, shape_of: Callable[[str], Shape]) -> None:
+    """Route every error type that handlers can see through `problem_of`, answered in `shape_of(path)`. Anything
+    else that escapes a route reaches `app.middleware.ServingMiddleware`, which answers it the same way."""
+    handle = _handler(shape_of)
     for kind in (GatecastError, TableError, ValidationError, RequestValidationError, StarletteHTTPException):
-        app.add_exception_handler(kind, _handle)
+        app.add_exception_handler(kind, handle)

@@ -13,7 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
+import shutil
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +27,7 @@ from app.errors import InvalidInput, ModelLoadError, NotFound
 from app.runtime import CPU, Runtime, choose_providers, load_runtime
 from app.service import Limits, ModelService
 from app.settings import Settings
-from contract import generation
+from contract import generation, jobs
 from contract.card import BASE_MODEL
 
 log = logging.getLogger("gatecast.registry")
@@ -273,6 +276,16 @@ class ModelRepository:
             for service in versions.values():
                 await self._retire(service)
             log.info("model %s unloaded", name)
+
+    def remove(self, name: str) -> None:
+        """Delete a model from the folder: renamed out in one step (no reader sees half of it), the generation
+        advanced (every worker refuses it before the caller answers), then deleted. Workers unload it at their sync."""
+        check_segment("model name", name)
+        trash = self.root / jobs.TRASH_DIR / f"{name}-{uuid.uuid4().hex[:8]}"
+        trash.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(self.root / name, trash)
+        generation.advance(self.root)
+        shutil.rmtree(trash, ignore_errors=True)
 
     async def _retire(self, service: ModelService) -> None:
         """Let queued requests finish on the old version, then forget it."""

@@ -144,18 +144,6 @@ class ForecastResponse(BaseModel):
     )
 
 
-class Readiness(BaseModel):
-    ready: bool
-    models: dict[str, list[str]] = Field(..., description="loaded models and their versions")
-    failed: dict[str, str] = Field(..., description="name@version refused at load -> why")
-
-
-class ProtocolError(BaseModel):
-    """Errors on the /v2 routes, as the Open Inference Protocol defines them."""
-
-    error: str
-
-
 class ErrorBody(BaseModel):
     error: str = Field(..., description="machine-readable reason, e.g. invalid_input")
     message: str = Field(..., description="what is wrong and how to fix it")

@@ -1,18 +1,7 @@
-"""The model service: one loaded model version, and everything a request must pass to reach it. Every protocol
-reaches it through the forecasting entry point (app.forecasting), which calls these steps in order:
-
-    check     the request's options: series per request, the horizon, the levels and quantiles, unique ids
-    cost      what the windows will compute and hold (app.cost), from counts and lengths alone
-    plan      each series checked once: its length, finite values, magnitude, the log models' positivity, its
-              covariates by name and role (none missing, none unknown, lengths that match), its time axis
-              (app.timeaxis) and the calendar computed from it (contract.covariates); then one window per forecast
-              origin, each a view of the series (never a copy), with its covariate inputs
-    predict   the batcher (app.batcher: requests share onnxruntime runs fairly); finite outputs only; the unit
-              of the intervals (contract.intervals)
-    answer    conformal intervals at the requested levels, quantiles from the same table, optionally widened
-              per series (calibration on history, app.calibration)
-
-The service never calls back into the entry point or calibration: it knows models, not jobs.
+"""The model service: one loaded model version, and the steps every request takes to reach it, called in order by
+the forecasting entry point (app.forecasting): check the options, cost the windows (app.cost), plan them (each series
+checked once: app.series_inputs), predict through the batcher, and answer with intervals and quantiles. It knows
+models, not jobs: it never calls back into the entry point or calibration.
 """
 
 from __future__ import annotations
@@ -27,20 +16,21 @@ import numpy as np
 import pandas as pd
 
 from app import cost as costs
+from app import series_inputs
 from app.batcher import Batcher, Window
 from app.errors import InvalidInput, PayloadTooLarge, shown, shown_all
 from app.jobs import ForecastResult, SeriesInput
+from app.levels import level_key, quantile_level
 from app.runtime import Runtime
 from app.stats import ModelStats
 from app.timeaxis import future_index, value_index
 from contract import quantiles as model_quantiles
 from contract.card import ModelCard
-from contract.covariates import calendar_matrix
 from contract.intervals import spread as window_spread
 from contract.intervals import unit as interval_unit
 from contract.windows import MAX_ABS_VALUE
+from contract.words import count
 
-MAX_LEVELS = 20
 SPREAD_CHUNK = 1024  # windows whose spread is computed in one pass (contract.intervals), bounding its memory
 
 
@@ -108,7 +98,7 @@ class ModelService:
                 f"{len(series)} series in one request; the limit is {self.limits.max_series_per_request} "
                 "(GATECAST_MAX_SERIES_PER_REQUEST): split the request"
             )
-        check_unique_ids([s.id for s in series])
+        series_inputs.check_unique_ids([s.id for s in series])
 
     def horizon(self, asked: int | None) -> int:
         """The horizon a request asked for (None: the model's own), refused when the model cannot forecast it."""
@@ -223,7 +213,7 @@ class ModelService:
             )
         if n < card.min_window:
             raise InvalidInput(
-                f"series {shown(s.id)} has {_count(n, 'value')}; this model needs at least {card.min_window} "
+                f"series {shown(s.id)} has {count(n, 'value')}; this model needs at least {card.min_window} "
                 f"(it was trained on {card.trained_window})"
             )
         if len(cut) and (int(cut[0]) < card.min_window or int(cut[-1]) > n):
@@ -242,7 +232,7 @@ class ModelService:
         trained = card.trained_window
         reads = np.minimum(cut, trained)  # (W,) values each window reads
         lo = int((cut - reads).min()) if len(cut) else n  # the first value any window reads
-        self._check_values(s.id, values, lo, cut, reads)
+        series_inputs.check_values(card, s.id, values, lo, cut, reads)
         base = values[lo:].astype(np.float32)  # what the windows read, converted once; each window views it
         wide = values if values.dtype == np.float64 else values.astype(np.float64)
         ahead = card.horizon
@@ -254,159 +244,15 @@ class ModelService:
         index = None if forecast else value_index(s.id, n, card.freq, s.timestamps, s.start, s.freq)
         inputs = [base]
         if not card.covariates.empty:
-            inputs.extend(self._covariate_inputs(s, lo, cut, forecast, future))
+            inputs.extend(series_inputs.covariate_inputs(card, self.name, s, lo, cut, forecast, future))
         windows: list[Window] = []
         for c, t in zip(cut.tolist(), reads.tolist(), strict=True):
             start, stop = c - t - lo, c - lo
             if len(inputs) == 1:
                 windows.append(base[start:stop])
             else:  # covariate inputs with time first: past ones end at the origin, the others `ahead` later
-                windows.append(_window_inputs(inputs, start, stop, ahead))
+                windows.append(series_inputs.window_inputs(inputs, start, stop, ahead))
         return _Prepared(windows, wide, future[:horizon] if forecast and future is not None else None, index)
-
-    def _check_values(self, series_id: str, values: np.ndarray, lo: int, cut: np.ndarray, reads: np.ndarray) -> None:
-        """Every value finite; the values the windows read below float32's reach and, for a model of the
-        logarithm, above 0. Values before the first window are never read: only their finiteness matters."""
-        card = self.card
-        if not len(values):
-            return
-        # One reduction for the common case: the largest magnitude is NaN or inf exactly when a value is.
-        if float(np.abs(values).max()) <= MAX_ABS_VALUE and not card.positive_only:
-            return
-        if not np.isfinite(values).all():
-            bad = int(np.flatnonzero(~np.isfinite(values))[0])
-            raise InvalidInput(f"series {shown(series_id)}: value {bad} is {values[bad]}; every value must be finite")
-        read = values[lo:]
-        peak = float(np.abs(read.astype(np.float64)).max()) if len(read) else 0.0
-        if peak > MAX_ABS_VALUE:
-            raise InvalidInput(
-                f"series {shown(series_id)} holds values up to {peak:.3g}; the model computes in float32 and "
-                f"forecasts must stay below {MAX_ABS_VALUE:.2g}: rescale the series (e.g. divide by 1e6) and scale back"
-            )
-        if card.positive_only:
-            bad_before = np.concatenate([[0], np.cumsum(read <= 0)])  # non-positive values before each position
-            ends, starts = cut - lo, cut - reads - lo
-            hit = np.flatnonzero(bad_before[ends] - bad_before[starts] > 0)
-            if len(hit):
-                w = int(hit[0])
-                at = lo + int(starts[w]) + int(np.argmax(read[starts[w] : ends[w]] <= 0))
-                raise InvalidInput(
-                    f"series {shown(series_id)}: value {at} is {values[at]}; model {card.name!r} forecasts the "
-                    f"logarithm of the series and needs every value of its last {card.trained_window} to be > 0"
-                )
-
-    def _covariate_inputs(
-        self, s: SeriesInput, lo: int, cut: np.ndarray, forecast: bool, future: pd.DatetimeIndex | None
-    ) -> list[np.ndarray]:
-        """The covariate inputs over the values the windows read (from `lo`), in contract.signature order, time
-        first: past covariates up to the last origin, future ones and the calendar `ahead` steps beyond it."""
-        card = self.card
-        cov, ahead, n = card.covariates, card.horizon, len(s.values)
-        sent = dict(s.covariates or {})
-        sent_ahead = dict(s.future_covariates or {})
-        self._check_names(s.id, sent, sent_ahead, forecast)
-        observed = {name: self._observed(s, name, sent[name]) for name in cov.observed}
-        inputs: list[np.ndarray] = []
-        if cov.past:
-            inputs.append(np.stack([observed[name][lo:] for name in cov.past], axis=1).astype(np.float32))
-        if cov.future:
-            columns = []
-            for name in cov.future:
-                later = sent_ahead.get(name)
-                later = self._ahead(s.id, name, later, ahead if forecast else None) if later is not None else None
-                column = np.concatenate([observed[name], later]) if later is not None else observed[name]
-                need = int(cut[-1]) + ahead if len(cut) else lo
-                if len(column) < need:
-                    raise InvalidInput(
-                        f"series {shown(s.id)}: the forecast from value {int(cut[-1])} reads future covariate "
-                        f"{shown(name)} for {ahead} steps, past the {len(column)} values sent: send its "
-                        "future_covariates for the steps after the last value, or ask for fewer windows"
-                    )
-                columns.append(column[lo:need])
-            inputs.append(np.stack(columns, axis=1).astype(np.float32))
-        if cov.calendar:
-            if s.calendar is not None:
-                inputs.append(self._client_calendar(s, ahead)[lo:].astype(np.float32))
-            elif future is None:
-                raise InvalidInput(
-                    f"series {shown(s.id)}: {self.name} reads calendar features ({', '.join(cov.calendar)}) "
-                    "computed from time; send `timestamps` (one per value) or `start` (and `freq`)"
-                )
-            else:
-                index = pd.date_range(end=future[-1], periods=n - lo + ahead, freq=future.freq)
-                inputs.append(calendar_matrix(index, cov.calendar).astype(np.float32))
-        return inputs
-
-    def _client_calendar(self, s: SeriesInput, ahead: int) -> np.ndarray:
-        calendar = np.asarray(s.calendar, dtype=np.float64)
-        want = (len(s.values) + ahead, 2 * len(self.card.covariates.calendar))
-        if calendar.shape != want:
-            raise InvalidInput(
-                f"series {shown(s.id)}: calendar has shape {list(calendar.shape)}; it must be {list(want)}"
-            )
-        if not np.all(np.abs(calendar) <= 1.0 + 1e-6):
-            raise InvalidInput(f"series {shown(s.id)}: calendar channels are sines and cosines: every value in [-1, 1]")
-        return calendar
-
-    def _check_names(
-        self, series_id: str, sent: Mapping[str, object], sent_ahead: Mapping[str, object], forecast: bool
-    ) -> None:
-        cov = self.card.covariates
-        known = f"{self.name} reads covariates past {list(cov.past)}, future {list(cov.future)}"
-        where = f"series {shown(series_id)}"
-        missing = [n for n in cov.observed if n not in sent]
-        if missing:
-            raise InvalidInput(f"{where}: covariates {missing} are missing; {known}")
-        unknown = [n for n in sent if n not in cov.observed]
-        if unknown:
-            raise InvalidInput(f"{where}: covariates {shown_all(unknown)} are not known to this model; {known}")
-        missing = [n for n in cov.future if n not in sent_ahead]
-        if missing and forecast:
-            raise InvalidInput(
-                f"{where}: future_covariates {missing} are missing: give their values for the "
-                f"{self.card.horizon} steps ahead"
-            )
-        unknown = [n for n in sent_ahead if n not in cov.future]
-        if unknown:
-            past = [n for n in unknown if n in cov.past]
-            why = f" ({past} are known up to the forecast origin only)" if past else ""
-            raise InvalidInput(
-                f"{where}: future_covariates {shown_all(unknown)} are not read as future covariates{why}; "
-                f"{self.name}'s future covariates are {list(cov.future)}"
-            )
-
-    def _observed(self, s: SeriesInput, name: str, column: np.ndarray | Sequence[float]) -> np.ndarray:
-        """The one rule for a covariate sent beside the values, on every route: one finite value per value."""
-        values = self._finite(s.id, name, column)
-        if len(values) != len(s.values):
-            raise InvalidInput(
-                f"series {shown(s.id)}: covariate {shown(name)} has {_count(len(values), 'value')} and the series "
-                f"{len(s.values)}; send one covariate value per value"
-            )
-        return values
-
-    def _ahead(self, series_id: str, name: str, column: np.ndarray | Sequence[float], ahead: int | None) -> np.ndarray:
-        """Future values of a future covariate: exactly `ahead` for a forecast, any number for a window job."""
-        values = self._finite(series_id, name, column)
-        if ahead is not None and len(values) != ahead:
-            raise InvalidInput(
-                f"series {shown(series_id)}: future covariate {shown(name)} has {_count(len(values), 'value')}; "
-                f"{self.name} reads {ahead}, one per step it forecasts (a shorter `horizon` only cuts the answer)"
-            )
-        return values
-
-    @staticmethod
-    def _finite(series_id: str, name: str, column: np.ndarray | Sequence[float]) -> np.ndarray:
-        values = np.asarray(column, dtype=np.float64)
-        if values.ndim != 1:
-            raise InvalidInput(f"series {shown(series_id)}: covariate {shown(name)} must be a list of numbers")
-        if len(values) and not float(np.abs(values).max()) <= MAX_ABS_VALUE:
-            bad = int(np.flatnonzero(~(np.abs(values) <= MAX_ABS_VALUE))[0])
-            raise InvalidInput(
-                f"series {shown(series_id)}: covariate {shown(name)} value {bad} is {values[bad]}; covariates must "
-                f"be finite and below {MAX_ABS_VALUE:.2g} in magnitude"
-            )
-        return values
 
     # --- predict ----------------------------------------------------------------------------------------
 
@@ -596,57 +442,3 @@ class _Prepared:
     values: np.ndarray  # float64, the whole series
     future: pd.DatetimeIndex | None  # a forecast's timestamps (forecast jobs with time)
     index: pd.DatetimeIndex | None  # the values' timestamps (window jobs with time)
-
-
-def _window_inputs(inputs: list[np.ndarray], start: int, stop: int, ahead: int) -> tuple[np.ndarray, ...]:
-    """One window's inputs as views: the values and past covariates up to its origin, future covariates and the
-    calendar `ahead` steps beyond it (their arrays are that much longer than the values')."""
-    base = len(inputs[0])
-    return tuple(a[start:stop] if len(a) <= base else a[start : stop + ahead] for a in inputs)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def check_levels(levels: Sequence[float]) -> list[float]:
-    if len(levels) > MAX_LEVELS:
-        raise InvalidInput(f"{len(levels)} levels were asked for; ask for at most {MAX_LEVELS}")
-    for level in levels:
-        if not math.isfinite(level) or not 0 < level < 100:
-            raise InvalidInput(f"level {level} is out of range: levels are percentages strictly between 0 and 100")
-    if len(set(levels)) != len(levels):
-        raise InvalidInput(f"level {list(levels)} repeats a value; list each level once")
-    return sorted(float(level) for level in levels)
-
-
-def quantile_level(q: float) -> float:
-    """The level (percent) of the symmetric interval that quantile q bounds: 0.1 and 0.9 -> 80."""
-    return round(abs(2 * q - 1) * 100, 9)
-
-
-def level_key(level: float) -> str:
-    """The one spelling of a level in every answer's keys: 80 -> '80', 99.5 -> '99.5'."""
-    return str(int(level)) if float(level).is_integer() else str(level)
-
-
-def check_quantiles(quantiles: Sequence[float]) -> None:
-    if len(quantiles) > MAX_LEVELS:
-        raise InvalidInput(f"{len(quantiles)} quantiles were asked for; ask for at most {MAX_LEVELS}")
-    for q in quantiles:
-        if not math.isfinite(q) or not 0 < q < 1:
-            raise InvalidInput(f"quantile {q} is out of range: quantiles are probabilities strictly between 0 and 1")
-    if len(set(quantiles)) != len(quantiles):
-        raise InvalidInput(f"quantiles {list(quantiles)} repeat a value; list each quantile once")
-
-
-def check_unique_ids(ids: list[str]) -> None:
-    if len(set(ids)) == len(ids):
-        return
-    seen: set[str] = set()
-    for series_id in ids:
-        if series_id in seen:
-            raise InvalidInput(
-                f"series id {shown(series_id)} appears more than once; ids must be unique within a request"
-            )
-        seen.add(series_id)

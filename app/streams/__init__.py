@@ -34,8 +34,8 @@ import pandas as pd
 
 from app import metrics
 from app.errors import Conflict, InvalidInput, NotFound, Overloaded, PayloadTooLarge
+from app.levels import check_levels
 from app.registry import ModelRepository
-from app.service import check_levels
 from app.stream_store import Created, Record, StreamStore
 from app.streams.judge import apply
 from app.streams.render import export

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from app import metrics
-from app.service import level_key
+from app.levels import level_key
 from app.streams.state import QUALITY_LEVELS, Appended
 
 

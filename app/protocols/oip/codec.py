@@ -16,7 +16,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from app.errors import BadRequest, InvalidInput
-from app.protocols.oip import adapter as oip_service
+from app.protocols.oip import adapter
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
@@ -82,7 +82,7 @@ def _check_parameters(where: str, parameters: dict[str, Any] | None, known: set[
 def input_array(tensor: InputTensor, blobs: memoryview) -> np.ndarray:
     """One input in its declared shape, as floats: FP16/FP32/FP64 as sent (binary data is a view of the body,
     not a copy), integers as float64. Binary data is read from `blobs` (one input only)."""
-    oip_service.datatype(tensor.name, tensor.datatype)
+    adapter.datatype(tensor.name, tensor.datatype)
     size = (tensor.parameters or {}).get("binary_data_size")
     if size is not None:
         if type(size) is not int or size < 0:
@@ -91,12 +91,12 @@ def input_array(tensor: InputTensor, blobs: memoryview) -> np.ndarray:
             raise InvalidInput(
                 f"input {tensor.name!r}: binary_data_size is {size} but {len(blobs)} bytes follow the header"
             )
-        return oip_service.from_bytes(tensor.name, tensor.datatype, tensor.shape, blobs)
+        return adapter.from_bytes(tensor.name, tensor.datatype, tensor.shape, blobs)
     if blobs:
         raise InvalidInput(f"{len(blobs)} bytes follow the JSON header but no input declares binary_data_size")
     if tensor.data is None:
         raise InvalidInput(f"input {tensor.name!r} has neither `data` nor binary_data_size")
-    return oip_service.checked(tensor.name, tensor.datatype, _json_numbers(tensor), tensor.shape)
+    return adapter.checked(tensor.name, tensor.datatype, _json_numbers(tensor), tensor.shape)
 
 
 def _json_numbers(tensor: InputTensor) -> np.ndarray:

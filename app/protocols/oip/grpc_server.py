@@ -1,19 +1,6 @@
-"""The gRPC server of one worker process, on its event loop beside uvicorn's HTTP.
-
-Every call passes the request envelope (app.envelope) that every HTTP request passes, with the same code: the
-time limit (GATECAST_REQUEST_TIMEOUT_S, one timer for all calls), the batcher's connection source (the peer),
-one credential at most and the API key (`authorization: Bearer <key>` or `x-api-key` metadata, with the HTTP
-path the call stands for, so health stays open and load/unload need an admin key), the message size
-(GATECAST_MAX_BODY_BYTES, enforced by grpcio before the message is read), a memory ticket (app.admission)
-charged with the message and the job's cost, the forecasting entry point (app.forecasting, through
-app.protocols.oip.adapter, as HTTP's /v2 infer), the one error mapping (app.problems), whose HTTP status becomes the
-gRPC status code below, with the same message; request metrics by method and code.
-
-Messages arrive as bytes and are parsed only after the key check: a message that is not valid protobuf is
-INVALID_ARGUMENT naming the message type, never UNKNOWN, and never logs a traceback.
-
-Several workers each listen on the port with SO_REUSEPORT, and the kernel spreads connections over them
-(`gatecast serve` checks first that nothing else holds the port).
+"""The OIP v2 gRPC server of one worker, on its event loop beside uvicorn's HTTP. Every call passes the envelope
+that every HTTP request passes (app.envelope), is parsed only after the key check, and is answered through the one
+error mapping (app.problems), its HTTP status turned into a gRPC code. Workers share the port with SO_REUSEPORT.
 """
 
 from __future__ import annotations
@@ -33,9 +20,10 @@ from prometheus_client import Histogram
 
 from app import forecasting, metrics, problems
 from app.admission import MemoryBudget
+from app.auth import Access
 from app.envelope import Envelope
 from app.errors import BadRequest, InvalidInput, shown
-from app.protocols.oip import adapter as oip_service
+from app.protocols.oip import adapter
 from app.protocols.oip import inference_pb2 as pb
 from app.registry import ModelRepository
 from app.settings import Settings
@@ -77,14 +65,14 @@ class InferenceService:
 
     async def handle(self, method: str, raw: bytes, context: aio.ServicerContext[Any, Any]) -> Any:
         """One call: the envelope's checks, then the message parsed, then its work."""
-        request_type, path, http_method = METHODS[method]
+        request_type, access = METHODS[method]
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         with self.envelope.open(self.budget, context.peer()) as call:
             try:
                 try:
                     metadata = _headers(context.invocation_metadata())
-                    self.envelope.admit(call, http_method, path, metadata, len(raw), "this message")
+                    self.envelope.admit(call, access, metadata, len(raw), "this message")
                     await self.repository.catch_up()  # a model published or removed through another worker
                     return await getattr(self, method)(_parse(request_type, raw))
                 except asyncio.CancelledError as exc:
@@ -124,11 +112,11 @@ class InferenceService:
         return pb.ModelReadyResponse(ready=bool(versions) and (not request.version or request.version in versions))
 
     async def ServerMetadata(self, request: pb.ServerMetadataRequest) -> pb.ServerMetadataResponse:
-        return pb.ServerMetadataResponse(**oip_service.server_metadata(oip_service.GRPC_EXTENSIONS))
+        return pb.ServerMetadataResponse(**adapter.server_metadata(adapter.GRPC_EXTENSIONS))
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest) -> pb.ModelMetadataResponse:
         service = self.repository.get(request.name, request.version or None)
-        meta = oip_service.model_metadata(service, self.repository)
+        meta = adapter.model_metadata(service, self.repository)
         tensors = {
             key: [
                 pb.ModelMetadataResponse.TensorMetadata(name=t["name"], datatype=t["datatype"], shape=t["shape"])
@@ -145,14 +133,14 @@ class InferenceService:
     async def ModelStatistics(self, request: pb.ModelStatisticsRequest) -> pb.ModelStatisticsResponse:
         if request.version and not request.name:
             raise InvalidInput("a version was given without a model name: name the model, or send neither")
-        stats = oip_service.model_statistics(self.repository, request.name, request.version)
+        stats = adapter.model_statistics(self.repository, request.name, request.version)
         response = pb.ModelStatisticsResponse()
         json_format.ParseDict(stats, response)
         return response
 
     async def ModelConfig(self, request: pb.ModelConfigRequest) -> pb.ModelConfigResponse:
         service = self.repository.get(request.name, request.version or None)
-        config = oip_service.model_config(service, self.settings)
+        config = adapter.model_config(service, self.settings)
         response = pb.ModelConfigResponse()
         json_format.ParseDict({"config": config}, response)
         return response
@@ -169,14 +157,14 @@ class InferenceService:
                 "(in the order of `inputs`), or none and each input's `contents`"
             )
         tensors = [_tensor(t, raw[i] if raw else None) for i, t in enumerate(request.inputs)]
-        result = await forecasting.forecast(service, oip_service.forecast_job(service, tensors))
-        return _response(request, service.name, service.version, oip_service.outputs(result))
+        result = await forecasting.forecast(service, adapter.forecast_job(service, tensors))
+        return _response(request, service.name, service.version, adapter.outputs(result))
 
     # --- repository extension ------------------------------------------------------------------------------
 
     async def RepositoryIndex(self, request: pb.RepositoryIndexRequest) -> pb.RepositoryIndexResponse:
         _one_repository(request.repository_name)
-        rows = await oip_service.repository_index(self.repository)
+        rows = await adapter.repository_index(self.repository)
         models = [pb.RepositoryIndexResponse.ModelIndex(**row) for row in rows]
         if request.ready:
             models = [m for m in models if m.state == "READY"]
@@ -197,20 +185,20 @@ class InferenceService:
         return pb.RepositoryModelUnloadResponse()
 
 
-# The message each method reads, the HTTP path it stands for (the key check's rules: health is open, load and
-# unload need an admin key) and that path's method: all known before the message is parsed.
-METHODS: dict[str, tuple[type[Any], str, str]] = {
-    "ServerLive": (pb.ServerLiveRequest, "/v2/health/live", "GET"),
-    "ServerReady": (pb.ServerReadyRequest, "/v2/health/ready", "GET"),
-    "ModelReady": (pb.ModelReadyRequest, "/v2/models/{name}/ready", "GET"),
-    "ServerMetadata": (pb.ServerMetadataRequest, "/v2", "GET"),
-    "ModelMetadata": (pb.ModelMetadataRequest, "/v2/models/{name}", "GET"),
-    "ModelInfer": (pb.ModelInferRequest, "/v2/models/{name}/infer", "POST"),
-    "ModelStatistics": (pb.ModelStatisticsRequest, "/v2/models/stats", "GET"),
-    "ModelConfig": (pb.ModelConfigRequest, "/v2/models/{name}/config", "GET"),
-    "RepositoryIndex": (pb.RepositoryIndexRequest, "/v2/repository/index", "POST"),
-    "RepositoryModelLoad": (pb.RepositoryModelLoadRequest, "/v2/repository/models/{name}/load", "POST"),
-    "RepositoryModelUnload": (pb.RepositoryModelUnloadRequest, "/v2/repository/models/{name}/unload", "POST"),
+# The message each method reads, and what its caller must present (the rules of the protocol's HTTP routes:
+# health is open, load and unload are model control): both known before the message is parsed.
+METHODS: dict[str, tuple[type[Any], Access]] = {
+    "ServerLive": (pb.ServerLiveRequest, Access.OPEN),
+    "ServerReady": (pb.ServerReadyRequest, Access.OPEN),
+    "ModelReady": (pb.ModelReadyRequest, Access.API_KEY),
+    "ServerMetadata": (pb.ServerMetadataRequest, Access.API_KEY),
+    "ModelMetadata": (pb.ModelMetadataRequest, Access.API_KEY),
+    "ModelInfer": (pb.ModelInferRequest, Access.API_KEY),
+    "ModelStatistics": (pb.ModelStatisticsRequest, Access.API_KEY),
+    "ModelConfig": (pb.ModelConfigRequest, Access.API_KEY),
+    "RepositoryIndex": (pb.RepositoryIndexRequest, Access.API_KEY),
+    "RepositoryModelLoad": (pb.RepositoryModelLoadRequest, Access.CONTROL),
+    "RepositoryModelUnload": (pb.RepositoryModelUnloadRequest, Access.CONTROL),
 }
 SERVICE = "inference.GRPCInferenceService"
 
@@ -258,17 +246,17 @@ def _check_parameters(where: str, parameters: Any) -> None:
         raise InvalidInput(f"{where}: parameters {sorted(parameters)} are not supported over gRPC; send none")
 
 
-def _tensor(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None) -> oip_service.Tensor:
+def _tensor(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None) -> adapter.Tensor:
     name, declared, shape = tensor.name, tensor.datatype, list(tensor.shape)
     _check_parameters(f"input {name!r}", tensor.parameters)
     if len(shape) > MAX_DIMS or any(d < 0 for d in shape):
         raise InvalidInput(f"input {name!r} has shape {shape}; at most {MAX_DIMS} axes, none negative")
-    oip_service.datatype(name, declared)
+    adapter.datatype(name, declared)
     sent = [f for f in _ALL_CONTENTS if len(getattr(tensor.contents, f))]
     if raw is not None:
         if sent:
             raise InvalidInput(f"input {name!r} has both raw_input_contents and contents ({sent}); send one of them")
-        return oip_service.Tensor(name, shape, lambda: oip_service.from_bytes(name, declared, shape, raw))
+        return adapter.Tensor(name, shape, lambda: adapter.from_bytes(name, declared, shape, raw))
     field = CONTENTS.get(declared)
     if field is None:
         raise InvalidInput(
@@ -279,9 +267,9 @@ def _tensor(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None) ->
 
     def read() -> np.ndarray:
         values = np.asarray(getattr(tensor.contents, field), dtype=_CONTENT_DTYPES[field])
-        return oip_service.checked(name, declared, values, shape)
+        return adapter.checked(name, declared, values, shape)
 
-    return oip_service.Tensor(name, shape, read)
+    return adapter.Tensor(name, shape, read)
 
 
 def _response(

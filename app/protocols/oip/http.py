@@ -2,7 +2,7 @@
 
 Includes Triton's binary tensor data extension (`Inference-Header-Content-Length`), which tritonclient uses by default,
 and the repository extension (index, load, unload) behind GATECAST_MODEL_CONTROL. Errors on these routes are `{"error":
-"..."}`, as the protocol defines (app.problems). Inference decodes with the codec (app.protocols.oip.codec) and goes
+"..."}`, as the protocol defines (app.problems). Inference decodes with the codec (app.protocols.codec.codec) and goes
 through the same model service as /forecast: the same limits, window rules, batching and checks; each row of `values` is
 one series.
 """
@@ -14,13 +14,26 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from app import forecasting
 from app.deps import RepositoryDep
-from app.protocols.oip import adapter as oip_service
-from app.protocols.oip import codec as oip
+from app.protocols.oip import adapter, codec
+from app.protocols.protocol import direct
 from app.registry import ModelRepository, version_key
-from app.schemas import ProtocolError, Readiness
+
+
+class Readiness(BaseModel):
+    ready: bool
+    models: dict[str, list[str]] = Field(..., description="loaded models and their versions")
+    failed: dict[str, str] = Field(..., description="name@version refused at load -> why")
+
+
+class ProtocolError(BaseModel):
+    """Errors on the /v2 routes, as the Open Inference Protocol defines them."""
+
+    error: str
+
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ProtocolError} for code in (400, 401, 403, 404, 413, 415, 422, 500, 503)
@@ -30,7 +43,7 @@ router = APIRouter(prefix="/v2", tags=["open inference protocol v2"], responses=
 
 @router.get("")
 async def server_metadata() -> dict[str, Any]:
-    return oip_service.server_metadata(oip_service.HTTP_EXTENSIONS)
+    return adapter.server_metadata(adapter.HTTP_EXTENSIONS)
 
 
 @router.get("/health/live")
@@ -57,37 +70,37 @@ async def ready(request: Request, repository: RepositoryDep) -> Response:
 @router.get("/models/stats")
 async def all_stats(repository: RepositoryDep) -> dict[str, Any]:
     """Inference statistics of every loaded version, counted in the worker process that answers."""
-    return oip_service.model_statistics(repository)
+    return adapter.model_statistics(repository)
 
 
 @router.get("/models/{name}/stats")
 async def model_stats(name: str, repository: RepositoryDep) -> dict[str, Any]:
-    return oip_service.model_statistics(repository, name)
+    return adapter.model_statistics(repository, name)
 
 
 @router.get("/models/{name}/versions/{version}/stats")
 async def model_version_stats(name: str, version: str, repository: RepositoryDep) -> dict[str, Any]:
-    return oip_service.model_statistics(repository, name, version)
+    return adapter.model_statistics(repository, name, version)
 
 
 @router.get("/models/{name}/config")
 async def model_config(name: str, request: Request, repository: RepositoryDep) -> dict[str, Any]:
-    return oip_service.model_config(repository.get(name), request.app.state.settings)
+    return adapter.model_config(repository.get(name), request.app.state.settings)
 
 
 @router.get("/models/{name}/versions/{version}/config")
 async def model_version_config(name: str, version: str, request: Request, repository: RepositoryDep) -> dict[str, Any]:
-    return oip_service.model_config(repository.get(name, version), request.app.state.settings)
+    return adapter.model_config(repository.get(name, version), request.app.state.settings)
 
 
 @router.get("/models/{name}")
 async def model_metadata(name: str, repository: RepositoryDep) -> dict[str, Any]:
-    return oip_service.model_metadata(repository.get(name), repository)
+    return adapter.model_metadata(repository.get(name), repository)
 
 
 @router.get("/models/{name}/versions/{version}")
 async def model_version_metadata(name: str, version: str, repository: RepositoryDep) -> dict[str, Any]:
-    return oip_service.model_metadata(repository.get(name, version), repository)
+    return adapter.model_metadata(repository.get(name, version), repository)
 
 
 @router.get("/models/{name}/ready")
@@ -101,30 +114,31 @@ async def model_version_ready(name: str, version: str, repository: RepositoryDep
     return {"name": name, "version": version, "ready": True}
 
 
-# app.middleware calls `infer` directly (a DirectRoute, like /forecast). The two routes below declare it for
-# the schema (and its path parameters) and run the same function.
-@router.post("/models/{name}/infer")
-async def infer_latest(name: str, request: Request) -> Response:
-    return await infer(request)
-
-
-@router.post("/models/{name}/versions/{version}/infer")
-async def infer_version(name: str, version: str, request: Request) -> Response:
-    return await infer(request)
-
-
 async def infer(request: Request) -> Response:
     """Decode, forecast through the model service, encode. The model comes from the path parameters."""
     repository: ModelRepository = request.app.state.repository
     service = repository.get(request.path_params["name"], request.path_params.get("version"))
     body = await request.body()
-    inference, blobs = oip.decode(body, request.headers.get(oip.HEADER_LENGTH))
-    tensors = [oip_service.Tensor(t.name, t.shape, partial(oip.input_array, t, blobs)) for t in inference.inputs]
-    result = await forecasting.forecast(service, oip_service.forecast_job(service, tensors))
-    content, header_length = oip.encode(service.name, service.version, inference, oip_service.outputs(result))
+    inference, blobs = codec.decode(body, request.headers.get(codec.HEADER_LENGTH))
+    tensors = [adapter.Tensor(t.name, t.shape, partial(codec.input_array, t, blobs)) for t in inference.inputs]
+    result = await forecasting.forecast(service, adapter.forecast_job(service, tensors))
+    content, header_length = codec.encode(service.name, service.version, inference, adapter.outputs(result))
     if header_length is None:
         return Response(content, media_type="application/json")
-    return Response(content, media_type="application/octet-stream", headers={oip.HEADER_LENGTH: str(header_length)})
+    return Response(content, media_type="application/octet-stream", headers={codec.HEADER_LENGTH: str(header_length)})
+
+
+# The middleware calls `infer` directly (app.protocols.protocol.direct); these declare its schema and path parameters.
+@router.post("/models/{name}/infer")
+@direct(infer)
+async def infer_latest(name: str, request: Request) -> Response:
+    return await infer(request)
+
+
+@router.post("/models/{name}/versions/{version}/infer")
+@direct(infer)
+async def infer_version(name: str, version: str, request: Request) -> Response:
+    return await infer(request)
 
 
 # --- repository extension ------------------------------------------------------------------------------
@@ -132,7 +146,7 @@ async def infer(request: Request) -> Response:
 
 @router.post("/repository/index")
 async def repository_index(repository: RepositoryDep) -> list[dict[str, str]]:
-    return await oip_service.repository_index(repository)
+    return await adapter.repository_index(repository)
 
 
 @router.post("/repository/models/{name}/load")
@@ -147,14 +161,3 @@ async def load_model(name: str, repository: RepositoryDep) -> dict[str, Any]:
 async def unload_model(name: str, repository: RepositoryDep) -> dict[str, Any]:
     await repository.unload(name)
     return {"name": name, "unloaded": True}
-
-
-PREFIX = "/v2/"  # every path under it that is not TimeGPT's: the protocol's own shape, which tritonclient decodes
-
-
-def owns_error(path: str) -> bool:
-    return path.startswith(PREFIX)
-
-
-def error_body(problem: Any) -> dict[str, Any]:
-    return {"error": problem.message}

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Response
 from app import backtest, forecasting, frequency
 from app.deps import RepositoryDep
 from app.jobs import WindowJob
+from app.levels import check_levels, level_key
 from app.protocols.rest.forecast import series_input
 from app.schemas import (
     AnomaliesRequest,
@@ -20,7 +21,6 @@ from app.schemas import (
     CrossValidationResponse,
     ErrorBody,
 )
-from app.service import check_levels, level_key
 
 router = APIRouter(tags=["backtest"])
 _ERRORS: dict[int | str, dict[str, Any]] = {

@@ -19,10 +19,11 @@ from starlette.datastructures import QueryParams
 from app import auto, forecasting, frequency
 from app.errors import BadRequest, InvalidInput, UnsupportedMediaType
 from app.jobs import CALIBRATIONS, ForecastJob, ForecastResult, SeriesInput
+from app.levels import level_key
+from app.protocols.protocol import direct
 from app.protocols.rest.fastdecode import ForecastJobSpec, decode_common
 from app.registry import ModelRepository
 from app.schemas import EXAMPLE_VALUES, ErrorBody, ForecastRequest, ForecastResponse, SeriesIn
-from app.service import level_key
 from contract.longformat import read_long_csv, split_long_frame
 
 router = APIRouter(tags=["forecast"])
@@ -102,6 +103,7 @@ _QUERY = [
     openapi_extra={**_BODY, "parameters": _QUERY},
     summary="Forecast one or many series",
 )
+@direct()
 async def post_forecast(request: Request) -> Response:
     """JSON: a `ForecastRequest`. CSV (`Content-Type: text/csv`): columns `unique_id, ds, y` as pandas
     writes a long-format DataFrame, with `model`, `h`, `level` and `quantiles` as query parameters. Answers JSON,

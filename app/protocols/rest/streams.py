@@ -11,8 +11,9 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
 from app.errors import InvalidInput, NotFound, UnsupportedMediaType
+from app.levels import level_key
+from app.protocols.protocol import direct
 from app.schemas import ErrorBody, StreamAppended, StreamInfo, StreamPage, StreamReadings, StreamSettings
-from app.service import level_key
 from app.streams import Readings, StreamConfig, Streams, StreamState, check_id, widening
 
 router = APIRouter(tags=["streams"])
@@ -89,22 +90,6 @@ async def put_stream(stream_id: str, request: Request) -> Response:
     return _json(info(state, _streams(request)), 201 if created else 200)
 
 
-# app.middleware calls `append` directly (a DirectRoute, like /forecast: FastAPI's routing was a large part of
-# an append's CPU); this declaration gives the schema and runs the same function.
-@router.post(
-    "/streams/{stream_id}/points",
-    response_model=StreamAppended,
-    responses=_ERRORS,
-    openapi_extra=_body("StreamReadings"),
-    summary="Append readings: the updated forecast and the anomalies among them",
-)
-async def append_route(stream_id: str, request: Request) -> Response:
-    """Appends one or many readings (a `StreamReadings`). The answer's forecast equals POST /forecast on the
-    stream's last window; `anomalies` lists each reading outside the `anomaly_level` interval of the forecast
-    made before it. A reading whose timestamp is not after the stream's last gets 409 and nothing is appended."""
-    return await append(request)
-
-
 async def append(request: Request) -> Response:
     body = await _read(request, StreamReadings)
     stream_id = request.path_params["stream_id"]
@@ -119,6 +104,22 @@ async def append(request: Request) -> Response:
             "anomalies": done.anomalies,
         }
     )
+
+
+# The middleware calls `append` directly (app.protocols.protocol.direct); this declares its schema.
+@router.post(
+    "/streams/{stream_id}/points",
+    response_model=StreamAppended,
+    responses=_ERRORS,
+    openapi_extra=_body("StreamReadings"),
+    summary="Append readings: the updated forecast and the anomalies among them",
+)
+@direct(append)
+async def append_route(stream_id: str, request: Request) -> Response:
+    """Appends one or many readings (a `StreamReadings`). The answer's forecast equals POST /forecast on the
+    stream's last window; `anomalies` lists each reading outside the `anomaly_level` interval of the forecast
+    made before it. A reading whose timestamp is not after the stream's last gets 409 and nothing is appended."""
+    return await append(request)
 
 
 @router.get(
