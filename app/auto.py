@@ -27,7 +27,7 @@ import pandas as pd
 
 from app import forecasting, frequency
 from app.errors import InvalidInput, NotFound
-from app.jobs import Choice, ForecastJob, ForecastResult, SeriesInput, WindowJob
+from app.forecast_jobs import Choice, ForecastJob, ForecastResult, SeriesInput, WindowJob
 from app.levels import check_levels, check_quantiles
 from app.registry import ModelRepository
 from app.service import ModelService

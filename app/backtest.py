@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.errors import InvalidInput, shown
-from app.jobs import SeriesInput, Windows
+from app.forecast_jobs import SeriesInput, Windows
 from contract.words import count
 
 

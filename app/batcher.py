@@ -46,7 +46,7 @@ import numpy as np
 
 from app import metrics
 from app.errors import InferenceFailed, Overloaded
-from app.stats import ModelStats
+from app.model_statistics import ModelStats
 
 log = logging.getLogger("gatecast.batcher")
 # A series' model input: its window (T,) float32, or the window with its covariate inputs (contract.signature

@@ -2,7 +2,7 @@
 
 A model's conformal table holds on data like its validation split. On another market or sensor its intervals
 can be far too narrow (a model of VIX, which mean-reverts, on exchange rates, which wander) or too wide. A
-stream corrects them online as readings arrive (app.adaptive); one request can correct them from the history it
+stream corrects them online as readings arrive (app.streams.adaptive); one request can correct them from the history it
 sends. The forecasting entry point (app.forecasting) adds a forecast from every origin among the last
 readings(horizon) values, as it was known then, to the job's own forecast (one plan, one pass through the
 batcher), and this module measures each miss against the model's half-width at
@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from app.errors import InvalidInput, PayloadTooLarge, shown
-from app.jobs import Calibration
+from app.forecast_jobs import Calibration
 
 READINGS = 1024  # the last values scored: more cost model runs and say less about the present
 HORIZONS = 6  # ... or this many horizons' worth, when longer (readings)

@@ -109,7 +109,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from app.server import serve
+    from app.supervisor import serve
 
     serve(host=args.host, port=args.port, workers=args.workers, models=args.models, grpc_port=args.grpc_port)
 

@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 
 from app.registry import ModelRepository
 from app.settings import Settings
-from app.training import Trainer
+from app.trainer_client import Trainer
 
 
 # async: FastAPI runs plain-def dependencies in a thread pool, two thread hops per request for nothing.

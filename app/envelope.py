@@ -5,7 +5,7 @@
              time limit (app.deadlines: one timer for all calls, GATECAST_REQUEST_TIMEOUT_S), in-flight count
     admit    one credential at most (app.auth.one_credential), the key check (app.auth), then the message's
              bytes charged to the ticket; before anything in the message is parsed
-    fail     an exception mapped to one Problem (app.problems): the time limit worded once, unexpected errors
+    fail     an exception mapped to one Problem (app.error_mapping): the time limit worded once, unexpected errors
              logged once with their traceback, a client's mistake never
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from app import admission, auth, batcher, deadlines, metrics, problems
+from app import admission, auth, batcher, deadlines, error_mapping, metrics
 from app.deadlines import Deadlines
 from app.errors import GatecastError, RequestTimeout
 from app.settings import Settings
@@ -76,11 +76,11 @@ class Envelope:
         """For a CancelledError: whether the time limit caused it (it is then answered), not a shutdown."""
         return isinstance(exc, asyncio.CancelledError) and self.deadlines.expired(call.task)
 
-    def problem(self, exc: BaseException, method: str, path: str, timed_out: bool = False) -> problems.Problem:
+    def problem(self, exc: BaseException, method: str, path: str, timed_out: bool = False) -> error_mapping.Problem:
         """The answer to a failed call; logs what is not a client's mistake."""
         if timed_out:
             exc = timeout(self.settings.request_timeout_s)
-        problem = problems.problem_of(exc, method, path)
+        problem = error_mapping.problem_of(exc, method, path)
         if not isinstance(exc, GatecastError) and problem.status >= 500:
             log.error("unexpected error on %s %s", method, path, exc_info=exc)
         return problem

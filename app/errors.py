@@ -1,4 +1,4 @@
-"""Every error gatecast raises on purpose, in one place. No HTTP here: `app.problems` maps them to responses.
+"""Every error gatecast raises on purpose, in one place. No HTTP here: `app.error_mapping` maps them to responses.
 
 GatecastError                       base; `status` is the HTTP status, `message` says what to fix
 ├── BadRequest (400)                the body cannot be read: malformed JSON or CSV, a bad protocol header
@@ -21,7 +21,7 @@ GatecastError                       base; `status` is the HTTP status, `message`
 └── RequestTimeout (503)            the request ran past GATECAST_REQUEST_TIMEOUT_S
 
 `contract.longformat.LongFormatError` (a `unique_id, ds, y` table with missing columns, gaps, duplicates ...)
-is raised by the shared table reader and answered 422 `invalid_long_format` by `app.problems`.
+is raised by the shared table reader and answered 422 `invalid_long_format` by `app.error_mapping`.
 """
 
 from __future__ import annotations

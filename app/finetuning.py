@@ -1,6 +1,6 @@
-"""Fine-tuning from the server's side: the checks before a job is made, the job submitted to a trainer (app.training)
-and waited for, and the model it made, loaded. A fine-tuning asked inside a forecast is keyed by its history, made once
-and pruned beyond GATECAST_FINETUNE_HISTORY_MODELS.
+"""Fine-tuning from the server's side: the checks before a job is made, the job submitted to a trainer
+(app.trainer_client) and waited for, and the model it made, loaded. A fine-tuning asked inside a forecast is keyed by
+its history, made once and pruned beyond GATECAST_FINETUNE_HISTORY_MODELS.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import pandas as pd
 
 from app import auth, deadlines
 from app.errors import Conflict, InvalidInput, NotFound, RequestTimeout, ServiceUnavailable
-from app.jobs import SeriesInput
+from app.forecast_jobs import SeriesInput
 from app.registry import ModelRepository, check_segment
 from app.service import ModelService
 from app.settings import Settings
-from app.training import Trainer
+from app.trainer_client import Trainer
 from contract import jobs
 
 

@@ -1,4 +1,4 @@
-"""The one forecasting entry point. Every protocol decodes a request into a job (app.jobs), resolves a model
+"""The one forecasting entry point. Every protocol decodes a request into a job (app.forecast_jobs), resolves a model
 version and calls `forecast` (a forecast after the last values) or `windows` (forecasts from past origins); both
 run the same steps, in this order, so nothing can skip a guard:
 
@@ -22,7 +22,7 @@ import numpy as np
 from app import admission, calibration, frequency
 from app.cost import Cost, check_windows
 from app.errors import InvalidInput, Overloaded
-from app.jobs import CALIBRATIONS, ForecastJob, ForecastResult, WindowJob, Windows
+from app.forecast_jobs import CALIBRATIONS, ForecastJob, ForecastResult, WindowJob, Windows
 from app.levels import check_levels, check_quantiles, quantile_level
 from app.service import ModelService, Predicted
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from app.jobs import SeriesInput
+from app.forecast_jobs import SeriesInput
 from contract.card import BASE_MODEL, ModelCard
 from contract.longformat import infer_freq
 

@@ -28,7 +28,7 @@ from typing import Any, cast
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from app import problems
+from app import error_mapping
 from app.errors import GatecastError, HeaderTooLarge, RequestTimeout
 from app.protocols import rest
 from app.settings import get_settings
@@ -222,14 +222,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._refuse(HeadTimeout(f"the request's headers did not arrive within {limit}"))
 
     def _refuse(self, error: GatecastError) -> None:
-        """Answer the refusal (in the error shape of app.problems) and close the connection."""
+        """Answer the refusal (in the error shape of app.error_mapping) and close the connection."""
         if self._refused:
             return
         self._refused = True
         self._stop_head_timer()
         self.logger.warning("refused a request from %s: %s", self.client, error.message)
         if not self.transport.is_closing():
-            self.transport.write(problems.raw_response(problems.problem_of(error), rest.error_body))
+            self.transport.write(error_mapping.raw_response(error_mapping.problem_of(error), rest.error_body))
             self.transport.close()
 
     def _mark_idle(self) -> None:

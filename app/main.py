@@ -18,17 +18,17 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import multiprocess
 from starlette.types import ASGIApp
 
-from app import __version__, metrics, parent_watch, problems
+from app import __version__, error_mapping, metrics, parent_watch
 from app.admission import MemoryBudget, TooLittleMemory, derive_budget
 from app.middleware import ServingMiddleware
 from app.protocols import Protocols, oip, operations, rest, timegpt
 from app.registry import ModelRepository
 from app.schemas import ForecastRequest, StreamReadings, StreamSettings
-from app.server import STARTUP_FAILURE_ENV
 from app.settings import Settings, get_settings
-from app.stream_store import open_store
 from app.streams import Streams
-from app.training import Trainer
+from app.streams.store import open_store
+from app.supervisor import STARTUP_FAILURE_ENV
+from app.trainer_client import Trainer
 
 log = logging.getLogger("gatecast")
 GRPC_GRACE_S = 10.0  # calls in progress at shutdown get this long to finish
@@ -174,7 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in PROTOCOLS.routers:
         app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    problems.install(app, lambda path: PROTOCOLS.owner(path).error_body)
+    error_mapping.install(app, lambda path: PROTOCOLS.owner(path).error_body)
     return app
 
 

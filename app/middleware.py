@@ -15,7 +15,7 @@ from prometheus_client import Histogram
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import admission, encoding, metrics, problems
+from app import admission, encoding, error_mapping, metrics
 from app.envelope import Call, Envelope
 from app.errors import PayloadTooLarge
 from app.protocols import Protocols
@@ -159,7 +159,7 @@ class ServingMiddleware:
         problem = self._envelope.problem(exc, scope["method"], scope["path"], timed_out)
         if status.sent:
             return  # the response is under way; it cannot be replaced, only cut short by the server
-        await problems.send_problem(scope, send, problem, self.protocols.owner(scope["path"]).error_body)
+        await error_mapping.send_problem(scope, send, problem, self.protocols.owner(scope["path"]).error_body)
 
     def _check_headers(self, headers: dict[str, str]) -> None:
         """Checks that need only the headers: declared size, compressed bodies (access: the envelope)."""

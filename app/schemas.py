@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, Strict
 
 from app.calibration import HORIZONS, READINGS
-from app.jobs import CalibrationMode
+from app.forecast_jobs import CalibrationMode
 
 # Strict: "1.5" (a string) is refused instead of converted; allow_inf_nan=False refuses NaN and Infinity.
 FiniteFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]

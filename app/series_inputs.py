@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from app.errors import InvalidInput, shown, shown_all
-from app.jobs import SeriesInput
+from app.forecast_jobs import SeriesInput
 from contract.card import ModelCard
 from contract.covariates import calendar_matrix
 from contract.windows import MAX_ABS_VALUE

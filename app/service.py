@@ -19,10 +19,10 @@ from app import cost as costs
 from app import series_inputs
 from app.batcher import Batcher, Window
 from app.errors import InvalidInput, PayloadTooLarge, shown, shown_all
-from app.jobs import ForecastResult, SeriesInput
+from app.forecast_jobs import ForecastResult, SeriesInput
 from app.levels import level_key, quantile_level
+from app.model_statistics import ModelStats
 from app.runtime import Runtime
-from app.stats import ModelStats
 from app.timeaxis import future_index, value_index
 from contract import quantiles as model_quantiles
 from contract.card import ModelCard

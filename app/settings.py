@@ -142,7 +142,7 @@ class Settings(BaseSettings):
     max_model_bytes: int = Field(
         512 * 1024 * 1024, ge=1024, description="larger model files are refused without being read"
     )
-    # Training and fine-tuning jobs (app.training), run on Ray by trainer processes with the train extra.
+    # Training and fine-tuning jobs (app.trainer_client), run on Ray by trainer processes with the train extra.
     training: Literal["auto", "off"] = Field(
         "auto",
         description="auto: training jobs (/jobs) and fine-tuning (the TimeGPT API's finetune) where the train extra "
@@ -193,7 +193,7 @@ class Settings(BaseSettings):
     @field_validator("stream_store")
     @classmethod
     def _known_store(cls, value: str) -> str:
-        from app.stream_store import check_url
+        from app.streams.store import check_url
 
         return check_url(value)
 

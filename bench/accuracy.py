@@ -661,7 +661,7 @@ def live_tables(live: dict[str, Any] | None) -> list[str]:
         "## Committed models fed live through streams (bench.live_intervals)",
         "",
         "Each series' test split appended one reading at a time to two streams (`PUT /streams/{id}`), one with the "
-        'model\'s widths and one with `"adaptive": true` (app.adaptive, rate '
+        'model\'s widths and one with `"adaptive": true` (app.streams.adaptive, rate '
         f"{live['rate']:g}); every answer's intervals scored against the readings that followed it, every step of "
         "the horizon. Widening: the adaptive streams' final factor on the model's width (median over series).",
         "",

@@ -1,6 +1,6 @@
 """Intervals on live feeds: committed models fed, reading by reading through the streams API, data they did not
-train on (and their own), with the model's widths and with adaptive ones (app.adaptive) side by side; and the
-choice of app.adaptive.RATE on the validation splits.
+train on (and their own), with the model's widths and with adaptive ones (app.streams.adaptive) side by side; and the
+choice of app.streams.adaptive.RATE on the validation splits.
 
 A stream answers a forecast after each reading; every answer's 80% and 95% intervals are scored against the
 readings that came after it (every step of the horizon), as a client holding the answers would score them.
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from fastapi.testclient import TestClient
 
-from app import adaptive
+from app.streams import adaptive
 from training import data
 
 LEVELS = ("80", "95")
@@ -119,7 +119,7 @@ def replay(
     values: np.ndarray, origins: np.ndarray, mean: np.ndarray, half: np.ndarray, level: float, rate: float
 ) -> float:
     """Coverage of issued intervals when readings values[origins[0]:] arrive one by one and the multiplier moves
-    as a stream's does (app.adaptive.step at `rate`): the forecast from origin o (its first step predicts
+    as a stream's does (app.streams.adaptive.step at `rate`): the forecast from origin o (its first step predicts
     reading o) is issued at the multiplier of the moment, and each reading is checked by every forecast that
     predicted it at the multiplier of the moment."""
     horizon = mean.shape[1]

@@ -48,7 +48,7 @@ def _result(series: int, horizon: int, levels: int, stamps: bool):  # type: igno
     import numpy as np
     import pandas as pd
 
-    from app.jobs import ForecastResult
+    from app.forecast_jobs import ForecastResult
 
     rng = np.random.default_rng(0)
     mean = rng.normal(size=(series, horizon)) * 10 + 20

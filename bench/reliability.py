@@ -445,7 +445,7 @@ def main() -> None:
         f"on {platform.machine()} with {platform.python_version()}, against real `gatecast serve` processes with "
         "the committed models. Every route and protocol reaches the models through one forecasting entry point "
         "(app/forecasting.py) and "
-        "answers errors through one mapping (app/problems.py), so every section below holds for every route.",
+        "answers errors through one mapping (app/error_mapping.py), so every section below holds for every route.",
         "",
     ]
     with running_server(repo) as (url, _):

@@ -346,7 +346,7 @@ def choose_auto_margin(path: Path, tasks: dict[str, protocol.Task]) -> dict[str,
     import onnxruntime as ort
 
     from app import auto
-    from app.jobs import SeriesInput
+    from app.forecast_jobs import SeriesInput
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     levels = [float(q) for q in json.loads(session.get_modelmeta().custom_metadata_map["gatecast.quantile_levels"])]

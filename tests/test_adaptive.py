@@ -1,4 +1,4 @@
-"""app.adaptive: misses widen and hits narrow, within bounds, and the long-run share of misses is 1 - level
+"""app.streams.adaptive: misses widen and hits narrow, within bounds, and the long-run share of misses is 1 - level
 whatever the scale of the errors against the model's widths."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app import adaptive
 from app.main import create_app
 from app.settings import Settings
+from app.streams import adaptive
 from tests.markers import needs_training
 
 

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app import auto, frequency
-from app.jobs import SeriesInput
+from app.forecast_jobs import SeriesInput
 from app.main import create_app
 from app.settings import Settings
 from contract.card import BASE_MODEL

@@ -175,7 +175,7 @@ def test_training_never_imports_the_server() -> None:
 
 def test_the_server_never_imports_training() -> None:
     code = (
-        "import sys, app.main, app.cli, app.server;"
+        "import sys, app.main, app.cli, app.supervisor;"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('training', 'torch'));"
         "assert not bad, bad"
     )
@@ -199,7 +199,7 @@ def test_the_supervisor_of_gatecast_serve_loads_no_model_runtime() -> None:
     """`gatecast serve`'s parent process shares the memory limit with its workers: what it needs to start them (and
     a local Ray) must not pull onnxruntime or pandas into it."""
     code = (
-        "import sys, app.server, app.training;"
+        "import sys, app.supervisor, app.trainer_client;"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('onnxruntime', 'pandas', 'ray', 'torch'));"
         "assert not bad, bad"
     )

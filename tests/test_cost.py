@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app import forecasting
-from app.jobs import SeriesInput, WindowJob
+from app.forecast_jobs import SeriesInput, WindowJob
 from app.main import create_app
 from app.settings import Settings
 from harness.cost_cases import CASES, TINY, Case

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from onnx import TensorProto, helper, numpy_helper
 
 from app import forecasting
-from app.jobs import ForecastJob, SeriesInput
+from app.forecast_jobs import ForecastJob, SeriesInput
 from app.main import create_app
 from app.settings import Settings
 from harness.live import running_server

@@ -12,7 +12,7 @@ from queue import Queue
 
 import pytest
 
-from app.stream_store import Created, SqliteStore, switch_to_wal
+from app.streams.store import Created, SqliteStore, switch_to_wal
 
 
 def open_together(path: str, start: Barrier, errors: Queue[str]) -> None:
@@ -46,7 +46,7 @@ def test_workers_that_open_a_new_file_at_once_all_get_the_store(tmp_path: Path) 
 
 def test_a_lock_held_past_the_busy_timeout_is_still_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The retry waits for other workers, not forever: a file locked past the timeout still refuses to open."""
-    monkeypatch.setattr("app.stream_store.BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr("app.streams.store.BUSY_TIMEOUT_S", 0.2)
     path = tmp_path / "held.sqlite3"
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("CREATE TABLE t (x)")

@@ -14,9 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import adaptive
 from app.main import create_app
 from app.settings import Settings
+from app.streams import adaptive
 from tests.synthetic import seasonal_series
 
 MIN_WINDOW, WINDOW, HORIZON = 30, 48, 12  # the tiny model (tests/synthetic.tiny_config)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app import training
+from app import trainer_client
 from app.main import create_app
 from app.settings import Settings
 
@@ -25,7 +25,7 @@ CONFIG = b'name = "x"\ndataset = "/data/x.csv"\n'
 
 def without(monkeypatch: pytest.MonkeyPatch, *modules: str) -> None:
     real = importlib.util.find_spec
-    monkeypatch.setattr(training.importlib.util, "find_spec", lambda n, *a: None if n in modules else real(n, *a))
+    monkeypatch.setattr(trainer_client.importlib.util, "find_spec", lambda n, *a: None if n in modules else real(n, *a))
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ each new origin is made (all k in one job), each reading is judged against the f
 and the last forecast is the answer, equal to /forecast on the same window.
 
 A stream with `adaptive` intervals widens or narrows them as the readings show how well they cover
-(app.adaptive); its anomaly flags keep the model's widths.
+(app.streams.adaptive); its anomaly flags keep the model's widths.
 
 Forecast quality is scored as the actual values arrive: each reading against every forecast that predicted
 it (one per step of the horizon), exported per model and version, never per stream (app.metrics).
 
-State is an opaque record in the store (app.stream_store), changed by compare-and-set: an append reads the
+State is an opaque record in the store (app.streams.store), changed by compare-and-set: an append reads the
 stream, runs the model, and writes only if nobody wrote in between; otherwise it starts again.
 
 This module creates, reads and appends (the compare-and-set rounds); app.streams.state holds the stored record
@@ -36,7 +36,6 @@ from app import metrics
 from app.errors import Conflict, InvalidInput, NotFound, Overloaded, PayloadTooLarge
 from app.levels import check_levels
 from app.registry import ModelRepository
-from app.stream_store import Created, Record, StreamStore
 from app.streams.judge import apply
 from app.streams.render import export
 from app.streams.state import (
@@ -50,6 +49,7 @@ from app.streams.state import (
     stored_bytes,
     widening,
 )
+from app.streams.store import Created, Record, StreamStore
 from app.timeaxis import check_axis, positive_offset
 
 __all__ = ["Readings", "StreamConfig", "StreamState", "Streams", "check_id", "stored_bytes", "widening"]

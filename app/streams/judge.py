@@ -1,7 +1,7 @@
 """An append's work (app.streams): the readings checked against the stream's time axis and covariates, one
 forecast from each new origin as one window job (app.forecasting), each reading judged against the forecast made
 just before it (the anomaly flag) and against every forecast that predicted it (quality scores, and the adaptive
-multipliers of the stream's levels, app.adaptive). Changes nothing stored: the caller writes the new state."""
+multipliers of the stream's levels, app.streams.adaptive). Changes nothing stored: the caller writes the new state."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import msgspec
 import numpy as np
 import pandas as pd
 
-from app import adaptive, backtest, forecasting
+from app import backtest, forecasting
 from app.errors import Conflict, InvalidInput
-from app.jobs import SeriesInput, WindowJob
+from app.forecast_jobs import SeriesInput, WindowJob
 from app.registry import ModelRepository
 from app.service import ModelService
+from app.streams import adaptive
 from app.streams.render import forecast_answer
 from app.streams.state import QUALITY_LEVELS, Appended, Origin, Quality, Readings, StreamState, widening
 from app.timeaxis import RANGE, TIME_ERRORS, positive_offset
@@ -163,7 +164,7 @@ def adapt_widths(
     made_by: str,
     horizon: int,
 ) -> None:
-    """One reading's step of each level's multiplier (app.adaptive), from the forecasts that predicted it."""
+    """One reading's step of each level's multiplier (app.streams.adaptive), from the forecasts that predicted it."""
     errors, steps, scales = [], [], []
     for o in origins:
         step = at - o.at

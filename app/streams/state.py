@@ -43,7 +43,7 @@ class StreamState(msgspec.Struct):
     last_time: str | None = None  # ISO timestamp of the last reading, when the stream has time
     origins: list[Origin] = []  # forecasts whose steps have readings still to come
     forecast: bytes = b""  # the last answer's forecast, JSON
-    adaptive: bool = False  # whether the answers' intervals adapt to the coverage seen (app.adaptive)
+    adaptive: bool = False  # whether the answers' intervals adapt to the coverage seen (app.streams.adaptive)
     adapted_to: str = ""  # model@version the multipliers were learned for; another one starts them afresh
     log_widths: dict[float, float] = {}  # level -> log multiplier of the model's half-width (absent: 0)
 

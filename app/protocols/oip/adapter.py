@@ -14,7 +14,7 @@ import numpy as np
 
 from app import __version__
 from app.errors import InvalidInput
-from app.jobs import ForecastJob, ForecastResult, SeriesInput
+from app.forecast_jobs import ForecastJob, ForecastResult, SeriesInput
 from app.registry import ModelRepository, version_key
 from app.service import ModelService
 from app.settings import Settings

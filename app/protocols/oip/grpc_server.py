@@ -1,6 +1,6 @@
 """The OIP v2 gRPC server of one worker, on its event loop beside uvicorn's HTTP. Every call passes the envelope
 that every HTTP request passes (app.envelope), is parsed only after the key check, and is answered through the one
-error mapping (app.problems), its HTTP status turned into a gRPC code. Workers share the port with SO_REUSEPORT.
+error mapping (app.error_mapping), its HTTP status turned into a gRPC code. Workers share the port with SO_REUSEPORT.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError
 from grpc import aio
 from prometheus_client import Histogram
 
-from app import forecasting, metrics, problems
+from app import error_mapping, forecasting, metrics
 from app.admission import MemoryBudget
 from app.auth import Access
 from app.envelope import Envelope
@@ -84,7 +84,7 @@ class InferenceService:
                 except Exception as exc:  # noqa: BLE001 - mapped here; nothing may end the worker
                     problem = self.envelope.problem(exc, "gRPC", method)
                     code = CODES.get(problem.status, grpc.StatusCode.INTERNAL)
-                problems.count(problem)
+                error_mapping.count(problem)
                 await context.abort(code, problem.message, tuple(problem.headers.items()))
                 raise AssertionError("unreachable: abort raises")  # pragma: no cover
             finally:

@@ -1,10 +1,6 @@
-"""Open Inference Protocol v2 (KServe / Triton) REST routes, so `tritonclient[http]` works unchanged.
-
-Includes Triton's binary tensor data extension (`Inference-Header-Content-Length`), which tritonclient uses by default,
-and the repository extension (index, load, unload) behind GATECAST_MODEL_CONTROL. Errors on these routes are `{"error":
-"..."}`, as the protocol defines (app.problems). Inference decodes with the codec (app.protocols.codec.codec) and goes
-through the same model service as /forecast: the same limits, window rules, batching and checks; each row of `values` is
-one series.
+"""The Open Inference Protocol v2's HTTP routes, so `tritonclient[http]` works unchanged: Triton's binary tensor
+extension, and the repository extension (index, load, unload) behind GATECAST_MODEL_CONTROL. Inference decodes with the
+codec and reaches the model through the forecasting entry point, as /forecast does; each row of `values` is a series.
 """
 
 from __future__ import annotations

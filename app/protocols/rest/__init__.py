@@ -7,7 +7,7 @@ from typing import Any
 
 from app.auth import Access
 from app.protocols.protocol import Problem, ServingProtocol
-from app.protocols.rest import backtest, forecast, jobs, models, streams
+from app.protocols.rest import backtest, forecast, model_routes, streams, training_jobs
 
 
 def error_body(problem: Problem) -> dict[str, Any]:
@@ -21,7 +21,7 @@ def access(method: str, path: str) -> Access:
 
 PROTOCOL = ServingProtocol(
     "rest",
-    (forecast.router, backtest.router, models.router, streams.router, jobs.router),
+    (forecast.router, backtest.router, model_routes.router, streams.router, training_jobs.router),
     error_body,
     prefixes=("/jobs/", "/streams/", "/models/"),
     access=access,

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Response
 
 from app import backtest, forecasting, frequency
 from app.deps import RepositoryDep
-from app.jobs import WindowJob
+from app.forecast_jobs import WindowJob
 from app.levels import check_levels, level_key
 from app.protocols.rest.forecast import series_input
 from app.schemas import (

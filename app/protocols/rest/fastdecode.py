@@ -14,7 +14,7 @@ from typing import Annotated
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from app.jobs import ForecastJob, SeriesInput
+from app.forecast_jobs import ForecastJob, SeriesInput
 
 ForecastJobSpec = tuple[str | None, ForecastJob]  # the model asked for, and the job for its service
 

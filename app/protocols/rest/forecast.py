@@ -18,7 +18,7 @@ from starlette.datastructures import QueryParams
 
 from app import auto, forecasting, frequency
 from app.errors import BadRequest, InvalidInput, UnsupportedMediaType
-from app.jobs import CALIBRATIONS, ForecastJob, ForecastResult, SeriesInput
+from app.forecast_jobs import CALIBRATIONS, ForecastJob, ForecastResult, SeriesInput
 from app.levels import level_key
 from app.protocols.protocol import direct
 from app.protocols.rest.fastdecode import ForecastJobSpec, decode_common

@@ -10,7 +10,7 @@ import orjson
 from fastapi import Response
 
 from app import backtest, forecasting
-from app.jobs import ForecastResult, SeriesInput, WindowJob, Windows
+from app.forecast_jobs import ForecastResult, SeriesInput, WindowJob, Windows
 from app.levels import level_key
 from app.service import ModelService
 from contract import jobs

@@ -9,7 +9,7 @@ import numpy as np
 
 from app import finetuning
 from app.errors import InvalidInput
-from app.jobs import SeriesInput
+from app.forecast_jobs import SeriesInput
 from app.levels import check_levels
 from app.protocols.timegpt.schemas import FORECAST_PARAMETERS, TimeGPTRequest
 from app.registry import ModelRepository

@@ -12,12 +12,12 @@ from fastapi import APIRouter, Query, Request, Response
 from app import auto, backtest, finetuning, forecasting, frequency
 from app.deps import RepositoryDep, TrainerDep
 from app.errors import Conflict, InvalidInput
-from app.jobs import ForecastJob, WindowJob
+from app.forecast_jobs import ForecastJob, WindowJob
 from app.protocols.timegpt import answers, decode
 from app.protocols.timegpt.schemas import FORECAST_PARAMETERS, FinetuneRequest, TimeGPTError, TimeGPTRequest
 from app.registry import ModelRepository, check_segment
 from app.service import ModelService
-from app.training import Trainer
+from app.trainer_client import Trainer
 
 router = APIRouter(
     tags=["TimeGPT API (nixtla client)"],

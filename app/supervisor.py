@@ -82,10 +82,10 @@ def serve(
 
 def _start_local_ray(settings: Settings) -> bool:
     """The workers' jobs go to one local Ray, started here before them, when training is on, the train extra is
-    installed and GATECAST_RAY_ADDRESS names no cluster (app.training)."""
+    installed and GATECAST_RAY_ADDRESS names no cluster (app.trainer_client)."""
     if settings.training == "off" or settings.ray_address:
         return False
-    from app.training import missing_extra, start_local_ray  # light: the supervisor holds no model runtime
+    from app.trainer_client import missing_extra, start_local_ray  # light: the supervisor holds no model runtime
 
     if missing_extra():
         return False
