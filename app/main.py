@@ -25,7 +25,7 @@ from app.protocols import Protocols, oip, operations, rest, timegpt
 from app.registry import ModelRepository
 from app.schemas import ForecastRequest, StreamReadings, StreamSettings
 from app.settings import Settings, get_settings
-from app.streams import Streams
+from app.streams.feeds import Streams
 from app.streams.store import open_store
 from app.supervisor import STARTUP_FAILURE_ENV
 from app.trainer_client import Trainer

@@ -1,19 +1,35 @@
-"""`gatecast serve`: uvicorn with N worker processes, Prometheus multiprocess mode when N > 1."""
+"""`gatecast serve`: the supervisor of N uvicorn workers, with Prometheus multiprocess mode when N > 1."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import uvicorn
+from uvicorn.supervisors.multiprocess import Multiprocess
 
 from app.settings import Settings, available_cpus, get_settings
 
 STARTUP_FAILURE_ENV = "GATECAST_STARTUP_FAILURE_FILE"
+APP = "app.main:app_factory"
+
+
+class Supervisor(Multiprocess):
+    """uvicorn's supervisor of the workers, except for SIGHUP: passed on to every worker, which re-reads the model
+    folder, instead of replacing them all (a retiring worker closes its keep-alive connections under their clients)."""
+
+    def handle_hup(self) -> None:
+        for process in self.processes:
+            if process.pid is not None:  # None: not started yet
+                with contextlib.suppress(ProcessLookupError):  # ended since
+                    os.kill(process.pid, signal.SIGHUP)
 
 
 def serve(
@@ -51,22 +67,25 @@ def serve(
     local_ray = _start_local_ray(settings)
     failure = Path(tempfile.mkdtemp(prefix="gatecast-start-")) / "failure"
     os.environ[STARTUP_FAILURE_ENV] = str(failure)  # where a worker that cannot start writes why
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "log_level": settings.log_level,
+        "timeout_graceful_shutdown": 30,
+        "access_log": False,
+        "http": "app.httpguard:GuardedHttpToolsProtocol",  # head size, head time and idle limits
+        "timeout_keep_alive": settings.keep_alive_s,
+        # Nothing in gatecast reads the client's address (no access log): X-Forwarded-* would be parsed for nothing.
+        "proxy_headers": False,
+    }
     try:
-        uvicorn.run(
-            "app.main:app_factory",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level=settings.log_level,
-            timeout_graceful_shutdown=30,
-            access_log=False,
-            http="app.httpguard:GuardedHttpToolsProtocol",  # head size, head time and idle limits
-            timeout_keep_alive=settings.keep_alive_s,
-            # Nothing in gatecast reads the client's address (no access log), so X-Forwarded-* would be parsed
-            # for nothing on every request.
-            proxy_headers=False,
-        )
+        if workers > 1:
+            config = uvicorn.Config(APP, **options)
+            Supervisor(config, sockets=[config.bind_socket()]).run()
+        else:
+            uvicorn.run(APP, **options)
     finally:
         if local_ray:
             import ray

@@ -34,7 +34,7 @@ PAIRS = [
 SWEEP = (0.0, 0.01, 0.02, 0.03, 0.05)  # rates tried on validation; 0: the model's widths
 
 
-def _coverage(answers: list[dict[str, Any]], first: list[int], values: np.ndarray, end: int) -> dict[str, float]:
+def coverage_of(answers: list[dict[str, Any]], first: list[int], values: np.ndarray, end: int) -> dict[str, float]:
     """Share of readings inside the intervals of every answer that predicted them; answer k was given when
     `first[k]` readings were known, so its step s predicts reading first[k] + s (scored while < end)."""
     out = {}
@@ -83,7 +83,7 @@ def live(client: TestClient, model: str, data_name: str) -> dict[str, Any]:
         at = list(range(lo + 1, hi))
         for mode, got in per_mode.items():
             coverage.setdefault(mode, {})
-            for level, value in _coverage(got, at, values, hi).items():
+            for level, value in coverage_of(got, at, values, hi).items():
                 coverage[mode][level] = coverage[mode].get(level, 0.0) + value * len(at)
         scored += len(at)
     return {
@@ -96,7 +96,7 @@ def live(client: TestClient, model: str, data_name: str) -> dict[str, Any]:
     }
 
 
-def _forecasts(client: TestClient, model: str, x: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def forecasts_of(client: TestClient, model: str, x: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """POST /forecast of windows x (N, T): means (N, H) and the half-widths (N, H) at each level."""
     means: list[list[float]] = []
     halves: dict[str, list[np.ndarray]] = {level: [] for level in LEVELS}
@@ -149,7 +149,7 @@ def sweep(client: TestClient, model: str, data_name: str, split: str = "val") ->
         lo, hi = series.split(split)
         origins = np.arange(max(lo, window), hi)
         x = np.stack([series.values[o - window : o] for o in origins])
-        mean, half = _forecasts(client, model, x)
+        mean, half = forecasts_of(client, model, x)
         for rate in SWEEP:
             for level in LEVELS:
                 out[f"{rate:g}"][level] += replay(series.values, origins, mean, half[level], float(level), rate) * len(

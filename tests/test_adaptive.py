@@ -44,7 +44,7 @@ def test_the_share_of_misses_goes_to_one_minus_the_level(true_scale: float, leve
 def test_the_benchmark_s_offline_replay_scores_what_a_live_stream_answers(repository: Path, tmp_path: Path) -> None:
     # bench.live_intervals picks the rate with an offline replay of forecasts from POST /forecast; it must
     # reproduce, to float32 rounding, the coverage of the answers a stream gives reading by reading.
-    from bench.live_intervals import _coverage, _forecasts, replay
+    from bench.live_intervals import coverage_of, forecasts_of, replay
 
     rng = np.random.default_rng(8)
     t = np.arange(400)
@@ -59,9 +59,9 @@ def test_the_benchmark_s_offline_replay_scores_what_a_live_stream_answers(reposi
             answer = client.post("/streams/s/points", json={"values": [float(v)]})
             answer.raise_for_status()
             answers.append(answer.json()["forecast"])
-        live = _coverage(answers, list(range(window + 1, len(values))), values, len(values))
+        live = coverage_of(answers, list(range(window + 1, len(values))), values, len(values))
         origins = np.arange(window + 1, len(values))
-        mean, half = _forecasts(client, "tiny", np.stack([values[o - window : o] for o in origins]))
+        mean, half = forecasts_of(client, "tiny", np.stack([values[o - window : o] for o in origins]))
     for level in ("80", "95"):
         offline = replay(values, origins, mean, half[level], float(level), adaptive.RATE)
         assert offline == pytest.approx(live[level], abs=0.003), level

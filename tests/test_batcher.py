@@ -15,6 +15,7 @@ import pytest
 from app import batcher as batcher_module
 from app.batcher import Batcher
 from app.errors import InferenceFailed, Overloaded
+from harness.waiting import until
 
 
 def make(run, **kw: int) -> Batcher:  # type: ignore[no-untyped-def]
@@ -54,7 +55,10 @@ def test_concurrent_requests_are_coalesced_into_one_run() -> None:
     sizes: list[int] = []
     gate = threading.Event()
 
+    entered = threading.Event()
+
     def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        entered.set()
         gate.wait(5)
         sizes.append(len(x))
         return x[:, :2] * 2, x[:, 0]
@@ -62,9 +66,9 @@ def test_concurrent_requests_are_coalesced_into_one_run() -> None:
     async def main() -> list[tuple[list[np.ndarray], list[np.ndarray]]]:
         batcher = make(run)
         first = asyncio.ensure_future(batcher.submit([np.ones(4, np.float32)]))
-        await asyncio.sleep(0.05)  # the first run is now blocked in its thread; the rest queue up
+        await until(entered.is_set)  # the first run is now blocked in its thread; the rest queue up
         rest = [asyncio.ensure_future(batcher.submit([np.full(4, i, np.float32)])) for i in range(10)]
-        await asyncio.sleep(0.05)
+        await until(lambda: batcher.queued_series == 10)
         gate.set()
         out = await asyncio.gather(first, *rest)
         await batcher.close()
@@ -78,16 +82,19 @@ def test_concurrent_requests_are_coalesced_into_one_run() -> None:
 def test_a_full_queue_answers_overloaded_and_recovers() -> None:
     gate = threading.Event()
 
+    entered = threading.Event()
+
     def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        entered.set()
         gate.wait(5)
         return x, x[:, 0]
 
     async def main() -> None:
         batcher = make(run, max_queue_series=5)
         busy = asyncio.ensure_future(batcher.submit([np.ones(3, np.float32)]))
-        await asyncio.sleep(0.05)
+        await until(entered.is_set)
         queued = [asyncio.ensure_future(batcher.submit([np.ones(3, np.float32)] * 2)) for _ in range(2)]
-        await asyncio.sleep(0)
+        await until(lambda: batcher.queued_series == 4)
         with pytest.raises(Overloaded) as info:
             await batcher.submit([np.ones(3, np.float32)] * 2)
         assert info.value.retry_after >= 1 and "limit 5" in info.value.message
@@ -135,9 +142,9 @@ def test_one_request_the_model_cannot_take_does_not_fail_its_batch_neighbours() 
     async def main() -> list[object]:
         batcher = make(run)
         first = asyncio.ensure_future(batcher.submit([np.ones(3, np.float32)]))
-        await asyncio.sleep(0.05)  # the first run is now in progress
+        await until(lambda: len(runs) == 1)  # the first run is now in progress
         others = [asyncio.ensure_future(batcher.submit([np.full(3, value, np.float32)])) for value in (2.0, -1.0, 4.0)]
-        await asyncio.sleep(0.05)
+        await until(lambda: batcher.queued_series == 3)
         release.set()
         out = await asyncio.gather(first, *others, return_exceptions=True)
         await batcher.close()
@@ -341,7 +348,10 @@ def test_shares_are_max_min_fair() -> None:
     seen: list[list[float]] = []
     gate = threading.Event()
 
+    entered = threading.Event()
+
     def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        entered.set()
         gate.wait(5)
         seen.append(sorted(x[:, 0].tolist()))
         return x[:, :2], x[:, 0]
@@ -349,12 +359,12 @@ def test_shares_are_max_min_fair() -> None:
     async def main() -> None:
         batcher = make(run, max_batch_series=10)
         first = asyncio.ensure_future(batcher.submit([np.zeros(4, np.float32)]))
-        await asyncio.sleep(0.05)  # held in its run; the three below queue up
+        await until(entered.is_set)  # held in its run; the three below queue up
         jobs = [
             asyncio.ensure_future(batcher.submit([np.full(4, value, np.float32)] * count))
             for value, count in ((1.0, 20), (2.0, 2), (3.0, 20))
         ]
-        await asyncio.sleep(0.05)
+        await until(lambda: batcher.queued_series == 42)
         gate.set()
         await asyncio.gather(first, *jobs)
         await batcher.close()
@@ -367,14 +377,17 @@ def test_shares_are_max_min_fair() -> None:
 def test_admission_counts_the_windows_ahead_under_fair_sharing() -> None:
     gate = threading.Event()
 
+    entered = threading.Event()
+
     def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        entered.set()
         gate.wait(5)
         return x, x[:, 0]
 
     async def main() -> None:
         batcher = make(run, max_batch_series=4, max_queue_series=100)
         held = asyncio.ensure_future(batcher.submit([np.ones(3, np.float32)]))
-        await asyncio.sleep(0.05)
+        await until(entered.is_set)
         backlog = asyncio.ensure_future(batcher.submit([np.ones(3, np.float32)] * 90))
         await asyncio.sleep(0)
         assert batcher.ahead(1) == 2  # a one-window request waits for one of the backlog's windows

@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from harness.live import running_server
+from harness.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -126,7 +127,7 @@ def test_a_killed_worker_is_replaced_and_the_others_keep_answering(tmp_path: Pat
         threads = [threading.Thread(target=load) for _ in range(4)]
         for t in threads:
             t.start()
-        time.sleep(2)
+        assert wait_for(lambda: outcomes.count("200") >= 20)  # the load is under way on both workers
         victim = sorted(before)[0]
         os.kill(victim, signal.SIGKILL)
         for t in threads:
@@ -223,3 +224,54 @@ def test_a_model_published_or_removed_is_served_or_refused_by_every_worker_befor
         os.rename(repo / "fresh", repo / ".trash" / "fresh")  # removed as the TimeGPT delete route removes
         generation.advance(repo)
         assert statuses() == {404}
+
+
+def test_a_sighup_under_load_drops_no_request_and_replaces_no_worker(tmp_path: Path) -> None:
+    """SIGHUP to `gatecast serve` makes every worker re-read the model folder; it never replaces the workers.
+    (uvicorn's own SIGHUP restarts them all, and a retiring worker closes its keep-alive connections under their
+    clients: a request in flight on one of them fails.)"""
+    import shutil
+    import signal
+    import threading
+
+    repo = tmp_path / "models"
+    shutil.copytree(MODELS.parent / "tests" / "fixtures" / "models" / "tiny", repo / "tiny")
+    payload = {"model": "tiny", "series": [{"id": "a", "values": [float(i % 24) for i in range(200)]}]}
+    answered: list[int] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(base_url=url, timeout=30) as session:  # one keep-alive connection per client
+            while not stop.is_set():
+                try:
+                    status = session.post("/forecast", json=payload).status_code
+                except httpx.HTTPError as exc:
+                    failures.append(repr(exc))
+                    continue
+                answered.append(status)
+
+    def reloads() -> int:
+        log = next(tmp_path.glob("server-*.log")).read_text(errors="replace")
+        return log.count("SIGHUP: re-reading the model repository")
+
+    with running_server(repo, workers=2) as (url, proc):
+        assert wait_for(lambda: len(worker_pids(proc.pid)) == 2)
+        before = worker_pids(proc.pid)
+        clients = [threading.Thread(target=client) for _ in range(6)]
+        for thread in clients:
+            thread.start()
+        try:
+            assert wait_for(lambda: len(answered) >= 100)
+            for signals in range(1, 4):
+                proc.send_signal(signal.SIGHUP)
+                assert wait_for(lambda n=signals: reloads() >= 2 * n), "not every worker re-read the folder"
+                seen = len(answered)
+                assert wait_for(lambda s=seen: len(answered) >= s + 100)
+        finally:
+            stop.set()
+            for thread in clients:
+                thread.join(timeout=60)
+        assert not failures, f"{len(failures)} of {len(answered) + len(failures)} requests failed: {failures[:3]}"
+        assert set(answered) == {200}
+        assert worker_pids(proc.pid) == before, "SIGHUP replaced the workers"

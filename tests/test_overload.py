@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -14,6 +13,7 @@ import pytest
 
 from harness.live import running_server
 from harness.load import ONE, hammer, rss_kb
+from harness.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -50,9 +50,17 @@ def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
         def post() -> None:
             result["status"] = httpx.post(f"{url}/forecast", json=big, timeout=60).status_code
 
+        def in_flight() -> float:
+            text = httpx.get(f"{url}/metrics").text
+            return sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("gatecast_requests_in_flight ")
+            )
+
         worker = threading.Thread(target=post)
         worker.start()
-        time.sleep(0.3)
+        assert wait_for(lambda: in_flight() >= 1), "the request never reached the server"
         proc.send_signal(signal.SIGTERM)
         worker.join(timeout=60)
         assert result.get("status") == 200

@@ -4,7 +4,6 @@ streams survive a restart, limits answer by name, and forecast quality reaches /
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.main import create_app
 from app.settings import Settings
 from app.streams import adaptive
+from harness.waiting import wait_for
 from tests.synthetic import seasonal_series
 
 MIN_WINDOW, WINDOW, HORIZON = 30, 48, 12  # the tiny model (tests/synthetic.tiny_config)
@@ -226,15 +226,17 @@ def test_limits_listing_and_delete(repository: Path, tmp_path: Path) -> None:
 
 
 def test_idle_streams_are_removed(repository: Path, tmp_path: Path) -> None:
-    with make_app(repository, tmp_path / "state", stream_idle_ttl_s=0.3) as c:
+    with make_app(repository, tmp_path / "state", stream_idle_ttl_s=1.0) as c:
         put(c, "idle")
         put(c, "busy")
-        for _ in range(4):
-            time.sleep(0.1)
-            append(c, "busy", [1.0])
-        assert c.get("/streams/idle").status_code == 404
+
+        def idle_gone_while_busy_is_fed() -> bool:
+            append(c, "busy", [1.0])  # an append every few milliseconds keeps it well inside its second
+            return c.get("/streams/idle").status_code == 404
+
+        assert wait_for(idle_gone_while_busy_is_fed)
         assert c.get("/streams/busy").status_code == 200
-        time.sleep(0.4)
+        assert wait_for(lambda: c.get("/streams/busy").status_code == 404)  # reading does not keep it alive
         assert c.put("/streams/busy", json={"model": "tiny"}).status_code == 201  # idle, so created anew
         assert _state(c, "busy")["points"] == 0
 

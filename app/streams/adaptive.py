@@ -15,7 +15,7 @@ A reading is checked against every forecast of the current model version that pr
 the horizon), at the multiplier of the moment, so appending k readings at once moves the multipliers exactly as
 k appends of one. RATE was chosen on the validation splits of committed models replaying VIX, ETTh1, ETTm1 and
 the exchange rates (`python -m bench.accuracy` prints the sweep, docs/benchmarks/accuracy.md); the anomaly flags
-keep the model's own widths (app.streams), so a drifting sensor is not learned away.
+keep the model's own widths (app.streams.feeds), so a drifting sensor is not learned away.
 """
 
 from __future__ import annotations

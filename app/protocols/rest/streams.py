@@ -14,7 +14,7 @@ from app.errors import InvalidInput, NotFound, UnsupportedMediaType
 from app.levels import level_key
 from app.protocols.protocol import direct
 from app.schemas import ErrorBody, StreamAppended, StreamInfo, StreamPage, StreamReadings, StreamSettings
-from app.streams import Readings, StreamConfig, Streams, StreamState, check_id, widening
+from app.streams.feeds import Readings, StreamConfig, Streams, StreamState, check_id, widening
 
 router = APIRouter(tags=["streams"])
 Body = TypeVar("Body", bound=BaseModel)
