@@ -64,9 +64,7 @@ def decode(body: bytes, header_length: str | None) -> tuple[InferenceRequest, me
         raise BadRequest(f"{HEADER_LENGTH} is {header_length!r}; it must be the JSON header's length in bytes")
     if not 0 < size <= len(body):
         raise BadRequest(f"{HEADER_LENGTH} {size} does not fit a body of {len(body)} bytes")
-    request = InferenceRequest.model_validate_json(
-        body[:size]
-    )  # 400 malformed JSON, or 422
+    request = InferenceRequest.model_validate_json(body[:size])  # 400 malformed JSON, or 422
     _check_parameters("the request", request.parameters, REQUEST_PARAMETERS)
     for tensor in request.inputs:
         _check_parameters(f"input {tensor.name!r}", tensor.parameters, INPUT_PARAMETERS)
