@@ -1,21 +1,5 @@
-"""Admission control by memory: a worker admits a request only while the memory it will need fits a budget.
-
-Why: a worker's memory goes mostly to decoding bodies into Python objects and rendering answers, and both
-are proportional to sizes known before the work starts. Every HTTP request holds a `Ticket` for its whole
-life (`app.middleware` opens it and releases it once the response is sent):
-
-1. the body's bytes, charged from Content-Length before anything is read (chunked bodies: as they arrive);
-2. the cost of decoding it, estimated from the body by counting values and objects (`decode_cost`), charged
-   before any route parses it;
-3. the job's cost (app.cost: its series, windows, model outputs and answer), charged by the forecasting entry
-   point (app.forecasting) before any window is built.
-
-A charge that does not fit now is answered 503 + Retry-After while the process is still safe; one that could
-never fit the whole budget is answered 413 (split the request). The per-value costs below are measured by
-`python -m bench.memory_cost` (docs/benchmarks/memory_cost.json), which prints them beside these constants.
-
-The budget is GATECAST_MEMORY_BUDGET_MB, or derived: BUDGET_SHARE of this worker's share of the memory limit
-(the cgroup's, as a container or pod sets it, else the machine's memory) less what the worker already uses.
+"""Admission control by memory: a worker admits a request only while the memory it will need fits a budget. More:
+docs/design.md#appadmission.
 """
 
 from __future__ import annotations

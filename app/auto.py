@@ -1,17 +1,5 @@
-"""Model "auto": per series, the candidate with the lowest error on the series' own last windows answers.
-
-    candidates  the base model, the served univariate models whose card's freq is the series' (and that forecast
-                the horizon), the last value (naive) and, with a season > 1, the value one season back
-    backtest    up to MAX_WINDOWS origins, `horizon` apart, ending `horizon` before the last value; each model
-                candidate runs them as one window job through the forecasting entry point (limits, cost and
-                admission as any job); MASE over them, scaled by the in-sample seasonal naive error
-    choice      a model answers where it beat the naive forecast (the better of the two on more windows) by
-                MARGIN; where it beat it by less, the two forecasts' mean answers; else the naive forecast
-    forecast    each chosen model forecasts its series; the naive forecasts get the classic intervals of a random
-                walk (sigma sqrt(h)) and of seasonal naive (sigma sqrt(seasons ahead))
-    answer      per series the model used and every candidate's backtest MASE, so a user sees what naive scored
-
-A series too short for one backtest window is answered by the base model, and the answer says it had no backtest.
+"""Model "auto": per series, the candidate with the lowest error on the series' own last windows answers. More:
+docs/design.md#appauto.
 """
 
 from __future__ import annotations

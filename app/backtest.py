@@ -1,11 +1,6 @@
-"""Forecasts from past origins of a history the client sent: cross-validation (rolling-origin windows scored
-against what happened) and anomaly scoring (each point against the interval of the forecast made before it).
-
-Both cut each series into windows, one per forecast origin ("cutoff": the number of values known when the
-forecast was made). The rules here are arithmetic on counts, checked before any window exists: a count that
-cannot fit the history is refused in microseconds, whatever it asks for. The windows themselves are built as
-views of the series by the model service and run as ONE window job (app.forecasting.windows), so they pass the
-same checks, cost admission, fair batching and metrics as /forecast. Scoring is vectorized over windows.
+"""Forecasts from past origins of a history the client sent: cross-validation (rolling-origin windows scored against
+what happened) and anomaly scoring (each point against the interval of the forecast made before it). More:
+docs/design.md#appbacktest.
 """
 
 from __future__ import annotations

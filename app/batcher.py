@@ -1,33 +1,5 @@
-"""Dynamic batching with fair shares: concurrent requests for one model version share onnxruntime runs, and no
-request can hold the runs while others wait.
-
-One batcher per model version and process. A request enqueues its windows and awaits a future. A single task
-drains the queue: each run takes up to `max_batch_series` windows, divided among the requests waiting by max-min
-fair share (every request gets an equal part, a request needing less gives the rest to the others), so a
-backtest of 10,000 windows is served slice by slice, interleaved with everyone else's, and a one-series
-/forecast that arrives behind it waits for one run, not for the backtest. A request's answers are written into
-one array as its slices complete, and its future is resolved when the last slice is in.
-
-A run goes to a worker thread so the event loop stays free for parsing and answering other requests, except a
-small batch with nothing else queued on a single-threaded CPU session (`inline_max_series`): with one worker
-process per core, handing a run of a few hundred microseconds to a thread and back cost a quarter to a third of
-a request's time, and the core had nothing else to do meanwhile. Windows of different lengths cannot share one
-tensor (padding would change an RNN's state), so a run is split into one call per distinct length; results are
-identical to unbatched runs. When a shared run fails, each request's slice is run again on its own, so one
-request the model cannot take fails alone (InferenceFailed, logged) and its neighbours get their forecasts.
-
-Admission: a request is refused (503 + Retry-After) when, under fair sharing, more than `max_queue_series`
-windows would run before its last one (the windows of the others, each up to this request's count, and its own).
-So a small request is admitted behind any backlog, and a large one waits for the queue to drain.
-
-Gathering (`gather_wait_us`): clients that were just answered usually send again (a dashboard, a load
-balancer's keep-alive connections, any closed loop). Left alone, N such clients split into cohorts that
-alternate: while one cohort's batch runs, the other's requests arrive, so every batch holds about half of
-them. Before a run, the batcher therefore waits, at most `gather_wait_us`, for the connections it answered
-in the last RECENT_S seconds that are not queued yet; it runs as soon as they are all in or the batch is
-full. A lone client is never kept waiting (its own request is the one awaited); a connection that does not
-send in time is forgotten until it is answered again, so one that stops costs a single wait.
-The connection of each request (`current_source`) is set by the request envelope (app.envelope).
+"""Dynamic batching with fair shares: concurrent requests for one model version share onnxruntime runs, and no request
+can hold the runs while others wait. More: docs/design.md#appbatcher.
 """
 
 from __future__ import annotations

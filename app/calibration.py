@@ -1,25 +1,5 @@
-"""Intervals calibrated on the series' own history (`"calibration": "history"`), for series unlike the model's.
-
-A model's conformal table holds on data like its validation split. On another market or sensor its intervals
-can be far too narrow (a model of VIX, which mean-reverts, on exchange rates, which wander) or too wide. A
-stream corrects them online as readings arrive (app.streams.adaptive); one request can correct them from the history it
-sends. The forecasting entry point (app.forecasting) adds a forecast from every origin among the last
-readings(horizon) values, as it was known then, to the job's own forecast (one plan, one pass through the
-batcher), and this module measures each miss against the model's half-width at
-that step and level. The level-% quantile of those ratios is the factor that makes the model's widths cover that
-share of the history's values; the answer's intervals are the model's widths times that factor.
-
-It is split conformal prediction with the series' own past as the calibration set, at the finite-sample rank
-ceil((n + 1) level) of the n ratios. It assumes the next values miss as the scored ones did. The choice of
-pooled factors over the last READINGS values, against per-step factors and recency weights, was made on the
-committed models' unseen data; the longer history for long horizons on ETTm1's validation split
-(docs/benchmarks/choices.md; docs/benchmarks/accuracy.md states the coverage reached on test splits).
-
-`"calibration": "auto"` (the default of the TimeGPT route, whose own intervals are conformal on the history the
-client sends) calibrates what it can and never refuses for it: series with too little history keep the model's
-widths, and the answer's `checks` say which.
-
-This module is arithmetic on counts and arrays: it never calls the model service.
+"""Intervals calibrated on the series' own history (`"calibration": "history"`), for series unlike the model's. More:
+docs/design.md#appcalibration.
 """
 
 from __future__ import annotations

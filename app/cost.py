@@ -1,12 +1,5 @@
-"""What a job costs, declared before anything is built for it: the model windows it runs, the time steps they
-read (the model's work), and the memory it will hold. The forecasting entry point (app.forecasting) computes a
-job's cost from the parsed request alone (counts and lengths), refuses it when it can never fit, and charges its
-memory to the request's ticket (app.admission) before any window exists, so a request is admitted by the work it
-causes, not by the bytes it weighed.
-
-The answer's constants are app.admission's, which `python -m bench.memory_cost` measures and prints beside what
-it charges. The others follow from the arrays a job holds (a float64 and a float32 copy of each value, a numpy
-view object per window, float32 and float64 model outputs); they are not measured separately.
+"""What a job costs, declared before anything is built for it: the model windows it runs, the time steps they read (the
+model's work), and the memory it will hold. More: docs/design.md#appcost.
 """
 
 from __future__ import annotations

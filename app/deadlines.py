@@ -1,11 +1,5 @@
-"""The request time limit (GATECAST_REQUEST_TIMEOUT_S) of one worker, kept with one timer for all requests.
-
-`asyncio.timeout` per request schedules and cancels a timer on the event loop for every request; measured
-in-process, that was about a tenth of a /forecast request's CPU outside onnxruntime. Here each request only
-records its deadline, and one periodic check (every `tick` seconds, only while requests are in progress)
-cancels the tasks past theirs. A limit therefore fires between `limit` and `limit + tick` seconds. Like
-asyncio.timeout, the cancellation lands at the request's next await: a model run on the event loop is not
-interrupted, its request is answered with the timeout when it next yields.
+"""The request time limit (GATECAST_REQUEST_TIMEOUT_S) of one worker, kept with one timer for all requests. More:
+docs/design.md#appdeadlines.
 """
 
 from __future__ import annotations

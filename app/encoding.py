@@ -1,10 +1,5 @@
-"""Compressed request bodies (Content-Encoding zstd or gzip, stacked or not), inflated with a hard output bound.
-
-The nixtla client compresses every body over 1 MB with zstd and cannot be told not to. A small compressed
-body can expand to gigabytes, so inflation stops one byte past GATECAST_MAX_BODY_BYTES and answers 413: the
-limit holds for what the routes read, not for what crossed the wire. A gzip body may hold several members (RFC
-1952: their contents follow one another); bytes after the last member or frame are refused, never ignored.
-Several codings (`Content-Encoding: gzip, zstd`: gzip applied first) are undone in reverse order.
+"""Compressed request bodies (Content-Encoding zstd or gzip, stacked or not), inflated with a hard output bound. More:
+docs/design.md#appencoding.
 """
 
 from __future__ import annotations

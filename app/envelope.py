@@ -1,12 +1,5 @@
 """The request envelope: what every call passes around its protocol's work, on HTTP (app.middleware) and gRPC
-(app.protocols.oip.grpc_server) alike, written once so the two cannot drift:
-
-    open     the call's memory ticket (app.admission), the batcher's connection source (app.batcher), the
-             time limit (app.deadlines: one timer for all calls, GATECAST_REQUEST_TIMEOUT_S), in-flight count
-    admit    one credential at most (app.auth.one_credential), the key check (app.auth), then the message's
-             bytes charged to the ticket; before anything in the message is parsed
-    fail     an exception mapped to one Problem (app.error_mapping): the time limit worded once, unexpected errors
-             logged once with their traceback, a client's mistake never
+(app.protocols.oip.grpc_server) alike, written once so the two cannot drift. More: docs/design.md#appenvelope.
 """
 
 from __future__ import annotations

@@ -1,27 +1,5 @@
 """Every error gatecast raises on purpose, in one place. No HTTP here: `app.error_mapping` maps them to responses.
-
-GatecastError                       base; `status` is the HTTP status, `message` says what to fix
-├── BadRequest (400)                the body cannot be read: malformed JSON or CSV, a bad protocol header
-│   └── UnsupportedMediaType (415)  a content type or encoding the endpoint does not read
-├── Unauthorized (401)              missing or wrong API key
-├── Forbidden (403)                 an action switched off by a setting (model control)
-├── NotFound (404)                  unknown model, version or route
-├── MethodNotAllowed (405)          a route that exists, asked with another method; carries `allow`
-├── Conflict (409)                  the request contradicts stored state: a reading already received, a
-│                                   stream setting that can no longer change, the store's stream limit
-├── PayloadTooLarge (413)           body bytes, series per request, points per series, or a request bigger
-│                                   than the worker's whole memory budget
-├── HeaderTooLarge (431)            request line and headers over GATECAST_MAX_HEADER_BYTES or _COUNT
-├── InvalidInput (422)              readable but wrong: series too short, bad horizon, level, time axis ...
-├── ModelLoadError (422)            a model file was refused at load (corrupt, wrong signature, no metadata)
-├── InferenceFailed (500)           onnxruntime failed on a request that passed every check (a model fault)
-├── Overloaded (503)                the batch queue or the memory budget is full; carries `retry_after`
-├── ServiceUnavailable (503)        a part of the service this server cannot run: training without the train
-│                                   extra, or with GATECAST_TRAINING=off, or a Ray that does not answer
-└── RequestTimeout (503)            the request ran past GATECAST_REQUEST_TIMEOUT_S
-
-`contract.longformat.LongFormatError` (a `unique_id, ds, y` table with missing columns, gaps, duplicates ...)
-is raised by the shared table reader and answered 422 `invalid_long_format` by `app.error_mapping`.
+More: docs/design.md#apperrors.
 """
 
 from __future__ import annotations

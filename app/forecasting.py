@@ -1,18 +1,6 @@
 """The one forecasting entry point. Every protocol decodes a request into a job (app.forecast_jobs), resolves a model
-version and calls `forecast` (a forecast after the last values) or `windows` (forecasts from past origins); both
-run the same steps, in this order, so nothing can skip a guard:
-
-    check      the job's options, and series per request (app.service)
-    calibrate  with calibration "history" or "auto": which past origins each series is calibrated on, from
-               counts alone (app.calibration)
-    cost       what the job's windows will compute and hold (app.cost), from counts and lengths alone: more
-               windows than a request may run is a 413; its memory is charged to the request's ticket
-               (app.admission): 413 when it can never fit, 503 + Retry-After while the budget is busy
-    plan       each series checked once, its windows built as views of it (app.service)
-    predict    the fair batcher; a calibrated forecast runs its past windows and its forecast as ONE plan
-    answer     intervals, widened per series by the calibration factors when asked
-
-A request that resolved a model copy replaced while it waited (a rewritten file) is answered by the new copy.
+version and calls `forecast` (a forecast after the last values) or `windows` (forecasts from past origins); both run
+the same steps, in this order, so nothing can skip a guard. More: docs/design.md#appforecasting.
 """
 
 from __future__ import annotations

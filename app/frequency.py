@@ -1,8 +1,5 @@
 """A series' own frequency (its `freq`, else read from its timestamps), its seasonal period, and the warning a request
-gets when it names a model trained at another frequency.
-
-A model trained on hourly data forecasts a daily cycle into whatever it reads: a weekly series sent to it comes back
-shaped like a day. The server cannot know what the user meant, so it still answers, and says so in the answer.
+gets when it names a model trained at another frequency. More: docs/design.md#appfrequency.
 """
 
 from __future__ import annotations

@@ -1,22 +1,5 @@
-"""HTTP/1.1 limits enforced before a request reaches the app: uvicorn's httptools protocol, with guards.
-
-uvicorn with httptools accepts a request head of any size and never times out a connection that is still
-sending its head, so one client could hold memory and sockets without bound. Per connection this adds:
-
-- head size: a request line and headers over GATECAST_MAX_HEADER_BYTES, or more than
-  GATECAST_MAX_HEADER_COUNT headers, is answered 431 and the connection closed. Bytes are counted as they
-  arrive, so an endless header line is cut at the limit instead of growing in the parser;
-- head time: a connection that has not completed a request head GATECAST_HEADER_TIMEOUT_S after it opened,
-  or after the head began, is answered 408 and closed (slow-header clients);
-
-and per worker process:
-
-- idle connections: at most GATECAST_MAX_IDLE_CONNECTIONS connections with no request in progress; past
-  that the one idle longest is closed. A request in progress is never cut. Idle keep-alive connections also
-  close after GATECAST_KEEP_ALIVE_S (uvicorn's keep-alive timeout).
-
-`gatecast serve` passes this class to uvicorn (`http=`); tests/test_http_limits.py drives each guard
-against the real server, so an uvicorn release that changes the internals used here fails there first.
+"""HTTP/1.1 limits enforced before a request reaches the app: uvicorn's httptools protocol, with guards. More:
+docs/design.md#apphttpguard.
 """
 
 from __future__ import annotations

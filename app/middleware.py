@@ -1,7 +1,7 @@
 """The outermost layer of the app, around every HTTP request: in order, the header checks (the protocol's key rule,
 declared size, encoding), the memory ticket, the body (bounded, inflated, its decoding charged), the route under the
 request's deadline, and the error mapping for whatever escaped it. The protocols' direct routes are called here,
-without FastAPI's router (docs/design.md says why).
+without FastAPI's router. More: docs/design.md#appmiddleware.
 """
 
 from __future__ import annotations

@@ -1,11 +1,5 @@
-"""The model repository: `<root>/<name>/<version>/model.onnx`, each version loaded into a `ModelService`.
-
-Loading builds the new version completely (file read, session, metadata and signature check, warm-up,
-batcher) in a loader thread, never on the event loop, before it replaces the old one in a single dict
-assignment: a request sees either the old or the new version, never a half-loaded one, and a bad file
-leaves the old version serving. `sync` makes a worker match the folder: new and changed files load,
-versions and models deleted from disk are unloaded; the poll (GATECAST_REPOSITORY_POLL_S) and SIGHUP
-call it, so every worker process converges on what the folder holds.
+"""The model repository: `<root>/<name>/<version>/model.onnx`, each version loaded into a `ModelService`. More:
+docs/design.md#appregistry.
 """
 
 from __future__ import annotations

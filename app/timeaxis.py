@@ -1,9 +1,5 @@
-"""Future timestamps of a forecast, from a series' `timestamps` or `start` + `freq`, with every way pandas can
-fail on time turned into a message that says what to fix.
-
-pandas holds nanosecond timestamps between 1677-09-21 and 2262-04-11; beyond them, with offsets of zero
-or absurd size, or with time-zone-aware and naive stamps mixed, it raises assorted errors (OutOfBounds,
-Overflow, ZeroDivision, TypeError ...). All of them are a client's input, so all of them are a 422 here.
+"""Future timestamps of a forecast, from a series' `timestamps` or `start` + `freq`, with every way pandas can fail on
+time turned into a message that says what to fix. More: docs/design.md#apptimeaxis.
 """
 
 from __future__ import annotations

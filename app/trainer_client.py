@@ -1,12 +1,5 @@
-"""Training and fine-tuning jobs, from the server's side: accepted here, run by trainer processes on Ray.
-
-The server never imports torch. A job is a record in the model repository (contract.jobs) and a Ray task that
-calls `training.jobs.run` in a trainer process (through `run_in_trainer` below), which needs the `train`
-extra where it runs. Ray is found at GATECAST_RAY_ADDRESS; unset, `gatecast serve` starts a local Ray for its
-workers (app.supervisor) and an app run any other way (a test client, uvicorn directly) starts one in its own process
-on its first job. Every worker and replica reads the same records, so any of them answers GET /jobs/{id} and
-cancels; the worker that submitted a job also follows its Ray task, marks it failed when the trainer dies before
-writing a final state, and loads the new model at once (the others on their next request: contract.generation).
+"""Training and fine-tuning jobs, from the server's side: accepted here, run by trainer processes on Ray. More:
+docs/design.md#apptrainer_client.
 """
 
 from __future__ import annotations

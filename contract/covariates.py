@@ -1,18 +1,5 @@
-"""Covariates: the inputs a model reads beside its target, by name and role, and the calendar features.
-
-Three roles (NeuralForecast's hist/futr exogenous and TimeGPT's `X_df` are the same idea):
-
-    past      known up to the forecast origin only (a sensor's other channels, a price's open/high/low);
-              sent aligned with the values.
-    future    known over the horizon too (a planned load, a holiday flag); sent aligned with the values, and
-              for the `horizon` steps ahead.
-    calendar  computed from the timestamps (hour of day, day of week, month of year), by training from the
-              data's dates and by the server from a request's `timestamps` or `start` + `freq`.
-
-In the graph each role is one float32 input, present only when the role has names (contract.signature):
-`past_covariates` [batch, time, P], `future_covariates` [batch, time + horizon, F] and `calendar`
-[batch, time + horizon, 2C] (each calendar feature is a sine and a cosine, so 23h and 0h are neighbours).
-Channels follow the declared order. Raw values go in; the graph normalises each channel per window.
+"""Covariates: the inputs a model reads beside its target, by name and role, and the calendar features. More:
+docs/design.md#contractcovariates.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
 """The model repository's generation: whoever publishes or removes a model appends a byte to `<repository>/.generation`
-after its rename, and every worker compares the file's size with the one it last synced at before it answers.
-
-A model made or deleted through one worker, replica or trainer is then served (or refused) by all of them as soon as
-the call that made the change answers, not at their next poll. Appending makes the size grow with every change, so a
-stat tells a new generation from an old one whatever the file system's clock resolution; the registry skips dot files.
-Standard library only: the server and the trainer both write it.
+after its rename, and every worker compares the file's size with the one it last synced at before it answers. More:
+docs/design.md#contractgeneration.
 """
 
 from __future__ import annotations

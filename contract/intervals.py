@@ -1,10 +1,5 @@
-"""The unit of a forecast's conformal widths, computed alike by training (calibration) and serving.
-
-The graph's `scale` output is the window's mean |y[t] - y[t-lag]|: local volatility, which tracks forecast error
-well, but which vanishes on a smooth or exactly periodic window while the forecast can still be off. The card's
-`conformal.scale_floor` (a ratio, learned at calibration) keeps the unit at least that fraction of the window's
-spread, its mean |y - mean(y)|: a window that moves at all cannot get zero-width intervals. Cards without it
-(schema 2 before the floor) have 0: the unit is the graph's scale, as before.
+"""The unit of a forecast's conformal widths, computed alike by training (calibration) and serving. More:
+docs/design.md#contractintervals.
 """
 
 from __future__ import annotations

@@ -1,11 +1,5 @@
-"""A training or fine-tuning job's record, shared by the server that accepted it and the trainer that runs it.
-
-One folder per job, `<model repository>/.jobs/<id>/`, on the repository's volume, so every worker, replica and
-trainer reads the same state (the registry skips folders whose name starts with a dot). `job.json` is written
-whole and renamed into place: a reader never sees half a record. Who writes it: the server when it accepts the
-job (queued), the trainer from then on (running, progress, the verdict, the model it made), and the server once
-more when Ray says the trainer died before writing a final state. A cancel is a file of its own (`cancel`),
-which the trainer looks for between steps, so neither side overwrites the other's write. Standard library only.
+"""A training or fine-tuning job's record, shared by the server that accepted it and the trainer that runs it. More:
+docs/design.md#contractjobs.
 """
 
 from __future__ import annotations

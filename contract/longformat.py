@@ -1,11 +1,5 @@
-"""The user-facing long format `unique_id, ds, y` (NeuralForecast / TimeGPT), read into checked series.
-
-Shared by the server (CSV bodies) and training (user data files). pandas only, no torch.
-Ids are strings exactly as written: `007` stays `007`, `NA` stays `NA`; they are never re-typed.
-
-Any other column is a covariate, by its name (contract.covariates): a number in every row that has a `y`.
-With `future_rows`, a series may end in rows with an empty `y`, continuing its timestamps: the steps
-ahead, whose covariate cells hold the future covariates (cells of past-only covariates stay empty there).
+"""The user-facing long format `unique_id, ds, y` (NeuralForecast / TimeGPT), read into checked series. More:
+docs/design.md#contractlongformat.
 """
 
 from __future__ import annotations

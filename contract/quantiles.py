@@ -1,9 +1,5 @@
-"""Quantile levels: what a model with a quantile head declares, and how the server answers between them.
-
-A card's `quantile_levels` are the probabilities of the graph's `quantiles` output, ascending, 0.5 among them.
-A request's quantile q is read off the head's own levels, linear between the two declared levels around it; one
-outside [first, last] is refused by name, since no level of the model says anything about it. An interval at
-level L is [q(0.5 - L/200), q(0.5 + L/200)].
+"""Quantile levels: what a model with a quantile head declares, and how the server answers between them. More:
+docs/design.md#contractquantiles.
 """
 
 from __future__ import annotations

@@ -1,18 +1,4 @@
-"""The graph signature of a gatecast model, declared once as data.
-
-    input  `values`             float32 [batch, time]                 raw observations, oldest first
-    input  `past_covariates`    float32 [batch, time, past]           when the card declares past covariates
-    input  `future_covariates`  float32 [batch, steps, future]        steps = time + horizon; when declared
-    input  `calendar`           float32 [batch, steps, 2 * calendar]  sine and cosine per calendar feature
-    output `forecast`           float32 [batch, horizon]              forecasts in the units of the input
-    output `scale`              float32 [batch]                       the unit of the conformal intervals
-    output `quantiles`          float32 [batch, horizon, quantiles]   when the card declares quantile levels
-
-`batch`, `time` and `steps` vary at run time; `horizon`, `quantiles` and the channel axes are fixed by the card
-(contract.covariates: channels in the declared order). The exporter takes its names and dynamic axes
-from here (`inputs`, `dynamic_axes`), and both the export validation and the server's load check compare
-a graph with `mismatches`, so neither restates the signature.
-"""
+"""The graph signature of a gatecast model, declared once as data. More: docs/design.md#contractsignature."""
 
 from __future__ import annotations
 

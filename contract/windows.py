@@ -1,13 +1,5 @@
-"""Input rules: what a model accepts as a window, and the lengths and batch sizes it must work at.
-
-A card declares `input_window = {"min": m, "trained": t}`. A series of n values is served when n >= m;
-the model reads its last min(n, t) values, oldest first (older values cannot change a forecast of a model
-trained on t steps, so sending them costs bandwidth only). Values must stay far enough below float32's
-maximum that the per-window normalisation and the forecast stay finite.
-
-The export validation and the server's warm-up both run every length in `probe_lengths` at every size in
-PROBE_BATCH_SIZES, so a graph that breaks anywhere in the declared range is caught at export and refused
-at load, not discovered by a user's request.
+"""Input rules: what a model accepts as a window, and the lengths and batch sizes it must work at. More:
+docs/design.md#contractwindows.
 """
 
 from __future__ import annotations

@@ -1,10 +1,5 @@
-"""Where a run writes, and whose those files are: a run never overwrites a checkpoint, report or model that it did
-not produce.
-
-A run is identified by its config file. `train` records it in runs/<name>/run.json and `export` in the model's
-card (`training.config`). Before any command writes, `claim` looks at everything under the run's name: files that
-record another config, or none (files from elsewhere, such as the committed models), make the name taken, and the
-command stops before doing any work, naming the files and the two ways out: another name, or --force.
+"""Where a run writes, and whose those files are: a run never overwrites a checkpoint, report or model that it did not
+produce. More: docs/design.md#trainingartifacts.
 """
 
 from __future__ import annotations

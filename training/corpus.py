@@ -1,11 +1,5 @@
 """The base model's pretraining corpus: real series from packages that ship their data and from the data dir, and
-synthetic series, with the evaluation data kept out.
-
-Every source is named with where it comes from (`SOURCES`); the card lists each with its series count. The
-evaluation data (`EXCLUDED`: ETT station 1, which GIFT-Eval's nine configurations are built from, M4 Hourly, and
-the exchange rates, our own zero-shot check on financial data) never enter: a source whose file lies in an
-excluded place is refused, and `check_exclusions` compares the corpus with the excluded files themselves, value
-by value, so a copy of their data under another name is caught too.
+synthetic series, with the evaluation data kept out. More: docs/design.md#trainingcorpus.
 """
 
 from __future__ import annotations

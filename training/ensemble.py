@@ -1,10 +1,5 @@
-"""Several forecasters in one graph, and the validated blend with a naive forecast.
-
-An `Ensemble` holds N trained `Forecaster`s that may differ in seed, input window and cell; each reads the last
-`input_window` values it was trained on (and the matching covariate steps) and the graph returns their median,
-so the artifact is served, batched and guarded like any single model. Its `naive_weight`, chosen on the
-validation split (`fit_naive_weight`), mixes in the naive or seasonal-naive forecast:
-`(1 - w) * median + w * naive`. With w = 0 and one member it is the member itself.
+"""Several forecasters in one graph, and the validated blend with a naive forecast. More:
+docs/design.md#trainingensemble.
 """
 
 from __future__ import annotations

@@ -1,15 +1,6 @@
-"""Fine-tuning a served model on a user's series: warm start from its checkpoint, N optimizer steps on windows of
-the series sent, intervals recalibrated on their held-out tail, exported and validated like any run, and renamed
-into the model repository in one step.
-
-The series' last windows (a fifth of each series' forecast origins, at least one) are held out: training takes
-windows whose targets end before them, and the tail then scores the base and the fine-tuned model (MASE) and, with
-at least `MIN_CALIBRATION_WINDOWS`, recalibrates the conformal table; fewer keep the base model's table.
-Every CHECK_EVERY steps the held-out tail's loss is measured, and the weights with the lowest are kept (the base's
-included): many steps on a short series cannot leave a model with a higher loss on its tail than the one it
-started from.
-`depth` 1-5 chooses how much of the network trains, from the output inwards: the groups are the head, then each
-recurrent layer from the top, and depth d trains the ceil(d x groups / 5) nearest the output (5: everything).
+"""Fine-tuning a served model on a user's series: warm start from its checkpoint, N optimizer steps on windows of the
+series sent, intervals recalibrated on their held-out tail, exported and validated like any run, and renamed into
+the model repository in one step. More: docs/design.md#trainingfinetune.
 """
 
 from __future__ import annotations

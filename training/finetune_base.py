@@ -1,10 +1,7 @@
 """Fine-tuning a model with a quantile head (the base model, training.patch_model) on a user's series: the same
 contract as training.finetune (warm start from the checkpoint, N steps, the weights with the lowest held-out loss
 kept, the base's included; depth 1-5 from the output inwards; published in one rename), with the base's own loss.
-
-The last fifth of each series' values is held out: training origins lie before it and their targets stop at it;
-held-out origins lie inside it. Targets run up to the model's horizon or the series' end (the loss skips what
-is missing), so no horizon has to be chosen before the user asks for one.
+More: docs/design.md#trainingfinetune_base.
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
-"""`gatecast init NAME --data FILE`: a config for a user's own data, written from the data.
-
-The file lists every key with its documentation (the text `gatecast` reads its configs with; docs/models.md
-tells the story), with the frequency and season inferred from the timestamps, a window and horizon sized to the
-shortest series, and the data's other columns named and proposed as covariates (commented: a first run reads
-`y` alone), so a first run works as it is and every choice is visible where it can be changed.
+"""`gatecast init NAME --data FILE`: a config for a user's own data, written from the data. More:
+docs/design.md#traininginit.
 """
 
 from __future__ import annotations

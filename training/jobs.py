@@ -1,10 +1,5 @@
-"""What a trainer process runs for a job: `run(repository, job_id)`, called by Ray on behalf of the server.
-
-It reads the job's record (contract.jobs), marks it running, runs the fine-tuning or the training it asks for,
-writes its progress into the record as it goes, and ends it in a final state with the result or the reason.
-Models are published by renaming a finished folder into the repository (training.finetune.publish for a
-fine-tuned model, `_publish_version` for a trained one), so a trainer killed mid-job leaves nothing half-written
-there; the server marks such a job failed when Ray reports the trainer dead.
+"""What a trainer process runs for a job: `run(repository, job_id)`, called by Ray on behalf of the server. More:
+docs/design.md#trainingjobs.
 """
 
 from __future__ import annotations

@@ -1,13 +1,5 @@
 """The forecaster: a recurrent encoder (LSTM, GRU or a plain RNN, chosen by name) and a direct multi-horizon head.
-
-Normalisation lives in `forward`, so the exported graph takes raw values and returns forecasts in the
-original units. It is built to survive what users send: a constant window (scale floored), and huge
-magnitudes (the window is first divided by its largest |value|, so no square or sum can overflow float32).
-
-Covariates (contract.covariates) are extra channels: at every past step the encoder reads the value with
-the past and future covariates and calendar features of that step; the head reads the encoder's last
-state with the future covariates and calendar features of every horizon step (known in advance, so they
-steer the forecast directly). Each covariate channel is normalised per window like the values.
+More: docs/design.md#trainingmodel.
 """
 
 from __future__ import annotations

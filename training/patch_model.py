@@ -1,15 +1,5 @@
-"""The base forecaster: a recurrent network over patches with a quantile head (TiRex and SegRNN's shape, small).
-
-    values (B, T) raw, NaN where missing
-      -> mask, instance normalisation over the observed values (loc, scale floored: constant series are finite)
-      -> left-padded to whole patches of `patch_len`; each patch's values and mask -> a residual embedding
-      -> a recurrent encoder (GRU or LSTM by name) over the patches; its last state
-      -> a head: per step of the horizon, the median and cumulative gaps |g| up and down (monotone)
-      -> quantiles (B, H, Q) in the units of the input; their median is the `forecast` (B, H)
-
-Everything, normalisation included, is in `forward`, so the exported graph takes raw values. The graph follows
-contract.signature with the `quantiles` output; `scale` is the conformal unit (mean |y_t - y_{t-1}|), so a
-conformal calibration on top of the quantiles keeps working.
+"""The base forecaster: a recurrent network over patches with a quantile head (TiRex and SegRNN's shape, small). More:
+docs/design.md#trainingpatch_model.
 """
 
 from __future__ import annotations

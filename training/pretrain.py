@@ -1,15 +1,5 @@
 """`gatecast pretrain`: the base model, trained on the corpus (training.corpus) with pinball loss, exported to ONNX
-with its card, its corpus and what was excluded.
-
-    corpus (real + synthetic, exclusions checked) -> held-out series for validation
-    sampler: a random series, origin and context (16 to the model's input length, left-padded as missing), up to
-             `horizon` targets; augmentations: TSMixup (convex mixes), sign flips, missing blocks
-    loss: pinball, optionally weighted per step (step_balance) and per series (naive_scaled) as MASE weighs them
-    AdamW, warm-up then cosine, a fixed number of steps (seeded: the same corpus and steps give the same weights)
-    validation pinball and MASE against naive on held-out series every `eval_every` steps; the best is kept
-    export: the graph, checked against PyTorch in onnxruntime; a conformal table on the held-out windows
-
-One line of progress per `eval_every` steps goes to stdout (and the log file when given).
+with its card, its corpus and what was excluded. More: docs/design.md#trainingpretrain.
 """
 
 from __future__ import annotations

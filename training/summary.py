@@ -1,9 +1,6 @@
 """What a finished `gatecast pipeline` run tells the person who ran it, on the terminal: how it did against each
 baseline, the validation verdict, interval coverage, how long it trained and what stopped it, where the report is,
-and a request that forecasts with the new model once it is served.
-
-Everything comes from the run's own files (the evaluation and the exported model), so the summary is what the
-report and the artifact say, not a second computation.
+and a request that forecasts with the new model once it is served. More: docs/design.md#trainingsummary.
 """
 
 from __future__ import annotations

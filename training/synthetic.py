@@ -1,11 +1,5 @@
-"""Synthetic series for the base model's corpus: what real collections have too little of, at the frequencies
-users send (15 minutes to yearly), seeded.
-
-`kernel_synth` follows the Chronos paper (KernelSynth): a Gaussian process whose kernel is a random composition
-(sums and products) of periodic, linear, RBF, rational-quadratic and white-noise kernels. The others simulate what
-the field's test sets hold: ETS and ARIMA processes, sensors with daily and weekly cycles, demand and load
-profiles that are not sines, random walks with changing volatility (prices), trends with level shifts and spikes,
-and intermittent demand.
+"""Synthetic series for the base model's corpus: what real collections have too little of, at the frequencies users
+send (15 minutes to yearly), seeded. More: docs/design.md#trainingsynthetic.
 """
 
 from __future__ import annotations

@@ -1,11 +1,5 @@
-"""`gatecast tune CONFIG`: hyperparameter search with Ray Tune and Optuna's sampler, chosen on validation only.
-
-Each trial is the config with some keys of `SEARCH_SPACE` changed, trained in a Ray task on its share of the
-cores (or the cluster's, with GATECAST_RAY_ADDRESS) and reporting its validation loss after every epoch, so ASHA
-stops trials that trail the others at the same epoch. A trial that finishes is scored by its validation MASE
-(the whole model, ensemble and naive blend included, on the validation split; the test split is never read
-here). The first trial is the config as written, so the report says what the search bought over it. The best
-trial's config is written beside the report and trained, evaluated and exported like any run.
+"""`gatecast tune CONFIG`: hyperparameter search with Ray Tune and Optuna's sampler, chosen on validation only. More:
+docs/design.md#trainingtune.
 """
 
 from __future__ import annotations

@@ -1,24 +1,5 @@
-"""Live feeds: a stream remembers the recent readings of one sensor, so a client sends each new reading alone
-and gets back the updated forecast and whether that reading was abnormal.
-
-An append is one window job for the forecasting entry point (app.forecasting), as /cross_validation is: the same
-checks, cost admission, fair batching (appends to many streams share onnxruntime runs) and errors. Appending k
-readings at once gives the same answer and the same state as appending them one by one: the forecast from
-each new origin is made (all k in one job), each reading is judged against the forecast made just before it,
-and the last forecast is the answer, equal to /forecast on the same window.
-
-A stream with `adaptive` intervals widens or narrows them as the readings show how well they cover
-(app.streams.adaptive); its anomaly flags keep the model's widths.
-
-Forecast quality is scored as the actual values arrive: each reading against every forecast that predicted
-it (one per step of the horizon), exported per model and version, never per stream (app.metrics).
-
-State is an opaque record in the store (app.streams.store), changed by compare-and-set: an append reads the
-stream, runs the model, and writes only if nobody wrote in between; otherwise it starts again.
-
-This module creates, reads and appends (the compare-and-set rounds); app.streams.state holds the stored record
-and the id rules, app.streams.judge an append's work (forecasts, flags, scores, adaptive widths),
-app.streams.render the answer and the per-model counters.
+"""Live feeds: a stream remembers the recent readings of one sensor, so a client sends each new reading alone and gets
+back the updated forecast and whether that reading was abnormal. More: docs/design.md#appstreamsfeeds.
 """
 
 from __future__ import annotations

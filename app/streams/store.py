@@ -1,10 +1,5 @@
-"""Where streams live: an SQLite file in the state folder (the default: survives a restart, no extra service) or
-Redis (`GATECAST_STREAM_STORE=redis://...`: every replica serves every stream).
-
-Both keep each stream as one opaque record (app.streams encodes it) with a revision number, and change it
-only by compare-and-set: `replace` writes when the revision is still the one read, else reports a conflict
-and the caller reads again and redoes its work. Appends from any number of workers and replicas are so
-serialized with nothing lost and nothing applied twice, and no lock is held while a model runs.
+"""Where streams live: an SQLite file in the state folder (the default: survives a restart, no extra service) or Redis
+(`GATECAST_STREAM_STORE=redis://...`: every replica serves every stream). More: docs/design.md#appstreamsstore.
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
-"""The Open Inference Protocol v2 codec: an inference request (JSON, or JSON followed by raw tensors in
-Triton's binary tensor extension) to numpy, and outputs back to a response body.
-
-Strict, so that nothing a client sends is misread or dropped in silence: every field is typed, unknown
-fields and parameters are refused by name, shapes must match the data, and numbers must fit their datatype
-(an INT32 beyond 2**31, an FP16 beyond 65504, a float beyond float range are each a 422, never a crash).
+"""The Open Inference Protocol v2 codec: an inference request (JSON, or JSON followed by raw tensors in Triton's binary
+tensor extension) to numpy, and outputs back to a response body. More: docs/design.md#appprotocolsoipcodec.
 """
 
 from __future__ import annotations

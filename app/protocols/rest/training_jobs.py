@@ -1,9 +1,6 @@
-"""Training jobs as a resource: POST /jobs (a config as `gatecast init` writes it, with its data), GET /jobs,
-GET /jobs/{id} (state, progress, the verdict against naive and the model made), DELETE /jobs/{id} (cancel).
-
-Jobs run on Ray in trainer processes (app.trainer_client); when API keys are on, every route here needs an admin key
-(app.auth). The server reads the config only as TOML and the model's name; the trainer checks the rest, and a
-config or data it cannot train on ends the job failed, with the reason.
+"""Training jobs as a resource: POST /jobs (a config as `gatecast init` writes it, with its data), GET /jobs, GET
+/jobs/{id} (state, progress, the verdict against naive and the model made), DELETE /jobs/{id} (cancel). More:
+docs/design.md#appprotocolsresttraining_jobs.
 """
 
 from __future__ import annotations
