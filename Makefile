@@ -34,6 +34,8 @@ lock: venv-dev
 	  --quiet -o requirements/serve.txt
 	$(BIN)/uv pip compile pyproject.toml --extra train --extra dev --python-version 3.11 --generate-hashes \
 	  --find-links /opt/wheels --quiet -o requirements/dev.txt
+	$(BIN)/uv pip compile pyproject.toml --extra train --no-emit-package torch --python-version 3.11 \
+	  --generate-hashes --find-links /opt/wheels --quiet -o requirements/train.txt
 
 ## Run the service on 127.0.0.1:8000 (gRPC 8001) with the committed models; `make serve PORT=8080 GRPC_PORT=8081`
 ## for others (GRPC_PORT=0: no gRPC). Unset, GATECAST_PORT and GATECAST_GRPC_PORT apply.
@@ -60,7 +62,7 @@ lint: venv-dev
 	$(BIN)/mypy app contract
 
 ## Regenerate app/protocols/oip/inference_pb2*.py(i) from inference.proto (grpcio-tools pinned in the dev extra;
-## tests/test_grpc.py fails when the committed files differ from what this writes).
+## tests/app/protocols/oip/test_grpc_server.py fails when the committed files differ from what this writes).
 grpc-code: venv-dev
 	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. app/protocols/oip/inference.proto
 

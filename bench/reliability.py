@@ -44,107 +44,107 @@ FAULT_TESTS = [
         "every heavy job kind at once (10,000-window backtests, anomaly scoring and calibration, 10,000-series "
         "bodies on JSON, OIP binary and gRPC, 1,000-reading appends), twice each, 2 workers under 1 GiB",
         "each answered 200, or 413/422/503 saying why; no worker killed; small calls served after",
-        "tests/test_memory_limit.py::test_two_workers_with_every_committed_model_take_every_worst_case_job_at_once"
+        "tests/live/test_memory_limit.py::test_two_workers_with_every_committed_model_take_every_worst_case_job_at_once"
         "_under_1_gib",
     ),
     (
         "more workers than the memory limit holds (2 workers with the committed models under 400 MiB)",
         "the start stops with the reason and how many workers fit; `gatecast serve` exits non-zero",
-        "tests/test_memory_limit.py::test_more_workers_than_the_limit_holds_stop_the_start_and_say_how_many_fit",
+        "tests/live/test_memory_limit.py::test_more_workers_than_the_limit_holds_stop_the_start_and_say_how_many_fit",
     ),
     (
         "a model file rewritten in place while a request holds the old copy",
         "the request is answered by the copy that replaced it, never refused",
-        "tests/test_repository.py::test_a_request_that_resolved_a_copy_rewritten_meanwhile_is_answered_by_the_new_one",
+        "tests/app/test_registry.py::test_a_request_that_resolved_a_copy_rewritten_meanwhile_is_answered_by_the_new_one",
     ),
     (
         "the embedded stream store's file deleted while serving",
         "the writes after it, and the streams before it, are written to a new file that a restart reads",
-        "tests/test_stream_store.py::test_a_write_after_the_file_was_deleted_is_written_to_a_file_that_survives_a"
+        "tests/app/streams/test_store.py::test_a_write_after_the_file_was_deleted_is_written_to_a_file_that_survives_a"
         "_restart",
     ),
     (
         "gRPC messages that are not protobuf, 50 in a row, with and without a key; two credentials",
         "UNAUTHENTICATED before the message is read; then INVALID_ARGUMENT naming the message type; no traceback "
         "in the log; two credentials INVALID_ARGUMENT whatever their order",
-        "tests/test_grpc.py::test_a_message_that_is_not_protobuf_is_invalid_argument_after_the_key_and_logs_no"
+        "tests/app/protocols/oip/test_grpc_server.py::test_a_message_that_is_not_protobuf_is_invalid_argument_after_the_key_and_logs_no"
         "_traceback",
     ),
     (
         "corrupt, truncated, wrong-signature or metadata-less model file",
         "refused at load with the reason (log, `/v2/health/ready` `failed`, "
         "`gatecast_model_load_failures_total`); the other models serve",
-        "tests/test_hardening.py::test_bad_model_files_are_refused_and_the_others_keep_serving",
+        "tests/app/test_middleware.py::test_bad_model_files_are_refused_and_the_others_keep_serving",
     ),
     (
         "a graph that breaks its card: a fixed time axis, a failure at the minimum window, rows that depend on "
         "their batch",
         "refused at load: the signature check and the warm-up over the declared window range and batch sizes",
-        "tests/test_repository.py::test_a_graph_that_breaks_its_cards_promises_is_refused_at_load",
+        "tests/app/test_registry.py::test_a_graph_that_breaks_its_cards_promises_is_refused_at_load",
     ),
     (
         "a model file that takes long to read",
         "read and loaded in the loader thread; requests are answered meanwhile",
-        "tests/test_repository.py::test_a_model_file_that_reads_slowly_never_stalls_requests",
+        "tests/app/test_registry.py::test_a_model_file_that_reads_slowly_never_stalls_requests",
     ),
     (
         "a model file over GATECAST_MAX_MODEL_BYTES (2 GiB sparse)",
         "refused by its size, never read",
-        "tests/test_repository.py::test_a_file_over_the_size_limit_is_refused_without_reading_it",
+        "tests/app/test_registry.py::test_a_file_over_the_size_limit_is_refused_without_reading_it",
     ),
     (
         "reloading to a bad file",
         "the old version keeps serving; the load call answers 422 and says why",
-        "tests/test_api.py::test_reload_swaps_to_a_new_version_and_keeps_the_old_on_a_bad_file",
+        "tests/app/protocols/rest/test_api.py::test_reload_swaps_to_a_new_version_and_keeps_the_old_on_a_bad_file",
     ),
     (
         "a version or a whole model deleted from the folder",
         "unloaded at the next poll (GATECAST_REPOSITORY_POLL_S) or SIGHUP",
-        "tests/test_repository.py::test_deleted_versions_and_models_are_unloaded",
+        "tests/app/test_registry.py::test_deleted_versions_and_models_are_unloaded",
     ),
     (
         "a model deleted under 2 workers, then a worker killed and replaced",
         "every worker answers 404 for it, before and after the restart",
-        "tests/test_repository.py::test_every_worker_drops_a_deleted_model_also_after_a_worker_restart",
+        "tests/app/test_registry.py::test_every_worker_drops_a_deleted_model_also_after_a_worker_restart",
     ),
     (
         "a shared onnxruntime run fails",
         "each request of the batch is retried alone: only the one the model cannot take fails (500 "
         "`inference_failed`, logged)",
-        "tests/test_batcher.py::test_one_request_the_model_cannot_take_does_not_fail_its_batch_neighbours",
+        "tests/app/test_batcher.py::test_one_request_the_model_cannot_take_does_not_fail_its_batch_neighbours",
     ),
     (
         "a symlink out of the repository",
         "refused (`resolves outside the model repository`)",
-        "tests/test_hardening.py::test_symlink_out_of_the_repository_is_refused",
+        "tests/app/test_middleware.py::test_symlink_out_of_the_repository_is_refused",
     ),
     (
         "a worker killed (SIGKILL) under load, 2 workers",
         "replaced by uvicorn; no 5xx; at most the requests in flight on it fail; its live gauges are dropped",
-        "tests/test_live_server.py::test_a_killed_worker_is_replaced_and_the_others_keep_answering",
+        "tests/live/test_live_server.py::test_a_killed_worker_is_replaced_and_the_others_keep_answering",
     ),
     (
         "SIGTERM with a request in flight",
         "the request completes (200), then the process exits",
-        "tests/test_overload.py::test_sigterm_drains_in_flight_requests",
+        "tests/live/test_overload.py::test_sigterm_drains_in_flight_requests",
     ),
     (
         "SIGHUP",
         "the worker re-reads the model folder; the server never dies of it",
-        "tests/test_repository.py::test_sighup_reloads_the_repository_and_never_kills_the_server",
+        "tests/app/test_registry.py::test_sighup_reloads_the_repository_and_never_kills_the_server",
     ),
     (
         "a request past GATECAST_REQUEST_TIMEOUT_S",
         "503 with `Retry-After`",
-        "tests/test_hardening.py::test_requests_past_the_time_limit_get_503_with_retry_after",
+        "tests/app/test_middleware.py::test_requests_past_the_time_limit_get_503_with_retry_after",
     ),
 ]
 PROPERTY_TESTS = [
-    "tests/test_properties.py::test_every_valid_request_gets_finite_ordered_forecasts",
-    "tests/test_properties.py::test_no_input_makes_a_server_error",
-    "tests/test_properties.py::test_no_inference_protocol_body_makes_a_server_error",
-    "tests/test_properties.py::test_no_binary_tensor_body_makes_a_server_error",
-    "tests/test_properties.py::test_schemathesis_finds_no_server_error_and_no_schema_violation",
+    "tests/app/test_properties.py::test_every_valid_request_gets_finite_ordered_forecasts",
+    "tests/app/test_properties.py::test_no_input_makes_a_server_error",
+    "tests/app/test_properties.py::test_no_inference_protocol_body_makes_a_server_error",
+    "tests/app/test_properties.py::test_no_binary_tensor_body_makes_a_server_error",
+    "tests/app/test_properties.py::test_schemathesis_finds_no_server_error_and_no_schema_violation",
 ]
 
 
@@ -187,7 +187,8 @@ def cases_section(url: str) -> list[str]:
         f"{server_errors} server errors",
         "",
         "Each case was sent to a real server on the route it names; after each one the server was checked ready. "
-        "The same tables run in CI in-process (tests/test_bad_inputs.py, tests/test_cost.py). By class and route:",
+        "The same tables run in CI in-process (tests/app/test_bad_inputs.py, tests/app/test_cost.py). "
+        "By class and route:",
         "",
         "| class | route | cases | as specified |",
         "|---|---|---|---|",
@@ -205,7 +206,7 @@ def memory_section(repo: Path) -> list[str]:
         "## Memory admission under a real memory limit",
         "",
         "The server runs inside a memory cgroup (one worker, its memory budget derived from the cgroup's limit); "
-        "clients send JSON bodies at the request limits, six at once, in waves. (tests/test_memory_limit.py)",
+        "clients send JSON bodies at the request limits, six at once, in waves. (tests/live/test_memory_limit.py)",
         "",
         "| limit | body | series | at once x waves | outcomes | cgroup peak | OOM kills | server alive after |",
         "|---|---|---|---|---|---|---|---|",
@@ -268,7 +269,7 @@ def http_section(repo: Path) -> list[str]:
         "## HTTP limits",
         "",
         "A real server with `GATECAST_HEADER_TIMEOUT_S=1.5` and `GATECAST_MAX_IDLE_CONNECTIONS=20` (the other limits "
-        "at their defaults: 16 KiB of request line and headers, 100 headers). (tests/test_http_limits.py)",
+        "at their defaults: 16 KiB of request line and headers, 100 headers). (tests/live/test_http_limits.py)",
         "",
         "| abuse | what the client got | time to answer | server memory |",
         "|---|---|---|---|",
@@ -293,7 +294,7 @@ def overload_section(repo: Path) -> list[str]:
         "## Overload",
         "",
         f"32 clients sending 64 series per request for {took:.0f} s to one worker with a queue of 128 series "
-        f"(tests/test_overload.py runs the same for 15 s): {total} requests, "
+        f"(tests/live/test_overload.py runs the same for 15 s): {total} requests, "
         f"{outcomes.get('200', 0)} answered 200, {outcomes.get('503', 0)} shed with 503 + `Retry-After: 1`, "
         f"{total - outcomes.get('200', 0) - outcomes.get('503', 0)} other outcomes. "
         f"Right after the load: {after.count(200)} of 50 requests answered 200. "

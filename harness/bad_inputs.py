@@ -2,9 +2,9 @@
 and message expected. Every class of fault has its own cases on every route that can meet it: JSON and CSV
 bodies on /forecast, JSON and binary-tensor bodies on the Open Inference Protocol route, and routes that do
 not exist. (Memory, HTTP-level abuse and model-repository faults need a real process or a changed folder:
-tests/test_memory_limit.py, tests/test_http_limits.py, tests/test_repository.py.)
+tests/live/test_memory_limit.py, tests/live/test_http_limits.py, tests/app/test_registry.py.)
 
-Used by tests/test_bad_inputs.py (in-process, committed models) and bench/reliability.py (live server,
+Used by tests/app/test_bad_inputs.py (in-process, committed models) and bench/reliability.py (live server,
 writes docs/reliability.md). Model etth1-lstm: window 168, minimum 48, horizon 24.
 """
 

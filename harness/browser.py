@@ -1,5 +1,5 @@
 """Headless Chromium (Debian's `chromium`) on pages of a local server, with no network beyond loopback:
-every other host name fails to resolve, as on a machine without internet. Shared by tests/test_docs_pages.py
+every other host name fails to resolve, as on a machine without internet. Shared by tests/docs/test_docs_pages.py
 and bench/docs_pages.py (which saves the screenshots under docs/images/)."""
 
 from __future__ import annotations

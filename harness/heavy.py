@@ -1,6 +1,6 @@
 """The heavy jobs of issue 32: requests at the limits of what the server admits, of the kinds that turn one
 request into many model windows or a large answer. bench/fairness.py measures small calls beside them;
-tests/test_memory_limit.py fires them all at once at a server inside a memory limit."""
+tests/live/test_memory_limit.py fires them all at once at a server inside a memory limit."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """HTTP abuse against a live server, as probes that report what the client saw. Shared by
-tests/test_http_limits.py (which asserts on the outcomes) and bench/reliability.py (which renders them).
+tests/live/test_http_limits.py (which asserts on the outcomes) and bench/reliability.py (which renders them).
 The server is expected to run with ABUSE_SETTINGS."""
 
 from __future__ import annotations

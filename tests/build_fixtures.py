@@ -3,7 +3,8 @@ torch and no training at session start. Rebuild them after a change to what the 
 
     .venv/bin/python -m tests.build_fixtures
 
-tests/test_export.py rebuilds them and fails when the committed card no longer matches what the pipeline writes.
+tests/training/test_export.py rebuilds them and fails when the committed card no longer matches what the pipeline
+writes.
 """
 
 from __future__ import annotations

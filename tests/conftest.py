@@ -16,8 +16,8 @@ from tests.build_fixtures import TINY, TINYCOV
 # read it from there, and skip without it.
 for _name in [n for n in os.environ if n.startswith("GATECAST_") and n != "GATECAST_DATA_DIR"]:
     del os.environ[_name]
-# No gRPC server in the apps tests build in this process (tests/test_grpc.py starts real servers for it): its
-# generated messages would clash with tritonclient's, which tests import.
+# No gRPC server in the apps tests build in this process (tests/app/protocols/oip/test_grpc_server.py starts real
+# servers for it): its generated messages would clash with tritonclient's, which tests import.
 os.environ["GATECAST_GRPC_PORT"] = "0"
 # Streams of in-process apps go to a folder of this run, never to the checkout's state/.
 os.environ["GATECAST_STATE_DIR"] = tempfile.mkdtemp(prefix="gatecast-state-")
