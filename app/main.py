@@ -23,7 +23,6 @@ from app.admission import MemoryBudget, TooLittleMemory, derive_budget
 from app.middleware import ServingMiddleware
 from app.protocols import Protocols, oip, operations, rest, timegpt
 from app.registry import ModelRepository
-from app.schemas import ForecastRequest, StreamReadings, StreamSettings
 from app.settings import Settings, get_settings
 from app.streams.feeds import Streams
 from app.streams.store import open_store
@@ -187,13 +186,12 @@ def outermost(app: FastAPI, middleware: Callable[..., ASGIApp], **options: Any) 
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's schema plus the bodies the direct routes read themselves and refer to: ForecastRequest
-    (/forecast, JSON or CSV), StreamReadings and StreamSettings (streams)."""
+    """FastAPI's schema plus the bodies that the protocols' direct routes read themselves and refer to."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for body in (ForecastRequest, StreamReadings, StreamSettings):
+    for body in (body for protocol in PROTOCOLS.served for body in protocol.bodies):
         request_schema = body.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(request_schema.pop("$defs", {}))
         components[body.__name__] = request_schema

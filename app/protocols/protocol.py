@@ -11,6 +11,7 @@ from typing import Any, Protocol, TypeVar
 
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.routing import compile_path
 
 from app import admission
@@ -71,6 +72,7 @@ class ServingProtocol:
     paths: frozenset[str] = frozenset()  # exact paths it owns that no router of its serves (FastAPI's docs)
     access: Callable[[str, str], Access] = key_everywhere  # (method, path) -> what the caller must present
     decode_cost: Callable[[bytes, Mapping[str, str]], int] = decode_cost
+    bodies: tuple[type[BaseModel], ...] = ()  # what its direct routes read themselves, for the OpenAPI schema
 
     @functools.cached_property
     def routes(self) -> tuple[APIRoute, ...]:

@@ -8,6 +8,7 @@ from typing import Any
 from app.auth import Access
 from app.protocols.protocol import Problem, ServingProtocol
 from app.protocols.rest import backtest, forecast, model_routes, streams, training_jobs
+from app.protocols.rest.schemas import ForecastRequest, StreamReadings, StreamSettings
 
 
 def error_body(problem: Problem) -> dict[str, Any]:
@@ -25,4 +26,5 @@ PROTOCOL = ServingProtocol(
     error_body,
     prefixes=("/jobs/", "/streams/", "/models/"),
     access=access,
+    bodies=(ForecastRequest, StreamReadings, StreamSettings),  # /forecast (JSON or CSV) and the streams' bodies
 )

@@ -14,7 +14,7 @@ from app.deps import RepositoryDep
 from app.forecast_jobs import WindowJob
 from app.levels import check_levels, level_key
 from app.protocols.rest.forecast import series_input
-from app.schemas import (
+from app.protocols.rest.schemas import (
     AnomaliesRequest,
     AnomaliesResponse,
     CrossValidationRequest,

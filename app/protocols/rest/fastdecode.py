@@ -15,7 +15,7 @@ ForecastJobSpec = tuple[str | None, ForecastJob]  # the model asked for, and the
 
 
 class _Series(Struct, forbid_unknown_fields=True):
-    # As app.schemas.SeriesIn (id and values only): floats refuse bools and strings, ints are read as floats,
+    # As rest.schemas.SeriesIn (id and values only): floats refuse bools and strings, ints are read as floats,
     # and a number beyond float64 is refused; JSON itself has no NaN or Infinity.
     id: Annotated[str, Meta(min_length=1, max_length=256)]
     values: Annotated[list[float], Meta(min_length=1)]

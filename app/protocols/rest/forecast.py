@@ -22,8 +22,8 @@ from app.forecast_jobs import CALIBRATIONS, ForecastJob, ForecastResult, SeriesI
 from app.levels import level_key
 from app.protocols.protocol import direct
 from app.protocols.rest.fastdecode import ForecastJobSpec, decode_common
+from app.protocols.rest.schemas import EXAMPLE_VALUES, ErrorBody, ForecastRequest, ForecastResponse, SeriesIn
 from app.registry import ModelRepository
-from app.schemas import EXAMPLE_VALUES, ErrorBody, ForecastRequest, ForecastResponse, SeriesIn
 from contract.longformat import read_long_csv, split_long_frame
 
 router = APIRouter(tags=["forecast"])

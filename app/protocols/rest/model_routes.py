@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.deps import RepositoryDep
+from app.protocols.rest.schemas import ErrorBody, ModelInfo, ModelVersionInfo
 from app.registry import version_key
-from app.schemas import ErrorBody, ModelInfo, ModelVersionInfo
 from app.service import ModelService
 
 router = APIRouter(tags=["models"], responses={code: {"model": ErrorBody} for code in (401, 404)})

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from app.errors import InvalidInput, NotFound, UnsupportedMediaType
 from app.levels import level_key
 from app.protocols.protocol import direct
-from app.schemas import ErrorBody, StreamAppended, StreamInfo, StreamPage, StreamReadings, StreamSettings
+from app.protocols.rest.schemas import ErrorBody, StreamAppended, StreamInfo, StreamPage, StreamReadings, StreamSettings
 from app.streams.feeds import Readings, StreamConfig, Streams, StreamState, check_id, widening
 
 router = APIRouter(tags=["streams"])

@@ -15,8 +15,8 @@ from starlette.datastructures import UploadFile
 
 from app.deps import TrainerDep
 from app.errors import InvalidInput, UnsupportedMediaType
+from app.protocols.rest.schemas import ErrorBody
 from app.registry import check_segment
-from app.schemas import ErrorBody
 
 router = APIRouter(
     tags=["training jobs"], responses={code: {"model": ErrorBody} for code in (401, 404, 409, 413, 415, 422, 503)}

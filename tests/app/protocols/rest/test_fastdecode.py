@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from app.protocols.rest.fastdecode import decode_common
 from app.protocols.rest.forecast import decode_json
-from app.schemas import ForecastRequest
+from app.protocols.rest.schemas import ForecastRequest
 
 # Values of every JSON type, biased to the ones the fields take.
 _scalar = st.one_of(
