@@ -662,7 +662,7 @@ def testsuite_section() -> str:
     tested = f" of commit {r['commit']}" if r.get("commit") else ""
     return (
         f"Measured by `python -m bench.testsuite` (`make bench-tests`){tested}, committed at {measured_at(path)}, on "
-        f"{machine.named(r['machine'])}, each suite with {r['busy']} CPU-bound processes beside it (load average "
+        f"{machine.named(r['machine'])}, each suite with {count(r['busy'], 'CPU-bound process', 'CPU-bound processes')} beside it (load average "
         f"{loads} at the ends), {count(r['rounds'], 'round')}:\n\n" + "\n".join(parts) + "\n"
     )
 
