@@ -660,9 +660,10 @@ def testsuite_section() -> str:
         )
     loads = ", ".join(f"{run['load_1min_at_end']:.1f}" for run in r["runs"])
     tested = f" of commit {r['commit']}" if r.get("commit") else ""
+    busy = count(r["busy"], "CPU-bound process", "CPU-bound processes")
     return (
         f"Measured by `python -m bench.testsuite` (`make bench-tests`){tested}, committed at {measured_at(path)}, on "
-        f"{machine.named(r['machine'])}, each suite with {count(r['busy'], 'CPU-bound process', 'CPU-bound processes')} beside it (load average "
+        f"{machine.named(r['machine'])}, each suite with {busy} beside it (load average "
         f"{loads} at the ends), {count(r['rounds'], 'round')}:\n\n" + "\n".join(parts) + "\n"
     )
 
