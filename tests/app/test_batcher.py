@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,6 +17,18 @@ from app import batcher as batcher_module
 from app.batcher import Batcher
 from app.errors import InferenceFailed, Overloaded
 from harness.waiting import until
+
+
+def held_run() -> tuple[Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], threading.Event, threading.Event]:
+    """A run that says when it has started (`entered`) and holds its thread until `gate` is set."""
+    entered, gate = threading.Event(), threading.Event()
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        entered.set()
+        gate.wait(5)
+        return x, x[:, 0]
+
+    return run, entered, gate
 
 
 def make(run, **kw: int) -> Batcher:  # type: ignore[no-untyped-def]
@@ -80,14 +93,7 @@ def test_concurrent_requests_are_coalesced_into_one_run() -> None:
 
 
 def test_a_full_queue_answers_overloaded_and_recovers() -> None:
-    gate = threading.Event()
-
-    entered = threading.Event()
-
-    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        entered.set()
-        gate.wait(5)
-        return x, x[:, 0]
+    run, entered, gate = held_run()
 
     async def main() -> None:
         batcher = make(run, max_queue_series=5)
@@ -375,14 +381,7 @@ def test_shares_are_max_min_fair() -> None:
 
 
 def test_admission_counts_the_windows_ahead_under_fair_sharing() -> None:
-    gate = threading.Event()
-
-    entered = threading.Event()
-
-    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        entered.set()
-        gate.wait(5)
-        return x, x[:, 0]
+    run, entered, gate = held_run()
 
     async def main() -> None:
         batcher = make(run, max_batch_series=4, max_queue_series=100)
