@@ -14,6 +14,7 @@ COPY contract ./contract
 # After the install: caches, tests, pip itself, and what serving never loads: onnxruntime's model-building tools
 # (transformers, quantization, tools) and zstandard's CFFI backend (its C backend is the one imported).
 RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install -q pip==26.3 \
  && /opt/venv/bin/pip install --require-hashes -r serve.txt \
  && /opt/venv/bin/pip install --no-deps . \
  && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \

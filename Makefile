@@ -7,8 +7,13 @@ CONFIGS := training/configs/etth1-lstm.toml training/configs/etth1-gru.toml trai
 
 .PHONY: lock pretrain bench-zeroshot serve test test-quick bench-tests lint grpc-code models bench bench-streams bench-protocols bench-accuracy bench-gifteval bench-choices bench-claims bench-memory bench-fairness bench-training soak reliability docs-pages clean venv-serve venv-dev
 
+# pip pinned past 23.2, whose hash-checking mode refuses a locked package that a dependency asks for with extras
+# (cachecontrol[filecache] for pip-audit) as soon as a newer release of it exists (pypa/pip#12345).
+PIP_VERSION = 26.3
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q pip==$(PIP_VERSION)
 
 # Installs come from the lock files, every version pinned and every file's hash checked, so a release elsewhere
 # cannot change what a clean install gets; `make lock` rewrites them after pyproject.toml changes (a test fails

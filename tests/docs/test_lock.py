@@ -65,3 +65,11 @@ def test_the_trainer_image_installs_the_torch_its_lock_leaves_out_at_the_declare
     (torch,) = [r for r in declared("train") if canonicalize_name(r.name) == "torch"]
     dockerfile = (ROOT / "Dockerfile.trainer").read_text()
     assert f"torch{torch.specifier}" in dockerfile and "--require-hashes -r train.txt" in dockerfile
+
+
+def test_every_install_from_a_lock_uses_the_same_pip_past_the_extras_bug() -> None:
+    """pip 23.2 refuses a locked package that a dependency asks for with extras once a newer release exists."""
+    pinned = re.search(r"^PIP_VERSION = (\S+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert pinned is not None and Version(pinned.group(1)) >= Version("23.3")
+    for dockerfile in ("Dockerfile", "Dockerfile.trainer"):
+        assert f"pip install -q pip=={pinned.group(1)} " in (ROOT / dockerfile).read_text(), dockerfile
