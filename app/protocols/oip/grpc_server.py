@@ -1,6 +1,7 @@
 """The OIP v2 gRPC server of one worker, on its event loop beside uvicorn's HTTP. Every call passes the envelope
 that every HTTP request passes (app.envelope), is parsed only after the key check, and is answered through the one
 error mapping (app.error_mapping), its HTTP status turned into a gRPC code. Workers share the port with SO_REUSEPORT.
+More: docs/design.md#appprotocolsoipgrpc_server.
 """
 
 from __future__ import annotations

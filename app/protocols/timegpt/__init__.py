@@ -1,6 +1,6 @@
 """Nixtla's TimeGPT API, so that the unmodified `nixtla` client (`NixtlaClient(base_url=<gatecast>)`) forecasts,
 cross-validates, detects anomalies and fine-tunes with gatecast's models. Errors are `{"detail": message, "error":
-code}`: the client shows `detail`.
+code}`: the client shows `detail`. More: docs/design.md#appprotocolstimegpt.
 """
 
 from __future__ import annotations
